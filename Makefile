@@ -1,0 +1,37 @@
+# `make run` and `make test` set everything up themselves on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+PROTOS := $(wildcard protos/aibridge/v1/*.proto)
+GENERATED := protos/aibridge/v1/.generated
+
+.PHONY: run test protos lint clean
+
+run: $(INSTALLED) $(GENERATED)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start
+
+test: $(INSTALLED) $(GENERATED)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Regenerate the gRPC code from the .proto files (tests/test_protos.py fails when it is stale).
+protos: $(INSTALLED)
+	rm -f $(GENERATED)
+	$(MAKE) $(GENERATED)
+
+$(GENERATED): $(PROTOS) $(INSTALLED)
+	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=protos --pyi_out=protos \
+		--grpc_python_out=protos $(PROTOS)
+	touch $@
+
+$(INSTALLED): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+lint: $(INSTALLED) $(GENERATED)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) $(GENERATED) protos/aibridge/v1/*_pb2*.py protos/aibridge/v1/*_pb2*.pyi

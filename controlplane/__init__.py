@@ -1,0 +1,1 @@
+"""The aibridge controlplane: owns the database, serves the admin API and the snapshot stream."""

@@ -1,0 +1,296 @@
+"""The Admin service: gRPC in and out of the store, errors mapped to status codes.
+
+Store calls are synchronous SQLAlchemy and run in a worker thread; after each committed
+mutation the publisher is told, so subscribers hear of it without waiting for a poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from aibridge.v1 import admin_pb2, admin_pb2_grpc
+from controlplane.auth import actor
+from controlplane.cache import SnapshotCache
+from controlplane.errors import AlreadyExists, InvalidArgument, NotFound
+from controlplane.publisher import SnapshotPublisher
+from controlplane.registry import SubscriberRegistry, SubscriberState
+from controlplane.store import audit, models
+from controlplane.store.db import Database, DatabaseUnavailable, RevisionConflict
+from controlplane.store.providers import ProviderChanges, Providers
+from controlplane.store.tokens import Tokens
+from controlplane.store.usage import UsageLog
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+MAX_WAIT_SECONDS = 600.0
+
+_STATUS = {
+    InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    NotFound: grpc.StatusCode.NOT_FOUND,
+    AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    RevisionConflict: grpc.StatusCode.ABORTED,
+    DatabaseUnavailable: grpc.StatusCode.UNAVAILABLE,
+}
+
+
+def _rpc(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """Maps store errors to gRPC status codes, with messages that name the field."""
+
+    @functools.wraps(method)
+    async def wrapper(self: AdminService, request: Any, context: grpc.aio.ServicerContext) -> T:
+        try:
+            return await method(self, request, context)
+        except tuple(_STATUS) as exc:
+            code = _STATUS[type(exc)]
+            message = str(exc)
+            if isinstance(exc, DatabaseUnavailable):
+                message = f"database unavailable: {exc}"
+            log.info("%s refused: %s %s", method.__name__, code.name, message)
+            await context.abort(code, message)
+            raise  # unreachable: abort raises
+
+    return wrapper
+
+
+class AdminService(admin_pb2_grpc.AdminServicer):
+    def __init__(
+        self,
+        db: Database,
+        providers: Providers,
+        tokens: Tokens,
+        usage: UsageLog,
+        cache: SnapshotCache,
+        publisher: SnapshotPublisher,
+        registry: SubscriberRegistry,
+        controlplane_id: str,
+    ) -> None:
+        self.db = db
+        self.providers = providers
+        self.tokens = tokens
+        self.usage = usage
+        self.cache = cache
+        self.publisher = publisher
+        self.registry = registry
+        self.controlplane_id = controlplane_id
+
+    async def _mutate(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        result = await asyncio.to_thread(fn, *args, **kwargs)
+        self.publisher.changed()
+        return result
+
+    # Providers
+
+    @_rpc
+    async def CreateProvider(self, request, context):  # type: ignore[no-untyped-def]
+        revision, provider = await self._mutate(
+            self.providers.create,
+            actor(context),
+            name=request.name,
+            type=request.type,
+            base_url=request.base_url,
+            display_name=request.display_name,
+            enabled=not request.disabled,
+            keys=list(request.keys),
+            expected_revision=_expected(request),
+        )
+        return admin_pb2.ProviderResponse(revision=revision, provider=provider_message(provider))
+
+    @_rpc
+    async def GetProvider(self, request, context):  # type: ignore[no-untyped-def]
+        return provider_message(await asyncio.to_thread(self.providers.get, request.ref))
+
+    @_rpc
+    async def ListProviders(self, request, context):  # type: ignore[no-untyped-def]
+        revision, providers = await asyncio.to_thread(self.providers.list)
+        return admin_pb2.ListProvidersResponse(
+            revision=revision, providers=[provider_message(p) for p in providers]
+        )
+
+    @_rpc
+    async def UpdateProvider(self, request, context):  # type: ignore[no-untyped-def]
+        changes = ProviderChanges(
+            name=request.name if request.HasField("name") else None,
+            base_url=request.base_url if request.HasField("base_url") else None,
+            enabled=request.enabled if request.HasField("enabled") else None,
+            display_name=request.display_name if request.HasField("display_name") else None,
+            add_keys=list(request.add_keys),
+            remove_key_ids=list(request.remove_key_ids),
+        )
+        revision, provider = await self._mutate(
+            self.providers.update, actor(context), request.ref, changes, _expected(request)
+        )
+        return admin_pb2.ProviderResponse(revision=revision, provider=provider_message(provider))
+
+    @_rpc
+    async def DeleteProvider(self, request, context):  # type: ignore[no-untyped-def]
+        revision, provider = await self._mutate(
+            self.providers.delete, actor(context), request.ref, _expected(request)
+        )
+        return admin_pb2.DeleteProviderResponse(
+            revision=revision, id=provider.id, name=provider.name
+        )
+
+    # Gateway tokens
+
+    @_rpc
+    async def CreateToken(self, request, context):  # type: ignore[no-untyped-def]
+        revision, token, plaintext = await self._mutate(
+            self.tokens.create,
+            actor(context),
+            request.name,
+            request.expires_in_seconds,
+            _expected(request),
+        )
+        return admin_pb2.CreateTokenResponse(
+            revision=revision, info=token_message(token), token=plaintext
+        )
+
+    @_rpc
+    async def ListTokens(self, request, context):  # type: ignore[no-untyped-def]
+        revision, tokens = await asyncio.to_thread(self.tokens.list, request.include_revoked)
+        return admin_pb2.ListTokensResponse(
+            revision=revision, tokens=[token_message(t) for t in tokens]
+        )
+
+    @_rpc
+    async def RevokeToken(self, request, context):  # type: ignore[no-untyped-def]
+        revision, token = await self._mutate(
+            self.tokens.revoke, actor(context), request.ref, _expected(request)
+        )
+        return admin_pb2.TokenResponse(revision=revision, info=token_message(token))
+
+    # Subscribers
+
+    @_rpc
+    async def GetStatus(self, request, context):  # type: ignore[no-untyped-def]
+        revision = await asyncio.to_thread(self.db.current_revision)
+        return admin_pb2.Status(
+            revision=revision,
+            snapshot_version=self.cache.version,
+            controlplane_id=self.controlplane_id,
+            subscribers=[subscriber_message(s) for s in self.registry.all()],
+        )
+
+    @_rpc
+    async def WaitForRevision(self, request, context):  # type: ignore[no-untyped-def]
+        if request.revision == 0:
+            raise InvalidArgument("revision", "is required")
+        timeout = request.timeout_seconds or 30.0
+        if not 0 < timeout <= MAX_WAIT_SECONDS:
+            raise InvalidArgument("timeout_seconds", f"must be between 0 and {MAX_WAIT_SECONDS:g}")
+        remaining = context.time_remaining()
+        if remaining is not None:
+            timeout = min(timeout, max(remaining - 0.2, 0))
+        laggards = await self.registry.wait_for(request.revision, timeout)
+        return admin_pb2.WaitForRevisionResponse(
+            done=not laggards, laggards=[subscriber_message(s) for s in laggards]
+        )
+
+    # Usage and audit
+
+    @_rpc
+    async def QueryUsage(self, request, context):  # type: ignore[no-untyped-def]
+        group_by = request.group_by or "provider"
+        rows = await asyncio.to_thread(
+            self.usage.totals,
+            group_by,
+            _time(request, "since"),
+            _time(request, "until"),
+            request.provider,
+        )
+        return admin_pb2.QueryUsageResponse(
+            group_by=group_by,
+            rows=[admin_pb2.UsageRow(**vars(r)) for r in rows],
+        )
+
+    @_rpc
+    async def ListAudit(self, request, context):  # type: ignore[no-untyped-def]
+        limit = request.limit or 50
+        if not 0 < limit <= 10_000:
+            raise InvalidArgument("limit", "must be between 1 and 10000")
+        entries = await asyncio.to_thread(audit.list_entries, self.db, limit)
+        return admin_pb2.ListAuditResponse(
+            entries=[
+                admin_pb2.AuditEntry(
+                    id=e.id,
+                    at=_ts(e.at),
+                    actor=e.actor,
+                    action=e.action,
+                    target=e.target,
+                    revision=e.revision,
+                    details=e.details,
+                )
+                for e in entries
+            ]
+        )
+
+
+def _expected(request: Any) -> int | None:
+    return request.expected_revision if request.HasField("expected_revision") else None
+
+
+def _time(request: Any, field: str) -> datetime | None:
+    if not request.HasField(field):
+        return None
+    return getattr(request, field).ToDatetime(tzinfo=UTC)
+
+
+def _ts(value: datetime | None) -> Timestamp | None:
+    if value is None:
+        return None
+    ts = Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def provider_message(p: models.Provider) -> admin_pb2.Provider:
+    return admin_pb2.Provider(
+        id=p.id,
+        name=p.name,
+        type=p.type,
+        display_name=p.display_name,
+        enabled=p.enabled,
+        base_url=p.base_url,
+        keys=[
+            admin_pb2.ProviderKeyInfo(id=k.id, hint=k.hint, created_at=_ts(k.created_at))
+            for k in p.keys
+        ],
+        created_at=_ts(p.created_at),
+        updated_at=_ts(p.updated_at),
+    )
+
+
+def token_message(t: models.GatewayToken) -> admin_pb2.Token:
+    return admin_pb2.Token(
+        id=t.id,
+        name=t.name,
+        hint=t.hint,
+        created_at=_ts(t.created_at),
+        expires_at=_ts(t.expires_at),
+        revoked_at=_ts(t.revoked_at),
+    )
+
+
+def subscriber_message(s: SubscriberState) -> admin_pb2.Subscriber:
+    return admin_pb2.Subscriber(
+        id=s.id,
+        role=s.role.value,
+        address=s.address,
+        connected_since=_ts(s.connected_since),
+        applied_version=s.applied_version,
+        sent_version=s.sent_version,
+        last_error=s.last_error,
+        skipped=[
+            admin_pb2.SkippedProviderInfo(provider_id=k.provider_id, name=k.name, reason=k.reason)
+            for k in s.skipped
+        ],
+    )

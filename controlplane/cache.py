@@ -1,0 +1,75 @@
+"""The current snapshot, and the watches waiting for the next one.
+
+Latest wins: a watch holds one slot, not a queue, so a slow subscriber costs one
+reference to a shared snapshot however far behind it is, and is sent the newest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from controlplane.snapshots import Snapshot
+
+
+class Watch:
+    def __init__(self) -> None:
+        self._latest: Snapshot | None = None
+        self._sent_version = 0
+        self._ready = asyncio.Event()
+
+    def offer(self, snapshot: Snapshot) -> None:
+        if self._latest is None or snapshot.version > self._latest.version:
+            self._latest = snapshot
+            if snapshot.version > self._sent_version:
+                self._ready.set()
+
+    async def next(self) -> Snapshot:
+        """The newest snapshot not yet taken; versions only go up."""
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            latest = self._latest
+            if latest is not None and latest.version > self._sent_version:
+                self._sent_version = latest.version
+                return latest
+
+
+class SnapshotCache:
+    def __init__(self) -> None:
+        self._current: Snapshot | None = None
+        self._watches: set[Watch] = set()
+
+    def current(self) -> Snapshot | None:
+        return self._current
+
+    @property
+    def version(self) -> int:
+        return self._current.version if self._current else 0
+
+    def set(self, snapshot: Snapshot) -> bool:
+        """Publishes `snapshot` if it is newer than the current one."""
+        if self._current is not None and snapshot.version <= self._current.version:
+            return False
+        self._current = snapshot
+        for watch in self._watches:
+            watch.offer(snapshot)
+        return True
+
+    @contextmanager
+    def watch(self) -> Iterator[Watch]:
+        # Registered before the current snapshot is read: nothing published after this
+        # line can be missed (rule 1, no gap).
+        watch = Watch()
+        self._watches.add(watch)
+        try:
+            if self._current is not None:
+                watch.offer(self._current)
+            yield watch
+        finally:
+            self._watches.discard(watch)
+
+    @property
+    def watch_count(self) -> int:
+        return len(self._watches)

@@ -1,0 +1,189 @@
+"""The snapshot subscriber that bridged and proxyd run: connect, apply, acknowledge,
+reconnect with backoff and jitter, resync, and keep serving the last snapshot while
+the controlplane is away (fail static).
+
+The data plane hands it one function, `apply(snapshot) -> ApplyResult`, that swaps
+its own state; everything about the control channel lives here, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import random
+import socket
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import grpc
+
+from aibridge.v1 import snapshot_pb2, sync_pb2, sync_pb2_grpc
+from controlplane.client.channel import ClientTLS, auth_metadata, open_aio_channel
+
+log = logging.getLogger(__name__)
+
+ProviderSnapshot = snapshot_pb2.ProviderSnapshot
+
+
+@dataclass(frozen=True)
+class SkippedProvider:
+    provider_id: str
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What the data plane reports back: rows it could not use (the rest were applied)."""
+
+    skipped: Sequence[SkippedProvider] = field(default_factory=tuple)
+
+
+Apply = Callable[[ProviderSnapshot], "ApplyResult | None | Awaitable[ApplyResult | None]"]
+
+
+class Subscriber:
+    def __init__(
+        self,
+        addresses: Sequence[str],
+        role: str,
+        token: str,
+        apply: Apply,
+        *,
+        subscriber_id: str | None = None,
+        tls: ClientTLS | None = None,
+        backoff_base: float = 0.2,
+        backoff_max: float = 5.0,
+        ack_timeout: float = 5.0,
+    ) -> None:
+        if not addresses:
+            raise ValueError("at least one controlplane address is needed")
+        self.addresses = list(addresses)
+        self.role = role
+        self.subscriber_id = subscriber_id or f"{role}-{socket.gethostname()}-{os.getpid()}"
+        self._token = token
+        self._apply = apply
+        self._tls = tls
+        self._backoff_base = backoff_base
+        self._backoff_max = backoff_max
+        self._ack_timeout = ack_timeout
+        self._ready = asyncio.Event()
+        self.current: ProviderSnapshot | None = None
+        self.applied_version = 0
+        self.connected_to: str | None = None
+        self.last_snapshot_at: float | None = None  # time.monotonic() of the last applied one
+        self.last_error = ""
+
+    @property
+    def connected(self) -> bool:
+        return self.connected_to is not None
+
+    async def wait_ready(self, timeout: float | None = None) -> ProviderSnapshot:
+        """Waits for the first applied snapshot."""
+        await asyncio.wait_for(self._ready.wait(), timeout)
+        assert self.current is not None
+        return self.current
+
+    async def run(self) -> None:
+        """Runs until cancelled. Never raises for a lost or refused connection."""
+        failures = 0
+        index = 0
+        while True:
+            address = self.addresses[index % len(self.addresses)]
+            got_snapshot = False
+            try:
+                async for _ in self._session(address):
+                    got_snapshot = True
+                    failures = 0
+                self.last_error = "stream ended"
+            except grpc.aio.AioRpcError as exc:
+                self.last_error = f"{exc.code().name}: {exc.details()}"
+                level = logging.ERROR if exc.code() in _CONFIG_ERRORS else logging.WARNING
+                log.log(level, "controlplane %s: %s", address, self.last_error)
+            finally:
+                if self.connected_to is not None:
+                    log.warning(
+                        "lost controlplane %s; serving version %d", address, self.applied_version
+                    )
+                self.connected_to = None
+            if not got_snapshot:
+                failures += 1
+            # Try the next address: the one that failed may be the one that is down.
+            index += 1
+            await asyncio.sleep(self._backoff(failures))
+
+    def _backoff(self, failures: int) -> float:
+        if failures == 0:
+            return self._backoff_base * random.random()
+        ceiling = min(self._backoff_max, self._backoff_base * 2 ** min(failures, 10))
+        return random.uniform(ceiling / 2, ceiling)  # jitter: replicas do not reconnect in step
+
+    async def _session(self, address: str):  # type: ignore[no-untyped-def]
+        async with open_aio_channel(address, self._tls) as channel:
+            stub = sync_pb2_grpc.SyncStub(channel)
+            request = sync_pb2.WatchRequest(
+                subscriber_id=self.subscriber_id,
+                role=self.role,
+                applied_version=self.applied_version,
+            )
+            call = stub.Watch(request, metadata=auth_metadata(self._token))
+            async for snapshot in call:
+                if self.connected_to is None:
+                    self.connected_to = address
+                    log.info("connected to controlplane %s", address)
+                await self._handle(stub, snapshot)
+                yield snapshot
+
+    async def _handle(self, stub: sync_pb2_grpc.SyncStub, snapshot: ProviderSnapshot) -> None:
+        if snapshot.version <= self.applied_version and self.current is not None:
+            # A resync with nothing new, or a replica that is behind: never go backwards.
+            await self._ack(stub, self.applied_version)
+            return
+        try:
+            result = self._apply(snapshot)
+            if inspect.isawaitable(result):
+                result = await result
+        except Exception as exc:  # the data plane refused it: keep the old one, say why
+            log.exception("snapshot version %d rejected", snapshot.version)
+            await self._ack(stub, snapshot.version, error=f"{type(exc).__name__}: {exc}")
+            return
+        self.current = snapshot
+        self.applied_version = snapshot.version
+        self.last_snapshot_at = time.monotonic()
+        self._ready.set()
+        skipped = result.skipped if isinstance(result, ApplyResult) else ()
+        log.info(
+            "applied snapshot version %d (%d providers, %d skipped)",
+            snapshot.version,
+            len(snapshot.providers),
+            len(skipped),
+        )
+        await self._ack(stub, snapshot.version, skipped=skipped)
+
+    async def _ack(
+        self,
+        stub: sync_pb2_grpc.SyncStub,
+        version: int,
+        error: str = "",
+        skipped: Sequence[SkippedProvider] = (),
+    ) -> None:
+        request = sync_pb2.AckRequest(
+            subscriber_id=self.subscriber_id,
+            version=version,
+            error=error,
+            skipped=[
+                sync_pb2.SkippedProvider(provider_id=s.provider_id, name=s.name, reason=s.reason)
+                for s in skipped
+            ],
+        )
+        try:
+            await stub.Ack(request, metadata=auth_metadata(self._token), timeout=self._ack_timeout)
+        except grpc.aio.AioRpcError as exc:
+            # The stream will fail too if the controlplane is gone; the next session re-acks.
+            log.warning("ack of version %d failed: %s", version, exc.code().name)
+
+
+_CONFIG_ERRORS = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)

@@ -1,0 +1,26 @@
+"""`aibridge-controlplane`: the process entry point."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+from controlplane import config as config_module
+from controlplane.client.logs import setup_logging
+from controlplane.server import serve
+from controlplane.store import DatabaseUnavailable
+
+
+def main(argv: list[str] | None = None) -> None:
+    config = config_module.parse(argv)
+    setup_logging(config.log_format, config.log_level, "controlplane")
+    try:
+        asyncio.run(serve(config))
+    except DatabaseUnavailable as exc:
+        logging.getLogger("controlplane").error("cannot start: database unavailable: %s", exc)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""Keeps the snapshot cache at the database's revision.
+
+Three things say "the revision may have moved": a mutation committed through this
+replica, a NOTIFY from another replica, and a periodic check (the safety net for a
+lost notification). Each only marks the cache dirty; one loop rebuilds, so a burst
+of changes costs one rebuild per pass, never a queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from controlplane.cache import SnapshotCache
+from controlplane.snapshots import build_snapshot
+from controlplane.store.db import Database, DatabaseUnavailable
+from controlplane.store.keyring import KeyRing
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_VERSION = Gauge("aibridge_controlplane_snapshot_version", "Version of the served snapshot")
+SNAPSHOT_BUILD_SECONDS = Histogram(
+    "aibridge_controlplane_snapshot_build_seconds", "Time to read and cut a snapshot"
+)
+SNAPSHOT_BUILD_FAILURES = Counter(
+    "aibridge_controlplane_snapshot_build_failures_total", "Snapshot builds that failed"
+)
+
+
+class SnapshotPublisher:
+    def __init__(
+        self,
+        db: Database,
+        keyring: KeyRing,
+        cache: SnapshotCache,
+        controlplane_id: str,
+        check_interval: float,
+    ) -> None:
+        self.db = db
+        self.keyring = keyring
+        self.cache = cache
+        self.controlplane_id = controlplane_id
+        self.check_interval = check_interval
+        self._dirty = asyncio.Event()
+
+    def changed(self) -> None:
+        self._dirty.set()
+
+    async def publish_now(self) -> None:
+        """Builds and publishes a snapshot of the current revision (used at start-up)."""
+        started = time.perf_counter()
+        snapshot = await asyncio.to_thread(
+            build_snapshot, self.db, self.keyring, self.controlplane_id
+        )
+        SNAPSHOT_BUILD_SECONDS.observe(time.perf_counter() - started)
+        if self.cache.set(snapshot):
+            SNAPSHOT_VERSION.set(snapshot.version)
+            log.info("snapshot version %d published", snapshot.version)
+
+    async def run(self) -> None:
+        failures = 0
+        while True:
+            try:
+                await asyncio.wait_for(self._dirty.wait(), timeout=self.check_interval)
+            except TimeoutError:
+                if not await self._revision_moved():
+                    continue
+            self._dirty.clear()
+            try:
+                await self.publish_now()
+                failures = 0
+            except DatabaseUnavailable as exc:
+                failures += 1
+                SNAPSHOT_BUILD_FAILURES.inc()
+                log.warning("snapshot build failed, database unavailable: %s", exc)
+                self._dirty.set()  # try again after a pause
+                await asyncio.sleep(min(5.0, 0.1 * 2**failures) * random.uniform(0.5, 1.0))
+            except Exception:
+                SNAPSHOT_BUILD_FAILURES.inc()
+                log.exception("snapshot build failed")
+                self._dirty.set()
+                await asyncio.sleep(1.0)
+
+    async def _revision_moved(self) -> bool:
+        try:
+            revision = await asyncio.to_thread(self.db.current_revision)
+        except DatabaseUnavailable as exc:
+            log.warning("revision check failed, database unavailable: %s", exc)
+            return False
+        return revision > self.cache.version

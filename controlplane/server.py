@@ -1,0 +1,165 @@
+"""Wiring: database, snapshot cache and publisher, gRPC services, metrics endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+import grpc
+from aiohttp import web
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from aibridge.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    sync_pb2,
+    sync_pb2_grpc,
+    usage_pb2,
+    usage_pb2_grpc,
+)
+from controlplane.admin import AdminService
+from controlplane.auth import AuthInterceptor, Credentials
+from controlplane.cache import SnapshotCache
+from controlplane.config import ControlplaneConfig
+from controlplane.publisher import SnapshotPublisher
+from controlplane.registry import SubscriberRegistry
+from controlplane.store import Database, KeyRing
+from controlplane.store.notify import RevisionListener
+from controlplane.store.providers import Providers
+from controlplane.store.tokens import Tokens
+from controlplane.store.usage import UsageLog
+from controlplane.sync import SyncService
+from controlplane.usage import UsageService
+
+log = logging.getLogger(__name__)
+
+# Pings find dead subscribers whose stream would otherwise look open forever.
+SERVER_OPTIONS = [
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    ("grpc.http2.max_ping_strikes", 0),
+    ("grpc.max_send_message_length", 256 * 1024 * 1024),
+]
+
+SERVICE_NAMES = (
+    admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
+    sync_pb2.DESCRIPTOR.services_by_name["Sync"].full_name,
+    usage_pb2.DESCRIPTOR.services_by_name["Usage"].full_name,
+    health.SERVICE_NAME,
+    reflection.SERVICE_NAME,
+)
+
+
+async def serve(config: ControlplaneConfig) -> None:
+    db = Database(config.database_url)
+    log.info("database %s", db.redacted_url())
+    await asyncio.to_thread(db.migrate)
+    keyring = KeyRing.parse(config.encryption_keys)
+    credentials = Credentials(dict(config.credentials))
+
+    cache = SnapshotCache()
+    registry = SubscriberRegistry()
+    publisher = SnapshotPublisher(
+        db, keyring, cache, config.controlplane_id, config.revision_check_interval
+    )
+    await publisher.publish_now()  # never serve a Watch without a snapshot
+
+    server = grpc.aio.server(interceptors=[AuthInterceptor(credentials)], options=SERVER_OPTIONS)
+    admin_pb2_grpc.add_AdminServicer_to_server(
+        AdminService(
+            db,
+            Providers(db, keyring),
+            Tokens(db),
+            UsageLog(db),
+            cache,
+            publisher,
+            registry,
+            config.controlplane_id,
+        ),
+        server,
+    )
+    sync_pb2_grpc.add_SyncServicer_to_server(SyncService(cache, registry, credentials), server)
+    usage_pb2_grpc.add_UsageServicer_to_server(UsageService(UsageLog(db)), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(SERVICE_NAMES, server)
+    _bind(server, config)
+
+    background = [asyncio.create_task(publisher.run(), name="publisher")]
+    if db.is_postgres:
+        listener = RevisionListener(
+            db.libpq_conninfo(), publisher.changed, config.revision_check_interval
+        )
+        background.append(asyncio.create_task(listener.run(), name="listen"))
+    metrics = await _start_metrics(config.metrics_listen)
+
+    await server.start()
+    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    log.info(
+        "controlplane %s serving gRPC on %s (%s) at revision %d",
+        config.controlplane_id,
+        config.listen,
+        "TLS" if config.tls else "plaintext",
+        cache.version,
+    )
+
+    await _wait_for_signal()
+    log.info("shutting down")
+    await health_servicer.enter_graceful_shutdown()
+    await server.stop(config.shutdown_grace)
+    for task in background:
+        task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.gather(*background, return_exceptions=True)
+    if metrics is not None:
+        await metrics.cleanup()
+    db.dispose()
+
+
+def _bind(server: grpc.aio.Server, config: ControlplaneConfig) -> None:
+    tls = config.tls
+    if tls is None:
+        server.add_insecure_port(config.listen)
+        return
+    client_ca = tls.client_ca.read_bytes() if tls.client_ca else None
+    credentials = grpc.ssl_server_credentials(
+        [(tls.key.read_bytes(), tls.cert.read_bytes())],
+        root_certificates=client_ca,
+        require_client_auth=client_ca is not None,
+    )
+    server.add_secure_port(config.listen, credentials)
+
+
+async def _start_metrics(listen: str) -> web.AppRunner | None:
+    if not listen:
+        return None
+
+    async def metrics(_request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    host, _, port = listen.rpartition(":")
+    await web.TCPSite(runner, host.strip("[]") or "127.0.0.1", int(port)).start()
+    log.info("metrics on http://%s/metrics", listen)
+    return runner
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()

@@ -1,0 +1,178 @@
+"""The database: engines, migrations, and the two kinds of transaction.
+
+Every mutation runs in `Database.mutation()`, which locks and bumps the revision
+first (so mutations are serialised and the revision orders them), and on
+PostgreSQL sends NOTIFY in the same transaction, so other replicas hear of the
+change exactly when it becomes visible.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine, event, select, text, update
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from controlplane.store.models import Revision
+
+log = logging.getLogger(__name__)
+
+NOTIFY_CHANNEL = "aibridge_revision"
+_MIGRATION_LOCK_ID = 0x41494252  # "AIBR": serialises migrations of replicas starting together
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached; the caller should retry later."""
+
+
+class RevisionConflict(Exception):
+    def __init__(self, current: int, expected: int) -> None:
+        super().__init__(f"the revision is {current}, not the expected {expected}")
+        self.current = current
+        self.expected = expected
+
+
+@dataclass
+class Mutation:
+    """What a mutation's body gets: the session and the revision it is writing."""
+
+    session: Session
+    revision: int
+
+
+def _sqlite_begin(engine: Engine) -> None:
+    # pysqlite's own transaction handling defers BEGIN and cannot take a write lock up front;
+    # mutations need BEGIN IMMEDIATE so two writers never deadlock on lock upgrade.
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn):  # type: ignore[no-untyped-def]
+        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+class Database:
+    def __init__(self, url: str) -> None:
+        self.url = make_url(url)
+        self.is_postgres = self.url.get_backend_name() == "postgresql"
+        if self.url.get_backend_name() == "sqlite":
+            database = self.url.database or ""
+            if database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            self.engine = create_engine(
+                self.url, connect_args={"check_same_thread": False, "timeout": 10}
+            )
+            _sqlite_begin(self.engine)
+            self._write_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
+            self._read_engine = self.engine
+        elif self.is_postgres:
+            self.engine = create_engine(
+                self.url,
+                pool_pre_ping=True,
+                pool_size=5,
+                max_overflow=5,
+                connect_args={"connect_timeout": 5},
+            )
+            self._write_engine = self.engine
+            # A snapshot is several SELECTs that must all see the same commit.
+            self._read_engine = self.engine.execution_options(isolation_level="REPEATABLE READ")
+        else:
+            raise ValueError(
+                f"unsupported database {self.url.get_backend_name()!r}: use sqlite:/// or "
+                "postgresql+psycopg://"
+            )
+        self._writes = sessionmaker(self._write_engine, expire_on_commit=False)
+        self._reads = sessionmaker(self._read_engine, expire_on_commit=False)
+
+    def libpq_conninfo(self) -> str:
+        """The URL as psycopg takes it, for the LISTEN connection."""
+        return self.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+    def redacted_url(self) -> str:
+        return self.url.render_as_string(hide_password=True)
+
+    def migrate(self) -> None:
+        """Brings the schema to the newest migration (run on every start)."""
+        config = Config()
+        config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+        with self.engine.connect() as conn:
+            if self.is_postgres:
+                conn.execute(text("SELECT pg_advisory_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
+                conn.commit()
+            try:
+                config.attributes["connection"] = conn
+                command.upgrade(config, "head")
+                conn.commit()
+            finally:
+                if self.is_postgres:
+                    conn.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": _MIGRATION_LOCK_ID})
+                    conn.commit()
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with _unavailable_on_disconnect(), self._reads.begin() as session:
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A write that is not part of the provider state (usage): no revision bump."""
+        with _unavailable_on_disconnect(), self._writes.begin() as session:
+            yield session
+
+    @contextmanager
+    def mutation(self, expected_revision: int | None = None) -> Iterator[Mutation]:
+        """A transaction that bumps the revision; raises RevisionConflict if it moved."""
+        with _unavailable_on_disconnect(), self._writes.begin() as session:
+            current = session.execute(
+                select(Revision.value).where(Revision.id == 1).with_for_update()
+            ).scalar_one()
+            if expected_revision is not None and expected_revision != current:
+                raise RevisionConflict(current, expected_revision)
+            revision = current + 1
+            session.execute(update(Revision).where(Revision.id == 1).values(value=revision))
+            yield Mutation(session, revision)
+            session.flush()
+            if self.is_postgres:
+                session.execute(
+                    text("SELECT pg_notify(:channel, :payload)"),
+                    {"channel": NOTIFY_CHANNEL, "payload": str(revision)},
+                )
+
+    def current_revision(self) -> int:
+        with _unavailable_on_disconnect(), self.engine.connect() as conn:
+            return conn.execute(select(Revision.value).where(Revision.id == 1)).scalar_one()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+@contextmanager
+def _unavailable_on_disconnect() -> Iterator[None]:
+    try:
+        yield
+    except OperationalError as exc:
+        raise DatabaseUnavailable(_describe(exc)) from exc
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise DatabaseUnavailable(_describe(exc)) from exc
+        raise
+
+
+def _describe(exc: DBAPIError) -> str:
+    # The driver's first line says what went wrong without the statement or its parameters.
+    return str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__

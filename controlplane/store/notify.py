@@ -1,0 +1,71 @@
+"""LISTEN for revisions committed by other replicas (PostgreSQL only).
+
+The connection is dedicated and re-established whenever it is lost; after every
+(re)connect the caller is told to check, since notifications sent while nobody was
+listening are gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+
+import psycopg
+from prometheus_client import Gauge
+
+from controlplane.store.db import NOTIFY_CHANNEL
+
+log = logging.getLogger(__name__)
+
+LISTENING = Gauge("aibridge_controlplane_listening", "1 while the LISTEN connection is up")
+
+
+class RevisionListener:
+    def __init__(
+        self, conninfo: str, on_change: Callable[[], None], liveness_interval: float
+    ) -> None:
+        self.conninfo = conninfo
+        self.on_change = on_change
+        self.liveness_interval = liveness_interval
+
+    async def run(self) -> None:
+        self._attempt = 0
+        while True:
+            try:
+                await self._listen()
+            except (psycopg.Error, OSError) as exc:
+                log.warning("LISTEN connection lost: %s", _first_line(exc))
+            finally:
+                LISTENING.set(0)
+            self._attempt += 1
+            delay = min(5.0, 0.1 * 2 ** min(self._attempt, 6))
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+
+    async def _listen(self) -> None:
+        conn = await psycopg.AsyncConnection.connect(
+            self.conninfo,
+            autocommit=True,
+            connect_timeout=5,
+            keepalives=1,
+            keepalives_idle=10,
+            keepalives_interval=5,
+            keepalives_count=3,
+        )
+        async with conn:
+            await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            LISTENING.set(1)
+            self._attempt = 0
+            log.info("listening for revisions on %s", NOTIFY_CHANNEL)
+            self.on_change()  # anything committed while nobody listened
+            while True:
+                async for _ in conn.notifies(timeout=self.liveness_interval):
+                    self.on_change()
+                # Quiet for a while: prove the connection is still alive.
+                await conn.execute("SELECT 1")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,109 @@
+"""Gateway tokens: the plaintext is returned once at creation; only its SHA-256 is stored.
+
+Tokens are 256 random bits, so a fast hash is the right verifier: there is nothing to
+brute-force, and the data plane can check one per request without a round trip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from controlplane import validation
+from controlplane.errors import AlreadyExists, InvalidArgument, NotFound
+from controlplane.store import audit
+from controlplane.store.db import Database
+from controlplane.store.models import GatewayToken, Revision, utcnow
+
+ID_PREFIX = "tok_"
+TOKEN_PREFIX = "abt_"
+MAX_EXPIRY = timedelta(days=3650)
+
+
+def token_sha256(plaintext: str) -> str:
+    return hashlib.sha256(plaintext.encode()).hexdigest()
+
+
+class Tokens:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def create(
+        self,
+        actor: str,
+        name: str,
+        expires_in_seconds: int = 0,
+        expected_revision: int | None = None,
+    ) -> tuple[int, GatewayToken, str]:
+        name = validation.name(name)
+        if expires_in_seconds < 0:
+            raise InvalidArgument("expires_in_seconds", "must not be negative")
+        if timedelta(seconds=expires_in_seconds) > MAX_EXPIRY:
+            raise InvalidArgument("expires_in_seconds", "must be at most ten years")
+        plaintext = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        now = utcnow()
+        expires_at: datetime | None = (
+            now + timedelta(seconds=expires_in_seconds) if expires_in_seconds else None
+        )
+        with self.db.mutation(expected_revision) as m:
+            taken = m.session.scalar(
+                select(GatewayToken.id).where(
+                    GatewayToken.name == name, GatewayToken.revoked_at.is_(None)
+                )
+            )
+            if taken is not None:
+                raise AlreadyExists(f"a live token named {name!r} already exists ({taken})")
+            token = GatewayToken(
+                id=ID_PREFIX + secrets.token_hex(8),
+                name=name,
+                sha256=token_sha256(plaintext),
+                hint=plaintext[: len(TOKEN_PREFIX) + 4] + "…",
+                created_at=now,
+                expires_at=expires_at,
+            )
+            m.session.add(token)
+            audit.record(
+                m,
+                actor,
+                "token.create",
+                f"{name} ({token.id})",
+                {
+                    "name": name,
+                    "hint": token.hint,
+                    "expires_at": expires_at.isoformat() if expires_at else None,
+                },
+            )
+            return m.revision, token, plaintext
+
+    def list(self, include_revoked: bool = False) -> tuple[int, list[GatewayToken]]:
+        with self.db.read() as session:
+            revision = session.scalars(select(Revision.value)).one()
+            query = select(GatewayToken).order_by(GatewayToken.name, GatewayToken.created_at)
+            if not include_revoked:
+                query = query.where(GatewayToken.revoked_at.is_(None))
+            return revision, list(session.scalars(query))
+
+    def revoke(
+        self, actor: str, ref: str, expected_revision: int | None = None
+    ) -> tuple[int, GatewayToken]:
+        with self.db.mutation(expected_revision) as m:
+            token = _find_live(m.session, ref)
+            token.revoked_at = utcnow()
+            audit.record(m, actor, "token.revoke", f"{token.name} ({token.id})", {})
+            return m.revision, token
+
+
+def _find_live(session: Session, ref: str) -> GatewayToken:
+    if not ref:
+        raise InvalidArgument("ref", "a token id or name is required")
+    column = GatewayToken.id if ref.startswith(ID_PREFIX) else GatewayToken.name
+    token = session.scalars(
+        select(GatewayToken).where(column == ref, GatewayToken.revoked_at.is_(None))
+    ).one_or_none()
+    if token is None:
+        raise NotFound(f"live token {ref!r} not found")
+    return token

@@ -1,0 +1,104 @@
+"""The Sync service: Watch streams snapshots to subscribers, Ack records what they did."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+
+import grpc
+from prometheus_client import Counter, Gauge
+
+from aibridge.v1 import snapshot_pb2, sync_pb2, sync_pb2_grpc
+from controlplane.auth import Credentials, Role
+from controlplane.cache import SnapshotCache
+from controlplane.registry import Skipped, SubscriberRegistry
+
+log = logging.getLogger(__name__)
+
+SUBSCRIBERS = Gauge("aibridge_controlplane_subscribers", "Connected subscribers", ["role"])
+SNAPSHOTS_SENT = Counter("aibridge_controlplane_snapshots_sent_total", "Snapshots sent", ["role"])
+ACKS = Counter("aibridge_controlplane_acks_total", "Acknowledgements", ["role", "result"])
+
+
+class SyncService(sync_pb2_grpc.SyncServicer):
+    def __init__(
+        self, cache: SnapshotCache, registry: SubscriberRegistry, credentials: Credentials
+    ) -> None:
+        self.cache = cache
+        self.registry = registry
+        self.credentials = credentials
+
+    async def Watch(
+        self, request: sync_pb2.WatchRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[snapshot_pb2.ProviderSnapshot]:
+        role = await self._role_for(request.role, context)
+        subscriber_id = request.subscriber_id or f"anonymous-{uuid.uuid4().hex[:12]}"
+        state = self.registry.connect(
+            subscriber_id, role, context.peer(), applied_version=request.applied_version
+        )
+        SUBSCRIBERS.labels(role.value).inc()
+        log.info(
+            "subscriber %s (%s) connected from %s, applied version %d",
+            subscriber_id,
+            role,
+            context.peer(),
+            request.applied_version,
+        )
+        try:
+            with self.cache.watch() as watch:
+                while True:
+                    snapshot = await watch.next()
+                    yield snapshot.for_role(role)
+                    state.sent_version = snapshot.version
+                    SNAPSHOTS_SENT.labels(role.value).inc()
+        finally:
+            self.registry.disconnect(state)
+            SUBSCRIBERS.labels(role.value).dec()
+            log.info("subscriber %s (%s) disconnected", subscriber_id, role)
+
+    async def Ack(
+        self, request: sync_pb2.AckRequest, context: grpc.aio.ServicerContext
+    ) -> sync_pb2.AckResponse:
+        state = self.registry.get(request.subscriber_id)
+        if state is None:
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND, f"subscriber {request.subscriber_id!r} is not connected"
+            )
+        role = self.credentials.role_of(context.invocation_metadata())
+        if role != state.role:
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED, "may not acknowledge for another role"
+            )
+        skipped = [Skipped(s.provider_id, s.name, s.reason[:500]) for s in request.skipped]
+        self.registry.ack(state, request.version, request.error, skipped)
+        ACKS.labels(role.value, "rejected" if request.error else "applied").inc()
+        if request.error:
+            log.warning(
+                "subscriber %s rejected version %d: %s", state.id, request.version, request.error
+            )
+        for s in skipped:
+            log.warning(
+                "subscriber %s skipped provider %s (%s): %s",
+                state.id,
+                s.name,
+                s.provider_id,
+                s.reason,
+            )
+        return sync_pb2.AckResponse()
+
+    async def _role_for(self, requested: str, context: grpc.aio.ServicerContext) -> Role:
+        role = self.credentials.role_of(context.invocation_metadata())
+        try:
+            wanted = Role(requested)
+        except ValueError:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"role: must be bridged or proxyd, not {requested!r}",
+            )
+        if wanted is Role.ADMIN or wanted != role:
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"the {role} credential may not watch the {wanted} snapshot",
+            )
+        return role

@@ -1,0 +1,54 @@
+"""The Usage service: bridged reports intercepted calls in batches."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC
+
+import grpc
+from prometheus_client import Counter
+
+from aibridge.v1 import usage_pb2, usage_pb2_grpc
+from controlplane.store.db import DatabaseUnavailable
+from controlplane.store.models import Interception
+from controlplane.store.usage import UsageLog
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 5000
+USAGE_STORED = Counter("aibridge_controlplane_usage_stored_total", "Interceptions stored")
+
+_FIELDS = [f.name for f in usage_pb2.Interception.DESCRIPTOR.fields if f.name != "started_at"]
+# A string longer than its column would fail the whole batch on every retry: clip it.
+_LIMITS = {
+    c.name: c.type.length for c in Interception.__table__.columns if getattr(c.type, "length", None)
+}
+
+
+class UsageService(usage_pb2_grpc.UsageServicer):
+    def __init__(self, usage: UsageLog) -> None:
+        self.usage = usage
+
+    async def ReportUsage(
+        self, request: usage_pb2.ReportUsageRequest, context: grpc.aio.ServicerContext
+    ) -> usage_pb2.ReportUsageResponse:
+        if len(request.interceptions) > MAX_BATCH:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"interceptions: at most {MAX_BATCH} per batch"
+            )
+        rows = []
+        for i in request.interceptions:
+            if not i.request_id:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "request_id: is required")
+            row = {name: getattr(i, name) for name in _FIELDS}
+            for name, limit in _LIMITS.items():
+                row[name] = row[name][:limit]
+            row["started_at"] = i.started_at.ToDatetime(tzinfo=UTC)
+            rows.append(row)
+        try:
+            stored = await asyncio.to_thread(self.usage.store, rows)
+        except DatabaseUnavailable as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"database unavailable: {exc}")
+        USAGE_STORED.inc(stored)
+        return usage_pb2.ReportUsageResponse(stored=stored)

@@ -1,0 +1,92 @@
+"""Input rules of the admin API. Each failure names the field it is about."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+from controlplane.errors import InvalidArgument
+
+NAME_PATTERN = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+NAME_MAX = 63
+DISPLAY_NAME_MAX = 200
+KEY_MAX = 4096
+
+# OpenAI-compatible kinds speak OpenAI's wire format at their own base URL.
+PROVIDER_TYPES = (
+    "openai",
+    "anthropic",
+    "openai-compatible",
+    "azure-openai",
+    "openrouter",
+    "ollama",
+)
+
+
+def name(value: str, field: str = "name") -> str:
+    if not value:
+        raise InvalidArgument(field, "is required")
+    if len(value) > NAME_MAX:
+        raise InvalidArgument(field, f"is longer than {NAME_MAX} characters")
+    if not NAME_PATTERN.match(value):
+        raise InvalidArgument(
+            field,
+            "must be lowercase letters and digits in groups joined by single hyphens "
+            "(like 'openai-eu')",
+        )
+    return value
+
+
+def provider_type(value: str) -> str:
+    if value not in PROVIDER_TYPES:
+        raise InvalidArgument("type", f"must be one of {', '.join(PROVIDER_TYPES)}")
+    return value
+
+
+def base_url(value: str) -> str:
+    if not value:
+        raise InvalidArgument("base_url", "is required")
+    if value != value.strip() or any(c.isspace() for c in value):
+        raise InvalidArgument("base_url", "must not contain whitespace")
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # raises on a malformed port
+    except ValueError as exc:
+        raise InvalidArgument("base_url", f"is malformed ({exc})") from None
+    if parts.scheme not in ("http", "https"):
+        raise InvalidArgument("base_url", "must be an absolute http:// or https:// URL")
+    if not parts.hostname:
+        raise InvalidArgument("base_url", "must have a host")
+    if parts.username is not None or parts.password is not None:
+        raise InvalidArgument("base_url", "must not carry credentials; add a key instead")
+    if parts.query or parts.fragment:
+        raise InvalidArgument("base_url", "must not have a query or fragment")
+    if port == 0:
+        raise InvalidArgument("base_url", "has port 0")
+    return value.rstrip("/")
+
+
+def display_name(value: str) -> str:
+    if len(value) > DISPLAY_NAME_MAX:
+        raise InvalidArgument("display_name", f"is longer than {DISPLAY_NAME_MAX} characters")
+    if any(ord(c) < 32 for c in value):
+        raise InvalidArgument("display_name", "must not contain control characters")
+    return value
+
+
+def provider_key(value: str, field: str = "keys") -> str:
+    # The message never repeats the key: it is a secret even when it is wrong.
+    if not value:
+        raise InvalidArgument(field, "a key must not be empty")
+    if value != value.strip():
+        raise InvalidArgument(field, "a key must not have surrounding whitespace")
+    if len(value) > KEY_MAX:
+        raise InvalidArgument(field, f"a key must be at most {KEY_MAX} characters")
+    if any(ord(c) < 33 or ord(c) == 127 for c in value):
+        raise InvalidArgument(field, "a key must not contain whitespace or control characters")
+    return value
+
+
+def key_hint(secret: str) -> str:
+    """Enough to tell keys apart, never enough to use one."""
+    return f"…{secret[-4:]}" if len(secret) >= 16 else "…"

@@ -1,0 +1,64 @@
+"""Fixtures: each test gets its own database (SQLite file, or a fresh PostgreSQL database)
+and its own controlplane process."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness import Controlplane, Secrets, postgres_database
+
+
+DATABASES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+@contextlib.contextmanager
+def _database(kind: str, directory: Path) -> Iterator[str]:
+    if kind == "sqlite":
+        yield f"sqlite:///{directory / 'aibridge.db'}"
+    else:
+        with postgres_database() as url:
+            yield url
+
+
+@pytest.fixture(params=DATABASES)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    with _database(request.param, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture(scope="module", params=DATABASES)
+def shared_controlplane(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Controlplane]:
+    """One controlplane for a module's tests that leave no state behind (refused inputs)."""
+    directory = tmp_path_factory.mktemp("shared")
+    with _database(request.param, directory) as url:
+        cp = Controlplane(url, directory, Secrets()).start()
+        try:
+            yield cp
+        finally:
+            cp.stop()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    with postgres_database() as url:
+        yield url
+
+
+@pytest.fixture
+def secrets() -> Secrets:
+    return Secrets()
+
+
+@pytest.fixture
+def controlplane(database_url: str, tmp_path: Path, secrets: Secrets) -> Iterator[Controlplane]:
+    cp = Controlplane(database_url, tmp_path, secrets).start()
+    try:
+        yield cp
+    finally:
+        cp.stop()

@@ -1,0 +1,302 @@
+"""Real processes for tests: the controlplane, databases, admin and subscriber clients."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import psycopg
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from aibridge.v1 import admin_pb2, admin_pb2_grpc
+from controlplane.client.subscriber import ApplyResult, ProviderSnapshot, Subscriber
+
+REPO = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=5"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
+    """Polls `predicate` until it returns something truthy; fails after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+async def async_wait_until(
+    predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition"
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+@contextlib.contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test, dropped afterwards. Fails if unreachable."""
+    name = f"aibridge_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """Known secret strings, so tests can check they never leak."""
+
+    admin: str = field(default_factory=lambda: f"aba_admin_{uuid.uuid4().hex}")
+    bridged: str = field(default_factory=lambda: f"abb_bridged_{uuid.uuid4().hex}")
+    proxyd: str = field(default_factory=lambda: f"abp_proxyd_{uuid.uuid4().hex}")
+    encryption_key: str = "cw_0x689RpI-jtRR7oE8h_eQsVVNhAAxBlHIpXyEXhA="  # test-only Fernet key
+
+    def env(self) -> dict[str, str]:
+        return {
+            "AIBRIDGE_ADMIN_TOKEN": self.admin,
+            "AIBRIDGE_BRIDGED_TOKEN": self.bridged,
+            "AIBRIDGE_PROXYD_TOKEN": self.proxyd,
+            "AIBRIDGE_ENCRYPTION_KEYS": self.encryption_key,
+        }
+
+
+def clean_env() -> dict[str, str]:
+    """The environment without any AIBRIDGE_* a developer may have exported."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("AIBRIDGE_")}
+
+
+class AdminClient:
+    """The Admin stub with the admin credential and a deadline on every call."""
+
+    def __init__(
+        self, address: str, token: str, credentials: grpc.ChannelCredentials | None = None
+    ):
+        if credentials is None:
+            self.channel = grpc.insecure_channel(address)
+        else:
+            self.channel = grpc.secure_channel(address, credentials)
+        self.stub = admin_pb2_grpc.AdminStub(self.channel)
+        self.metadata = (("authorization", f"Bearer {token}"), ("x-aibridge-actor", "tester"))
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        return functools.partial(getattr(self.stub, name), metadata=self.metadata, timeout=15)
+
+    def create_provider(self, name: str, base_url: str = "https://api.example.com/v1", **kw: Any):
+        kw.setdefault("type", "openai")
+        return self.CreateProvider(
+            admin_pb2.CreateProviderRequest(name=name, base_url=base_url, **kw)
+        )
+
+    def revision(self) -> int:
+        return self.GetStatus(admin_pb2.GetStatusRequest()).revision
+
+    def wait_applied(self, revision: int, timeout: float = 15.0) -> None:
+        response = self.WaitForRevision(
+            admin_pb2.WaitForRevisionRequest(revision=revision, timeout_seconds=timeout)
+        )
+        assert response.done, f"laggards at revision {revision}: {response.laggards}"
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+class Controlplane:
+    """One `aibridge-controlplane` process, restartable on the same port and database."""
+
+    def __init__(
+        self,
+        database_url: str,
+        workdir: Path,
+        secrets: Secrets,
+        *,
+        name: str = "controlplane",
+        extra_args: tuple[str, ...] = (),
+        port: int | None = None,
+    ) -> None:
+        self.database_url = database_url
+        self.workdir = workdir
+        self.secrets = secrets
+        self.name = name
+        self.extra_args = extra_args
+        self.port = port or free_port()
+        self.metrics_port = free_port()
+        self.log_path = workdir / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._admin: AdminClient | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def admin(self) -> AdminClient:
+        if self._admin is None:
+            self._admin = AdminClient(self.address, self.secrets.admin, self.channel_credentials())
+        return self._admin
+
+    def channel_credentials(self) -> grpc.ChannelCredentials | None:
+        return None
+
+    def command(self) -> list[str]:
+        return [
+            PYTHON, "-m", "controlplane",
+            "--listen", self.address,
+            "--metrics-listen", f"127.0.0.1:{self.metrics_port}",
+            "--state-dir", str(self.workdir / "state"),
+            "--database-url", self.database_url,
+            "--revision-check-interval", "1",
+            "--controlplane-id", self.name,
+            *self.extra_args,
+        ]  # fmt: skip
+
+    def start(self, wait: bool = True) -> Controlplane:
+        env = clean_env() | self.secrets.env()
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            self.command(), cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        log.close()
+        if wait:
+            self.wait_serving()
+        return self
+
+    def wait_serving(self, timeout: float = 30.0) -> None:
+        def serving() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.name} exited {self.proc.returncode}:\n{self.log()}")
+            with self._open_channel() as channel:
+                stub = health_pb2_grpc.HealthStub(channel)
+                try:
+                    reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                except grpc.RpcError:
+                    return False
+                return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+        wait_until(serving, timeout, f"{self.name} to serve")
+
+    def _open_channel(self) -> grpc.Channel:
+        credentials = self.channel_credentials()
+        if credentials is None:
+            return grpc.insecure_channel(self.address)
+        return grpc.secure_channel(self.address, credentials)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._close_admin()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._close_admin()
+
+    def _close_admin(self) -> None:
+        if self._admin is not None:
+            self._admin.close()
+            self._admin = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class RecordingSubscriber:
+    """The real subscriber library, applying into a list the test can read."""
+
+    def __init__(self, addresses: list[str], role: str, token: str, **kwargs: Any) -> None:
+        self.applied: list[ProviderSnapshot] = []
+        self.reject: Callable[[ProviderSnapshot], str | None] = lambda _s: None
+        self.subscriber = Subscriber(
+            addresses, role, token, self._apply, backoff_base=0.05, backoff_max=0.5, **kwargs
+        )
+        self.task: asyncio.Task[None] | None = None
+
+    def _apply(self, snapshot: ProviderSnapshot) -> ApplyResult:
+        problem = self.reject(snapshot)
+        if problem:
+            raise ValueError(problem)
+        self.applied.append(snapshot)
+        return ApplyResult()
+
+    @property
+    def version(self) -> int:
+        return self.subscriber.applied_version
+
+    @property
+    def current(self) -> ProviderSnapshot | None:
+        return self.subscriber.current
+
+    def start(self) -> RecordingSubscriber:
+        self.task = asyncio.get_running_loop().create_task(self.subscriber.run())
+        return self
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+
+    async def wait_version(self, version: int, timeout: float = 15.0) -> None:
+        await async_wait_until(
+            lambda: self.version >= version,
+            timeout,
+            f"{self.subscriber.subscriber_id} at {version}",
+        )
+
+
+def ctl(cp: Controlplane, *args: str, env: dict[str, str] | None = None, check: bool = False):
+    """Runs `aibridgectl` as a user would, against `cp`."""
+    environ = (
+        clean_env()
+        | {
+            "AIBRIDGE_CONTROLPLANE": cp.address,
+            "AIBRIDGE_ADMIN_TOKEN": cp.secrets.admin,
+        }
+        | (env or {})
+    )
+    result = subprocess.run(
+        [PYTHON, "-m", "controlplane.ctl", *args],
+        env=environ, cwd=cp.workdir, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"aibridgectl {' '.join(args)} exited {result.returncode}: {result.stderr}"
+        )
+    return result

@@ -1,0 +1,254 @@
+"""aibridgectl's argument handling, without a controlplane."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from controlplane import ctl
+
+GLOBAL_ENV = (
+    "AIBRIDGE_JSON",
+    "AIBRIDGE_CONTROLPLANE",
+    "AIBRIDGE_ADMIN_TOKEN",
+    "AIBRIDGE_STATE_DIR",
+    "AIBRIDGE_TIMEOUT",
+    "AIBRIDGE_CA_CERT",
+    "AIBRIDGE_CLIENT_CERT",
+    "AIBRIDGE_CLIENT_KEY",
+)
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in GLOBAL_ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    return ctl.build_parser().parse_args(list(argv))
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--json", "providers", "list"],
+        ["providers", "--json", "list"],
+        ["providers", "list", "--json"],
+    ],
+)
+def test_json_before_or_after_subcommand(argv: list[str]) -> None:
+    args = parse(*argv)
+    assert args.json is True
+    assert args.func is ctl.cmd_providers_list
+
+
+def test_global_defaults() -> None:
+    args = parse("status")
+    assert args.json is False
+    assert args.controlplane == "127.0.0.1:50051"
+    assert args.token is None
+    assert args.state_dir == ".aibridge"
+    assert args.timeout == 10.0
+
+
+def test_global_option_after_subcommand_overrides_and_before_survives() -> None:
+    args = parse("--controlplane", "cp:1", "--timeout", "3", "tokens", "list", "--token", "t")
+    assert args.controlplane == "cp:1"
+    assert args.timeout == 3.0
+    assert args.token == "t"
+    args = parse("--controlplane", "cp:1", "status", "--controlplane", "cp:2")
+    assert args.controlplane == "cp:2"
+
+
+def test_environment_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIBRIDGE_CONTROLPLANE", "env:9")
+    monkeypatch.setenv("AIBRIDGE_ADMIN_TOKEN", "secret")
+    monkeypatch.setenv("AIBRIDGE_CA_CERT", "/ca.pem")
+    args = parse("status")
+    assert (args.controlplane, args.token, args.ca_cert) == ("env:9", "secret", "/ca.pem")
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("90s", 90),
+        ("15m", 900),
+        ("12h", 43200),
+        ("30d", 2592000),
+        ("2w", 1209600),
+        ("3600", 3600),
+        ("1H", 3600),
+    ],
+)
+def test_parse_duration(text: str, seconds: int) -> None:
+    assert ctl.parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "0", "0s", "-5", "1.5h", "3y", "h", "12 h", "1h30m"])
+def test_parse_duration_rejects(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        ctl.parse_duration(text)
+
+
+def test_expires_in_parsed_and_bad_value_is_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert parse("tokens", "create", "ci", "--expires-in", "30d").expires_in == 30 * 86400
+    assert parse("tokens", "create", "ci").expires_in is None
+    with pytest.raises(SystemExit) as exc:
+        parse("tokens", "create", "ci", "--expires-in", "soon")
+    assert exc.value.code == 2
+    assert "invalid duration 'soon'" in capsys.readouterr().err
+
+
+def test_parse_time_iso() -> None:
+    assert ctl.parse_time("2026-11-01") == datetime(2026, 11, 1, tzinfo=UTC)
+    assert ctl.parse_time("2026-11-01T10:00:00Z") == datetime(2026, 11, 1, 10, tzinfo=UTC)
+    # Naive means UTC, and offsets are converted to UTC.
+    assert ctl.parse_time("2026-11-01T10:00:00") == datetime(2026, 11, 1, 10, tzinfo=UTC)
+    assert ctl.parse_time("2026-11-01T12:00:00+02:00") == datetime(2026, 11, 1, 10, tzinfo=UTC)
+
+
+def test_parse_time_duration_means_ago() -> None:
+    now = datetime(2026, 11, 2, 12, tzinfo=UTC)
+    assert ctl.parse_time("24h", now=now) == now - timedelta(hours=24)
+    assert ctl.parse_time("90", now=now) == now - timedelta(seconds=90)
+
+
+@pytest.mark.parametrize("text", ["yesterday", "2026-13-01", "24x"])
+def test_parse_time_rejects(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        ctl.parse_time(text)
+
+
+def test_to_timestamp() -> None:
+    ts = ctl.to_timestamp(datetime(2026, 11, 1, 10, tzinfo=UTC))
+    assert ts.ToJsonString() == "2026-11-01T10:00:00Z"
+
+
+def test_usage_options() -> None:
+    args = parse("usage", "--since", "2026-11-01", "--by", "model", "--provider", "openai")
+    assert args.since == datetime(2026, 11, 1, tzinfo=UTC)
+    assert args.until is None
+    assert (args.by, args.provider) == ("model", "openai")
+    assert parse("usage").by == "provider"
+    with pytest.raises(SystemExit):
+        parse("usage", "--by", "day")
+
+
+def test_enable_and_disable_together_rejected(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        parse("providers", "update", "openai", "--enable", "--disable")
+    assert exc.value.code == 2
+    assert "not allowed with" in capsys.readouterr().err
+
+
+def test_update_options() -> None:
+    args = parse(
+        "providers",
+        "update",
+        "openai",
+        "--disable",
+        "--add-key",
+        "k1",
+        "--add-key",
+        "k2",
+        "--remove-key",
+        "key_1",
+        "--expect-revision",
+        "7",
+        "--wait",
+    )
+    assert args.enabled is False
+    assert args.add_keys == ["k1", "k2"]
+    assert args.remove_key_ids == ["key_1"]
+    assert args.expect_revision == 7
+    assert args.wait is True
+    assert args.wait_timeout == 30.0
+    assert parse("providers", "update", "openai", "--enable").enabled is True
+    assert parse("providers", "update", "openai", "--name", "x").enabled is None
+
+
+def test_update_with_nothing_to_change_is_usage_error() -> None:
+    with pytest.raises(SystemExit) as exc:
+        ctl.run(["--token", "t", "providers", "update", "openai"])
+    assert exc.value.code == 2
+
+
+def test_create_options() -> None:
+    args = parse(
+        "providers",
+        "create",
+        "openai",
+        "--type",
+        "openai",
+        "--base-url",
+        "https://api.openai.com/v1",
+        "--key",
+        "a",
+        "--key",
+        "b",
+        "--disabled",
+    )
+    assert (args.name, args.type, args.base_url) == (
+        "openai",
+        "openai",
+        "https://api.openai.com/v1",
+    )
+    assert args.keys == ["a", "b"]
+    assert args.disabled is True
+    assert args.expect_revision is None
+    assert args.wait is False
+    with pytest.raises(SystemExit):
+        parse("providers", "create", "openai", "--type", "openai")  # no --base-url
+
+
+def test_tokens_and_audit_options() -> None:
+    assert parse("tokens", "list", "--all").all is True
+    assert parse("tokens", "list").all is False
+    assert parse("tokens", "revoke", "tok_1").ref == "tok_1"
+    assert parse("audit").limit == 50
+    assert parse("audit", "--limit", "5").limit == 5
+    with pytest.raises(SystemExit):
+        parse("audit", "--limit", "0")
+
+
+def test_subcommand_required() -> None:
+    with pytest.raises(SystemExit) as exc:
+        parse()
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit):
+        parse("providers")
+
+
+def test_unreachable_controlplane(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        ctl.main(
+            ["--controlplane", "127.0.0.1:1", "--token", "t", "--timeout", "5", "providers", "list"]
+        )
+    assert exc.value.code == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("error: UNAVAILABLE: ")
+    assert "controlplane at 127.0.0.1:1 is unreachable" in captured.err
+
+
+def test_missing_token(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        ctl.main(["--state-dir", str(tmp_path), "--controlplane", "127.0.0.1:1", "status"])
+    assert exc.value.code == 1
+    err = capsys.readouterr().err
+    assert "no admin token" in err
+    assert "make run" in err
+    assert "AIBRIDGE_ADMIN_TOKEN" in err
+
+
+def test_token_read_from_state_dir(tmp_path: Path) -> None:
+    (tmp_path / "admin.token").write_text("adm_secret\n")
+    args = parse("--state-dir", str(tmp_path), "status")
+    assert ctl.resolve_token(args) == "adm_secret"
+    assert ctl.resolve_token(parse("--token", "given", "status")) == "given"
