@@ -11,7 +11,6 @@ import pytest
 
 from tests.harness import Controlplane, Secrets, postgres_database
 
-
 DATABASES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
