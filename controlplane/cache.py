@@ -18,6 +18,11 @@ class Watch:
         self._latest: Snapshot | None = None
         self._sent_version = 0
         self._ready = asyncio.Event()
+        self._closed = False
+
+    def close(self) -> None:
+        self._closed = True
+        self._ready.set()
 
     def offer(self, snapshot: Snapshot) -> None:
         if self._latest is None or snapshot.version > self._latest.version:
@@ -25,11 +30,13 @@ class Watch:
             if snapshot.version > self._sent_version:
                 self._ready.set()
 
-    async def next(self) -> Snapshot:
-        """The newest snapshot not yet taken; versions only go up."""
+    async def next(self) -> Snapshot | None:
+        """The newest snapshot not yet taken (versions only go up); None once closed."""
         while True:
             await self._ready.wait()
             self._ready.clear()
+            if self._closed:
+                return None
             latest = self._latest
             if latest is not None and latest.version > self._sent_version:
                 self._sent_version = latest.version
@@ -69,6 +76,11 @@ class SnapshotCache:
             yield watch
         finally:
             self._watches.discard(watch)
+
+    def close(self) -> None:
+        """Ends every watch (on shutdown), so subscribers move to another replica at once."""
+        for watch in self._watches:
+            watch.close()
 
     @property
     def watch_count(self) -> int:

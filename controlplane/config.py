@@ -35,6 +35,7 @@ class ControlplaneConfig:
     tls: ServerTLS | None
     revision_check_interval: float
     shutdown_grace: float
+    keepalive_seconds: float
     controlplane_id: str
     log_format: str
     log_level: str
@@ -93,6 +94,12 @@ def parse(
         help="seconds between safety-net checks of the database revision",
     )
     flag("--shutdown-grace", type=float, default=2.0, help="seconds in-flight calls get on SIGTERM")
+    flag(
+        "--keepalive-seconds",
+        type=float,
+        default=10.0,
+        help="ping idle subscribers this often; one silent for half as long again is dropped",
+    )
     flag("--controlplane-id", help="name of this replica (default: host-pid-random)")
     flag("--log-format", default="text", choices=["text", "json"], help="log line format")
     flag("--log-level", default="info", help="debug, info, warning or error")
@@ -130,6 +137,7 @@ def parse(
         else None,
         revision_check_interval=a.revision_check_interval,
         shutdown_grace=a.shutdown_grace,
+        keepalive_seconds=a.keepalive_seconds,
         controlplane_id=a.controlplane_id
         or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
         log_format=a.log_format,

@@ -24,6 +24,7 @@ from aibridge.v1 import (
 from controlplane.admin import AdminService
 from controlplane.auth import AuthInterceptor, Credentials
 from controlplane.cache import SnapshotCache
+from controlplane.client.channel import keepalive_options
 from controlplane.config import ControlplaneConfig
 from controlplane.publisher import SnapshotPublisher
 from controlplane.registry import SubscriberRegistry
@@ -37,15 +38,17 @@ from controlplane.usage import UsageService
 
 log = logging.getLogger(__name__)
 
-# Pings find dead subscribers whose stream would otherwise look open forever.
-SERVER_OPTIONS = [
-    ("grpc.keepalive_time_ms", 10_000),
-    ("grpc.keepalive_timeout_ms", 5_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
-    ("grpc.http2.max_ping_strikes", 0),
-    ("grpc.max_send_message_length", 256 * 1024 * 1024),
-]
+
+def server_options(keepalive_seconds: float) -> list[tuple[str, int]]:
+    """Pings find dead subscribers whose stream would otherwise look open forever; clients
+    may ping as often as once a second without being told to go away."""
+    return [
+        *keepalive_options(keepalive_seconds),
+        ("grpc.http2.min_ping_interval_without_data_ms", 1_000),
+        ("grpc.http2.max_ping_strikes", 0),
+        ("grpc.max_send_message_length", 256 * 1024 * 1024),
+    ]
+
 
 SERVICE_NAMES = (
     admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
@@ -70,7 +73,10 @@ async def serve(config: ControlplaneConfig) -> None:
     )
     await publisher.publish_now()  # never serve a Watch without a snapshot
 
-    server = grpc.aio.server(interceptors=[AuthInterceptor(credentials)], options=SERVER_OPTIONS)
+    server = grpc.aio.server(
+        interceptors=[AuthInterceptor(credentials)],
+        options=server_options(config.keepalive_seconds),
+    )
     admin_pb2_grpc.add_AdminServicer_to_server(
         AdminService(
             db,
@@ -112,7 +118,10 @@ async def serve(config: ControlplaneConfig) -> None:
     await _wait_for_signal()
     log.info("shutting down")
     await health_servicer.enter_graceful_shutdown()
-    await server.stop(config.shutdown_grace)
+    stopping = asyncio.create_task(server.stop(config.shutdown_grace))
+    await asyncio.sleep(0)  # new calls are refused from here on
+    cache.close()
+    await stopping
     for task in background:
         task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

@@ -49,6 +49,8 @@ class SyncService(sync_pb2_grpc.SyncServicer):
             with self.cache.watch() as watch:
                 while True:
                     snapshot = await watch.next()
+                    if snapshot is None:
+                        return
                     yield snapshot.for_role(role)
                     state.sent_version = snapshot.version
                     SNAPSHOTS_SENT.labels(role.value).inc()

@@ -22,6 +22,13 @@ import psycopg
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from aibridge.v1 import admin_pb2, admin_pb2_grpc
+from controlplane.client.state import (
+    ADMIN_TOKEN_FILE,
+    BRIDGED_TOKEN_FILE,
+    DEFAULT_STATE_DIR,
+    ENCRYPTION_KEYS_FILE,
+    PROXYD_TOKEN_FILE,
+)
 from controlplane.client.subscriber import ApplyResult, ProviderSnapshot, Subscriber
 
 REPO = Path(__file__).resolve().parents[1]
@@ -143,7 +150,13 @@ class Controlplane:
         name: str = "controlplane",
         extra_args: tuple[str, ...] = (),
         port: int | None = None,
+        generated_secrets: bool = False,
     ) -> None:
+        """With `generated_secrets`, the process gets no credential in its environment and
+        the default state dir (`.aibridge` in `workdir`), as after a fresh `make run`;
+        `secrets` is replaced by what it generated there once it serves. An empty
+        `database_url` leaves the default (SQLite in the state dir)."""
+        self.generated_secrets = generated_secrets
         self.database_url = database_url
         self.workdir = workdir
         self.secrets = secrets
@@ -169,19 +182,22 @@ class Controlplane:
         return None
 
     def command(self) -> list[str]:
+        # Relative, as by default: it resolves against the process's cwd, `workdir`.
+        state_dir = DEFAULT_STATE_DIR if self.generated_secrets else str(self.state_dir)
+        database = ["--database-url", self.database_url] if self.database_url else []
         return [
             PYTHON, "-m", "controlplane",
             "--listen", self.address,
             "--metrics-listen", f"127.0.0.1:{self.metrics_port}",
-            "--state-dir", str(self.workdir / "state"),
-            "--database-url", self.database_url,
+            "--state-dir", state_dir,
+            *database,
             "--revision-check-interval", "1",
             "--controlplane-id", self.name,
             *self.extra_args,
         ]  # fmt: skip
 
     def start(self, wait: bool = True) -> Controlplane:
-        env = clean_env() | self.secrets.env()
+        env = clean_env() | ({} if self.generated_secrets else self.secrets.env())
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             self.command(), cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT
@@ -189,7 +205,25 @@ class Controlplane:
         log.close()
         if wait:
             self.wait_serving()
+            if self.generated_secrets:
+                self.secrets = self.read_generated_secrets()
         return self
+
+    @property
+    def state_dir(self) -> Path:
+        return self.workdir / (DEFAULT_STATE_DIR if self.generated_secrets else "state")
+
+    def read_generated_secrets(self) -> Secrets:
+        def read(name: str) -> str:
+            return (self.state_dir / name).read_text().strip()
+
+        self._close_admin()
+        return Secrets(
+            admin=read(ADMIN_TOKEN_FILE),
+            bridged=read(BRIDGED_TOKEN_FILE),
+            proxyd=read(PROXYD_TOKEN_FILE),
+            encryption_key=read(ENCRYPTION_KEYS_FILE),
+        )
 
     def wait_serving(self, timeout: float = 30.0) -> None:
         def serving() -> bool:
@@ -300,3 +334,27 @@ def ctl(cp: Controlplane, *args: str, env: dict[str, str] | None = None, check: 
             f"aibridgectl {' '.join(args)} exited {result.returncode}: {result.stderr}"
         )
     return result
+
+
+def admin_state(cp: Controlplane) -> tuple[object, ...]:
+    """Revision, providers, tokens and audit length: what a refused mutation must leave alone."""
+    providers = cp.admin.ListProviders(admin_pb2.ListProvidersRequest())
+    tokens = cp.admin.ListTokens(admin_pb2.ListTokensRequest(include_revoked=True))
+    audit = cp.admin.ListAudit(admin_pb2.ListAuditRequest(limit=10000))
+    return providers.revision, list(providers.providers), list(tokens.tokens), len(audit.entries)
+
+
+def refused(cp: Controlplane, code: grpc.StatusCode, call, request, field: str = "") -> str:  # type: ignore[no-untyped-def]
+    """Calls an admin method that must fail with `code`, naming `field`, changing nothing."""
+    before = admin_state(cp)
+    try:
+        call(request)
+    except grpc.RpcError as exc:
+        assert exc.code() == code, exc.details()
+        details = exc.details()
+    else:
+        raise AssertionError(f"expected {code.name}, the call succeeded")
+    if field:
+        assert details.startswith(f"{field}:"), details
+    assert admin_state(cp) == before, "a refused mutation changed something"
+    return details

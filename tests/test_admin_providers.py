@@ -8,28 +8,10 @@ import pytest
 import sqlalchemy as sa
 
 from aibridge.v1 import admin_pb2
-from tests.harness import Controlplane
+from tests.harness import Controlplane, refused
 
 KEY_A = "sk-test-AAAAAAAAAAAAAAAAAAAA-1111"
 KEY_B = "sk-test-BBBBBBBBBBBBBBBBBBBB-2222"
-
-
-def state(cp: Controlplane) -> tuple[int, list[admin_pb2.Provider], int]:
-    """Revision, providers and audit length: what a refused mutation must leave alone."""
-    listing = cp.admin.ListProviders(admin_pb2.ListProvidersRequest())
-    audit = cp.admin.ListAudit(admin_pb2.ListAuditRequest(limit=10000))
-    return listing.revision, list(listing.providers), len(audit.entries)
-
-
-def refused(cp: Controlplane, code: grpc.StatusCode, call, request, field: str = "") -> str:
-    before = state(cp)
-    with pytest.raises(grpc.RpcError) as caught:
-        call(request)
-    assert caught.value.code() == code, caught.value.details()
-    if field:
-        assert caught.value.details().startswith(f"{field}:"), caught.value.details()
-    assert state(cp) == before, "a refused mutation changed something"
-    return caught.value.details()
 
 
 def test_create_get_list_update_delete(controlplane: Controlplane) -> None:

@@ -9,14 +9,28 @@ import grpc
 
 DEFAULT_CONTROLPLANE = "127.0.0.1:50051"
 
-# Pings notice a dead controlplane (or a dead network path) while a stream is idle.
-KEEPALIVE_OPTIONS = [
-    ("grpc.keepalive_time_ms", 10_000),
-    ("grpc.keepalive_timeout_ms", 5_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.max_pings_without_data", 0),
-    ("grpc.max_receive_message_length", 256 * 1024 * 1024),
-]
+DEFAULT_KEEPALIVE_SECONDS = 10.0
+
+
+def keepalive_options(keepalive_seconds: float) -> list[tuple[str, int]]:
+    """Pings notice a dead peer (or a dead network path) while a stream is idle: one that
+    has not answered within half the interval is given up on. Used by both ends."""
+    timeout_ms = max(int(keepalive_seconds * 500), 500)
+    return [
+        ("grpc.keepalive_time_ms", int(keepalive_seconds * 1000)),
+        ("grpc.keepalive_timeout_ms", timeout_ms),
+        # Any unanswered ping (BDP probes too, which defer keepalive pings) ends the transport.
+        ("grpc.http2.ping_timeout_ms", timeout_ms),
+        ("grpc.keepalive_permit_without_calls", 1),
+    ]
+
+
+def channel_options(keepalive_seconds: float = DEFAULT_KEEPALIVE_SECONDS) -> list[tuple[str, int]]:
+    return [
+        *keepalive_options(keepalive_seconds),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.max_receive_message_length", 256 * 1024 * 1024),
+    ]
 
 
 @dataclass(frozen=True)
@@ -42,13 +56,19 @@ def auth_metadata(token: str) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {token}"),)
 
 
-def open_aio_channel(address: str, tls: ClientTLS | None = None) -> grpc.aio.Channel:
+def open_aio_channel(
+    address: str,
+    tls: ClientTLS | None = None,
+    keepalive_seconds: float = DEFAULT_KEEPALIVE_SECONDS,
+) -> grpc.aio.Channel:
+    options = channel_options(keepalive_seconds)
     if tls is not None and tls.enabled:
-        return grpc.aio.secure_channel(address, tls.credentials(), options=KEEPALIVE_OPTIONS)
-    return grpc.aio.insecure_channel(address, options=KEEPALIVE_OPTIONS)
+        return grpc.aio.secure_channel(address, tls.credentials(), options=options)
+    return grpc.aio.insecure_channel(address, options=options)
 
 
 def open_channel(address: str, tls: ClientTLS | None = None) -> grpc.Channel:
+    options = channel_options()
     if tls is not None and tls.enabled:
-        return grpc.secure_channel(address, tls.credentials(), options=KEEPALIVE_OPTIONS)
-    return grpc.insecure_channel(address, options=KEEPALIVE_OPTIONS)
+        return grpc.secure_channel(address, tls.credentials(), options=options)
+    return grpc.insecure_channel(address, options=options)

@@ -21,7 +21,12 @@ from dataclasses import dataclass, field
 import grpc
 
 from aibridge.v1 import snapshot_pb2, sync_pb2, sync_pb2_grpc
-from controlplane.client.channel import ClientTLS, auth_metadata, open_aio_channel
+from controlplane.client.channel import (
+    DEFAULT_KEEPALIVE_SECONDS,
+    ClientTLS,
+    auth_metadata,
+    open_aio_channel,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +63,7 @@ class Subscriber:
         backoff_base: float = 0.2,
         backoff_max: float = 5.0,
         ack_timeout: float = 5.0,
+        keepalive_seconds: float = DEFAULT_KEEPALIVE_SECONDS,
     ) -> None:
         if not addresses:
             raise ValueError("at least one controlplane address is needed")
@@ -70,6 +76,7 @@ class Subscriber:
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
         self._ack_timeout = ack_timeout
+        self._keepalive_seconds = keepalive_seconds
         self._ready = asyncio.Event()
         self.current: ProviderSnapshot | None = None
         self.applied_version = 0
@@ -103,6 +110,9 @@ class Subscriber:
                 self.last_error = f"{exc.code().name}: {exc.details()}"
                 level = logging.ERROR if exc.code() in _CONFIG_ERRORS else logging.WARNING
                 log.log(level, "controlplane %s: %s", address, self.last_error)
+            except Exception as exc:  # a bug or a surprise must not end the subscription
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("subscription to %s failed", address)
             finally:
                 if self.connected_to is not None:
                     log.warning(
@@ -122,7 +132,7 @@ class Subscriber:
         return random.uniform(ceiling / 2, ceiling)  # jitter: replicas do not reconnect in step
 
     async def _session(self, address: str):  # type: ignore[no-untyped-def]
-        async with open_aio_channel(address, self._tls) as channel:
+        async with open_aio_channel(address, self._tls, self._keepalive_seconds) as channel:
             stub = sync_pb2_grpc.SyncStub(channel)
             request = sync_pb2.WatchRequest(
                 subscriber_id=self.subscriber_id,
@@ -133,6 +143,7 @@ class Subscriber:
             async for snapshot in call:
                 if self.connected_to is None:
                     self.connected_to = address
+                    self.last_error = ""
                     log.info("connected to controlplane %s", address)
                 await self._handle(stub, snapshot)
                 yield snapshot

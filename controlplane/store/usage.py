@@ -44,9 +44,12 @@ class UsageLog:
             dialect.insert(Interception)
             .values(rows)
             .on_conflict_do_nothing(index_elements=["request_id"])
+            # Without this, psycopg reports -1 for an INSERT (SQLAlchemy keeps rowcount
+            # only for UPDATE and DELETE unless asked).
+            .execution_options(preserve_rowcount=True)
         )
         with self.db.write() as session:
-            return session.execute(statement).rowcount or 0
+            return max(session.execute(statement).rowcount, 0)
 
     def totals(
         self,

@@ -1,0 +1,53 @@
+"""`make run` starts the Procfile with honcho; right after, `aibridgectl status` works with
+no flags, from the same directory."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.harness import PYTHON, REPO, clean_env, free_port, wait_until
+
+BIN = Path(sys.executable).parent
+
+
+def test_procfile_under_honcho_then_ctl_with_no_flags(tmp_path: Path) -> None:
+    port = free_port()
+    env = clean_env() | {
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        # The default ports may be taken on a shared machine; everything else is default.
+        "AIBRIDGE_CONTROLPLANE_LISTEN": f"127.0.0.1:{port}",
+        "AIBRIDGE_CONTROLPLANE_METRICS_LISTEN": f"127.0.0.1:{free_port()}",
+    }
+    honcho = subprocess.Popen(
+        [str(BIN / "honcho"), "start", "-f", str(REPO / "Procfile"), "-d", str(tmp_path)],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    ctl_env = env | {"AIBRIDGE_CONTROLPLANE": f"127.0.0.1:{port}"}
+
+    def status() -> subprocess.CompletedProcess[str] | None:
+        assert honcho.poll() is None, honcho.stdout.read().decode() if honcho.stdout else ""
+        result = subprocess.run(
+            [PYTHON, "-m", "controlplane.ctl", "status", "--json"],
+            cwd=tmp_path, env=ctl_env, capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        return result if result.returncode == 0 else None
+
+    try:
+        result = wait_until(status, timeout=60, what="the gateway to start under honcho")
+        assert '"revision": 1' in result.stdout
+        state = tmp_path / ".aibridge"
+        assert (state / "aibridge.db").exists()
+        for name in ("admin.token", "bridged.token", "proxyd.token", "encryption.keys"):
+            assert (state / name).stat().st_mode & 0o777 == 0o600, name
+    finally:
+        os.killpg(honcho.pid, signal.SIGTERM)
+        output, _ = honcho.communicate(timeout=30)
+    text = output.decode(errors="replace")
+    assert "serving gRPC" in text
+    for name in ("admin.token", "bridged.token", "proxyd.token"):
+        assert (state / name).read_text().strip() not in text

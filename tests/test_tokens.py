@@ -1,0 +1,217 @@
+"""Gateway tokens through the gRPC admin API: shown once, stored and published only as a
+hash, revocable by name or id, and every refused request changes nothing. Runs on SQLite
+and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from datetime import UTC, datetime, timedelta
+
+import grpc
+import pytest
+import sqlalchemy as sa
+
+from aibridge.v1 import admin_pb2
+from tests.harness import Controlplane, RecordingSubscriber, Secrets, refused
+
+
+def sha256(plaintext: str) -> str:
+    return hashlib.sha256(plaintext.encode()).hexdigest()
+
+
+def verifiers(recording: RecordingSubscriber) -> dict[str, tuple[str, str, int]]:
+    """The current snapshot's token verifiers: sha256 → (id, name, expires_at)."""
+    assert recording.current is not None
+    return {t.sha256: (t.id, t.name, t.expires_at) for t in recording.current.tokens}
+
+
+def listed(cp: Controlplane, include_revoked: bool = False) -> list[admin_pb2.Token]:
+    request = admin_pb2.ListTokensRequest(include_revoked=include_revoked)
+    return list(cp.admin.ListTokens(request).tokens)
+
+
+def test_plaintext_is_returned_once_and_only_its_hash_is_kept(controlplane: Controlplane) -> None:
+    admin = controlplane.admin
+    start = admin.revision()
+
+    created = admin.CreateToken(admin_pb2.CreateTokenRequest(name="ci"))
+    plaintext, info = created.token, created.info
+    assert created.revision == start + 1
+    assert plaintext.startswith("abt_") and len(plaintext) >= 40
+    assert info.id.startswith("tok_") and info.name == "ci"
+    shown = info.hint.rstrip("…")
+    assert shown.startswith("abt_") and plaintext.startswith(shown)
+    assert len(shown) <= 12, "the hint must not give away the token"
+    assert info.HasField("created_at") and not info.HasField("expires_at")
+    assert not info.HasField("revoked_at")
+
+    listing = admin.ListTokens(admin_pb2.ListTokensRequest(include_revoked=True))
+    assert [(t.id, t.name, t.hint) for t in listing.tokens] == [(info.id, "ci", info.hint)]
+    assert listing.revision == created.revision
+    assert plaintext.encode() not in listing.SerializeToString()
+    audit = admin.ListAudit(admin_pb2.ListAuditRequest())
+    assert audit.entries[0].action == "token.create"
+    assert plaintext.encode() not in audit.SerializeToString()
+
+    engine = sa.create_engine(controlplane.database_url)
+    try:
+        with engine.connect() as conn:
+            stored = conn.execute(sa.text("SELECT id, sha256 FROM gateway_tokens")).fetchall()
+            dump = repr(
+                [conn.execute(sa.text(f"SELECT * FROM {t}")).fetchall()
+                 for t in ("gateway_tokens", "audit_log")]
+            )  # fmt: skip
+    finally:
+        engine.dispose()
+    assert [tuple(row) for row in stored] == [(info.id, sha256(plaintext))]
+    assert plaintext not in dump
+    assert plaintext[len("abt_") :] not in dump
+
+    assert plaintext[len("abt_") :] not in controlplane.log()
+
+
+def test_verifier_is_published_on_create_and_withdrawn_on_revoke(
+    controlplane: Controlplane, secrets: Secrets
+) -> None:
+    admin = controlplane.admin
+
+    async def scenario() -> None:
+        recording = RecordingSubscriber(
+            [controlplane.address], "bridged", secrets.bridged, subscriber_id="bridged-tokens"
+        ).start()
+        try:
+            first = await asyncio.to_thread(
+                admin.CreateToken, admin_pb2.CreateTokenRequest(name="alice")
+            )
+            second = await asyncio.to_thread(
+                admin.CreateToken, admin_pb2.CreateTokenRequest(name="bob")
+            )
+            await recording.wait_version(second.revision)
+            assert verifiers(recording) == {
+                sha256(first.token): (first.info.id, "alice", 0),
+                sha256(second.token): (second.info.id, "bob", 0),
+            }
+            raw = recording.current.SerializeToString()
+            assert first.token.encode() not in raw and second.token.encode() not in raw
+
+            by_name = await asyncio.to_thread(
+                admin.RevokeToken, admin_pb2.RevokeTokenRequest(ref="alice")
+            )
+            assert by_name.revision == second.revision + 1
+            assert by_name.info.id == first.info.id and by_name.info.HasField("revoked_at")
+            await recording.wait_version(by_name.revision)
+            assert list(verifiers(recording)) == [sha256(second.token)]
+
+            by_id = await asyncio.to_thread(
+                admin.RevokeToken, admin_pb2.RevokeTokenRequest(ref=second.info.id)
+            )
+            assert by_id.info.name == "bob"
+            await recording.wait_version(by_id.revision)
+            assert verifiers(recording) == {}
+        finally:
+            await recording.stop()
+
+    asyncio.run(scenario())
+
+
+def test_revoked_tokens_are_listed_only_on_request(controlplane: Controlplane) -> None:
+    admin = controlplane.admin
+    old = admin.CreateToken(admin_pb2.CreateTokenRequest(name="laptop"))
+    kept = admin.CreateToken(admin_pb2.CreateTokenRequest(name="server"))
+    admin.RevokeToken(admin_pb2.RevokeTokenRequest(ref="laptop"))
+
+    assert [t.id for t in listed(controlplane)] == [kept.info.id]
+    everything = {t.id: t for t in listed(controlplane, include_revoked=True)}
+    assert set(everything) == {old.info.id, kept.info.id}
+    assert everything[old.info.id].HasField("revoked_at")
+    assert not everything[kept.info.id].HasField("revoked_at")
+
+    # The name of a revoked token is free again; revoking by name finds the live one.
+    again = admin.CreateToken(admin_pb2.CreateTokenRequest(name="laptop"))
+    assert again.info.id != old.info.id and again.token != old.token
+    assert sorted(t.name for t in listed(controlplane)) == ["laptop", "server"]
+    # A revoked token cannot be revoked again, by id.
+    refused(
+        controlplane, grpc.StatusCode.NOT_FOUND, admin.RevokeToken,
+        admin_pb2.RevokeTokenRequest(ref=old.info.id),
+    )  # fmt: skip
+    revoked = admin.RevokeToken(admin_pb2.RevokeTokenRequest(ref="laptop"))
+    assert revoked.info.id == again.info.id
+
+
+def test_expiring_token_carries_its_expiry_to_admin_and_verifier(
+    controlplane: Controlplane, secrets: Secrets
+) -> None:
+    admin = controlplane.admin
+
+    async def scenario() -> admin_pb2.CreateTokenResponse:
+        recording = RecordingSubscriber(
+            [controlplane.address], "bridged", secrets.bridged, subscriber_id="bridged-expiry"
+        ).start()
+        try:
+            expected = datetime.now(UTC) + timedelta(seconds=3600)
+            created = await asyncio.to_thread(
+                admin.CreateToken,
+                admin_pb2.CreateTokenRequest(name="temp", expires_in_seconds=3600),
+            )
+            expires_at = created.info.expires_at.ToDatetime(tzinfo=UTC)
+            assert abs((expires_at - expected).total_seconds()) < 5
+            await recording.wait_version(created.revision)
+            (verifier,) = recording.current.tokens
+            assert verifier.sha256 == sha256(created.token)
+            assert abs(verifier.expires_at - (time.time() + 3600)) < 5
+            assert abs(verifier.expires_at - expires_at.timestamp()) < 1
+            return created
+        finally:
+            await recording.stop()
+
+    created = asyncio.run(scenario())
+    (token,) = listed(controlplane)
+    assert token.expires_at == created.info.expires_at
+
+
+def test_duplicate_live_name_is_already_exists(controlplane: Controlplane) -> None:
+    admin = controlplane.admin
+    created = admin.CreateToken(admin_pb2.CreateTokenRequest(name="dup"))
+    details = refused(
+        controlplane, grpc.StatusCode.ALREADY_EXISTS, admin.CreateToken,
+        admin_pb2.CreateTokenRequest(name="dup"),
+    )  # fmt: skip
+    assert created.token not in details
+    refused(
+        controlplane, grpc.StatusCode.ABORTED, admin.RevokeToken,
+        admin_pb2.RevokeTokenRequest(ref="dup", expected_revision=created.revision - 1),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("ref", ["nobody", "tok_0000000000000000", ""])
+def test_revoke_unknown(shared_controlplane: Controlplane, ref: str) -> None:
+    code = grpc.StatusCode.INVALID_ARGUMENT if not ref else grpc.StatusCode.NOT_FOUND
+    refused(
+        shared_controlplane, code, shared_controlplane.admin.RevokeToken,
+        admin_pb2.RevokeTokenRequest(ref=ref), "ref" if not ref else "",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "field"),
+    [
+        ({"expires_in_seconds": -1}, "expires_in_seconds"),
+        ({"expires_in_seconds": 11 * 365 * 86400}, "expires_in_seconds"),
+        ({"name": ""}, "name"),
+        ({"name": "Upper"}, "name"),
+        ({"name": "with space"}, "name"),
+        ({"name": "under_score"}, "name"),
+        ({"name": "x" * 64}, "name"),
+    ],
+)
+def test_create_validation(
+    shared_controlplane: Controlplane, request_fields: dict, field: str
+) -> None:
+    fields = {"name": "ok"} | request_fields
+    refused(
+        shared_controlplane, grpc.StatusCode.INVALID_ARGUMENT,
+        shared_controlplane.admin.CreateToken, admin_pb2.CreateTokenRequest(**fields), field,
+    )  # fmt: skip

@@ -1,0 +1,201 @@
+"""The Usage service (bridged reports interceptions) and what an administrator reads back,
+through QueryUsage and `aibridgectl usage`. Runs on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+import grpc
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from aibridge.v1 import admin_pb2, usage_pb2, usage_pb2_grpc
+from tests.harness import Controlplane, ctl
+
+FIELDS = (
+    "requests", "errors", "input_tokens", "output_tokens", "cache_read_tokens",
+    "cache_write_tokens",
+)  # fmt: skip
+
+
+def interception(
+    request_id: str,
+    ago: timedelta,
+    now: datetime | None = None,
+    provider: str = "openai",
+    model: str = "gpt-4o",
+    token: str = "alice",
+    status: int = 200,
+    tokens: tuple[int, int, int, int] = (0, 0, 0, 0),
+) -> usage_pb2.Interception:
+    started_at = Timestamp()
+    started_at.FromDatetime((now or datetime.now(UTC)) - ago)
+    input_tokens, output_tokens, cache_read, cache_write = tokens
+    return usage_pb2.Interception(
+        request_id=request_id, started_at=started_at, token_id=f"tok_{token}",
+        token_name=token, provider_id=f"prv_{provider}", provider_name=provider,
+        provider_type="anthropic" if provider == "anthropic" else "openai", model=model,
+        route="/v1/chat/completions", status=status, input_tokens=input_tokens,
+        output_tokens=output_tokens, cache_read_tokens=cache_read, cache_write_tokens=cache_write,
+        streaming=True, ttfb_ms=12.5, duration_ms=340.0, user_agent="test",
+    )  # fmt: skip
+
+
+def batch(now: datetime) -> list[usage_pb2.Interception]:
+    """Three recent calls through openai, one two hours ago and one three days ago through
+    anthropic; 500 and 400 are errors, 200 is not."""
+    minutes = timedelta(minutes=1)
+    return [
+        interception("r1", 10 * minutes, now, tokens=(10, 20, 1, 2)),
+        interception("r2", 5 * minutes, now, token="bob", status=500, tokens=(5, 0, 0, 0)),
+        interception("r3", minutes, now, model="gpt-4o-mini", status=400, tokens=(3, 4, 0, 0)),
+        interception(
+            "r4", 120 * minutes, now, "anthropic", "claude-sonnet", tokens=(100, 50, 30, 7)
+        ),
+        interception(
+            "r5", timedelta(days=3), now, "anthropic", "claude-sonnet", "bob", tokens=(1, 2, 3, 4)
+        ),
+    ]
+
+
+def report(
+    cp: Controlplane, interceptions: Sequence[usage_pb2.Interception], token: str | None
+) -> int:
+    metadata = (("authorization", f"Bearer {token}"),) if token is not None else ()
+    with grpc.insecure_channel(cp.address) as channel:
+        stub = usage_pb2_grpc.UsageStub(channel)
+        request = usage_pb2.ReportUsageRequest(interceptions=interceptions)
+        return stub.ReportUsage(request, metadata=metadata, timeout=15).stored
+
+
+def totals(cp: Controlplane, group_by: str = "", **kwargs) -> dict[str, tuple[int, ...]]:
+    request = admin_pb2.QueryUsageRequest(group_by=group_by, **kwargs)
+    response = cp.admin.QueryUsage(request)
+    assert response.group_by == (group_by or "provider")
+    return {r.key: tuple(getattr(r, f) for f in FIELDS) for r in response.rows}
+
+
+def ts(value: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def test_report_is_idempotent_and_query_groups_and_filters(controlplane: Controlplane) -> None:
+    bridged = controlplane.secrets.bridged
+    now = datetime.now(UTC)
+    assert report(controlplane, batch(now), bridged) == 5
+    # A batch retried after a lost reply is stored once; a partly new one stores the rest.
+    assert report(controlplane, batch(now), bridged) == 0
+    extra = interception("r6", timedelta(minutes=2), model="gpt-4o-mini", tokens=(7, 8, 9, 10))
+    assert report(controlplane, [batch(now)[0], extra], bridged) == 1
+
+    #             requests errors input output cache_read cache_write
+    assert totals(controlplane) == {
+        "anthropic": (2, 0, 101, 52, 33, 11),
+        "openai": (4, 2, 25, 32, 10, 12),
+    }
+    assert totals(controlplane, "model") == {
+        "claude-sonnet": (2, 0, 101, 52, 33, 11),
+        "gpt-4o": (2, 1, 15, 20, 1, 2),
+        "gpt-4o-mini": (2, 1, 10, 12, 9, 10),
+    }
+    assert totals(controlplane, "token") == {
+        "alice": (4, 1, 120, 82, 40, 19),
+        "bob": (2, 1, 6, 2, 3, 4),
+    }
+
+    hour_ago = ts(now - timedelta(hours=1))
+    assert totals(controlplane, "provider", since=hour_ago) == {"openai": (4, 2, 25, 32, 10, 12)}
+    assert totals(controlplane, "model", until=hour_ago) == {
+        "claude-sonnet": (2, 0, 101, 52, 33, 11)
+    }
+    day_ago = ts(now - timedelta(days=1))
+    assert totals(controlplane, "token", since=day_ago, until=hour_ago) == {
+        "alice": (1, 0, 100, 50, 30, 7)
+    }
+    assert totals(controlplane, "model", provider="openai", since=day_ago) == {
+        "gpt-4o": (2, 1, 15, 20, 1, 2),
+        "gpt-4o-mini": (2, 1, 10, 12, 9, 10),
+    }
+    assert totals(controlplane, "provider", provider="nobody") == {}
+
+
+@pytest.mark.parametrize(
+    ("credential", "code"),
+    [
+        ("proxyd", grpc.StatusCode.PERMISSION_DENIED),
+        ("admin", grpc.StatusCode.PERMISSION_DENIED),
+        ("wrong", grpc.StatusCode.UNAUTHENTICATED),
+        (None, grpc.StatusCode.UNAUTHENTICATED),
+    ],
+)
+def test_only_bridged_may_report(
+    shared_controlplane: Controlplane, credential: str | None, code: grpc.StatusCode
+) -> None:
+    cp = shared_controlplane
+    token = {
+        "proxyd": cp.secrets.proxyd, "admin": cp.secrets.admin, "wrong": cp.secrets.bridged + "x",
+    }.get(credential)  # fmt: skip
+    with pytest.raises(grpc.RpcError) as caught:
+        report(cp, [interception("r1", timedelta(minutes=1))], token)
+    assert caught.value.code() == code, caught.value.details()
+    assert totals(cp) == {}
+
+
+def test_bridged_may_not_query(shared_controlplane: Controlplane) -> None:
+    cp = shared_controlplane
+    metadata = (("authorization", f"Bearer {cp.secrets.bridged}"),)
+    with pytest.raises(grpc.RpcError) as caught:
+        cp.admin.stub.QueryUsage(admin_pb2.QueryUsageRequest(), metadata=metadata, timeout=15)
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_batch_with_an_empty_request_id_is_refused_whole(shared_controlplane: Controlplane) -> None:
+    cp = shared_controlplane
+    nameless = interception("", timedelta(minutes=1))
+    with pytest.raises(grpc.RpcError) as caught:
+        report(cp, [interception("r1", timedelta(0)), nameless], cp.secrets.bridged)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details().startswith("request_id:"), caught.value.details()
+    assert totals(cp) == {}
+
+
+@pytest.mark.parametrize("group_by", ["day", "Provider", "provider_name"])
+def test_bad_group_by(shared_controlplane: Controlplane, group_by: str) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        shared_controlplane.admin.QueryUsage(admin_pb2.QueryUsageRequest(group_by=group_by))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details().startswith("group_by:"), caught.value.details()
+
+
+def test_usage_command(controlplane: Controlplane) -> None:
+    assert report(controlplane, batch(datetime.now(UTC)), controlplane.secrets.bridged) == 5
+
+    result = ctl(controlplane, "usage", "--by", "model", "--json", check=True)
+    data = json.loads(result.stdout)
+    assert data["group_by"] == "model"
+    rows = {row["key"]: row for row in data["rows"]}
+    assert set(rows) == {"claude-sonnet", "gpt-4o", "gpt-4o-mini"}
+    assert rows["claude-sonnet"] == {
+        "key": "claude-sonnet", "requests": 2, "errors": 0, "input_tokens": 101,
+        "output_tokens": 52, "cache_read_tokens": 33, "cache_write_tokens": 11,
+    }  # fmt: skip
+
+    readable = ctl(controlplane, "usage", "--by", "model", check=True).stdout
+    lines = readable.splitlines()
+    assert lines[0].split() == [
+        "MODEL", "REQUESTS", "ERRORS", "INPUT", "OUTPUT", "CACHE_READ", "CACHE_WRITE",
+    ]  # fmt: skip
+    assert [line.split()[0] for line in lines[1:]] == [
+        "claude-sonnet", "gpt-4o", "gpt-4o-mini", "TOTAL",
+    ]  # fmt: skip
+    assert lines[-1].split() == ["TOTAL", "5", "2", "119", "76", "34", "13"]
+
+    recent = ctl(controlplane, "usage", "--since", "1h", "--by", "model", "--json", check=True)
+    assert [row["key"] for row in json.loads(recent.stdout)["rows"]] == ["gpt-4o", "gpt-4o-mini"]
+
+    nothing = ctl(controlplane, "usage", "--provider", "anthropic", "--since", "1m", check=True)
+    assert nothing.stdout.strip() == "no usage recorded in that period"
