@@ -1,7 +1,19 @@
-"""`aibridge-bridged`: not built yet (see the open issue for bridged)."""
+"""`aibridge-bridged`: the process entry point."""
 
-import sys
+from __future__ import annotations
+
+import asyncio
+
+from bridged import config as config_module
+from bridged.app import serve
+from controlplane.client.logs import setup_logging
 
 
-def main() -> None:
-    sys.exit("aibridge-bridged is not built yet")
+def main(argv: list[str] | None = None) -> None:
+    config = config_module.parse(argv)
+    setup_logging(config.log_format, config.log_level, "bridged")
+    asyncio.run(serve(config))
+
+
+if __name__ == "__main__":
+    main()

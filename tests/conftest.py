@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import Controlplane, Secrets, postgres_database
+from aibridge.v1 import admin_pb2
+from tests.harness import Bridged, Controlplane, Secrets, postgres_database
+from tests.upstream import FakeUpstream
 
 DATABASES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
@@ -61,3 +63,34 @@ def controlplane(database_url: str, tmp_path: Path, secrets: Secrets) -> Iterato
         yield cp
     finally:
         cp.stop()
+
+
+@pytest.fixture
+def upstream_a() -> Iterator[FakeUpstream]:
+    upstream = FakeUpstream("A").start()
+    yield upstream
+    upstream.stop()
+
+
+@pytest.fixture
+def upstream_b() -> Iterator[FakeUpstream]:
+    upstream = FakeUpstream("B").start()
+    yield upstream
+    upstream.stop()
+
+
+@pytest.fixture
+def bridged(controlplane: Controlplane, tmp_path: Path, secrets: Secrets) -> Iterator[Bridged]:
+    process = Bridged([controlplane.address], tmp_path, secrets).start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def token(controlplane: Controlplane) -> str:
+    """A gateway token, already applied by every subscriber."""
+    created = controlplane.admin.CreateToken(admin_pb2.CreateTokenRequest(name="tester"))
+    controlplane.admin.wait_applied(created.revision)
+    return created.token

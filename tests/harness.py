@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -138,7 +139,51 @@ class AdminClient:
         self.channel.close()
 
 
-class Controlplane:
+class ManagedProcess:
+    """A server process a test starts, stops, kills and reads the log of."""
+
+    def __init__(self, name: str, workdir: Path) -> None:
+        self.name = name
+        self.workdir = workdir
+        self.log_path = workdir / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def spawn(self, command: list[str], env: dict[str, str]) -> None:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                command, cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+
+    def check_alive(self) -> None:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"{self.name} exited {self.proc.returncode}:\n{self.log()}")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL if it has not exited within `timeout`."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.stopped()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.stopped()
+
+    def stopped(self) -> None:
+        """Hook: release clients of the process."""
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class Controlplane(ManagedProcess):
     """One `aibridge-controlplane` process, restartable on the same port and database."""
 
     def __init__(
@@ -156,16 +201,13 @@ class Controlplane:
         the default state dir (`.aibridge` in `workdir`), as after a fresh `make run`;
         `secrets` is replaced by what it generated there once it serves. An empty
         `database_url` leaves the default (SQLite in the state dir)."""
+        super().__init__(name, workdir)
         self.generated_secrets = generated_secrets
         self.database_url = database_url
-        self.workdir = workdir
         self.secrets = secrets
-        self.name = name
         self.extra_args = extra_args
         self.port = port or free_port()
         self.metrics_port = free_port()
-        self.log_path = workdir / f"{name}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
         self._admin: AdminClient | None = None
 
     @property
@@ -197,12 +239,9 @@ class Controlplane:
         ]  # fmt: skip
 
     def start(self, wait: bool = True) -> Controlplane:
-        env = clean_env() | ({} if self.generated_secrets else self.secrets.env())
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            self.command(), cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT
+        self.spawn(
+            self.command(), clean_env() | ({} if self.generated_secrets else self.secrets.env())
         )
-        log.close()
         if wait:
             self.wait_serving()
             if self.generated_secrets:
@@ -227,9 +266,7 @@ class Controlplane:
 
     def wait_serving(self, timeout: float = 30.0) -> None:
         def serving() -> bool:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise AssertionError(f"{self.name} exited {self.proc.returncode}:\n{self.log()}")
+            self.check_alive()
             with self._open_channel() as channel:
                 stub = health_pb2_grpc.HealthStub(channel)
                 try:
@@ -246,20 +283,7 @@ class Controlplane:
             return grpc.insecure_channel(self.address)
         return grpc.secure_channel(self.address, credentials)
 
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._close_admin()
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+    def stopped(self) -> None:
         self._close_admin()
 
     def _close_admin(self) -> None:
@@ -267,8 +291,62 @@ class Controlplane:
             self._admin.close()
             self._admin = None
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+class Bridged(ManagedProcess):
+    """One `aibridge-bridged` process subscribed to the given controlplanes."""
+
+    def __init__(
+        self,
+        controlplanes: list[str],
+        workdir: Path,
+        secrets: Secrets,
+        *,
+        name: str = "bridged",
+        extra_args: tuple[str, ...] = (),
+        port: int | None = None,
+    ) -> None:
+        super().__init__(name, workdir)
+        self.controlplanes = controlplanes
+        self.secrets = secrets
+        self.extra_args = extra_args
+        self.port = port or free_port()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def provider_url(self, provider: str) -> str:
+        return f"{self.url}/api/v2/aibridge/{provider}"
+
+    def start(self, wait_ready: bool = True) -> Bridged:
+        self.spawn(
+            [
+                PYTHON, "-m", "bridged",
+                "--listen", f"127.0.0.1:{self.port}",
+                "--controlplane", ",".join(self.controlplanes),
+                "--state-dir", str(self.workdir / "state"),
+                "--usage-flush-interval", "0.2",
+                *self.extra_args,
+            ],
+            clean_env() | {"AIBRIDGE_BRIDGED_TOKEN": self.secrets.bridged},
+        )  # fmt: skip
+        self.wait_http("/readyz" if wait_ready else "/healthz")
+        return self
+
+    def wait_http(self, path: str, timeout: float = 30.0) -> None:
+        def answers() -> bool:
+            self.check_alive()
+            try:
+                with urllib.request.urlopen(self.url + path, timeout=2) as response:
+                    return response.status == 200
+            except OSError:
+                return False
+
+        wait_until(answers, timeout, f"{self.name} {path}")
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(self.url + "/metrics", timeout=5) as response:
+            return response.read().decode()
 
 
 class RecordingSubscriber:

@@ -1,0 +1,3 @@
+from bridged.main import main
+
+main()

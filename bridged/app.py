@@ -1,0 +1,120 @@
+"""Wiring: the subscriber feeds the route state; the aiohttp app serves requests from it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from bridged import metrics
+from bridged.config import BridgedConfig
+from bridged.errors import error_response, family_for_path
+from bridged.forward import Forwarder
+from bridged.keys import KeyHealth
+from bridged.reload import RouteState
+from bridged.upstreams import UpstreamPools
+from bridged.usage_reporter import UsageReporter
+from controlplane.client.subscriber import Subscriber
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/api/v2/aibridge"
+
+
+class Gateway:
+    def __init__(self, config: BridgedConfig) -> None:
+        self.config = config
+        self.pools = UpstreamPools(
+            config.connect_timeout, config.idle_read_timeout, config.upstream_ca_file
+        )
+        self.keys = KeyHealth(config.default_cooldown)
+        self.state = RouteState(self.pools, self.keys)
+        tls = config.controlplane_tls if config.controlplane_tls.enabled else None
+        self.subscriber = Subscriber(
+            config.controlplanes, "bridged", config.token, self.state.apply, tls=tls
+        )
+        self.reporter = UsageReporter(
+            config.controlplanes,
+            config.token,
+            tls,
+            batch_size=config.usage_batch_size,
+            flush_interval=config.usage_flush_interval,
+            capacity=config.usage_buffer,
+        )
+        self.forwarder = Forwarder(self.state, self.pools, self.keys, self.reporter)
+        metrics.CONNECTED.set_function(lambda: 1 if self.subscriber.connected else 0)
+        metrics.SECONDS_SINCE_SNAPSHOT.set_function(self._seconds_since_snapshot)
+        metrics.UPSTREAM_POOLS.set_function(lambda: self.pools.open_pools)
+
+    def _seconds_since_snapshot(self) -> float:
+        at = self.subscriber.last_snapshot_at
+        return -1.0 if at is None else time.monotonic() - at
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self.config.max_body_bytes)
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/readyz", self.readyz)
+        app.router.add_get("/metrics", self.metrics)
+        app.router.add_route("*", PREFIX + "/{provider}/{tail:.*}", self.forwarder.handle)
+        app.router.add_route("*", "/{tail:.*}", self.not_found)
+        return app
+
+    async def healthz(self, _request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(self, _request: web.Request) -> web.Response:
+        table = self.state.table
+        body = {
+            "ready": table is not None,
+            "version": table.version if table else 0,
+            "controlplane_connected": self.subscriber.connected,
+        }
+        return web.json_response(body, status=200 if table is not None else 503)
+
+    async def metrics(self, _request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def not_found(self, request: web.Request) -> web.Response:
+        return error_response(
+            family_for_path(request.path), 404, "not_found",
+            f"nothing at {request.path}; use {PREFIX}/{{provider}}/...",
+        )  # fmt: skip
+
+
+async def serve(config: BridgedConfig) -> None:
+    gateway = Gateway(config)
+    subscription = asyncio.create_task(gateway.subscriber.run(), name="subscriber")
+    reporting = asyncio.create_task(gateway.reporter.run(), name="usage")
+    runner = web.AppRunner(gateway.app(), access_log=None, shutdown_timeout=config.shutdown_grace)
+    await runner.setup()
+    await web.TCPSite(runner, config.host, config.port, backlog=1024).start()
+    log.info("bridged serving on http://%s:%d%s/{provider}/", config.host, config.port, PREFIX)
+
+    await _wait_for_signal()
+    log.info(
+        "shutting down: no new connections; %.0fs for requests in flight", config.shutdown_grace
+    )
+    await runner.cleanup()  # stops listening, then waits for in-flight requests
+    reporting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await reporting
+    if not await gateway.reporter.flush(timeout=5.0):
+        log.error("%d usage records could not be delivered", gateway.reporter.pending)
+    subscription.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await subscription
+    await gateway.pools.close()
+    log.info("stopped")
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()

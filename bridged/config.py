@@ -1,0 +1,129 @@
+"""bridged's configuration: flags with AIBRIDGE_* equivalents, read once at start."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from controlplane.client import state
+from controlplane.client.channel import DEFAULT_CONTROLPLANE, ClientTLS
+from controlplane.client.flags import add_flag
+
+
+@dataclass(frozen=True)
+class BridgedConfig:
+    host: str
+    port: int
+    controlplanes: tuple[str, ...]
+    token: str
+    controlplane_tls: ClientTLS
+    upstream_ca_file: Path | None
+    max_body_bytes: int
+    connect_timeout: float
+    idle_read_timeout: float
+    shutdown_grace: float
+    usage_batch_size: int
+    usage_flush_interval: float
+    usage_buffer: int
+    default_cooldown: float
+    log_format: str
+    log_level: str
+
+
+def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> BridgedConfig:
+    environ = os.environ if env is None else env
+    p = argparse.ArgumentParser(
+        prog="aibridge-bridged",
+        description="The LLM gateway: routes /api/v2/aibridge/{provider}/... to the provider.",
+    )
+
+    def flag(name: str, **kwargs: object) -> None:
+        add_flag(p, name, env=environ, **kwargs)  # type: ignore[arg-type]
+
+    flag(
+        "--listen",
+        default="127.0.0.1:8080",
+        env_var="AIBRIDGE_BRIDGED_LISTEN",
+        help="HTTP listen address",
+    )
+    flag(
+        "--controlplane",
+        default=DEFAULT_CONTROLPLANE,
+        help="controlplane gRPC address; comma-separated for several replicas",
+    )
+    flag("--state-dir", default=state.DEFAULT_STATE_DIR, help="where make run keeps secrets")
+    flag(
+        "--bridged-token",
+        help="credential for the snapshot stream (default: STATE_DIR/bridged.token)",
+    )
+    flag("--ca-cert", help="CA that signed the controlplane's certificate (enables TLS)")
+    flag("--client-cert", help="client certificate for the controlplane (mTLS)")
+    flag("--client-key", help="key of --client-cert")
+    flag("--upstream-ca-file", help="extra CA bundle to trust for upstream providers")
+    flag(
+        "--max-body-bytes", type=int, default=32 * 1024 * 1024, help="largest request body accepted"
+    )
+    flag("--connect-timeout", type=float, default=10.0, help="seconds to connect to an upstream")
+    flag(
+        "--idle-read-timeout",
+        type=float,
+        default=300.0,
+        help="seconds an upstream may stay silent before the request fails",
+    )
+    flag(
+        "--shutdown-grace",
+        type=float,
+        default=30.0,
+        help="seconds requests in flight get to finish on SIGTERM",
+    )
+    flag("--usage-batch-size", type=int, default=200, help="usage records per batch")
+    flag("--usage-flush-interval", type=float, default=1.0, help="seconds between usage batches")
+    flag(
+        "--usage-buffer",
+        type=int,
+        default=100_000,
+        help="usage records kept while the controlplane is unreachable",
+    )
+    flag(
+        "--default-cooldown",
+        type=float,
+        default=10.0,
+        help="seconds a rate-limited key rests when the upstream gives no Retry-After",
+    )
+    flag("--log-format", default="text", choices=["text", "json"], help="log line format")
+    flag("--log-level", default="info", help="debug, info, warning or error")
+    a = p.parse_args(argv)
+
+    host, _, port = a.listen.rpartition(":")
+    if not port.isdigit():
+        p.error(f"--listen: expected HOST:PORT, not {a.listen!r}")
+    if a.max_body_bytes <= 0:
+        p.error("--max-body-bytes must be positive")
+    token = a.bridged_token or state.load_or_create(
+        Path(a.state_dir) / state.BRIDGED_TOKEN_FILE, lambda: state.new_credential("abb")
+    )
+    return BridgedConfig(
+        host=host.strip("[]") or "127.0.0.1",
+        port=int(port),
+        controlplanes=tuple(x.strip() for x in a.controlplane.split(",") if x.strip()),
+        token=token,
+        controlplane_tls=ClientTLS(
+            Path(a.ca_cert) if a.ca_cert else None,
+            Path(a.client_cert) if a.client_cert else None,
+            Path(a.client_key) if a.client_key else None,
+        ),
+        upstream_ca_file=Path(a.upstream_ca_file) if a.upstream_ca_file else None,
+        max_body_bytes=a.max_body_bytes,
+        connect_timeout=a.connect_timeout,
+        idle_read_timeout=a.idle_read_timeout,
+        shutdown_grace=a.shutdown_grace,
+        usage_batch_size=a.usage_batch_size,
+        usage_flush_interval=a.usage_flush_interval,
+        usage_buffer=a.usage_buffer,
+        default_cooldown=a.default_cooldown,
+        log_format=a.log_format,
+        log_level=a.log_level,
+    )

@@ -1,0 +1,45 @@
+"""Errors in the provider's own JSON shape, so SDKs parse them like the provider's."""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+# status → (OpenAI error type, Anthropic error type)
+_TYPES = {
+    400: ("invalid_request_error", "invalid_request_error"),
+    401: ("invalid_request_error", "authentication_error"),
+    403: ("invalid_request_error", "permission_error"),
+    404: ("invalid_request_error", "not_found_error"),
+    413: ("invalid_request_error", "request_too_large"),
+    429: ("rate_limit_error", "rate_limit_error"),
+    502: ("api_error", "api_error"),
+    503: ("api_error", "overloaded_error"),
+    504: ("api_error", "api_error"),
+}
+
+
+def error_response(
+    family: str,
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    openai_type, anthropic_type = _TYPES.get(status, ("api_error", "api_error"))
+    if family == "anthropic":
+        body = {"type": "error", "error": {"type": anthropic_type, "message": message}}
+    else:
+        body = {"error": {"message": message, "type": openai_type, "param": None, "code": code}}
+    return web.Response(
+        status=status,
+        body=json.dumps(body).encode(),
+        content_type="application/json",
+        headers={"x-aibridge-error": code, **(headers or {})},
+    )
+
+
+def family_for_path(path: str) -> str:
+    """Before a route is known, guess the family from the path the client used."""
+    return "anthropic" if "/v1/messages" in path else "openai"

@@ -1,0 +1,299 @@
+"""The request path: authenticate, route, inject the key, forward, stream back, record.
+
+Everything a request needs is read from one route table, taken once at its start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from google.protobuf.timestamp_pb2 import Timestamp
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from aibridge.v1 import usage_pb2
+from bridged import metrics
+from bridged.errors import error_response, family_for_path
+from bridged.keys import KeyHealth
+from bridged.reload import RouteState
+from bridged.routes import Caller, Endpoint, Route, RouteTable
+from bridged.upstreams import UpstreamPools
+from bridged.usage import Usage, UsageExtractor
+from bridged.usage_reporter import UsageReporter
+
+log = logging.getLogger(__name__)
+
+HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+     "transfer-encoding", "upgrade", "proxy-connection"}
+)  # fmt: skip
+# Caller credentials never reach the upstream; the provider's key replaces them.
+STRIPPED_REQUEST = HOP_BY_HOP | {"host", "content-length", "authorization", "x-api-key",
+                                 "api-key", "cookie", "accept-encoding"}  # fmt: skip
+STRIPPED_RESPONSE = HOP_BY_HOP | {"content-length", "set-cookie"}
+
+
+@dataclass
+class Exchange:
+    """One call through the gateway, for its usage record and metrics."""
+
+    request_id: str
+    started: float
+    started_wall: float
+    caller: Caller
+    route: Route
+    endpoint: Endpoint
+    user_agent: str
+    model: str = ""
+    streaming: bool = False
+    status: int = 0
+    ttfb: float = 0.0
+    usage: Usage | None = None
+
+
+class Forwarder:
+    def __init__(
+        self,
+        state: RouteState,
+        pools: UpstreamPools,
+        keys: KeyHealth,
+        reporter: UsageReporter,
+    ) -> None:
+        self.state = state
+        self.pools = pools
+        self.keys = keys
+        self.reporter = reporter
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        metrics.IN_FLIGHT.inc()
+        try:
+            return await self._handle(request)
+        finally:
+            metrics.IN_FLIGHT.dec()
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        started, started_wall = time.monotonic(), time.time()
+        table = self.state.table  # read once: a reload never changes this request's view
+        name = request.match_info["provider"]
+        path = "/" + request.match_info["tail"]
+        family = family_for_path(path)
+        if table is None:
+            return _refuse(name, family, 503, "no_snapshot", "the gateway has no configuration yet")
+        caller = authenticate(request, table)
+        if caller is None:
+            return _refuse(name, family, 401, "invalid_token", "missing, unknown or expired token")
+        route = table.routes.get(name)
+        if route is None:
+            return _refuse(name, family, 404, "unknown_provider", f"no provider named {name!r}")
+        family = route.family
+        if not route.enabled:
+            return _refuse(name, family, 503, "provider_disabled", f"provider {name!r} is disabled")
+        endpoint = route.endpoint(request.method, path)
+        if endpoint is None:
+            return _refuse(
+                name, family, 404, "route_not_allowed",
+                f"{request.method} {path} is not available through the gateway",
+            )  # fmt: skip
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge as exc:
+            return _refuse(name, family, 413, "request_too_large", exc.text or "body too large")
+
+        exchange = Exchange(
+            request_id=uuid.uuid4().hex,
+            started=started,
+            started_wall=started_wall,
+            caller=caller,
+            route=route,
+            endpoint=endpoint,
+            user_agent=request.headers.get("User-Agent", ""),
+        )
+        if endpoint.intercepted:
+            exchange.model, exchange.streaming = _request_fields(body)
+        try:
+            response = await self._exchange(request, exchange, path, body)
+        finally:
+            self._record(exchange)
+        return response
+
+    async def _exchange(
+        self, request: web.Request, x: Exchange, path: str, body: bytes
+    ) -> web.StreamResponse:
+        route = x.route
+        if not route.keys:
+            return self._fail(x, 502, "no_keys", f"provider {route.name!r} has no keys")
+        url = route.upstream_url(path, request.query_string)
+        headers = _upstream_headers(request.headers, x.endpoint.intercepted)
+        rate_limited = False
+        async with self.pools.use(route.origin) as session:
+            for key in self.keys.usable(route.keys):
+                try:
+                    upstream = await session.request(
+                        request.method, url, data=body, allow_redirects=False,
+                        headers={**headers, **route.auth_headers(key.secret)},
+                    )  # fmt: skip
+                except TimeoutError:
+                    return self._fail(
+                        x, 504, "upstream_timeout", "the provider did not answer in time"
+                    )
+                except aiohttp.ClientError as exc:
+                    log.warning("provider %s unreachable: %s", route.name, type(exc).__name__)
+                    return self._fail(x, 502, "upstream_unreachable", "the provider is unreachable")
+                async with upstream:
+                    if upstream.status == 429:
+                        self.keys.rate_limited(key, upstream.headers)
+                        rate_limited = True
+                        metrics.KEY_FAILOVERS.labels(route.name, "rate_limited").inc()
+                        continue
+                    if upstream.status in (401, 403):
+                        log.warning(
+                            "provider %s refused key %s (%d)", route.name, key.hint, upstream.status
+                        )
+                        self.keys.refused(key)
+                        metrics.KEY_FAILOVERS.labels(route.name, "refused").inc()
+                        continue
+                    return await self._stream(request, x, upstream)
+        if rate_limited or self.keys.resting(route.keys):
+            return self._fail(
+                x, 429, "all_keys_rate_limited", "every key of this provider is rate limited",
+                {"Retry-After": str(self.keys.retry_after(route.keys))},
+            )  # fmt: skip
+        return self._fail(x, 502, "all_keys_refused", "the provider refused every key")
+
+    async def _stream(
+        self, request: web.Request, x: Exchange, upstream: aiohttp.ClientResponse
+    ) -> web.StreamResponse:
+        x.status = upstream.status
+        event_stream = upstream.content_type == "text/event-stream"
+        headers = CIMultiDict(
+            (k, v) for k, v in upstream.headers.items() if k.lower() not in STRIPPED_RESPONSE
+        )
+        headers["x-aibridge-request-id"] = x.request_id
+        if event_stream:
+            headers["Cache-Control"] = "no-cache"
+            headers["X-Accel-Buffering"] = "no"
+        extract = x.endpoint.intercepted and 200 <= upstream.status < 300
+        extractor = UsageExtractor(x.endpoint.route, event_stream) if extract else None
+        response = web.StreamResponse(status=upstream.status, headers=headers)
+        await response.prepare(request)
+        try:
+            async for chunk in upstream.content.iter_any():
+                if not x.ttfb:
+                    x.ttfb = time.monotonic() - x.started
+                await response.write(chunk)  # the client gets it before we look at it
+                if extractor is not None:
+                    extractor.feed(chunk)
+        except TimeoutError:
+            log.warning("provider %s went silent mid-response", x.route.name)
+            x.status = 504
+            raise
+        except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+            x.status = 499  # the client went away
+            raise
+        except aiohttp.ClientPayloadError:
+            log.warning("provider %s cut the response short", x.route.name)
+            x.status = 502
+            raise
+        finally:
+            if extractor is not None:
+                x.usage = extractor.finish()
+                x.model = x.usage.model or x.model
+        await response.write_eof()
+        return response
+
+    def _fail(
+        self, x: Exchange, status: int, code: str, message: str,
+        headers: dict[str, str] | None = None,
+    ) -> web.Response:  # fmt: skip
+        x.status = status
+        return error_response(x.route.family, status, code, message, headers)
+
+    def _record(self, x: Exchange) -> None:
+        duration = time.monotonic() - x.started
+        route_name = x.endpoint.route or "passthrough"
+        metrics.REQUESTS.labels(x.route.name, route_name, str(x.status)).inc()
+        metrics.UPSTREAM_SECONDS.labels(x.route.name, route_name).observe(duration)
+        if x.ttfb:
+            metrics.TTFB_SECONDS.labels(x.route.name, route_name).observe(x.ttfb)
+        if not x.endpoint.intercepted:
+            return
+        usage = x.usage or Usage()
+        for kind, count in (
+            ("input", usage.input_tokens), ("output", usage.output_tokens),
+            ("cache_read", usage.cache_read_tokens), ("cache_write", usage.cache_write_tokens),
+        ):  # fmt: skip
+            if count:
+                metrics.TOKENS.labels(x.route.name, kind).inc(count)
+        started_at = Timestamp()
+        started_at.FromNanoseconds(int(x.started_wall * 1e9))
+        self.reporter.record(
+            usage_pb2.Interception(
+                request_id=x.request_id,
+                started_at=started_at,
+                token_id=x.caller.token_id,
+                token_name=x.caller.name,
+                provider_id=x.route.id,
+                provider_name=x.route.name,
+                provider_type=x.route.type,
+                model=x.model,
+                route=x.endpoint.route,
+                status=x.status,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cache_read_tokens=usage.cache_read_tokens,
+                cache_write_tokens=usage.cache_write_tokens,
+                streaming=x.streaming,
+                ttfb_ms=x.ttfb * 1000,
+                duration_ms=duration * 1000,
+                user_agent=x.user_agent[:500],
+            )
+        )
+
+
+def authenticate(request: web.Request, table: RouteTable) -> Caller | None:
+    """The gateway token from `Authorization: Bearer` or `x-api-key`, checked locally."""
+    token = ""
+    authorization = request.headers.get("Authorization", "")
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() == "bearer":
+        token = value.strip()
+    if not token:
+        token = request.headers.get("x-api-key", "").strip()
+    if not token:
+        return None
+    caller = table.callers.get(hashlib.sha256(token.encode()).hexdigest())
+    if caller is None or (caller.expires_at and caller.expires_at <= time.time()):
+        return None
+    return caller
+
+
+def _upstream_headers(headers: CIMultiDictProxy[str], intercepted: bool) -> dict[str, str]:
+    out = {k: v for k, v in headers.items() if k.lower() not in STRIPPED_REQUEST}
+    if intercepted:
+        out["Accept-Encoding"] = "identity"  # usage is read from the bytes as they pass
+    elif "Accept-Encoding" in headers:
+        out["Accept-Encoding"] = headers["Accept-Encoding"]
+    return out
+
+
+def _request_fields(body: bytes) -> tuple[str, bool]:
+    try:
+        data: Any = json.loads(body)
+    except ValueError:
+        return "", False
+    if not isinstance(data, dict):
+        return "", False
+    model = data.get("model")
+    return (model if isinstance(model, str) else "")[:200], data.get("stream") is True
+
+
+def _refuse(provider: str, family: str, status: int, code: str, message: str) -> web.Response:
+    metrics.REQUESTS.labels(provider if status != 404 else "", "", str(status)).inc()
+    return error_response(family, status, code, message)

@@ -1,0 +1,36 @@
+"""bridged's Prometheus metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+REQUESTS = Counter(
+    "aibridge_bridged_requests_total", "Requests answered", ["provider", "route", "status"]
+)
+IN_FLIGHT = Gauge("aibridge_bridged_requests_in_flight", "Requests being served")
+UPSTREAM_SECONDS = Histogram(
+    "aibridge_bridged_upstream_seconds", "Upstream request duration", ["provider", "route"]
+)
+TTFB_SECONDS = Histogram(
+    "aibridge_bridged_time_to_first_byte_seconds",
+    "Time from the request's start to the upstream's first body byte",
+    ["provider", "route"],
+)
+TOKENS = Counter("aibridge_bridged_tokens_total", "Tokens reported", ["provider", "kind"])
+KEY_FAILOVERS = Counter(
+    "aibridge_bridged_key_failovers_total", "Retries with the next key", ["provider", "reason"]
+)
+SNAPSHOT_VERSION = Gauge("aibridge_bridged_snapshot_version", "Applied snapshot version")
+SECONDS_SINCE_SNAPSHOT = Gauge(
+    "aibridge_bridged_seconds_since_snapshot", "Seconds since a snapshot was last applied"
+)
+CONNECTED = Gauge("aibridge_bridged_controlplane_connected", "1 while connected to a controlplane")
+SKIPPED_PROVIDERS = Gauge(
+    "aibridge_bridged_skipped_providers", "Provider rows that could not be used"
+)
+UPSTREAM_POOLS = Gauge("aibridge_bridged_upstream_pools", "Open upstream connection pools")
+USAGE_BUFFERED = Gauge("aibridge_bridged_usage_buffered", "Usage records waiting to be sent")
+USAGE_SENT = Counter("aibridge_bridged_usage_sent_total", "Usage records delivered")
+USAGE_DROPPED = Counter(
+    "aibridge_bridged_usage_dropped_total", "Usage records dropped because the buffer was full"
+)

@@ -1,0 +1,36 @@
+"""The one place a snapshot becomes the live route table: build it, swap it, tidy up.
+
+Requests read `RouteState.table` once at their start and keep that value, so a swap
+never touches a request in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aibridge.v1 import snapshot_pb2
+from bridged import metrics
+from bridged.keys import KeyHealth
+from bridged.routes import RouteTable, build_route_table
+from bridged.upstreams import UpstreamPools
+from controlplane.client.subscriber import ApplyResult
+
+log = logging.getLogger(__name__)
+
+
+class RouteState:
+    def __init__(self, pools: UpstreamPools, keys: KeyHealth) -> None:
+        self.table: RouteTable | None = None
+        self._pools = pools
+        self._keys = keys
+
+    def apply(self, snapshot: snapshot_pb2.ProviderSnapshot) -> ApplyResult:
+        table, skipped = build_route_table(snapshot)
+        for s in skipped:
+            log.warning("provider %s (%s) skipped: %s", s.name, s.provider_id, s.reason)
+        self.table = table  # the swap
+        self._keys.new_snapshot()
+        self._pools.keep_only(table.origins)
+        metrics.SNAPSHOT_VERSION.set(table.version)
+        metrics.SKIPPED_PROVIDERS.set(len(skipped))
+        return ApplyResult(skipped=skipped)

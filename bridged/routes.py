@@ -1,0 +1,160 @@
+"""Snapshot → route table: an immutable value that a request reads once, at its start.
+
+Each provider type knows its URL layout (how a client's path maps onto the base_url),
+how the key is injected, and which endpoints are intercepted or passed through.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from yarl import URL
+
+from aibridge.v1 import snapshot_pb2
+from controlplane.client.subscriber import SkippedProvider
+
+OPENAI_COMPATIBLE = frozenset(
+    {"openai", "openai-compatible", "azure-openai", "openrouter", "ollama"}
+)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One allowed (method, path) of a provider family. `route` names intercepted ones."""
+
+    method: str
+    pattern: re.Pattern[str]
+    route: str = ""  # "" for a pass-through endpoint: forwarded, not recorded
+
+    @property
+    def intercepted(self) -> bool:
+        return bool(self.route)
+
+
+def _ep(method: str, path: str, route: str = "") -> Endpoint:
+    return Endpoint(method, re.compile(f"^{path}$"), route)
+
+
+_MODEL_ID = r"[A-Za-z0-9._:/@-]+"
+
+# Paths as the client sends them, after /api/v2/aibridge/{provider}.
+OPENAI_ENDPOINTS = (
+    _ep("POST", "/v1/chat/completions", "chat.completions"),
+    _ep("POST", "/v1/responses", "responses"),
+    _ep("GET", "/v1/models"),
+    _ep("GET", f"/v1/models/{_MODEL_ID}"),
+)
+ANTHROPIC_ENDPOINTS = (
+    _ep("POST", "/v1/messages", "messages"),
+    _ep("POST", "/v1/messages/count_tokens"),
+    _ep("GET", "/v1/models"),
+    _ep("GET", f"/v1/models/{_MODEL_ID}"),
+)
+
+
+@dataclass(frozen=True)
+class ProviderKey:
+    id: str
+    secret: str
+    hint: str
+
+
+@dataclass(frozen=True)
+class Route:
+    id: str
+    name: str
+    type: str
+    enabled: bool
+    base_url: URL
+    keys: tuple[ProviderKey, ...]
+
+    @property
+    def family(self) -> str:
+        return "anthropic" if self.type == "anthropic" else "openai"
+
+    @property
+    def origin(self) -> str:
+        return str(self.base_url.origin())
+
+    def endpoint(self, method: str, path: str) -> Endpoint | None:
+        endpoints = ANTHROPIC_ENDPOINTS if self.family == "anthropic" else OPENAI_ENDPOINTS
+        for e in endpoints:
+            if e.method == method and e.pattern.match(path):
+                return e
+        return None
+
+    def upstream_url(self, path: str, query: str) -> URL:
+        """OpenAI's base_url carries the version (…/v1) and so does the client's path;
+        Anthropic's base_url is the host root."""
+        tail = path.removeprefix("/v1") if self.family == "openai" else path
+        url = URL(str(self.base_url).rstrip("/") + tail, encoded=True)
+        return url.with_query(query) if query else url
+
+    def auth_headers(self, secret: str) -> dict[str, str]:
+        if self.type == "anthropic":
+            return {"x-api-key": secret}
+        if self.type == "azure-openai":
+            return {"api-key": secret}
+        return {"Authorization": f"Bearer {secret}"}
+
+
+@dataclass(frozen=True)
+class Caller:
+    token_id: str
+    name: str
+    expires_at: int  # unix seconds, 0 = never
+
+
+@dataclass(frozen=True)
+class RouteTable:
+    version: int
+    routes: Mapping[str, Route] = field(default_factory=dict)
+    callers: Mapping[str, Caller] = field(default_factory=dict)  # by token SHA-256
+
+    @property
+    def origins(self) -> frozenset[str]:
+        return frozenset(r.origin for r in self.routes.values())
+
+
+def build_route_table(
+    snapshot: snapshot_pb2.ProviderSnapshot,
+) -> tuple[RouteTable, list[SkippedProvider]]:
+    routes: dict[str, Route] = {}
+    skipped: list[SkippedProvider] = []
+    for p in snapshot.providers:
+        problem = _problem(p)
+        if problem:
+            skipped.append(SkippedProvider(p.id, p.name, problem))
+            continue
+        routes[p.name] = Route(
+            id=p.id,
+            name=p.name,
+            type=p.type,
+            enabled=p.enabled,
+            base_url=URL(p.base_url),
+            keys=tuple(ProviderKey(k.id, k.secret, k.hint) for k in p.keys),
+        )
+    callers = {t.sha256: Caller(t.id, t.name, t.expires_at) for t in snapshot.tokens}
+    table = RouteTable(snapshot.version, MappingProxyType(routes), MappingProxyType(callers))
+    return table, skipped
+
+
+def _problem(p: snapshot_pb2.SnapshotProvider) -> str:
+    if p.type != "anthropic" and p.type not in OPENAI_COMPATIBLE:
+        return f"unknown provider type {p.type!r}"
+    try:
+        url = URL(p.base_url)
+    except (ValueError, TypeError) as exc:
+        return f"unusable base_url: {exc}"
+    if url.scheme not in ("http", "https") or not url.host:
+        return "unusable base_url: must be an absolute http(s) URL with a host"
+    if url.query_string or url.fragment:
+        return "unusable base_url: must not have a query or fragment"
+    try:
+        _ = url.port
+    except ValueError as exc:
+        return f"unusable base_url: {exc}"
+    return ""

@@ -1,0 +1,99 @@
+"""Ships usage records to the controlplane in batches.
+
+The buffer is bounded (the oldest records go first when it overflows, counted in a
+metric); a batch that fails is retried until the controlplane takes it, and request
+ids make a retried batch safe to store twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import random
+
+import grpc
+
+from aibridge.v1 import usage_pb2, usage_pb2_grpc
+from bridged import metrics
+from controlplane.client.channel import ClientTLS, auth_metadata, open_aio_channel
+
+log = logging.getLogger(__name__)
+
+
+class UsageReporter:
+    def __init__(
+        self,
+        addresses: tuple[str, ...],
+        token: str,
+        tls: ClientTLS | None,
+        *,
+        batch_size: int,
+        flush_interval: float,
+        capacity: int,
+    ) -> None:
+        self._addresses = addresses
+        self._token = token
+        self._tls = tls
+        self._batch_size = batch_size
+        self._flush_interval = flush_interval
+        self._buffer: collections.deque[usage_pb2.Interception] = collections.deque(maxlen=capacity)
+        self._wake = asyncio.Event()
+        self._address_index = 0
+
+    def record(self, interception: usage_pb2.Interception) -> None:
+        if len(self._buffer) == self._buffer.maxlen:
+            metrics.USAGE_DROPPED.inc()
+        self._buffer.append(interception)
+        metrics.USAGE_BUFFERED.set(len(self._buffer))
+        if len(self._buffer) >= self._batch_size:
+            self._wake.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._buffer)
+
+    async def run(self) -> None:
+        failures = 0
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._flush_interval)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            if await self.flush():
+                failures = 0
+            else:
+                failures += 1
+                await asyncio.sleep(min(10.0, 0.2 * 2**failures) * random.uniform(0.5, 1.0))
+
+    async def flush(self, timeout: float = 10.0) -> bool:
+        """Sends everything buffered; False if the controlplane did not take it all."""
+        while self._buffer:
+            batch = [self._buffer[i] for i in range(min(self._batch_size, len(self._buffer)))]
+            if not await self._send(batch, timeout):
+                return False
+            for _ in batch:
+                self._buffer.popleft()
+            metrics.USAGE_BUFFERED.set(len(self._buffer))
+            metrics.USAGE_SENT.inc(len(batch))
+        return True
+
+    async def _send(self, batch: list[usage_pb2.Interception], timeout: float) -> bool:
+        address = self._addresses[self._address_index % len(self._addresses)]
+        try:
+            async with open_aio_channel(address, self._tls) as channel:
+                stub = usage_pb2_grpc.UsageStub(channel)
+                await stub.ReportUsage(
+                    usage_pb2.ReportUsageRequest(interceptions=batch),
+                    metadata=auth_metadata(self._token),
+                    timeout=timeout,
+                )
+            return True
+        except grpc.aio.AioRpcError as exc:
+            log.warning(
+                "usage batch of %d not delivered to %s: %s; %d buffered",
+                len(batch), address, exc.code().name, len(self._buffer),
+            )  # fmt: skip
+            self._address_index += 1  # another replica may be up
+            return False

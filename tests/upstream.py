@@ -1,0 +1,246 @@
+"""A local stand-in for the LLM providers: answers like OpenAI (chat completions,
+responses, models) and Anthropic (messages, count_tokens), streaming or not, and
+records every request it sees. Runs its own event loop in a thread so that both sync
+and async tests can use it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from tests.harness import free_port
+
+OPENAI_USAGE = {"prompt_tokens": 11, "completion_tokens": 7, "cached_tokens": 3}
+RESPONSES_USAGE = {"input_tokens": 21, "output_tokens": 9, "cached_tokens": 5}
+ANTHROPIC_USAGE = {"input_tokens": 13, "output_tokens": 5, "cache_write": 2, "cache_read": 4}
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def key(self) -> str:
+        auth = self.headers.get("authorization", "")
+        return auth.removeprefix("Bearer ") if auth else self.headers.get("x-api-key", "")
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class FakeUpstream:
+    name: str = "A"
+    chunks: int = 4
+    chunk_delay: float = 0.0
+    tls: ssl.SSLContext | None = None
+    # key → status to answer with (429, 401, ...), and the Retry-After to send with a 429.
+    key_status: dict[str, int] = field(default_factory=dict)
+    retry_after: str | None = "30"
+    silent: bool = False  # accept the request, never answer
+    seen: list[Seen] = field(default_factory=list)
+    # When set, streams stop after their first chunk until it is released.
+    hold: threading.Event | None = None
+
+    def __post_init__(self) -> None:
+        self.port = free_port()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    def text(self) -> str:
+        return f"hello from {self.name}"
+
+    def start(self) -> FakeUpstream:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    def stop(self) -> None:
+        if self.hold is not None:
+            self.hold.set()
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    async def _start(self) -> None:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=self.tls).start()
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        seen = Seen(
+            request.method, request.path, request.query_string,
+            {k.lower(): v for k, v in request.headers.items()}, body,
+        )  # fmt: skip
+        self.seen.append(seen)
+        if self.silent:
+            await asyncio.sleep(3600)
+        status = self.key_status.get(seen.key)
+        if status is not None:
+            headers = (
+                {"Retry-After": self.retry_after} if status == 429 and self.retry_after else {}
+            )
+            return web.json_response(
+                {"error": {"message": f"key says {status}", "type": "upstream"}},
+                status=status, headers=headers,
+            )  # fmt: skip
+        route = (request.method, request.path)
+        handler = {
+            ("POST", "/v1/chat/completions"): self._chat,
+            ("POST", "/v1/responses"): self._responses,
+            ("GET", "/v1/models"): self._models,
+            ("POST", "/v1/messages"): self._messages,
+            ("POST", "/v1/messages/count_tokens"): self._count_tokens,
+        }.get(route)
+        if handler is None:
+            return web.json_response({"reached": request.path, "from": self.name})
+        return await handler(request, seen.json() if body else {})
+
+    async def _sse(
+        self, request: web.Request, events: list[tuple[str, dict]]
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for i, (event, data) in enumerate(events):
+            line = (f"event: {event}\n" if event else "") + f"data: {json.dumps(data)}\n\n"
+            await response.write(line.encode())
+            if i == 0 and self.hold is not None:
+                await asyncio.get_running_loop().run_in_executor(None, self.hold.wait)
+            if self.chunk_delay:
+                await asyncio.sleep(self.chunk_delay)
+        return response
+
+    def _pieces(self) -> list[str]:
+        words = self.text().split(" ")
+        return [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)] + [
+            "" for _ in range(max(0, self.chunks - len(words)))
+        ]
+
+    async def _chat(self, request: web.Request, body: dict) -> web.StreamResponse:
+        model = f"{body.get('model', 'gpt')}-2026"
+        usage = {
+            "prompt_tokens": OPENAI_USAGE["prompt_tokens"],
+            "completion_tokens": OPENAI_USAGE["completion_tokens"],
+            "total_tokens": OPENAI_USAGE["prompt_tokens"] + OPENAI_USAGE["completion_tokens"],
+            "prompt_tokens_details": {"cached_tokens": OPENAI_USAGE["cached_tokens"]},
+        }
+        base = {"id": "chatcmpl-1", "created": int(time.time()), "model": model}
+        if not body.get("stream"):
+            return web.json_response(base | {
+                "object": "chat.completion",
+                "choices": [{"index": 0, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": self.text()}}],
+                "usage": usage,
+            })  # fmt: skip
+        chunk = base | {"object": "chat.completion.chunk"}
+        events = [
+            ("", chunk | {"choices": [{"index": 0, "delta": {"content": piece}}], "usage": None})
+            for piece in self._pieces()
+        ]
+        events.append(
+            ("", chunk | {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                          "usage": None})
+        )  # fmt: skip
+        if (body.get("stream_options") or {}).get("include_usage"):
+            events.append(("", chunk | {"choices": [], "usage": usage}))
+        response = await self._sse(request, events)
+        await response.write(b"data: [DONE]\n\n")
+        return response
+
+    async def _responses(self, request: web.Request, body: dict) -> web.StreamResponse:
+        model = f"{body.get('model', 'gpt')}-2026"
+        usage = {
+            "input_tokens": RESPONSES_USAGE["input_tokens"],
+            "output_tokens": RESPONSES_USAGE["output_tokens"],
+            "total_tokens": RESPONSES_USAGE["input_tokens"] + RESPONSES_USAGE["output_tokens"],
+            "input_tokens_details": {"cached_tokens": RESPONSES_USAGE["cached_tokens"]},
+            "output_tokens_details": {"reasoning_tokens": 0},
+        }
+        message = {
+            "id": "msg_1", "type": "message", "role": "assistant", "status": "completed",
+            "content": [{"type": "output_text", "text": self.text(), "annotations": []}],
+        }  # fmt: skip
+        response_obj = {
+            "id": "resp_1", "object": "response", "created_at": int(time.time()),
+            "model": model, "status": "completed", "output": [message], "usage": usage,
+            "parallel_tool_calls": True, "tool_choice": "auto", "tools": [],
+        }  # fmt: skip
+        if not body.get("stream"):
+            return web.json_response(response_obj)
+        created = response_obj | {"status": "in_progress", "output": [], "usage": None}
+        events = [("response.created", {"type": "response.created", "response": created})]
+        for i, piece in enumerate(self._pieces()):
+            events.append(("response.output_text.delta", {
+                "type": "response.output_text.delta", "item_id": "msg_1", "output_index": 0,
+                "content_index": 0, "delta": piece, "sequence_number": i + 1,
+            }))  # fmt: skip
+        events.append(
+            ("response.completed", {"type": "response.completed", "response": response_obj})
+        )
+        return await self._sse(request, events)
+
+    async def _models(self, request: web.Request, body: dict) -> web.StreamResponse:
+        return web.json_response(
+            {"object": "list", "data": [{"id": f"model-{self.name}", "object": "model",
+                                         "created": 0, "owned_by": self.name}]}
+        )  # fmt: skip
+
+    async def _messages(self, request: web.Request, body: dict) -> web.StreamResponse:
+        model = f"{body.get('model', 'claude')}-2026"
+        usage = {
+            "input_tokens": ANTHROPIC_USAGE["input_tokens"],
+            "output_tokens": ANTHROPIC_USAGE["output_tokens"],
+            "cache_creation_input_tokens": ANTHROPIC_USAGE["cache_write"],
+            "cache_read_input_tokens": ANTHROPIC_USAGE["cache_read"],
+        }
+        message = {
+            "id": "msg_1", "type": "message", "role": "assistant", "model": model,
+            "stop_reason": "end_turn", "stop_sequence": None,
+        }  # fmt: skip
+        if not body.get("stream"):
+            return web.json_response(
+                message | {"content": [{"type": "text", "text": self.text()}], "usage": usage}
+            )
+        start_usage = usage | {"output_tokens": 1}
+        events = [
+            ("message_start", {"type": "message_start", "message": message | {
+                "content": [], "stop_reason": None, "usage": start_usage}}),
+            ("content_block_start", {"type": "content_block_start", "index": 0,
+                                     "content_block": {"type": "text", "text": ""}}),
+        ]  # fmt: skip
+        for piece in self._pieces():
+            events.append(("content_block_delta", {
+                "type": "content_block_delta", "index": 0,
+                "delta": {"type": "text_delta", "text": piece},
+            }))  # fmt: skip
+        events += [
+            ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+            ("message_delta", {"type": "message_delta",
+                               "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                               "usage": {"output_tokens": usage["output_tokens"]}}),
+            ("message_stop", {"type": "message_stop"}),
+        ]  # fmt: skip
+        return await self._sse(request, events)
+
+    async def _count_tokens(self, request: web.Request, body: dict) -> web.StreamResponse:
+        return web.json_response({"input_tokens": 10})
