@@ -80,6 +80,10 @@ class Route:
         return str(self.base_url.origin())
 
     def endpoint(self, method: str, path: str) -> Endpoint | None:
+        # Dot and empty segments would let a model id climb out of the allowlist
+        # (/v1/models/../files): an upstream that normalises the path serves another route.
+        if any(segment in ("", ".", "..") for segment in path.split("/")[1:]):
+            return None
         endpoints = ANTHROPIC_ENDPOINTS if self.family == "anthropic" else OPENAI_ENDPOINTS
         for e in endpoints:
             if e.method == method and e.pattern.match(path):

@@ -20,8 +20,9 @@ from aibridge.v1 import admin_pb2, admin_pb2_grpc
 from controlplane.auth import actor
 from controlplane.cache import SnapshotCache
 from controlplane.errors import AlreadyExists, InvalidArgument, NotFound
+from controlplane.fleet import Fleet
 from controlplane.publisher import SnapshotPublisher
-from controlplane.registry import SubscriberRegistry, SubscriberState
+from controlplane.registry import SubscriberState
 from controlplane.store import audit, models
 from controlplane.store.db import Database, DatabaseUnavailable, RevisionConflict
 from controlplane.store.providers import ProviderChanges, Providers
@@ -50,13 +51,24 @@ def _rpc(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
         try:
             return await method(self, request, context)
         except tuple(_STATUS) as exc:
-            code = _STATUS[type(exc)]
+            code = next(c for t, c in _STATUS.items() if isinstance(exc, t))
             message = str(exc)
             if isinstance(exc, DatabaseUnavailable):
                 message = f"database unavailable: {exc}"
             log.info("%s refused: %s %s", method.__name__, code.name, message)
             await context.abort(code, message)
             raise  # unreachable: abort raises
+        except asyncio.CancelledError:
+            raise
+        except grpc.aio.AbortError:
+            raise
+        except Exception:
+            # Never the exception's text: a driver's message can quote the request.
+            log.exception("%s failed", method.__name__)
+            await context.abort(
+                grpc.StatusCode.INTERNAL, "internal error; see the controlplane log"
+            )
+            raise
 
     return wrapper
 
@@ -70,7 +82,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         usage: UsageLog,
         cache: SnapshotCache,
         publisher: SnapshotPublisher,
-        registry: SubscriberRegistry,
+        fleet: Fleet,
         controlplane_id: str,
     ) -> None:
         self.db = db
@@ -79,7 +91,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         self.usage = usage
         self.cache = cache
         self.publisher = publisher
-        self.registry = registry
+        self.fleet = fleet
         self.controlplane_id = controlplane_id
 
     async def _mutate(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -177,7 +189,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             revision=revision,
             snapshot_version=self.cache.version,
             controlplane_id=self.controlplane_id,
-            subscribers=[subscriber_message(s) for s in self.registry.all()],
+            subscribers=[subscriber_message(s) for s in await self.fleet.all()],
         )
 
     @_rpc
@@ -190,7 +202,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         remaining = context.time_remaining()
         if remaining is not None:
             timeout = min(timeout, max(remaining - 0.2, 0))
-        laggards = await self.registry.wait_for(request.revision, timeout)
+        laggards = await self.fleet.wait_for(request.revision, timeout)
         return admin_pb2.WaitForRevisionResponse(
             done=not laggards, laggards=[subscriber_message(s) for s in laggards]
         )
@@ -289,6 +301,7 @@ def subscriber_message(s: SubscriberState) -> admin_pb2.Subscriber:
         applied_version=s.applied_version,
         sent_version=s.sent_version,
         last_error=s.last_error,
+        controlplane_id=s.controlplane_id,
         skipped=[
             admin_pb2.SkippedProviderInfo(provider_id=k.provider_id, name=k.name, reason=k.reason)
             for k in s.skipped

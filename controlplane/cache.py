@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from controlplane.snapshots import Snapshot
 
 
-class Watch:
+class WatchSlot:
     def __init__(self) -> None:
         self._latest: Snapshot | None = None
         self._sent_version = 0
@@ -46,7 +46,8 @@ class Watch:
 class SnapshotCache:
     def __init__(self) -> None:
         self._current: Snapshot | None = None
-        self._watches: set[Watch] = set()
+        self._watches: set[WatchSlot] = set()
+        self._closed = False
 
     def current(self) -> Snapshot | None:
         return self._current
@@ -65,13 +66,15 @@ class SnapshotCache:
         return True
 
     @contextmanager
-    def watch(self) -> Iterator[Watch]:
+    def watch(self) -> Iterator[WatchSlot]:
         # Registered before the current snapshot is read: nothing published after this
         # line can be missed (rule 1, no gap).
-        watch = Watch()
+        watch = WatchSlot()
         self._watches.add(watch)
         try:
-            if self._current is not None:
+            if self._closed:
+                watch.close()
+            elif self._current is not None:
                 watch.offer(self._current)
             yield watch
         finally:
@@ -79,6 +82,7 @@ class SnapshotCache:
 
     def close(self) -> None:
         """Ends every watch (on shutdown), so subscribers move to another replica at once."""
+        self._closed = True
         for watch in self._watches:
             watch.close()
 

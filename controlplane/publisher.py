@@ -12,6 +12,7 @@ import asyncio
 import logging
 import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -46,6 +47,8 @@ class SnapshotPublisher:
         self.controlplane_id = controlplane_id
         self.check_interval = check_interval
         self._dirty = asyncio.Event()
+        # Its own thread: admin calls queued on the default pool must not delay a snapshot.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot")
 
     def changed(self) -> None:
         self._dirty.set()
@@ -53,8 +56,8 @@ class SnapshotPublisher:
     async def publish_now(self) -> None:
         """Builds and publishes a snapshot of the current revision (used at start-up)."""
         started = time.perf_counter()
-        snapshot = await asyncio.to_thread(
-            build_snapshot, self.db, self.keyring, self.controlplane_id
+        snapshot = await asyncio.get_running_loop().run_in_executor(
+            self._executor, build_snapshot, self.db, self.keyring, self.controlplane_id
         )
         SNAPSHOT_BUILD_SECONDS.observe(time.perf_counter() - started)
         if self.cache.set(snapshot):
@@ -87,7 +90,9 @@ class SnapshotPublisher:
 
     async def _revision_moved(self) -> bool:
         try:
-            revision = await asyncio.to_thread(self.db.current_revision)
+            revision = await asyncio.get_running_loop().run_in_executor(
+                self._executor, self.db.current_revision
+            )
         except DatabaseUnavailable as exc:
             log.warning("revision check failed, database unavailable: %s", exc)
             return False

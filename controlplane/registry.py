@@ -29,11 +29,14 @@ class SubscriberState:
     sent_version: int = 0
     last_error: str = ""
     skipped: tuple[Skipped, ...] = ()
+    controlplane_id: str = ""
 
 
 class SubscriberRegistry:
-    def __init__(self) -> None:
-        self._subscribers: dict[str, SubscriberState] = {}
+    def __init__(self, controlplane_id: str = "") -> None:
+        self.controlplane_id = controlplane_id
+        # By (role, id): one role's credential cannot touch another role's entries.
+        self._subscribers: dict[tuple[Role, str], SubscriberState] = {}
         # Replaced on every change; waiters hold the one that was current when they looked.
         self._changed = asyncio.Event()
 
@@ -41,18 +44,21 @@ class SubscriberRegistry:
         self, subscriber_id: str, role: Role, address: str, applied_version: int
     ) -> SubscriberState:
         # A reconnect can arrive before the old stream is noticed dead: the newest wins.
-        state = SubscriberState(subscriber_id, role, address, applied_version=applied_version)
-        self._subscribers[subscriber_id] = state
+        state = SubscriberState(
+            subscriber_id, role, address, applied_version=applied_version,
+            controlplane_id=self.controlplane_id,
+        )  # fmt: skip
+        self._subscribers[(role, subscriber_id)] = state
         self._notify()
         return state
 
     def disconnect(self, state: SubscriberState) -> None:
-        if self._subscribers.get(state.id) is state:
-            del self._subscribers[state.id]
+        if self._subscribers.get((state.role, state.id)) is state:
+            del self._subscribers[(state.role, state.id)]
             self._notify()
 
-    def get(self, subscriber_id: str) -> SubscriberState | None:
-        return self._subscribers.get(subscriber_id)
+    def get(self, role: Role, subscriber_id: str) -> SubscriberState | None:
+        return self._subscribers.get((role, subscriber_id))
 
     def ack(
         self, state: SubscriberState, version: int, error: str, skipped: Iterable[Skipped]
@@ -71,21 +77,9 @@ class SubscriberRegistry:
     def laggards(self, revision: int) -> list[SubscriberState]:
         return [s for s in self.all() if s.applied_version < revision]
 
-    async def wait_for(self, revision: int, timeout: float) -> list[SubscriberState]:
-        """Waits until every connected subscriber applied `revision`; returns the laggards."""
-
-        async def all_applied() -> None:
-            while True:
-                changed = self._changed
-                if not self.laggards(revision):
-                    return
-                await changed.wait()
-
-        try:
-            await asyncio.wait_for(all_applied(), timeout=max(timeout, 0))
-        except TimeoutError:
-            pass
-        return self.laggards(revision)
+    def changed(self) -> asyncio.Event:
+        """An event set at the next change (connect, ack, disconnect)."""
+        return self._changed
 
     def _notify(self) -> None:
         self._changed.set()

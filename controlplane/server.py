@@ -26,6 +26,7 @@ from controlplane.auth import AuthInterceptor, Credentials
 from controlplane.cache import SnapshotCache
 from controlplane.client.channel import keepalive_options
 from controlplane.config import ControlplaneConfig
+from controlplane.fleet import Fleet
 from controlplane.publisher import SnapshotPublisher
 from controlplane.registry import SubscriberRegistry
 from controlplane.store import Database, KeyRing
@@ -67,7 +68,8 @@ async def serve(config: ControlplaneConfig) -> None:
     credentials = Credentials(dict(config.credentials))
 
     cache = SnapshotCache()
-    registry = SubscriberRegistry()
+    registry = SubscriberRegistry(config.controlplane_id)
+    fleet = Fleet(db, registry, config.controlplane_id)
     publisher = SnapshotPublisher(
         db, keyring, cache, config.controlplane_id, config.revision_check_interval
     )
@@ -85,7 +87,7 @@ async def serve(config: ControlplaneConfig) -> None:
             UsageLog(db),
             cache,
             publisher,
-            registry,
+            fleet,
             config.controlplane_id,
         ),
         server,
@@ -97,7 +99,10 @@ async def serve(config: ControlplaneConfig) -> None:
     reflection.enable_server_reflection(SERVICE_NAMES, server)
     _bind(server, config)
 
-    background = [asyncio.create_task(publisher.run(), name="publisher")]
+    background = [
+        asyncio.create_task(publisher.run(), name="publisher"),
+        asyncio.create_task(fleet.run(), name="fleet"),
+    ]
     if db.is_postgres:
         listener = RevisionListener(
             db.libpq_conninfo(), publisher.changed, config.revision_check_interval
@@ -126,6 +131,7 @@ async def serve(config: ControlplaneConfig) -> None:
         task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await asyncio.gather(*background, return_exceptions=True)
+    await fleet.forget()
     if metrics is not None:
         await metrics.cleanup()
     db.dispose()

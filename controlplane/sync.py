@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import AsyncIterator
 
 import grpc
@@ -33,7 +32,12 @@ class SyncService(sync_pb2_grpc.SyncServicer):
         self, request: sync_pb2.WatchRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[snapshot_pb2.ProviderSnapshot]:
         role = await self._role_for(request.role, context)
-        subscriber_id = request.subscriber_id or f"anonymous-{uuid.uuid4().hex[:12]}"
+        subscriber_id = request.subscriber_id
+        if not subscriber_id or len(subscriber_id) > 200:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "subscriber_id: required (at most 200 characters), to acknowledge with",
+            )
         state = self.registry.connect(
             subscriber_id, role, context.peer(), applied_version=request.applied_version
         )
@@ -62,15 +66,13 @@ class SyncService(sync_pb2_grpc.SyncServicer):
     async def Ack(
         self, request: sync_pb2.AckRequest, context: grpc.aio.ServicerContext
     ) -> sync_pb2.AckResponse:
-        state = self.registry.get(request.subscriber_id)
+        role = self.credentials.role_of(context.invocation_metadata())
+        assert role is not None  # the interceptor let only data-plane roles in
+        state = self.registry.get(role, request.subscriber_id)
         if state is None:
             await context.abort(
-                grpc.StatusCode.NOT_FOUND, f"subscriber {request.subscriber_id!r} is not connected"
-            )
-        role = self.credentials.role_of(context.invocation_metadata())
-        if role != state.role:
-            await context.abort(
-                grpc.StatusCode.PERMISSION_DENIED, "may not acknowledge for another role"
+                grpc.StatusCode.NOT_FOUND,
+                f"no {role} subscriber {request.subscriber_id!r} is connected",
             )
         skipped = [Skipped(s.provider_id, s.name, s.reason[:500]) for s in request.skipped]
         self.registry.ack(state, request.version, request.error, skipped)

@@ -46,8 +46,8 @@ def provider_type(value: str) -> str:
 def base_url(value: str) -> str:
     if not value:
         raise InvalidArgument("base_url", "is required")
-    if value != value.strip() or any(c.isspace() for c in value):
-        raise InvalidArgument("base_url", "must not contain whitespace")
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in value):
+        raise InvalidArgument("base_url", "must not contain whitespace or control characters")
     try:
         parts = urlsplit(value)
         port = parts.port  # raises on a malformed port

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 from tests.harness import PYTHON, REPO, clean_env, free_port, wait_until
@@ -15,19 +16,21 @@ BIN = Path(sys.executable).parent
 
 
 def test_procfile_under_honcho_then_ctl_with_no_flags(tmp_path: Path) -> None:
-    port = free_port()
+    port, bridged_port = free_port(), free_port()
     env = clean_env() | {
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
         # The default ports may be taken on a shared machine; everything else is default.
         "AIBRIDGE_CONTROLPLANE_LISTEN": f"127.0.0.1:{port}",
         "AIBRIDGE_CONTROLPLANE_METRICS_LISTEN": f"127.0.0.1:{free_port()}",
+        "AIBRIDGE_BRIDGED_LISTEN": f"127.0.0.1:{bridged_port}",
+        "AIBRIDGE_CONTROLPLANE": f"127.0.0.1:{port}",
     }
     honcho = subprocess.Popen(
         [str(BIN / "honcho"), "start", "-f", str(REPO / "Procfile"), "-d", str(tmp_path)],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         start_new_session=True,
     )  # fmt: skip
-    ctl_env = env | {"AIBRIDGE_CONTROLPLANE": f"127.0.0.1:{port}"}
+    ctl_env = env
 
     def status() -> subprocess.CompletedProcess[str] | None:
         assert honcho.poll() is None, honcho.stdout.read().decode() if honcho.stdout else ""
@@ -40,6 +43,10 @@ def test_procfile_under_honcho_then_ctl_with_no_flags(tmp_path: Path) -> None:
     try:
         result = wait_until(status, timeout=60, what="the gateway to start under honcho")
         assert '"revision": 1' in result.stdout
+        # bridged subscribed with the generated credential and is ready.
+        wait_until(lambda: '"role": "bridged"' in (status() or result).stdout, what="bridged")
+        with urllib.request.urlopen(f"http://127.0.0.1:{bridged_port}/readyz", timeout=5) as r:
+            assert r.status == 200
         state = tmp_path / ".aibridge"
         assert (state / "aibridge.db").exists()
         for name in ("admin.token", "bridged.token", "proxyd.token", "encryption.keys"):

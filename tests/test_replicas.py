@@ -155,3 +155,54 @@ def _try_list(cp: Controlplane) -> admin_pb2.ListProvidersResponse | None:
         if exc.code() != grpc.StatusCode.UNAVAILABLE:
             raise
         return None
+
+
+def test_status_and_wait_through_one_replica_cover_the_others(
+    postgres_url: str, tmp_path: Path, secrets: Secrets
+) -> None:
+    async def scenario() -> None:
+        a, b = await asyncio.to_thread(replicas, postgres_url, tmp_path, secrets)
+        on_a = RecordingSubscriber([a.address], "proxyd", secrets.proxyd, subscriber_id="on-a")
+        on_b = RecordingSubscriber([b.address], "bridged", secrets.bridged, subscriber_id="on-b")
+        on_a.start(), on_b.start()
+        try:
+            start = await asyncio.to_thread(a.admin.revision)
+            await on_a.wait_version(start)
+            await on_b.wait_version(start)
+
+            def listed() -> dict[str, str]:
+                status = a.admin.GetStatus(admin_pb2.GetStatusRequest())
+                return {s.id: s.controlplane_id for s in status.subscribers}
+
+            seen = await asyncio.to_thread(
+                wait_until, lambda: listed() if len(listed()) == 2 else None
+            )
+            assert seen == {"on-a": "replica-a", "on-b": "replica-b"}
+
+            # A wait through a covers b's subscriber: it returns once that one applied.
+            created = await asyncio.to_thread(a.admin.create_provider, "p1")
+            await asyncio.to_thread(a.admin.wait_applied, created.revision)
+            assert on_b.version >= created.revision
+
+            # And it names b's subscriber when that one cannot apply.
+            on_b.reject = lambda s: "refused on b" if s.version > created.revision else None
+            second = await asyncio.to_thread(a.admin.create_provider, "p2")
+            waited = await asyncio.to_thread(
+                a.admin.WaitForRevision,
+                admin_pb2.WaitForRevisionRequest(revision=second.revision, timeout_seconds=2),
+            )
+            assert not waited.done
+            assert [(s.id, s.controlplane_id) for s in waited.laggards] == [("on-b", "replica-b")]
+            assert "refused on b" in waited.laggards[0].last_error
+
+            # A replica that stops takes its subscribers out of the others' view.
+            await on_b.stop()
+            await asyncio.to_thread(b.stop)
+            await asyncio.to_thread(wait_until, lambda: set(listed()) == {"on-a"})
+        finally:
+            await on_a.stop()
+            await on_b.stop()
+            await asyncio.to_thread(a.stop)
+            await asyncio.to_thread(b.stop)
+
+    asyncio.run(scenario())

@@ -15,6 +15,7 @@ import os
 import random
 import socket
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -69,7 +70,10 @@ class Subscriber:
             raise ValueError("at least one controlplane address is needed")
         self.addresses = list(addresses)
         self.role = role
-        self.subscriber_id = subscriber_id or f"{role}-{socket.gethostname()}-{os.getpid()}"
+        # Unique per process even where every container's pid is 1.
+        self.subscriber_id = (
+            subscriber_id or f"{role}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        )
         self._token = token
         self._apply = apply
         self._tls = tls
@@ -83,6 +87,7 @@ class Subscriber:
         self.connected_to: str | None = None
         self.last_snapshot_at: float | None = None  # time.monotonic() of the last applied one
         self.last_error = ""
+        self._skipped: Sequence[SkippedProvider] = ()  # of the applied snapshot, for re-acks
 
     @property
     def connected(self) -> bool:
@@ -151,7 +156,7 @@ class Subscriber:
     async def _handle(self, stub: sync_pb2_grpc.SyncStub, snapshot: ProviderSnapshot) -> None:
         if snapshot.version <= self.applied_version and self.current is not None:
             # A resync with nothing new, or a replica that is behind: never go backwards.
-            await self._ack(stub, self.applied_version)
+            await self._ack(stub, self.applied_version, skipped=self._skipped)
             return
         try:
             result = self._apply(snapshot)
@@ -166,6 +171,7 @@ class Subscriber:
         self.last_snapshot_at = time.monotonic()
         self._ready.set()
         skipped = result.skipped if isinstance(result, ApplyResult) else ()
+        self._skipped = skipped
         log.info(
             "applied snapshot version %d (%d providers, %d skipped)",
             snapshot.version,

@@ -75,7 +75,9 @@ class Database:
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
             self.engine = create_engine(
-                self.url, connect_args={"check_same_thread": False, "timeout": 10}
+                self.url,
+                hide_parameters=True,  # bound values may be secrets: never in an error
+                connect_args={"check_same_thread": False, "timeout": 10},
             )
             _sqlite_begin(self.engine)
             self._write_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
@@ -83,10 +85,15 @@ class Database:
         elif self.is_postgres:
             self.engine = create_engine(
                 self.url,
+                hide_parameters=True,
                 pool_pre_ping=True,
                 pool_size=5,
                 max_overflow=5,
-                connect_args={"connect_timeout": 5},
+                # A stuck transaction must not hold every replica's mutations forever.
+                connect_args={
+                    "connect_timeout": 5,
+                    "options": "-c lock_timeout=10000 -c statement_timeout=30000",
+                },
             )
             self._write_engine = self.engine
             # A snapshot is several SELECTs that must all see the same commit.

@@ -10,11 +10,13 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
     Text,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -52,8 +54,15 @@ class Revision(Base):
     value: Mapped[int] = mapped_column(BigInteger, nullable=False)
 
 
+def _live_unique(name: str, column: str, gone: str) -> Index:
+    """Unique among rows not yet deleted or revoked (a partial index on both databases)."""
+    where = text(f"{gone} IS NULL")
+    return Index(name, column, unique=True, sqlite_where=where, postgresql_where=where)
+
+
 class Provider(Base):
     __tablename__ = "providers"
+    __table_args__ = (_live_unique("uq_providers_live_name", "name", "deleted_at"),)
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(63), nullable=False)
     type: Mapped[str] = mapped_column(String(32), nullable=False)
@@ -72,6 +81,7 @@ class Provider(Base):
 
 class ProviderKey(Base):
     __tablename__ = "provider_keys"
+    __table_args__ = (Index("ix_provider_keys_provider", "provider_id", "position"),)
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     provider_id: Mapped[str] = mapped_column(ForeignKey("providers.id"), nullable=False)
     # Failover order: creation order within the provider.
@@ -85,6 +95,7 @@ class ProviderKey(Base):
 
 class GatewayToken(Base):
     __tablename__ = "gateway_tokens"
+    __table_args__ = (_live_unique("uq_gateway_tokens_live_name", "name", "revoked_at"),)
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(63), nullable=False)
     sha256: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
@@ -128,3 +139,19 @@ class AuditEntry(Base):
     revision: Mapped[int] = mapped_column(BigInteger, nullable=False)
     # JSON, with every secret masked before it gets here.
     details: Mapped[str] = mapped_column(Text, nullable=False, default="{}")
+
+
+class SubscriberRow(Base):
+    """A replica's subscriber, as that replica last mirrored it (see controlplane/fleet.py)."""
+
+    __tablename__ = "subscribers"
+    controlplane_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16), primary_key=True)
+    subscriber_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    address: Mapped[str] = mapped_column(String(200), nullable=False)
+    connected_since: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    applied_version: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    sent_version: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    last_error: Mapped[str] = mapped_column(Text, nullable=False)
+    skipped: Mapped[str] = mapped_column(Text, nullable=False)  # JSON list
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)

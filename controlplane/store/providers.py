@@ -181,7 +181,8 @@ class Providers:
         for key_id in key_ids:
             key = session.get(ProviderKey, key_id)
             if key is None or key.provider_id != provider.id:
-                raise NotFound(f"provider {provider.name} has no key {key_id!r}")
+                # Not repeated: a secret pasted here by mistake must not come back.
+                raise NotFound(f"provider {provider.name} has no such key (ids look like key_…)")
             removed.append(f"{key.id} {key.hint}")
             session.delete(key)
         session.flush()

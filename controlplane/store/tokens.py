@@ -42,7 +42,7 @@ class Tokens:
         name = validation.name(name)
         if expires_in_seconds < 0:
             raise InvalidArgument("expires_in_seconds", "must not be negative")
-        if timedelta(seconds=expires_in_seconds) > MAX_EXPIRY:
+        if expires_in_seconds > MAX_EXPIRY.total_seconds():
             raise InvalidArgument("expires_in_seconds", "must be at most ten years")
         plaintext = TOKEN_PREFIX + secrets.token_urlsafe(32)
         now = utcnow()
