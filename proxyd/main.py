@@ -1,7 +1,19 @@
-"""`aibridge-proxyd`: not built yet (see the open issue for proxyd)."""
+"""`aibridge-proxyd`: the process entry point."""
 
-import sys
+from __future__ import annotations
+
+import asyncio
+
+from controlplane.client.logs import setup_logging
+from proxyd import config as config_module
+from proxyd.app import serve
 
 
-def main() -> None:
-    sys.exit("aibridge-proxyd is not built yet")
+def main(argv: list[str] | None = None) -> None:
+    config = config_module.parse(argv)
+    setup_logging(config.log_format, config.log_level, "proxyd")
+    asyncio.run(serve(config))
+
+
+if __name__ == "__main__":
+    main()

@@ -4,13 +4,16 @@ and its own controlplane process."""
 from __future__ import annotations
 
 import contextlib
+import ssl
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from aibridge.v1 import admin_pb2
-from tests.harness import Bridged, Controlplane, Secrets, postgres_database
+from tests.certs import CertFiles, issue, make_ca
+from tests.harness import Bridged, Controlplane, Proxyd, Secrets, postgres_database
 from tests.upstream import FakeUpstream
 
 DATABASES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
@@ -94,3 +97,54 @@ def token(controlplane: Controlplane) -> str:
     created = controlplane.admin.CreateToken(admin_pb2.CreateTokenRequest(name="tester"))
     controlplane.admin.wait_applied(created.revision)
     return created.token
+
+
+@dataclass
+class UpstreamPKI:
+    """A throwaway CA and a certificate for the local upstreams (localhost, 127.0.0.1)."""
+
+    ca: CertFiles
+    server: CertFiles
+
+    def server_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.server.cert_path, self.server.key_path)
+        return context
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> UpstreamPKI:
+    ca = make_ca(tmp_path / "pki", "upstream-ca", "upstream test CA")
+    server = issue(ca, tmp_path / "pki", "upstream", server_names=["localhost", "127.0.0.1"])
+    return UpstreamPKI(ca, server)
+
+
+@pytest.fixture
+def tls_upstream_a(pki: UpstreamPKI) -> Iterator[FakeUpstream]:
+    upstream = FakeUpstream("A", tls=pki.server_context()).start()
+    yield upstream
+    upstream.stop()
+
+
+@pytest.fixture
+def tls_upstream_b(pki: UpstreamPKI) -> Iterator[FakeUpstream]:
+    upstream = FakeUpstream("B", tls=pki.server_context()).start()
+    yield upstream
+    upstream.stop()
+
+
+@pytest.fixture
+def mitm(
+    controlplane: Controlplane, tmp_path: Path, secrets: Secrets, pki: UpstreamPKI
+) -> Iterator[tuple[Bridged, Proxyd]]:
+    """bridged (trusting the test upstreams' CA) with proxyd in front of it."""
+    bridged = Bridged(
+        [controlplane.address], tmp_path, secrets,
+        extra_args=("--upstream-ca-file", str(pki.ca.cert_path)),
+    ).start()  # fmt: skip
+    proxyd = Proxyd([controlplane.address], bridged.url, tmp_path, secrets).start()
+    try:
+        yield bridged, proxyd
+    finally:
+        proxyd.stop()
+        bridged.stop()

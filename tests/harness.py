@@ -436,3 +436,66 @@ def refused(cp: Controlplane, code: grpc.StatusCode, call, request, field: str =
         assert details.startswith(f"{field}:"), details
     assert admin_state(cp) == before, "a refused mutation changed something"
     return details
+
+
+class Proxyd(ManagedProcess):
+    """One `aibridge-proxyd` process in front of a bridged."""
+
+    def __init__(
+        self,
+        controlplanes: list[str],
+        bridged_url: str,
+        workdir: Path,
+        secrets: Secrets,
+        *,
+        name: str = "proxyd",
+        extra_args: tuple[str, ...] = (),
+        port: int | None = None,
+    ) -> None:
+        super().__init__(name, workdir)
+        self.controlplanes = controlplanes
+        self.bridged_url = bridged_url
+        self.secrets = secrets
+        self.extra_args = extra_args
+        self.port = port or free_port()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def proxy_url(self, token: str) -> str:
+        """What a user puts in HTTPS_PROXY."""
+        return f"http://user:{token}@127.0.0.1:{self.port}"
+
+    @property
+    def ca_path(self) -> Path:
+        return self.workdir / "state" / "proxyd-ca.pem"
+
+    def start(self, wait_ready: bool = True) -> Proxyd:
+        self.spawn(
+            [
+                PYTHON, "-m", "proxyd",
+                "--listen", f"127.0.0.1:{self.port}",
+                "--controlplane", ",".join(self.controlplanes),
+                "--bridged", self.bridged_url,
+                "--state-dir", str(self.workdir / "state"),
+                *self.extra_args,
+            ],
+            clean_env() | {"AIBRIDGE_PROXYD_TOKEN": self.secrets.proxyd},
+        )  # fmt: skip
+        path = "/readyz" if wait_ready else "/healthz"
+
+        def answers() -> bool:
+            self.check_alive()
+            try:
+                with urllib.request.urlopen(self.url + path, timeout=2) as response:
+                    return response.status == 200
+            except OSError:
+                return False
+
+        wait_until(answers, 30, f"{self.name} {path}")
+        return self
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(self.url + "/metrics", timeout=5) as response:
+            return response.read().decode()

@@ -16,7 +16,7 @@ BIN = Path(sys.executable).parent
 
 
 def test_procfile_under_honcho_then_ctl_with_no_flags(tmp_path: Path) -> None:
-    port, bridged_port = free_port(), free_port()
+    port, bridged_port, proxyd_port = free_port(), free_port(), free_port()
     env = clean_env() | {
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
         # The default ports may be taken on a shared machine; everything else is default.
@@ -24,6 +24,8 @@ def test_procfile_under_honcho_then_ctl_with_no_flags(tmp_path: Path) -> None:
         "AIBRIDGE_CONTROLPLANE_METRICS_LISTEN": f"127.0.0.1:{free_port()}",
         "AIBRIDGE_BRIDGED_LISTEN": f"127.0.0.1:{bridged_port}",
         "AIBRIDGE_CONTROLPLANE": f"127.0.0.1:{port}",
+        "AIBRIDGE_PROXYD_LISTEN": f"127.0.0.1:{proxyd_port}",
+        "AIBRIDGE_BRIDGED_URL": f"http://127.0.0.1:{bridged_port}",
     }
     honcho = subprocess.Popen(
         [str(BIN / "honcho"), "start", "-f", str(REPO / "Procfile"), "-d", str(tmp_path)],
@@ -45,11 +47,21 @@ def test_procfile_under_honcho_then_ctl_with_no_flags(tmp_path: Path) -> None:
         assert '"revision": 1' in result.stdout
         # bridged subscribed with the generated credential and is ready.
         wait_until(lambda: '"role": "bridged"' in (status() or result).stdout, what="bridged")
-        with urllib.request.urlopen(f"http://127.0.0.1:{bridged_port}/readyz", timeout=5) as r:
-            assert r.status == 200
+        wait_until(lambda: '"role": "proxyd"' in (status() or result).stdout, what="proxyd")
+        for ready in (f"{bridged_port}/readyz", f"{proxyd_port}/readyz"):
+            with urllib.request.urlopen(f"http://127.0.0.1:{ready}", timeout=5) as r:
+                assert r.status == 200
+        with urllib.request.urlopen(f"http://127.0.0.1:{proxyd_port}/ca.pem", timeout=5) as r:
+            assert r.read() == (tmp_path / ".aibridge" / "proxyd-ca.pem").read_bytes()
         state = tmp_path / ".aibridge"
         assert (state / "aibridge.db").exists()
-        for name in ("admin.token", "bridged.token", "proxyd.token", "encryption.keys"):
+        for name in (
+            "admin.token",
+            "bridged.token",
+            "proxyd.token",
+            "encryption.keys",
+            "proxyd-ca.key",
+        ):
             assert (state / name).stat().st_mode & 0o777 == 0o600, name
     finally:
         os.killpg(honcho.pid, signal.SIGTERM)

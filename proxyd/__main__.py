@@ -1,0 +1,3 @@
+from proxyd.main import main
+
+main()

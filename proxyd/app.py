@@ -1,0 +1,81 @@
+"""Wiring: the subscriber feeds the host map; the server answers CONNECTs from it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+
+from controlplane.client import Subscriber
+from proxyd import metrics
+from proxyd.certs import CertificateAuthority
+from proxyd.config import ProxydConfig
+from proxyd.mitm import Interceptor
+from proxyd.reload import RouterState
+from proxyd.server import ProxyServer
+from proxyd.tunnel import TunnelPolicy
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE = 5.0
+
+
+async def serve(config: ProxydConfig) -> None:
+    ca = CertificateAuthority.load_or_create(
+        config.ca_cert, config.ca_key, config.state_dir, config.cert_cache_size
+    )
+    state = RouterState()
+    tls = config.controlplane_tls if config.controlplane_tls.enabled else None
+    subscriber = Subscriber(config.controlplanes, "proxyd", config.token, state.apply, tls=tls)
+    metrics.CONNECTED.set_function(lambda: 1 if subscriber.connected else 0)
+    metrics.SECONDS_SINCE_SNAPSHOT.set_function(
+        lambda: -1.0 if subscriber.last_snapshot_at is None
+        else time.monotonic() - subscriber.last_snapshot_at
+    )  # fmt: skip
+    interceptor = Interceptor(
+        state, config.bridged_url, config.max_body_bytes, config.max_header_bytes,
+        config.idle_timeout,
+    )  # fmt: skip
+    await interceptor.start()
+    proxy = ProxyServer(
+        state,
+        ca,
+        interceptor,
+        TunnelPolicy(config.tunnel_ports, config.allow_private_cidrs),
+        tunnel=config.tunnel,
+        max_header_bytes=config.max_header_bytes,
+        max_connections=config.max_connections,
+        idle_timeout=config.idle_timeout,
+        is_connected=lambda: subscriber.connected,
+    )
+    subscription = asyncio.create_task(subscriber.run(), name="subscriber")
+    server = await asyncio.start_server(
+        proxy.handle, config.host, config.port, limit=config.max_header_bytes * 2, backlog=1024
+    )
+    log.info(
+        "proxyd serving on %s:%d; intercepted requests go to %s",
+        config.host, config.port, config.bridged_url,
+    )  # fmt: skip
+
+    await _wait_for_signal()
+    log.info("shutting down")
+    server.close()
+    if proxy.connections:
+        _, pending = await asyncio.wait(set(proxy.connections), timeout=SHUTDOWN_GRACE)
+        for task in pending:
+            task.cancel()
+    subscription.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await subscription
+    await interceptor.close()
+    log.info("stopped")
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()

@@ -1,0 +1,168 @@
+"""proxyd's configuration: flags with AIBRIDGE_* equivalents, read once at start."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from controlplane.client import state
+from controlplane.client.channel import DEFAULT_CONTROLPLANE, ClientTLS
+from controlplane.client.flags import add_flag
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class ProxydConfig:
+    host: str
+    port: int
+    controlplanes: tuple[str, ...]
+    token: str
+    controlplane_tls: ClientTLS
+    bridged_url: str
+    state_dir: Path
+    ca_cert: Path | None
+    ca_key: Path | None
+    tunnel: str  # "allow" or "deny"
+    tunnel_ports: frozenset[int]
+    allow_private_cidrs: tuple[Network, ...]
+    cert_cache_size: int
+    max_body_bytes: int
+    max_header_bytes: int
+    max_connections: int
+    idle_timeout: float
+    log_format: str
+    log_level: str
+
+
+def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> ProxydConfig:
+    environ = os.environ if env is None else env
+    p = argparse.ArgumentParser(
+        prog="aibridge-proxyd",
+        description="HTTPS CONNECT proxy: provider hosts go to bridged, others are tunnelled.",
+    )
+
+    def flag(name: str, **kwargs: object) -> None:
+        add_flag(p, name, env=environ, **kwargs)  # type: ignore[arg-type]
+
+    flag(
+        "--listen",
+        default="127.0.0.1:8888",
+        env_var="AIBRIDGE_PROXYD_LISTEN",
+        help="proxy listen address (also serves /healthz, /readyz, /metrics, /ca.pem)",
+    )
+    flag(
+        "--controlplane",
+        default=DEFAULT_CONTROLPLANE,
+        help="controlplane gRPC address; comma-separated for several replicas",
+    )
+    flag(
+        "--state-dir",
+        default=state.DEFAULT_STATE_DIR,
+        help="where secrets and the generated CA live",
+    )
+    flag(
+        "--proxyd-token",
+        help="credential for the snapshot stream (default: STATE_DIR/proxyd.token)",
+    )
+    flag(
+        "--controlplane-ca-cert",
+        env_var="AIBRIDGE_CA_CERT",
+        help="CA that signed the controlplane's certificate (enables TLS)",
+    )
+    flag(
+        "--controlplane-client-cert",
+        env_var="AIBRIDGE_CLIENT_CERT",
+        help="client certificate for the controlplane (mTLS)",
+    )
+    flag(
+        "--controlplane-client-key",
+        env_var="AIBRIDGE_CLIENT_KEY",
+        help="key of --controlplane-client-cert",
+    )
+    flag(
+        "--bridged",
+        default="http://127.0.0.1:8080",
+        env_var="AIBRIDGE_BRIDGED_URL",
+        help="bridged's URL, where intercepted requests go",
+    )
+    flag(
+        "--ca-cert",
+        env_var="AIBRIDGE_PROXY_CA_CERT",
+        help="CA certificate that signs intercepted hosts' certificates "
+        "(default: generated into STATE_DIR/proxyd-ca.pem)",
+    )
+    flag("--ca-key", env_var="AIBRIDGE_PROXY_CA_KEY", help="key of --ca-cert")
+    flag(
+        "--tunnel",
+        default="allow",
+        choices=["allow", "deny"],
+        help="what to do with CONNECTs to hosts that are not providers",
+    )
+    flag("--tunnel-ports", default="443", help="ports tunnels may reach, comma-separated")
+    flag(
+        "--allow-private-cidrs",
+        default="",
+        help="private/loopback/link-local networks tunnels may reach, comma-separated",
+    )
+    flag("--cert-cache-size", type=int, default=1000, help="leaf certificates kept")
+    flag("--max-body-bytes", type=int, default=32 * 1024 * 1024, help="largest request body")
+    flag("--max-header-bytes", type=int, default=64 * 1024, help="largest request head")
+    flag("--max-connections", type=int, default=10_000, help="client connections at once")
+    flag(
+        "--idle-timeout",
+        type=float,
+        default=300.0,
+        help="seconds an idle client connection is kept",
+    )
+    flag("--log-format", default="text", choices=["text", "json"], help="log line format")
+    flag("--log-level", default="info", help="debug, info, warning or error")
+    a = p.parse_args(argv)
+
+    host, _, port = a.listen.rpartition(":")
+    if not port.isdigit():
+        p.error(f"--listen: expected HOST:PORT, not {a.listen!r}")
+    if bool(a.ca_cert) != bool(a.ca_key):
+        p.error("--ca-cert and --ca-key go together")
+    try:
+        ports = frozenset(int(x) for x in a.tunnel_ports.split(",") if x.strip())
+        cidrs = tuple(
+            ipaddress.ip_network(x.strip(), strict=False)
+            for x in a.allow_private_cidrs.split(",")
+            if x.strip()
+        )
+    except ValueError as exc:
+        p.error(str(exc))
+    state_dir = Path(a.state_dir)
+    token = a.proxyd_token or state.load_or_create(
+        state_dir / state.PROXYD_TOKEN_FILE, lambda: state.new_credential("abp")
+    )
+    return ProxydConfig(
+        host=host.strip("[]") or "127.0.0.1",
+        port=int(port),
+        controlplanes=tuple(x.strip() for x in a.controlplane.split(",") if x.strip()),
+        token=token,
+        controlplane_tls=ClientTLS(
+            Path(a.controlplane_ca_cert) if a.controlplane_ca_cert else None,
+            Path(a.controlplane_client_cert) if a.controlplane_client_cert else None,
+            Path(a.controlplane_client_key) if a.controlplane_client_key else None,
+        ),
+        bridged_url=a.bridged.rstrip("/"),
+        state_dir=state_dir,
+        ca_cert=Path(a.ca_cert) if a.ca_cert else None,
+        ca_key=Path(a.ca_key) if a.ca_key else None,
+        tunnel=a.tunnel,
+        tunnel_ports=ports,
+        allow_private_cidrs=cidrs,
+        cert_cache_size=a.cert_cache_size,
+        max_body_bytes=a.max_body_bytes,
+        max_header_bytes=a.max_header_bytes,
+        max_connections=a.max_connections,
+        idle_timeout=a.idle_timeout,
+        log_format=a.log_format,
+        log_level=a.log_level,
+    )

@@ -1,0 +1,182 @@
+"""Decrypted HTTP/1.1 on an intercepted connection → bridged, one request at a time.
+
+Each request looks the host up in the live host map: a renamed provider is reached
+under its new name; a host that is no longer a provider's gets 421 Misdirected Request
+and the connection closes, so the client's next CONNECT is decided afresh (tunnelled or
+refused), never sent to a stale route.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aiohttp
+import h11
+
+from proxyd import metrics
+from proxyd.http import json_error, next_event, reply
+from proxyd.reload import RouterState
+from proxyd.routes import HostRoute
+
+log = logging.getLogger(__name__)
+
+HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+     "transfer-encoding", "upgrade", "proxy-connection"}
+)  # fmt: skip
+# The caller's own credentials (often the real provider key) never leave the machine.
+STRIPPED_REQUEST = HOP_BY_HOP | {"host", "content-length", "authorization", "x-api-key", "api-key"}
+STRIPPED_RESPONSE = HOP_BY_HOP
+
+
+class Interceptor:
+    def __init__(
+        self,
+        state: RouterState,
+        bridged_url: str,
+        max_body_bytes: int,
+        max_header_bytes: int,
+        idle_timeout: float,
+    ) -> None:
+        self.state = state
+        self.bridged_url = bridged_url
+        self.max_body_bytes = max_body_bytes
+        self.max_header_bytes = max_header_bytes
+        self.idle_timeout = idle_timeout
+        self.session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0),
+            timeout=aiohttp.ClientTimeout(total=None, connect=10),
+            auto_decompress=False,  # bytes pass through exactly as bridged sent them
+            skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+        )
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+
+    async def serve(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        host_port: str,
+        token: str,
+    ) -> None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.max_header_bytes)
+        while True:
+            try:
+                event = await next_event(conn, reader, self.idle_timeout)
+            except h11.RemoteProtocolError as exc:
+                await reply(conn, writer, exc.error_status_hint, "Bad Request", b"bad request\n")
+                return
+            if not isinstance(event, h11.Request):
+                return  # ConnectionClosed, or the client gave up
+            body = await self._body(conn, reader)
+            if body is None:
+                await reply(
+                    conn, writer, 413, "Payload Too Large",
+                    json_error("request body too large", "request_too_large"),
+                    content_type="application/json",
+                )  # fmt: skip
+                return
+            router = self.state.router
+            route = router.route(host_port) if router is not None else None
+            if route is None:
+                metrics.REQUESTS.labels("", "421").inc()
+                await reply(
+                    conn, writer, 421, "Misdirected Request",
+                    json_error(f"{host_port} is no longer routed to a provider; reconnect",
+                               "host_not_routed"),
+                    content_type="application/json",
+                )  # fmt: skip
+                return
+            metrics.IN_FLIGHT.inc()
+            try:
+                kept = await self._forward(conn, writer, event, body, route, token)
+            finally:
+                metrics.IN_FLIGHT.dec()
+            if not kept or conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
+                return
+            try:
+                conn.start_next_cycle()
+            except h11.LocalProtocolError:
+                return
+
+    async def _body(self, conn: h11.Connection, reader: asyncio.StreamReader) -> bytes | None:
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            event = await next_event(conn, reader, self.idle_timeout)
+            if isinstance(event, h11.Data):
+                size += len(event.data)
+                if size > self.max_body_bytes:
+                    return None
+                parts.append(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                return b"".join(parts)
+            else:
+                raise ConnectionError("the client closed mid-request")
+
+    async def _forward(
+        self,
+        conn: h11.Connection,
+        writer: asyncio.StreamWriter,
+        request: h11.Request,
+        body: bytes,
+        route: HostRoute,
+        token: str,
+    ) -> bool:
+        """Sends one request to bridged and streams the answer back; False to close."""
+        assert self.session is not None
+        target = request.target.decode("latin-1")
+        path, _, query = target.partition("?")
+        url = f"{self.bridged_url}/api/v2/aibridge/{route.provider}{route.bridged_path(path)}"
+        if query:
+            url += "?" + query
+        headers = [
+            (k.decode("latin-1"), v.decode("latin-1"))
+            for k, v in request.headers
+            if k.decode("latin-1").lower() not in STRIPPED_REQUEST
+        ]
+        headers.append(("Authorization", f"Bearer {token}"))
+        started = False
+        try:
+            async with self.session.request(
+                request.method.decode("ascii"), url, headers=headers, data=body,
+                allow_redirects=False,
+            ) as response:  # fmt: skip
+                out = [
+                    (k, v)
+                    for k, v in response.headers.items()
+                    if k.lower() not in STRIPPED_RESPONSE
+                ]
+                if "content-length" not in {k.lower() for k, _ in out}:
+                    out.append(("Transfer-Encoding", "chunked"))
+                writer.write(
+                    conn.send(
+                        h11.Response(
+                            status_code=response.status, headers=out, reason=response.reason or ""
+                        )
+                    )
+                )
+                started = True
+                async for chunk in response.content.iter_any():
+                    writer.write(conn.send(h11.Data(data=chunk)))
+                    await writer.drain()  # as it arrives: streams are never held back
+                writer.write(conn.send(h11.EndOfMessage()))
+                await writer.drain()
+                metrics.REQUESTS.labels(route.provider, str(response.status)).inc()
+                return True
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("bridged unreachable for %s: %s", route.provider, type(exc).__name__)
+            metrics.REQUESTS.labels(route.provider, "502").inc()
+            if not started:
+                await reply(
+                    conn, writer, 502, "Bad Gateway",
+                    json_error("the gateway is unreachable", "bridged_unreachable"),
+                    content_type="application/json",
+                )  # fmt: skip
+            return False

@@ -1,0 +1,27 @@
+"""The one place a snapshot becomes proxyd's live host map. Each request looks the map
+up afresh, so requests on an already open connection follow the newest routing."""
+
+from __future__ import annotations
+
+import logging
+
+from aibridge.v1 import snapshot_pb2
+from controlplane.client import ApplyResult
+from proxyd import metrics
+from proxyd.routes import HostRouter, build_host_router
+
+log = logging.getLogger(__name__)
+
+
+class RouterState:
+    def __init__(self) -> None:
+        self.router: HostRouter | None = None
+
+    def apply(self, snapshot: snapshot_pb2.ProviderSnapshot) -> ApplyResult:
+        router, skipped = build_host_router(snapshot)
+        for s in skipped:
+            log.warning("provider %s (%s) not intercepted: %s", s.name, s.provider_id, s.reason)
+        self.router = router  # the swap
+        metrics.SNAPSHOT_VERSION.set(router.version)
+        metrics.INTERCEPTED_HOSTS.set(len(router.hosts))
+        return ApplyResult(skipped=skipped)

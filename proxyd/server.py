@@ -1,0 +1,234 @@
+"""The proxy's front door: one h11 request per new connection.
+
+CONNECT with a valid gateway token → intercepted (provider host) or tunnelled (policy
+permitting). Plain requests to the proxy itself serve /healthz, /readyz, /metrics and
+/ca.pem. Everything else is refused: proxyd is never an open proxy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import ssl
+from collections.abc import Callable
+
+import h11
+from prometheus_client import generate_latest
+
+from proxyd import metrics
+from proxyd.certs import CertificateAuthority
+from proxyd.http import next_event, reply
+from proxyd.mitm import Interceptor
+from proxyd.reload import RouterState
+from proxyd.routes import host_key
+from proxyd.tunnel import TunnelPolicy, splice
+
+log = logging.getLogger(__name__)
+
+PROXY_AUTHENTICATE = ("Proxy-Authenticate", 'Basic realm="aibridge"')
+TLS_HANDSHAKE_TIMEOUT = 15.0
+
+
+class ProxyServer:
+    def __init__(
+        self,
+        state: RouterState,
+        ca: CertificateAuthority,
+        interceptor: Interceptor,
+        policy: TunnelPolicy,
+        *,
+        tunnel: str,
+        max_header_bytes: int,
+        max_connections: int,
+        idle_timeout: float,
+        is_connected: Callable[[], bool],
+    ) -> None:
+        self.state = state
+        self.ca = ca
+        self.interceptor = interceptor
+        self.policy = policy
+        self.tunnel = tunnel
+        self.max_header_bytes = max_header_bytes
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self.is_connected = is_connected
+        self.connections: set[asyncio.Task[None]] = set()
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self.connections) >= self.max_connections:
+            metrics.CONNECTIONS_REFUSED.inc()
+            writer.close()
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self.connections.add(task)
+        metrics.CONNECTIONS.set(len(self.connections))
+        try:
+            await self._serve(reader, writer)
+        except (ConnectionError, TimeoutError, ssl.SSLError, h11.ProtocolError, OSError):
+            pass  # the client went away or spoke nonsense: nothing to answer
+        finally:
+            self.connections.discard(task)
+            metrics.CONNECTIONS.set(len(self.connections))
+            writer.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.max_header_bytes)
+        try:
+            request = await next_event(conn, reader, self.idle_timeout)
+        except h11.RemoteProtocolError as exc:
+            await reply(conn, writer, exc.error_status_hint, "Bad Request", b"bad request\n")
+            return
+        if not isinstance(request, h11.Request):
+            return
+        if request.method == b"CONNECT":
+            await self._connect(conn, request, reader, writer)
+        elif request.target.startswith(b"/"):
+            await self._local(conn, request, writer)
+        else:
+            # Plain-HTTP proxying (absolute-form) is not offered: LLM APIs speak HTTPS.
+            metrics.SESSIONS.labels("refused").inc()
+            await reply(conn, writer, 405, "Method Not Allowed", b"only CONNECT is proxied\n")
+
+    async def _connect(
+        self,
+        conn: h11.Connection,
+        request: h11.Request,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        authority = _authority(request.target.decode("latin-1"))
+        if authority is None:
+            metrics.SESSIONS.labels("refused").inc()
+            await reply(conn, writer, 400, "Bad Request", b"CONNECT needs host:port\n")
+            return
+        host, port = authority
+        router = self.state.router
+        if router is None:
+            metrics.SESSIONS.labels("refused").inc()
+            await reply(conn, writer, 503, "Service Unavailable", b"no configuration yet\n")
+            return
+        token = _proxy_token(request.headers)
+        if token is None or router.verify(hashlib.sha256(token.encode()).hexdigest()) is None:
+            metrics.SESSIONS.labels("refused").inc()
+            await reply(
+                conn, writer, 407, "Proxy Authentication Required",
+                b"a gateway token is required: http://user:TOKEN@proxy\n",
+                headers=[PROXY_AUTHENTICATE],
+            )  # fmt: skip
+            return
+        key = host_key(host, port)
+        if router.route(key) is not None:
+            await self._intercept(conn, reader, writer, host, key, token)
+        elif self.tunnel == "deny":
+            metrics.SESSIONS.labels("refused").inc()
+            await reply(conn, writer, 403, "Forbidden", b"only provider hosts are allowed\n")
+        else:
+            await self._tunnel(conn, reader, writer, host, port)
+
+    async def _intercept(
+        self,
+        conn: h11.Connection,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        host: str,
+        key: str,
+        token: str,
+    ) -> None:
+        context = self.ca.context_for(host.lower())
+        metrics.CERT_CACHE.set(self.ca.cached)
+        writer.write(
+            conn.send(h11.Response(status_code=200, reason="Connection established", headers=[]))
+        )
+        await writer.drain()
+        if conn.trailing_data[0]:
+            return  # bytes before our answer: not a TLS client we can serve
+        metrics.SESSIONS.labels("intercepted").inc()
+        await writer.start_tls(context, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
+        await self.interceptor.serve(reader, writer, key, token)
+
+    async def _tunnel(
+        self,
+        conn: h11.Connection,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        host: str,
+        port: int,
+    ) -> None:
+        if not self.policy.port_allowed(port):
+            metrics.SESSIONS.labels("refused").inc()
+            await reply(conn, writer, 403, "Forbidden", f"port {port} is not allowed\n".encode())
+            return
+        upstream = await self.policy.dial(host, port)
+        if isinstance(upstream, str):
+            metrics.SESSIONS.labels("refused").inc()
+            status, reason = (403, "Forbidden") if "private" in upstream else (502, "Bad Gateway")
+            await reply(conn, writer, status, reason, (upstream + "\n").encode())
+            return
+        metrics.SESSIONS.labels("tunnelled").inc()
+        writer.write(
+            conn.send(h11.Response(status_code=200, reason="Connection established", headers=[]))
+        )
+        await writer.drain()
+        await splice((reader, writer), upstream, conn.trailing_data[0])
+
+    async def _local(
+        self, conn: h11.Connection, request: h11.Request, writer: asyncio.StreamWriter
+    ) -> None:
+        path = request.target.split(b"?")[0]
+        router = self.state.router
+        if path == b"/healthz":
+            await reply(
+                conn, writer, 200, "OK", b'{"status": "ok"}', content_type="application/json"
+            )
+        elif path == b"/readyz":
+            body = json.dumps(
+                {"ready": router is not None, "version": router.version if router else 0,
+                 "controlplane_connected": self.is_connected()}
+            ).encode()  # fmt: skip
+            status = 200 if router is not None else 503
+            await reply(conn, writer, status, "OK" if status == 200 else "Service Unavailable",
+                        body, content_type="application/json")  # fmt: skip
+        elif path == b"/metrics":
+            await reply(conn, writer, 200, "OK", generate_latest(),
+                        content_type="text/plain; version=0.0.4; charset=utf-8")  # fmt: skip
+        elif path == b"/ca.pem":
+            await reply(
+                conn, writer, 200, "OK", self.ca.cert_pem, content_type="application/x-pem-file"
+            )
+        else:
+            await reply(conn, writer, 404, "Not Found", b"not found\n")
+
+
+def _authority(target: str) -> tuple[str, int] | None:
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return None
+    number = int(port)
+    if not 0 < number < 65536:
+        return None
+    host = host.strip("[]")
+    if not host or any(c.isspace() or c in "/@" for c in host):
+        return None
+    return host, number
+
+
+def _proxy_token(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The password of `Proxy-Authorization: Basic` (or the user, when no password)."""
+    for name, value in headers:
+        if name.lower() != b"proxy-authorization":
+            continue
+        scheme, _, encoded = value.decode("latin-1").partition(" ")
+        if scheme.lower() != "basic":
+            return None
+        try:
+            decoded = base64.b64decode(encoded.strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        user, _, password = decoded.partition(":")
+        return password or user or None
+    return None
