@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 import httpx
 
 from aibridge.v1 import admin_pb2
-from tests.harness import Bridged, Controlplane
+from tests.harness import Bridged, Controlplane, wait_until
 from tests.upstream import FakeUpstream
 
 KEY = "sk-provider-key-000000000001"
@@ -135,11 +136,37 @@ def test_stream_started_before_a_reload_finishes_from_the_old_upstream(
         assert text == "hello from A", body
         assert '"prompt_tokens": 11' in body
         assert body.rstrip().endswith("data: [DONE]")
-    # The pool of the deleted provider's upstream is closed once its stream ended;
-    # A still serves nobody, so only B's pool remains.
-    pools = [
-        line
-        for line in bridged.metrics().splitlines()
-        if line.startswith("aibridge_bridged_upstream_pools")
-    ]
-    assert pools, "no pool metric"
+    # No provider points at A any more: its pool closed once its last stream ended.
+    wait_until(
+        lambda: metric(bridged, "aibridge_bridged_upstream_pools") == 1, what="A's pool closed"
+    )
+
+
+def metric(bridged: Bridged, name: str) -> float:
+    for line in bridged.metrics().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"no metric {name}")
+
+
+def open_fds(bridged: Bridged) -> int:
+    assert bridged.proc is not None
+    return len(os.listdir(f"/proc/{bridged.proc.pid}/fd"))
+
+
+def test_many_reloads_leak_no_pools_or_connections(
+    controlplane: Controlplane, bridged: Bridged, token: str,
+    upstream_a: FakeUpstream, upstream_b: FakeUpstream,
+) -> None:  # fmt: skip
+    admin = controlplane.admin
+    admin.wait_applied(admin.create_provider("hop", upstream_a.url + "/v1", keys=[KEY]).revision)
+    assert answered_by(chat(bridged, "hop", token)) == "hello from A"
+    baseline = open_fds(bridged)
+    for i in range(30):
+        upstream = (upstream_b, upstream_a)[i % 2]
+        update = admin_pb2.UpdateProviderRequest(ref="hop", base_url=upstream.url + "/v1")
+        admin.wait_applied(admin.UpdateProvider(update).revision)
+        assert answered_by(chat(bridged, "hop", token)) == upstream.text()
+    # One live origin, one pool; the connections of the others are closed.
+    wait_until(lambda: metric(bridged, "aibridge_bridged_upstream_pools") == 1, what="one pool")
+    wait_until(lambda: open_fds(bridged) <= baseline + 1, what="fds back to the baseline")
