@@ -34,14 +34,14 @@ class Gateway:
         )
         self.keys = KeyHealth(config.default_cooldown)
         self.state = RouteState(self.pools, self.keys)
-        tls = config.controlplane_tls if config.controlplane_tls.enabled else None
+        link = config.controlplane
         self.subscriber = Subscriber(
-            config.controlplanes, "bridged", config.token, self.state.apply, tls=tls
+            link.addresses, "bridged", link.token, self.state.apply, tls=link.tls
         )
         self.reporter = UsageReporter(
-            config.controlplanes,
-            config.token,
-            tls,
+            link.addresses,
+            link.token,
+            link.tls,
             batch_size=config.usage_batch_size,
             flush_interval=config.usage_flush_interval,
             capacity=config.usage_buffer,

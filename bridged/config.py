@@ -8,8 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from controlplane.client import state
-from controlplane.client.channel import DEFAULT_CONTROLPLANE, ClientTLS
+from controlplane.client import dataplane
 from controlplane.client.flags import add_flag
 
 
@@ -17,9 +16,7 @@ from controlplane.client.flags import add_flag
 class BridgedConfig:
     host: str
     port: int
-    controlplanes: tuple[str, ...]
-    token: str
-    controlplane_tls: ClientTLS
+    controlplane: dataplane.ControlplaneLink
     upstream_ca_file: Path | None
     max_body_bytes: int
     connect_timeout: float
@@ -49,19 +46,7 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
         env_var="AIBRIDGE_BRIDGED_LISTEN",
         help="HTTP listen address",
     )
-    flag(
-        "--controlplane",
-        default=DEFAULT_CONTROLPLANE,
-        help="controlplane gRPC address; comma-separated for several replicas",
-    )
-    flag("--state-dir", default=state.DEFAULT_STATE_DIR, help="where make run keeps secrets")
-    flag(
-        "--bridged-token",
-        help="credential for the snapshot stream (default: STATE_DIR/bridged.token)",
-    )
-    flag("--ca-cert", help="CA that signed the controlplane's certificate (enables TLS)")
-    flag("--client-cert", help="client certificate for the controlplane (mTLS)")
-    flag("--client-key", help="key of --client-cert")
+    dataplane.add_flags(flag, "bridged")
     flag("--upstream-ca-file", help="extra CA bundle to trust for upstream providers")
     flag(
         "--max-body-bytes", type=int, default=32 * 1024 * 1024, help="largest request body accepted"
@@ -93,28 +78,16 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
         default=10.0,
         help="seconds a rate-limited key rests when the upstream gives no Retry-After",
     )
-    flag("--log-format", default="text", choices=["text", "json"], help="log line format")
-    flag("--log-level", default="info", help="debug, info, warning or error")
+    # fmt: on
     a = p.parse_args(argv)
 
-    host, _, port = a.listen.rpartition(":")
-    if not port.isdigit():
-        p.error(f"--listen: expected HOST:PORT, not {a.listen!r}")
+    host, port = dataplane.listen_address(p, a.listen)
     if a.max_body_bytes <= 0:
         p.error("--max-body-bytes must be positive")
-    token = a.bridged_token or state.load_or_create(
-        Path(a.state_dir) / state.BRIDGED_TOKEN_FILE, lambda: state.new_credential("abb")
-    )
     return BridgedConfig(
-        host=host.strip("[]") or "127.0.0.1",
-        port=int(port),
-        controlplanes=tuple(x.strip() for x in a.controlplane.split(",") if x.strip()),
-        token=token,
-        controlplane_tls=ClientTLS(
-            Path(a.ca_cert) if a.ca_cert else None,
-            Path(a.client_cert) if a.client_cert else None,
-            Path(a.client_key) if a.client_key else None,
-        ),
+        host=host,
+        port=port,
+        controlplane=dataplane.link(a, "bridged"),
         upstream_ca_file=Path(a.upstream_ca_file) if a.upstream_ca_file else None,
         max_body_bytes=a.max_body_bytes,
         connect_timeout=a.connect_timeout,

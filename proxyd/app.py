@@ -27,8 +27,8 @@ async def serve(config: ProxydConfig) -> None:
         config.ca_cert, config.ca_key, config.state_dir, config.cert_cache_size
     )
     state = RouterState()
-    tls = config.controlplane_tls if config.controlplane_tls.enabled else None
-    subscriber = Subscriber(config.controlplanes, "proxyd", config.token, state.apply, tls=tls)
+    link = config.controlplane
+    subscriber = Subscriber(link.addresses, "proxyd", link.token, state.apply, tls=link.tls)
     metrics.CONNECTED.set_function(lambda: 1 if subscriber.connected else 0)
     metrics.SECONDS_SINCE_SNAPSHOT.set_function(
         lambda: -1.0 if subscriber.last_snapshot_at is None

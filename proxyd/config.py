@@ -9,8 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from controlplane.client import state
-from controlplane.client.channel import DEFAULT_CONTROLPLANE, ClientTLS
+from controlplane.client import dataplane
 from controlplane.client.flags import add_flag
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -20,9 +19,7 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 class ProxydConfig:
     host: str
     port: int
-    controlplanes: tuple[str, ...]
-    token: str
-    controlplane_tls: ClientTLS
+    controlplane: dataplane.ControlplaneLink
     bridged_url: str
     state_dir: Path
     ca_cert: Path | None
@@ -49,83 +46,31 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
     def flag(name: str, **kwargs: object) -> None:
         add_flag(p, name, env=environ, **kwargs)  # type: ignore[arg-type]
 
-    flag(
-        "--listen",
-        default="127.0.0.1:8888",
-        env_var="AIBRIDGE_PROXYD_LISTEN",
-        help="proxy listen address (also serves /healthz, /readyz, /metrics, /ca.pem)",
-    )
-    flag(
-        "--controlplane",
-        default=DEFAULT_CONTROLPLANE,
-        help="controlplane gRPC address; comma-separated for several replicas",
-    )
-    flag(
-        "--state-dir",
-        default=state.DEFAULT_STATE_DIR,
-        help="where secrets and the generated CA live",
-    )
-    flag(
-        "--proxyd-token",
-        help="credential for the snapshot stream (default: STATE_DIR/proxyd.token)",
-    )
-    flag(
-        "--controlplane-ca-cert",
-        env_var="AIBRIDGE_CA_CERT",
-        help="CA that signed the controlplane's certificate (enables TLS)",
-    )
-    flag(
-        "--controlplane-client-cert",
-        env_var="AIBRIDGE_CLIENT_CERT",
-        help="client certificate for the controlplane (mTLS)",
-    )
-    flag(
-        "--controlplane-client-key",
-        env_var="AIBRIDGE_CLIENT_KEY",
-        help="key of --controlplane-client-cert",
-    )
-    flag(
-        "--bridged",
-        default="http://127.0.0.1:8080",
-        env_var="AIBRIDGE_BRIDGED_URL",
-        help="bridged's URL, where intercepted requests go",
-    )
-    flag(
-        "--ca-cert",
-        env_var="AIBRIDGE_PROXY_CA_CERT",
-        help="CA certificate that signs intercepted hosts' certificates "
-        "(default: generated into STATE_DIR/proxyd-ca.pem)",
-    )
+    # fmt: off
+    flag("--listen", default="127.0.0.1:8888", env_var="AIBRIDGE_PROXYD_LISTEN",
+         help="proxy listen address (also serves /healthz, /readyz, /metrics, /ca.pem)")
+    dataplane.add_flags(flag, "proxyd")
+    flag("--bridged", default="http://127.0.0.1:8080", env_var="AIBRIDGE_BRIDGED_URL",
+         help="bridged's URL, where intercepted requests go")
+    flag("--ca-cert", env_var="AIBRIDGE_PROXY_CA_CERT",
+         help="CA certificate that signs intercepted hosts' certificates "
+              "(default: generated into STATE_DIR/proxyd-ca.pem)")
     flag("--ca-key", env_var="AIBRIDGE_PROXY_CA_KEY", help="key of --ca-cert")
-    flag(
-        "--tunnel",
-        default="allow",
-        choices=["allow", "deny"],
-        help="what to do with CONNECTs to hosts that are not providers",
-    )
+    flag("--tunnel", default="allow", choices=["allow", "deny"],
+         help="what to do with CONNECTs to hosts that are not providers")
     flag("--tunnel-ports", default="443", help="ports tunnels may reach, comma-separated")
-    flag(
-        "--allow-private-cidrs",
-        default="",
-        help="private/loopback/link-local networks tunnels may reach, comma-separated",
-    )
+    flag("--allow-private-cidrs", default="",
+         help="private/loopback/link-local networks tunnels may reach, comma-separated")
     flag("--cert-cache-size", type=int, default=1000, help="leaf certificates kept")
     flag("--max-body-bytes", type=int, default=32 * 1024 * 1024, help="largest request body")
     flag("--max-header-bytes", type=int, default=64 * 1024, help="largest request head")
     flag("--max-connections", type=int, default=10_000, help="client connections at once")
-    flag(
-        "--idle-timeout",
-        type=float,
-        default=300.0,
-        help="seconds an idle client connection is kept",
-    )
-    flag("--log-format", default="text", choices=["text", "json"], help="log line format")
-    flag("--log-level", default="info", help="debug, info, warning or error")
+    flag("--idle-timeout", type=float, default=300.0,
+         help="seconds an idle client connection is kept")
+    # fmt: on
     a = p.parse_args(argv)
 
-    host, _, port = a.listen.rpartition(":")
-    if not port.isdigit():
-        p.error(f"--listen: expected HOST:PORT, not {a.listen!r}")
+    host, port = dataplane.listen_address(p, a.listen)
     if bool(a.ca_cert) != bool(a.ca_key):
         p.error("--ca-cert and --ca-key go together")
     try:
@@ -137,22 +82,12 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
         )
     except ValueError as exc:
         p.error(str(exc))
-    state_dir = Path(a.state_dir)
-    token = a.proxyd_token or state.load_or_create(
-        state_dir / state.PROXYD_TOKEN_FILE, lambda: state.new_credential("abp")
-    )
     return ProxydConfig(
-        host=host.strip("[]") or "127.0.0.1",
-        port=int(port),
-        controlplanes=tuple(x.strip() for x in a.controlplane.split(",") if x.strip()),
-        token=token,
-        controlplane_tls=ClientTLS(
-            Path(a.controlplane_ca_cert) if a.controlplane_ca_cert else None,
-            Path(a.controlplane_client_cert) if a.controlplane_client_cert else None,
-            Path(a.controlplane_client_key) if a.controlplane_client_key else None,
-        ),
+        host=host,
+        port=port,
+        controlplane=dataplane.link(a, "proxyd"),
         bridged_url=a.bridged.rstrip("/"),
-        state_dir=state_dir,
+        state_dir=Path(a.state_dir),
         ca_cert=Path(a.ca_cert) if a.ca_cert else None,
         ca_key=Path(a.ca_key) if a.ca_key else None,
         tunnel=a.tunnel,

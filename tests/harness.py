@@ -182,6 +182,23 @@ class ManagedProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    url = ""  # HTTP processes: where /healthz, /readyz and /metrics are
+
+    def wait_http(self, path: str, timeout: float = 30.0) -> None:
+        def answers() -> bool:
+            self.check_alive()
+            try:
+                with urllib.request.urlopen(self.url + path, timeout=2) as response:
+                    return response.status == 200
+            except OSError:
+                return False
+
+        wait_until(answers, timeout, f"{self.name} {path}")
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(self.url + "/metrics", timeout=5) as response:
+            return response.read().decode()
+
 
 class Controlplane(ManagedProcess):
     """One `aibridge-controlplane` process, restartable on the same port and database."""
@@ -333,21 +350,6 @@ class Bridged(ManagedProcess):
         self.wait_http("/readyz" if wait_ready else "/healthz")
         return self
 
-    def wait_http(self, path: str, timeout: float = 30.0) -> None:
-        def answers() -> bool:
-            self.check_alive()
-            try:
-                with urllib.request.urlopen(self.url + path, timeout=2) as response:
-                    return response.status == 200
-            except OSError:
-                return False
-
-        wait_until(answers, timeout, f"{self.name} {path}")
-
-    def metrics(self) -> str:
-        with urllib.request.urlopen(self.url + "/metrics", timeout=5) as response:
-            return response.read().decode()
-
 
 class RecordingSubscriber:
     """The real subscriber library, applying into a list the test can read."""
@@ -483,19 +485,5 @@ class Proxyd(ManagedProcess):
             ],
             clean_env() | {"AIBRIDGE_PROXYD_TOKEN": self.secrets.proxyd},
         )  # fmt: skip
-        path = "/readyz" if wait_ready else "/healthz"
-
-        def answers() -> bool:
-            self.check_alive()
-            try:
-                with urllib.request.urlopen(self.url + path, timeout=2) as response:
-                    return response.status == 200
-            except OSError:
-                return False
-
-        wait_until(answers, 30, f"{self.name} {path}")
+        self.wait_http("/readyz" if wait_ready else "/healthz")
         return self
-
-    def metrics(self) -> str:
-        with urllib.request.urlopen(self.url + "/metrics", timeout=5) as response:
-            return response.read().decode()

@@ -1,0 +1,81 @@
+"""What bridged and proxyd share in their configuration: where the controlplane is, how
+to reach it, and the listen address. One set of flags, read the same way by both."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from controlplane.client import state
+from controlplane.client.channel import DEFAULT_CONTROLPLANE, ClientTLS
+
+Flag = Callable[..., None]
+
+
+@dataclass(frozen=True)
+class ControlplaneLink:
+    addresses: tuple[str, ...]
+    token: str
+    tls: ClientTLS | None
+
+
+def add_flags(flag: Flag, role: str) -> None:
+    # fmt: off
+    flag(
+        "--controlplane",
+        default=DEFAULT_CONTROLPLANE,
+        help="controlplane gRPC address; comma-separated for several replicas",
+    )
+    flag(
+        "--state-dir",
+        default=state.DEFAULT_STATE_DIR,
+        help="where make run keeps generated secrets",
+    )
+    flag(
+        f"--{role}-token",
+        help=f"credential for the snapshot stream (default: STATE_DIR/{role}.token)",
+    )
+    flag(
+        "--controlplane-ca-cert",
+        env_var="AIBRIDGE_CA_CERT",
+        help="CA that signed the controlplane's certificate (enables TLS)",
+    )
+    flag(
+        "--controlplane-client-cert",
+        env_var="AIBRIDGE_CLIENT_CERT",
+        help="client certificate for the controlplane (mTLS)",
+    )
+    flag(
+        "--controlplane-client-key",
+        env_var="AIBRIDGE_CLIENT_KEY",
+        help="key of --controlplane-client-cert",
+    )
+    flag("--log-format", default="text", choices=["text", "json"], help="log line format")
+    flag("--log-level", default="info", help="debug, info, warning or error")
+    # fmt: on
+
+
+def link(args: argparse.Namespace, role: str) -> ControlplaneLink:
+    token = getattr(args, f"{role}_token") or state.load_or_create(
+        Path(args.state_dir) / f"{role}.token", lambda: state.new_credential(f"ab{role[0]}")
+    )
+    tls = ClientTLS(
+        _path(args.controlplane_ca_cert),
+        _path(args.controlplane_client_cert),
+        _path(args.controlplane_client_key),
+    )
+    addresses = tuple(x.strip() for x in args.controlplane.split(",") if x.strip())
+    return ControlplaneLink(addresses, token, tls if tls.enabled else None)
+
+
+def listen_address(parser: argparse.ArgumentParser, value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not port.isdigit():
+        parser.error(f"--listen: expected HOST:PORT, not {value!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None
