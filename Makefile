@@ -6,13 +6,17 @@ INSTALLED := $(VENV)/.installed
 PROTOS := $(wildcard protos/aibridge/v1/*.proto)
 GENERATED := protos/aibridge/v1/.generated
 
-.PHONY: run test protos lint clean
+.PHONY: run test bench protos lint clean
 
 run: $(INSTALLED) $(GENERATED)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start
 
 test: $(INSTALLED) $(GENERATED)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Benchmarks: not part of `make test` (see bench/).
+bench: $(INSTALLED) $(GENERATED)
+	$(BIN)/python -m bench.overhead $(BENCH_ARGS)
 
 # Regenerate the gRPC code from the .proto files (tests/test_protos.py fails when it is stale).
 protos: $(INSTALLED)

@@ -52,6 +52,7 @@ class FakeUpstream:
     seen: list[Seen] = field(default_factory=list)
     # When set, streams stop after their first chunk until it is released.
     hold: threading.Event | None = None
+    record: bool = True  # benchmarks turn it off: `seen` would grow without end
 
     def __post_init__(self) -> None:
         self.port = free_port()
@@ -92,7 +93,8 @@ class FakeUpstream:
             request.method, request.path, request.query_string,
             {k.lower(): v for k, v in request.headers.items()}, body,
         )  # fmt: skip
-        self.seen.append(seen)
+        if self.record:
+            self.seen.append(seen)
         if self.silent:
             await asyncio.sleep(3600)
         status = self.key_status.get(seen.key)
