@@ -184,6 +184,12 @@ def test_fail_static_and_a_change_made_while_away(
     )
     controlplane.admin.wait_applied(moved.revision)
     assert chat(bridged, "p", token).json()["choices"][0]["message"]["content"] == "hello from B"
+    # The usage of the calls served while the controlplane was away arrives, once each.
+    wait_until(
+        lambda: [r.requests for r in controlplane.admin.QueryUsage(
+            admin_pb2.QueryUsageRequest()).rows] == [6],
+        what="usage from the outage",
+    )  # fmt: skip
 
 
 def test_sigterm_lets_streams_finish_and_flushes_their_usage(
