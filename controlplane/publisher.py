@@ -12,6 +12,7 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -40,8 +41,10 @@ class SnapshotPublisher:
         cache: SnapshotCache,
         controlplane_id: str,
         check_interval: float,
+        on_database: Callable[[bool], None] = lambda _up: None,
     ) -> None:
         self.db = db
+        self._on_database = on_database  # told when the database is found down or back
         self.keyring = keyring
         self.cache = cache
         self.controlplane_id = controlplane_id
@@ -76,7 +79,9 @@ class SnapshotPublisher:
             try:
                 await self.publish_now()
                 failures = 0
+                self._on_database(True)
             except DatabaseUnavailable as exc:
+                self._on_database(False)
                 failures += 1
                 SNAPSHOT_BUILD_FAILURES.inc()
                 log.warning("snapshot build failed, database unavailable: %s", exc)
@@ -95,5 +100,7 @@ class SnapshotPublisher:
             )
         except DatabaseUnavailable as exc:
             log.warning("revision check failed, database unavailable: %s", exc)
+            self._on_database(False)
             return False
+        self._on_database(True)
         return revision > self.cache.version

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Callable
 
 import grpc
 from aiohttp import web
@@ -70,9 +71,11 @@ async def serve(config: ControlplaneConfig) -> None:
     cache = SnapshotCache()
     registry = SubscriberRegistry(config.controlplane_id)
     fleet = Fleet(db, registry, config.controlplane_id)
+    health_servicer = health.aio.HealthServicer()
     publisher = SnapshotPublisher(
-        db, keyring, cache, config.controlplane_id, config.revision_check_interval
-    )
+        db, keyring, cache, config.controlplane_id, config.revision_check_interval,
+        on_database=_health_follows_database(health_servicer),
+    )  # fmt: skip
     await publisher.publish_now()  # never serve a Watch without a snapshot
 
     server = grpc.aio.server(
@@ -94,7 +97,6 @@ async def serve(config: ControlplaneConfig) -> None:
     )
     sync_pb2_grpc.add_SyncServicer_to_server(SyncService(cache, registry, credentials), server)
     usage_pb2_grpc.add_UsageServicer_to_server(UsageService(UsageLog(db)), server)
-    health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(SERVICE_NAMES, server)
     _bind(server, config)
@@ -135,6 +137,25 @@ async def serve(config: ControlplaneConfig) -> None:
     if metrics is not None:
         await metrics.cleanup()
     db.dispose()
+
+
+def _health_follows_database(servicer: health.aio.HealthServicer) -> Callable[[bool], None]:
+    """NOT_SERVING while the database is down: admin calls would only answer UNAVAILABLE.
+    (Watch streams keep serving the last snapshot meanwhile.)"""
+    last = [True]
+
+    def changed(up: bool) -> None:
+        if up != last[0]:
+            last[0] = up
+            status = (
+                health_pb2.HealthCheckResponse.SERVING
+                if up
+                else (health_pb2.HealthCheckResponse.NOT_SERVING)
+            )
+            log.warning("database %s", "is back" if up else "unavailable: health NOT_SERVING")
+            asyncio.get_running_loop().create_task(servicer.set("", status))
+
+    return changed
 
 
 def _bind(server: grpc.aio.Server, config: ControlplaneConfig) -> None:

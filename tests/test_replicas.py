@@ -8,6 +8,7 @@ from pathlib import Path
 import grpc
 import psycopg
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from aibridge.v1 import admin_pb2
 from tests.harness import (
@@ -125,8 +126,11 @@ def test_database_outage_is_unavailable_then_recovers(
             with pytest.raises(grpc.RpcError) as caught:
                 await asyncio.to_thread(cp.admin.ListProviders, admin_pb2.ListProvidersRequest())
             assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
-            # The data plane keeps its snapshot meanwhile.
+            # The data plane keeps its snapshot meanwhile; health says the truth.
             assert [p.name for p in sub.current.providers] == ["kept"]
+            await asyncio.to_thread(
+                wait_until, lambda: health(cp) == health_pb2.HealthCheckResponse.NOT_SERVING
+            )
 
             set_connections(dbname, True)
             listing = await asyncio.to_thread(
@@ -135,6 +139,9 @@ def test_database_outage_is_unavailable_then_recovers(
                 )
             )
             assert [p.name for p in listing.providers] == ["kept"], "half-written change"
+            await asyncio.to_thread(
+                wait_until, lambda: health(cp) == health_pb2.HealthCheckResponse.SERVING
+            )
             assert listing.revision == before.revision
             after = await asyncio.to_thread(cp.admin.create_provider, "after")
             assert after.revision == before.revision + 1
@@ -206,3 +213,9 @@ def test_status_and_wait_through_one_replica_cover_the_others(
             await asyncio.to_thread(b.stop)
 
     asyncio.run(scenario())
+
+
+def health(cp: Controlplane) -> int:
+    with grpc.insecure_channel(cp.address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        return stub.Check(health_pb2.HealthCheckRequest(), timeout=5).status
