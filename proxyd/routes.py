@@ -85,7 +85,8 @@ def build_host_router(
         if not p.base_url or url.scheme not in ("http", "https") or not url.host or not port:
             skipped.append(SkippedProvider(p.id, p.name, "base_url has no http(s) host"))
             continue
-        key = host_key(url.host, port)
+        # raw_host: an internationalised host as clients send it in CONNECT (punycode).
+        key = host_key(url.raw_host or url.host, port)
         if key in hosts:
             skipped.append(
                 SkippedProvider(p.id, p.name, f"host {key} is already routed to {owner[key]}")

@@ -92,7 +92,8 @@ class ProxyServer:
         else:
             # Plain-HTTP proxying (absolute-form) is not offered: LLM APIs speak HTTPS.
             metrics.SESSIONS.labels("refused").inc()
-            await reply(conn, writer, 405, "Method Not Allowed", b"only CONNECT is proxied\n")
+            await reply(conn, writer, 405, "Method Not Allowed", b"only CONNECT is proxied\n",
+                        headers=[("Allow", "CONNECT")])  # fmt: skip
 
     async def _connect(
         self,

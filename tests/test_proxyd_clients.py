@@ -10,16 +10,19 @@ import anthropic
 import httpx
 import openai
 
+from aibridge.v1 import admin_pb2
 from tests.harness import Bridged, Controlplane, Proxyd, wait_until
-from tests.upstream import FakeUpstream
+from tests.upstream import ANTHROPIC_USAGE, OPENAI_USAGE, FakeUpstream
 
 KEY = "sk-proxied-provider-key-0001"
-CLIENT_KEY = "sk-client-side-dummy-key"
+CLIENT_KEY = "sk-client-side-dummy"
+MESSAGES = [{"role": "user", "content": "hi"}]
 
 
 def http_client(proxyd: Proxyd, token: str, sdk=httpx):  # type: ignore[no-untyped-def]
-    """An HTTP client that goes through proxyd and trusts its CA (each SDK brings its own
-    httpx flavour: `sdk.DefaultHttpxClient` keeps the SDK's defaults)."""
+    """An HTTP client that goes through proxyd (HTTPS_PROXY style) and trusts its CA. Each
+    SDK may bring its own httpx flavour (anthropic's is httpx2): `sdk.DefaultHttpxClient`
+    is that flavour's Client with the SDK's defaults."""
     trust = ssl.create_default_context(cafile=str(proxyd.ca_path))
     make = httpx.Client if sdk is httpx else sdk.DefaultHttpxClient
     return make(proxy=proxyd.proxy_url(token), verify=trust, timeout=30)
@@ -27,62 +30,72 @@ def http_client(proxyd: Proxyd, token: str, sdk=httpx):  # type: ignore[no-untyp
 
 def test_sdks_and_curl_through_the_proxy(
     controlplane: Controlplane, mitm: tuple[Bridged, Proxyd], token: str,
-    tls_upstream_a: FakeUpstream,
+    tls_upstream_a: FakeUpstream, tls_upstream_b: FakeUpstream,
 ) -> None:  # fmt: skip
     _bridged, proxyd = mitm
-    a = tls_upstream_a
+    a, b = tls_upstream_a, tls_upstream_b
     admin = controlplane.admin
     admin.create_provider("oai", f"https://localhost:{a.port}/v1", keys=[KEY])
-    last = admin.create_provider("ant", f"https://127.0.0.1:{a.port}", type="anthropic", keys=[KEY])
+    last = admin.create_provider("ant", f"https://localhost:{b.port}", type="anthropic", keys=[KEY])
     admin.wait_applied(last.revision)
-    messages = [{"role": "user", "content": "hi"}]
 
+    # openai: the client thinks it talks to the provider's host directly.
     oai = openai.OpenAI(
         base_url=f"https://localhost:{a.port}/v1", api_key=CLIENT_KEY,
         http_client=http_client(proxyd, token, openai),
     )  # fmt: skip
-    assert oai.chat.completions.create(model="m", messages=messages).choices[0].message.content == (
-        "hello from A"
-    )
+    answer = oai.chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
+    assert answer.choices[0].message.content == "hello from A"
     chunks = list(
         oai.chat.completions.create(
-            model="m", messages=messages, stream=True, stream_options={"include_usage": True}
+            model="m", messages=MESSAGES, stream=True,  # type: ignore[arg-type]
+            stream_options={"include_usage": True},
         )
-    )
+    )  # fmt: skip
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "hello from A"
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.prompt_tokens == OPENAI_USAGE["prompt_tokens"]
 
+    # anthropic, with an anthropic-type provider.
     ant = anthropic.Anthropic(
-        base_url=f"https://127.0.0.1:{a.port}", api_key=CLIENT_KEY,
+        base_url=f"https://localhost:{b.port}", api_key="dummy",
         http_client=http_client(proxyd, token, anthropic),
     )  # fmt: skip
-    assert ant.messages.create(model="c", max_tokens=5, messages=messages).content[0].text == (
-        "hello from A"
-    )
-    with ant.messages.stream(model="c", max_tokens=5, messages=messages) as stream:
-        assert "".join(stream.text_stream) == "hello from A"
+    message = ant.messages.create(model="c", max_tokens=5, messages=MESSAGES)  # type: ignore[arg-type]
+    assert message.content[0].text == "hello from B"  # type: ignore[union-attr]
+    with ant.messages.stream(model="c", max_tokens=5, messages=MESSAGES) as stream:  # type: ignore[arg-type]
+        assert "".join(stream.text_stream) == "hello from B"
+        assert stream.get_final_message().usage.input_tokens == ANTHROPIC_USAGE["input_tokens"]
 
+    # curl -x http://user:TOKEN@proxy --cacert CA
     curl = subprocess.run(
-        ["curl", "-sS", "--fail", "-x", proxyd.proxy_url(token), "--cacert", str(proxyd.ca_path),
-         "-H", "Content-Type: application/json", "-d", '{"model": "m", "messages": []}',
+        ["/usr/bin/curl", "-sS", "--fail", "-x", proxyd.proxy_url(token),
+         "--cacert", str(proxyd.ca_path), "-H", "Content-Type: application/json",
+         "-d", '{"model": "m", "messages": []}',
          f"https://localhost:{a.port}/v1/chat/completions"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert curl.returncode == 0, curl.stderr
     assert "hello from A" in curl.stdout
 
-    # The upstream saw the provider key only: not the gateway token, not the client's key.
-    assert len(a.seen) == 5
-    for seen in a.seen:
+    # The upstreams saw the provider key only: never the gateway token or the client's key.
+    assert [s.path for s in a.seen] == ["/v1/chat/completions"] * 3
+    assert [s.path for s in b.seen] == ["/v1/messages"] * 2
+    for seen in a.seen + b.seen:
         assert seen.key == KEY
-        assert token not in repr(seen.headers) and CLIENT_KEY not in repr(seen.headers)
+        for secret in (token, CLIENT_KEY, "dummy"):
+            assert secret not in repr(seen.headers)
 
     # bridged recorded the proxied calls like any other.
-    from aibridge.v1 import admin_pb2
+    def usage() -> dict[str, tuple[int, int]]:
+        rows = admin.QueryUsage(admin_pb2.QueryUsageRequest(group_by="provider")).rows
+        return {r.key: (r.requests, r.input_tokens) for r in rows}
 
-    wait_until(
-        lambda: sum(r.requests for r in admin.QueryUsage(admin_pb2.QueryUsageRequest()).rows) == 5,
-        what="usage of the proxied calls",
-    )
+    expected = {
+        "oai": (3, 3 * OPENAI_USAGE["prompt_tokens"]),
+        "ant": (2, 2 * ANTHROPIC_USAGE["input_tokens"]),
+    }
+    wait_until(lambda: usage() == expected, what=f"usage {expected}, have {usage()}")
 
 
 def test_streams_pass_through_the_proxy_as_they_arrive(
@@ -91,22 +104,24 @@ def test_streams_pass_through_the_proxy_as_they_arrive(
 ) -> None:  # fmt: skip
     _bridged, proxyd = mitm
     a = tls_upstream_a
-    controlplane.admin.wait_applied(
-        controlplane.admin.create_provider(
-            "oai", f"https://localhost:{a.port}/v1", keys=[KEY]
-        ).revision
-    )
-    a.hold = threading.Event()
+    admin = controlplane.admin
+    created = admin.create_provider("oai", f"https://localhost:{a.port}/v1", keys=[KEY])
+    admin.wait_applied(created.revision)
+    a.hold = threading.Event()  # the upstream sends its first SSE event, then waits
     try:
         with http_client(proxyd, token) as client, client.stream(
             "POST", f"https://localhost:{a.port}/v1/chat/completions",
-            json={"model": "m", "messages": [], "stream": True},
+            json={"model": "m", "messages": MESSAGES, "stream": True},
         ) as response:  # fmt: skip
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
             chunks = response.iter_raw()
-            assert b"hello " in next(chunks)  # while the upstream still holds the rest
-            assert not a.hold.is_set()
+            first = next(chunks)
+            assert first.startswith(b"data: ") and b'"hello "' in first
+            assert not a.hold.is_set()  # it came through while the upstream held the rest
             a.hold.set()
-            assert b"".join(chunks).rstrip().endswith(b"data: [DONE]")
+            rest = b"".join(chunks)
+            assert b'"from "' in rest and rest.rstrip().endswith(b"data: [DONE]")
     finally:
         a.hold.set()
 
@@ -117,5 +132,3 @@ def test_the_ca_can_be_downloaded(mitm: tuple[Bridged, Proxyd]) -> None:
     assert response.status_code == 200
     assert response.content == proxyd.ca_path.read_bytes()
     assert response.content.startswith(b"-----BEGIN CERTIFICATE-----")
-    key = proxyd.ca_path.with_name("proxyd-ca.key")
-    assert key.stat().st_mode & 0o777 == 0o600

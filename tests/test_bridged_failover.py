@@ -1,0 +1,166 @@
+"""Key failover through bridged: 429 rests a key, 401/403 takes it out until the next
+snapshot, the retried request is byte-identical, and a call is recorded once."""
+
+from __future__ import annotations
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from aibridge.v1 import admin_pb2
+from tests.harness import Bridged, Controlplane, wait_until
+from tests.upstream import FakeUpstream
+
+KEY1 = "sk-failover-first-key-000000000001"
+KEY2 = "sk-failover-second-key-00000000002"
+KEY3 = "sk-failover-third-key-000000000003"
+KEY4 = "sk-failover-fourth-key-00000000004"
+# Unusual spacing and key order: a re-encoded body would differ from what the client sent.
+BODY = b'{"messages":[{"role":"user","content":"hi"}],  "model":"gpt",\n"temperature":0.5}'
+
+
+def chat(bridged: Bridged, provider: str, token: str) -> httpx.Response:
+    return httpx.post(
+        f"{bridged.provider_url(provider)}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        content=BODY,
+        timeout=30,
+    )
+
+
+def messages(bridged: Bridged, provider: str, token: str) -> httpx.Response:
+    return httpx.post(
+        f"{bridged.provider_url(provider)}/v1/messages",
+        headers={"x-api-key": token, "anthropic-version": "2023-06-01"},
+        json={"model": "claude", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]},
+        timeout=30,
+    )
+
+
+def failovers(bridged: Bridged, provider: str, reason: str) -> float:
+    for family in text_string_to_metric_families(bridged.metrics()):
+        for sample in family.samples:
+            if sample.name == "aibridge_bridged_key_failovers_total" and sample.labels == {
+                "provider": provider,
+                "reason": reason,
+            }:
+                return sample.value
+    return 0.0
+
+
+def usage_requests(controlplane: Controlplane, provider: str) -> int:
+    response = controlplane.admin.QueryUsage(admin_pb2.QueryUsageRequest(provider=provider))
+    return sum(row.requests for row in response.rows)
+
+
+def keys_seen(upstream: FakeUpstream, start: int = 0) -> list[str]:
+    return [seen.key for seen in upstream.seen[start:]]
+
+
+def test_rate_limited_key_fails_over_to_the_next_and_rests(
+    controlplane: Controlplane, bridged: Bridged, token: str, upstream_a: FakeUpstream
+) -> None:
+    created = controlplane.admin.create_provider("llm", upstream_a.url + "/v1", keys=[KEY1, KEY2])
+    controlplane.admin.wait_applied(created.revision)
+    upstream_a.key_status[KEY1] = 429
+
+    ok = chat(bridged, "llm", token)
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["choices"][0]["message"]["content"] == "hello from A"
+    assert keys_seen(upstream_a) == [KEY1, KEY2]
+    first, second = upstream_a.seen
+    assert first.body == second.body == BODY  # replayed byte for byte
+    assert first.path == second.path == "/v1/chat/completions"
+    assert failovers(bridged, "llm", "rate_limited") == 1
+    # The failed attempt is not a call of its own: one usage record.
+    wait_until(lambda: usage_requests(controlplane, "llm") >= 1, 15, "the usage record")
+    assert usage_requests(controlplane, "llm") == 1
+
+    # KEY1 rests for the upstream's Retry-After (30s): the next call goes straight to KEY2.
+    again = chat(bridged, "llm", token)
+    assert again.status_code == 200, again.text
+    assert keys_seen(upstream_a, 2) == [KEY2]
+    assert failovers(bridged, "llm", "rate_limited") == 1
+    wait_until(lambda: usage_requests(controlplane, "llm") >= 2, 15, "the second usage record")
+    assert usage_requests(controlplane, "llm") == 2
+
+
+def test_every_key_rate_limited_gives_429_with_retry_after(
+    controlplane: Controlplane, bridged: Bridged, token: str, upstream_a: FakeUpstream
+) -> None:
+    admin = controlplane.admin
+    admin.create_provider("busy", upstream_a.url + "/v1", keys=[KEY1, KEY2])
+    created = admin.create_provider("claude", upstream_a.url, type="anthropic", keys=[KEY3, KEY4])
+    admin.wait_applied(created.revision)
+    for key in (KEY1, KEY2, KEY3, KEY4):
+        upstream_a.key_status[key] = 429
+
+    limited = chat(bridged, "busy", token)
+    assert limited.status_code == 429, limited.text
+    retry_after = limited.headers["Retry-After"]
+    assert retry_after.isdigit() and 1 <= int(retry_after) <= 30, retry_after
+    error = limited.json()["error"]
+    assert error["code"] == "all_keys_rate_limited"
+    assert error["type"] == "rate_limit_error"
+    assert keys_seen(upstream_a) == [KEY1, KEY2]
+    assert failovers(bridged, "busy", "rate_limited") == 2
+
+    # While both rest, bridged answers 429 itself, without bothering the upstream.
+    resting = chat(bridged, "busy", token)
+    assert resting.status_code == 429
+    assert 1 <= int(resting.headers["Retry-After"]) <= 30
+    assert len(upstream_a.seen) == 2
+
+    # Anthropic's shape, and no Retry-After from the upstream: the default cooldown applies.
+    upstream_a.retry_after = None
+    start = len(upstream_a.seen)
+    anthropic = messages(bridged, "claude", token)
+    assert anthropic.status_code == 429, anthropic.text
+    assert 1 <= int(anthropic.headers["Retry-After"]) <= 10  # --default-cooldown
+    assert anthropic.json() == {
+        "type": "error",
+        "error": {"type": "rate_limit_error", "message": anthropic.json()["error"]["message"]},
+    }
+    assert keys_seen(upstream_a, start) == [KEY3, KEY4]
+    bridged.check_alive()
+
+
+def test_refused_keys_are_out_until_the_next_snapshot(
+    controlplane: Controlplane, bridged: Bridged, token: str, upstream_a: FakeUpstream
+) -> None:
+    admin = controlplane.admin
+    admin.create_provider("revoked", upstream_a.url + "/v1", keys=[KEY1, KEY2])
+    created = admin.create_provider("mixed", upstream_a.url + "/v1", keys=[KEY3, KEY4])
+    admin.wait_applied(created.revision)
+    upstream_a.key_status.update({KEY1: 401, KEY2: 403, KEY3: 401})
+
+    # Every key refused: 502, not a rate limit, and nothing to retry after.
+    refused = chat(bridged, "revoked", token)
+    assert refused.status_code == 502, refused.text
+    assert refused.json()["error"]["code"] == "all_keys_refused"
+    assert "Retry-After" not in refused.headers
+    assert keys_seen(upstream_a) == [KEY1, KEY2]
+    assert failovers(bridged, "revoked", "refused") == 2
+    # They stay out: the next call does not reach the upstream at all.
+    assert chat(bridged, "revoked", token).status_code == 502
+    assert len(upstream_a.seen) == 2
+
+    # One refused key of two: the call succeeds with the other, and the refused one is
+    # skipped from then on.
+    ok = chat(bridged, "mixed", token)
+    assert ok.status_code == 200, ok.text
+    assert keys_seen(upstream_a, 2) == [KEY3, KEY4]
+    assert chat(bridged, "mixed", token).status_code == 200
+    assert keys_seen(upstream_a, 4) == [KEY4]
+
+    # An admin change to the provider (say, after fixing the key upstream) brings a new
+    # snapshot, and with it another chance for every key.
+    del upstream_a.key_status[KEY3]
+    update = admin_pb2.UpdateProviderRequest(ref="mixed", display_name="Mixed keys")
+    admin.wait_applied(admin.UpdateProvider(update).revision)
+    assert chat(bridged, "mixed", token).status_code == 200
+    assert keys_seen(upstream_a, 5) == [KEY3]
+    assert failovers(bridged, "mixed", "refused") == 1
+    # The other provider's keys are retried too, and refused again.
+    assert chat(bridged, "revoked", token).status_code == 502
+    assert keys_seen(upstream_a, 6) == [KEY1, KEY2]
+    assert failovers(bridged, "revoked", "refused") == 4
