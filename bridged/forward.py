@@ -85,13 +85,14 @@ class Forwarder:
         path = "/" + request.match_info["tail"]
         family = family_for_path(path)
         if table is None:
-            return _refuse(name, family, 503, "no_snapshot", "the gateway has no configuration yet")
+            return _refuse("", family, 503, "no_snapshot", "the gateway has no configuration yet")
+        known = name if name in table.routes else ""
         caller = authenticate(request, table)
         if caller is None:
-            return _refuse(name, family, 401, "invalid_token", "missing, unknown or expired token")
+            return _refuse(known, family, 401, "invalid_token", "missing, unknown or expired token")
         route = table.routes.get(name)
         if route is None:
-            return _refuse(name, family, 404, "unknown_provider", f"no provider named {name!r}")
+            return _refuse("", family, 404, "unknown_provider", f"no provider named {name!r}")
         family = route.family
         if not route.enabled:
             return _refuse(name, family, 503, "provider_disabled", f"provider {name!r} is disabled")
@@ -129,7 +130,7 @@ class Forwarder:
         route = x.route
         if not route.keys:
             return self._fail(x, 502, "no_keys", f"provider {route.name!r} has no keys")
-        url = route.upstream_url(path, request.query_string)
+        url = route.upstream_url(path, request.rel_url.raw_query_string)
         headers = _upstream_headers(request.headers, x.endpoint.intercepted)
         rate_limited = False
         async with self.pools.use(route.origin) as session:
@@ -295,5 +296,7 @@ def _request_fields(body: bytes) -> tuple[str, bool]:
 
 
 def _refuse(provider: str, family: str, status: int, code: str, message: str) -> web.Response:
-    metrics.REQUESTS.labels(provider if status != 404 else "", "", str(status)).inc()
+    # `provider` is only a label when it names a provider: anonymous callers must not be
+    # able to mint new time series.
+    metrics.REQUESTS.labels(provider, "", str(status)).inc()
     return error_response(family, status, code, message)

@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from urllib.parse import quote
 
 from yarl import URL
 
@@ -90,12 +91,12 @@ class Route:
                 return e
         return None
 
-    def upstream_url(self, path: str, query: str) -> URL:
+    def upstream_url(self, path: str, raw_query: str) -> URL:
         """OpenAI's base_url carries the version (…/v1) and so does the client's path;
-        Anthropic's base_url is the host root."""
+        Anthropic's base_url is the host root. The query goes on exactly as it came."""
         tail = path.removeprefix("/v1") if self.family == "openai" else path
-        url = URL(str(self.base_url).rstrip("/") + tail, encoded=True)
-        return url.with_query(query) if query else url
+        url = str(self.base_url).rstrip("/") + _quote_path(tail)
+        return URL(url + ("?" + raw_query if raw_query else ""), encoded=True)
 
     def auth_headers(self, secret: str) -> dict[str, str]:
         if self.type == "anthropic":
@@ -162,3 +163,8 @@ def _problem(p: snapshot_pb2.SnapshotProvider) -> str:
     except ValueError as exc:
         return f"unusable base_url: {exc}"
     return ""
+
+
+def _quote_path(path: str) -> str:
+    # The path was decoded by the server; allowlisted paths hold only safe characters.
+    return quote(path, safe="/:@-._~")

@@ -36,11 +36,12 @@ class UpstreamPools:
             self._ssl.load_verify_locations(cafile=str(ca_file))
         self._upstreams: dict[str, Upstream] = {}
         self._retired: set[Upstream] = set()  # dropped by a reload, still serving a request
+        self._wanted: frozenset[str] | None = None  # origins of the live route table
         self._closing: set[asyncio.Task[None]] = set()
 
     def keep_only(self, origins: Iterable[str]) -> None:
         """Retires the pools of origins no longer in any route (after a reload)."""
-        wanted = set(origins)
+        wanted = self._wanted = frozenset(origins)
         for origin in list(self._upstreams):
             if origin not in wanted:
                 upstream = self._upstreams.pop(origin)
@@ -54,7 +55,13 @@ class UpstreamPools:
     async def use(self, origin: str) -> AsyncIterator[aiohttp.ClientSession]:
         upstream = self._upstreams.get(origin)
         if upstream is None:
-            upstream = self._upstreams[origin] = Upstream(origin, self._new_session())
+            upstream = Upstream(origin, self._new_session())
+            if self._wanted is None or origin in self._wanted:
+                self._upstreams[origin] = upstream
+            else:
+                # A request still on an older table: its pool goes when it is done.
+                upstream.retired = True
+                self._retired.add(upstream)
         upstream.in_flight += 1
         try:
             yield upstream.session

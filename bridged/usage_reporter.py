@@ -70,14 +70,27 @@ class UsageReporter:
     async def flush(self, timeout: float = 10.0) -> bool:
         """Sends everything buffered; False if the controlplane did not take it all."""
         while self._buffer:
-            batch = [self._buffer[i] for i in range(min(self._batch_size, len(self._buffer)))]
+            # Taken out before the send: records arriving meanwhile cannot push them out.
+            batch = [
+                self._buffer.popleft() for _ in range(min(self._batch_size, len(self._buffer)))
+            ]
             if not await self._send(batch, timeout):
+                self._requeue(batch)
                 return False
-            for _ in batch:
-                self._buffer.popleft()
             metrics.USAGE_BUFFERED.set(len(self._buffer))
             metrics.USAGE_SENT.inc(len(batch))
         return True
+
+    def _requeue(self, batch: list[usage_pb2.Interception]) -> None:
+        """Puts an undelivered batch back in front; if that overflows, the newest go."""
+        room = (self._buffer.maxlen or 0) - len(self._buffer)
+        if room < len(batch):
+            overflow = len(batch) - room
+            metrics.USAGE_DROPPED.inc(overflow)
+            for _ in range(overflow):
+                self._buffer.pop()
+        self._buffer.extendleft(reversed(batch))
+        metrics.USAGE_BUFFERED.set(len(self._buffer))
 
     async def _send(self, batch: list[usage_pb2.Interception], timeout: float) -> bool:
         address = self._addresses[self._address_index % len(self._addresses)]
@@ -91,9 +104,12 @@ class UsageReporter:
                 )
             return True
         except grpc.aio.AioRpcError as exc:
-            log.warning(
-                "usage batch of %d not delivered to %s: %s; %d buffered",
-                len(batch), address, exc.code().name, len(self._buffer),
-            )  # fmt: skip
-            self._address_index += 1  # another replica may be up
-            return False
+            reason = exc.code().name
+        except Exception as exc:  # a bad TLS file, say: keep the records, keep trying
+            reason = type(exc).__name__
+        log.warning(
+            "usage batch of %d not delivered to %s: %s; %d buffered",
+            len(batch), address, reason, len(self._buffer) + len(batch),
+        )  # fmt: skip
+        self._address_index += 1  # another replica may be up
+        return False

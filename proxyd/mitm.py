@@ -74,6 +74,15 @@ class Interceptor:
                 return
             if not isinstance(event, h11.Request):
                 return  # ConnectionClosed, or the client gave up
+            if not safe_target(event.target):
+                await reply(
+                    conn, writer, 400, "Bad Request",
+                    json_error("the request target must be a plain path", "bad_target"),
+                    content_type="application/json",
+                )  # fmt: skip
+                return
+            if conn.they_are_waiting_for_100_continue:
+                writer.write(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
             body = await self._body(conn, reader)
             if body is None:
                 await reply(
@@ -180,3 +189,12 @@ class Interceptor:
                     content_type="application/json",
                 )  # fmt: skip
             return False
+
+
+def safe_target(target: bytes) -> bool:
+    """Origin-form only, and no dot segments (raw or %-encoded): a path must not climb out
+    of its provider's prefix once bridged's URL is normalised."""
+    if not target.startswith(b"/"):
+        return False
+    path = target.split(b"?", 1)[0].lower().replace(b"%2e", b".").replace(b"%2f", b"/")
+    return not any(segment in (b".", b"..") for segment in path.split(b"/"))

@@ -63,7 +63,8 @@ class HostRouter:
 
 
 def host_key(host: str, port: int) -> str:
-    host = host.lower().strip("[]")
+    # `api.openai.com.` is the same host: it must not slip past interception.
+    host = host.lower().strip("[]").rstrip(".")
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 

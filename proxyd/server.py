@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 PROXY_AUTHENTICATE = ("Proxy-Authenticate", 'Basic realm="aibridge"')
 TLS_HANDSHAKE_TIMEOUT = 15.0
+HEAD_TIMEOUT = 15.0
 
 
 class ProxyServer:
@@ -79,7 +80,10 @@ class ProxyServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.max_header_bytes)
         try:
-            request = await next_event(conn, reader, self.idle_timeout)
+            # One deadline for the whole head: a byte at a time must not hold a slot.
+            request = await asyncio.wait_for(
+                next_event(conn, reader, self.idle_timeout), HEAD_TIMEOUT
+            )
         except h11.RemoteProtocolError as exc:
             await reply(conn, writer, exc.error_status_hint, "Bad Request", b"bad request\n")
             return
@@ -175,7 +179,7 @@ class ProxyServer:
             conn.send(h11.Response(status_code=200, reason="Connection established", headers=[]))
         )
         await writer.drain()
-        await splice((reader, writer), upstream, conn.trailing_data[0])
+        await splice((reader, writer), upstream, conn.trailing_data[0], self.idle_timeout)
 
     async def _local(
         self, conn: h11.Connection, request: h11.Request, writer: asyncio.StreamWriter

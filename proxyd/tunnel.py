@@ -32,11 +32,14 @@ class TunnelPolicy:
             ip = ip.ipv4_mapped
         if any(ip in network for network in self.allowed):
             return True
-        special = (
-            ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast
-            or ip.is_reserved or ip.is_unspecified
-        )  # fmt: skip
-        return not special
+        if isinstance(ip, ipaddress.IPv6Address):
+            # 6to4 and Teredo addresses carry an IPv4 address that may be a private one.
+            embedded = [ip.sixtofour, *(ip.teredo or ())]
+            if any(v4 is not None and not v4.is_global for v4 in embedded):
+                return False
+        # Only globally routable addresses: not private, loopback, link-local, shared
+        # (100.64/10, where some clouds keep their metadata service), reserved...
+        return ip.is_global and not ip.is_multicast
 
     async def dial(
         self, host: str, port: int
@@ -63,19 +66,20 @@ async def splice(
     client: tuple[asyncio.StreamReader, asyncio.StreamWriter],
     upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter],
     first_bytes: bytes,
+    idle_timeout: float,
 ) -> None:
-    """Copies bytes both ways until both directions have ended."""
+    """Copies bytes both ways until both directions have ended, or one is idle too long."""
     if first_bytes:
         upstream[1].write(first_bytes)
 
     async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            while data := await reader.read(64 * 1024):
+            while data := await asyncio.wait_for(reader.read(64 * 1024), idle_timeout):
                 writer.write(data)
                 await writer.drain()
             if writer.can_write_eof():
                 writer.write_eof()  # half-close: the other direction may still be talking
-        except (ConnectionError, OSError):
+        except (ConnectionError, OSError, TimeoutError):
             writer.close()
 
     try:
