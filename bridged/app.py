@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import time
 
 from aiohttp import web
@@ -19,6 +18,7 @@ from bridged.keys import KeyHealth
 from bridged.reload import RouteState
 from bridged.upstreams import UpstreamPools
 from bridged.usage_reporter import UsageReporter
+from controlplane.client.lifecycle import wait_for_signal
 from controlplane.client.subscriber import Subscriber
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ async def serve(config: BridgedConfig) -> None:
     await web.TCPSite(runner, config.host, config.port, backlog=1024).start()
     log.info("bridged serving on http://%s:%d%s/{provider}/", config.host, config.port, PREFIX)
 
-    await _wait_for_signal()
+    await wait_for_signal()
     log.info(
         "shutting down: no new connections; %.0fs for requests in flight", config.shutdown_grace
     )
@@ -110,11 +110,3 @@ async def serve(config: BridgedConfig) -> None:
         await subscription
     await gateway.pools.close()
     log.info("stopped")
-
-
-async def _wait_for_signal() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()

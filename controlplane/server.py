@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 from collections.abc import Callable
 
 import grpc
@@ -26,6 +25,7 @@ from controlplane.admin import AdminService
 from controlplane.auth import AuthInterceptor, Credentials
 from controlplane.cache import SnapshotCache
 from controlplane.client.channel import keepalive_options
+from controlplane.client.lifecycle import wait_for_signal
 from controlplane.config import ControlplaneConfig
 from controlplane.fleet import Fleet
 from controlplane.publisher import SnapshotPublisher
@@ -122,7 +122,7 @@ async def serve(config: ControlplaneConfig) -> None:
         cache.version,
     )
 
-    await _wait_for_signal()
+    await wait_for_signal()
     log.info("shutting down")
     await health_servicer.enter_graceful_shutdown()
     stopping = asyncio.create_task(server.stop(config.shutdown_grace))
@@ -191,11 +191,3 @@ async def _start_metrics(listen: str) -> web.AppRunner | None:
     await web.TCPSite(runner, host.strip("[]") or "127.0.0.1", int(port)).start()
     log.info("metrics on http://%s/metrics", listen)
     return runner
-
-
-async def _wait_for_signal() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import time
 
 from controlplane.client import Subscriber
+from controlplane.client.lifecycle import wait_for_signal
 from proxyd import metrics
 from proxyd.certs import CertificateAuthority
 from proxyd.config import ProxydConfig
@@ -59,7 +59,7 @@ async def serve(config: ProxydConfig) -> None:
         config.host, config.port, config.bridged_url,
     )  # fmt: skip
 
-    await _wait_for_signal()
+    await wait_for_signal()
     log.info("shutting down")
     server.close()
     if proxy.connections:
@@ -71,11 +71,3 @@ async def serve(config: ProxydConfig) -> None:
         await subscription
     await interceptor.close()
     log.info("stopped")
-
-
-async def _wait_for_signal() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
