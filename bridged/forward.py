@@ -27,13 +27,10 @@ from bridged.routes import Caller, Endpoint, Route, RouteTable
 from bridged.upstreams import UpstreamPools
 from bridged.usage import Usage, UsageExtractor
 from bridged.usage_reporter import UsageReporter
+from controlplane.client.wire import HOP_BY_HOP
 
 log = logging.getLogger(__name__)
 
-HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-     "transfer-encoding", "upgrade", "proxy-connection"}
-)  # fmt: skip
 # Caller credentials never reach the upstream; the provider's key replaces them.
 STRIPPED_REQUEST = HOP_BY_HOP | {"host", "content-length", "authorization", "x-api-key",
                                  "api-key", "cookie", "accept-encoding"}  # fmt: skip

@@ -16,10 +16,7 @@ from yarl import URL
 
 from aibridge.v1 import snapshot_pb2
 from controlplane.client.subscriber import SkippedProvider
-
-OPENAI_COMPATIBLE = frozenset(
-    {"openai", "openai-compatible", "azure-openai", "openrouter", "ollama"}
-)
+from controlplane.client.wire import OPENAI_COMPATIBLE_TYPES
 
 
 @dataclass(frozen=True)
@@ -148,7 +145,7 @@ def build_route_table(
 
 
 def _problem(p: snapshot_pb2.SnapshotProvider) -> str:
-    if p.type != "anthropic" and p.type not in OPENAI_COMPATIBLE:
+    if p.type != "anthropic" and p.type not in OPENAI_COMPATIBLE_TYPES:
         return f"unknown provider type {p.type!r}"
     try:
         url = URL(p.base_url)

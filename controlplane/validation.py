@@ -5,22 +5,13 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
+from controlplane.client.wire import PROVIDER_TYPES
 from controlplane.errors import InvalidArgument
 
 NAME_PATTERN = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 NAME_MAX = 63
 DISPLAY_NAME_MAX = 200
 KEY_MAX = 4096
-
-# OpenAI-compatible kinds speak OpenAI's wire format at their own base URL.
-PROVIDER_TYPES = (
-    "openai",
-    "anthropic",
-    "openai-compatible",
-    "azure-openai",
-    "openrouter",
-    "ollama",
-)
 
 
 def name(value: str, field: str = "name") -> str:

@@ -14,6 +14,7 @@ import logging
 import aiohttp
 import h11
 
+from controlplane.client.wire import HOP_BY_HOP
 from proxyd import metrics
 from proxyd.http import json_error, next_event, reply
 from proxyd.reload import RouterState
@@ -21,10 +22,6 @@ from proxyd.routes import HostRoute
 
 log = logging.getLogger(__name__)
 
-HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-     "transfer-encoding", "upgrade", "proxy-connection"}
-)  # fmt: skip
 # The caller's own credentials (often the real provider key) never leave the machine.
 STRIPPED_REQUEST = HOP_BY_HOP | {"host", "content-length", "authorization", "x-api-key", "api-key"}
 STRIPPED_RESPONSE = HOP_BY_HOP
