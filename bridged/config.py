@@ -78,7 +78,6 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
         default=10.0,
         help="seconds a rate-limited key rests when the upstream gives no Retry-After",
     )
-    # fmt: on
     a = p.parse_args(argv)
 
     host, port = dataplane.listen_address(p, a.listen)

@@ -25,15 +25,14 @@ class KeyHealth:
 
     def new_snapshot(self) -> None:
         self._revoked.clear()
+        now = time.monotonic()  # forget cooldowns that are over, so the map stays small
+        self._resting_until = {k: t for k, t in self._resting_until.items() if t > now}
 
     def usable(self, keys: tuple[ProviderKey, ...]) -> Iterator[ProviderKey]:
         now = time.monotonic()
         for key in keys:
-            if key.id in self._revoked:
-                continue
-            if self._resting_until.get(key.id, 0.0) > now:
-                continue
-            yield key
+            if key.id not in self._revoked and self._rest_left(key, now) <= 0:
+                yield key
 
     def rate_limited(self, key: ProviderKey, headers: Mapping[str, str]) -> None:
         delay = retry_after_seconds(headers)
@@ -45,20 +44,21 @@ class KeyHealth:
         self._revoked.add(key.id)
 
     def resting(self, keys: tuple[ProviderKey, ...]) -> bool:
-        now = time.monotonic()
-        return any(
-            k.id not in self._revoked and self._resting_until.get(k.id, 0.0) > now for k in keys
-        )
+        return bool(self._rests(keys))
 
     def retry_after(self, keys: tuple[ProviderKey, ...]) -> int:
         """Whole seconds until the first resting key of `keys` may be tried again."""
+        rests = self._rests(keys)
+        return max(1, math.ceil(min(rests))) if rests else 1
+
+    def _rest_left(self, key: ProviderKey, now: float) -> float:
+        return self._resting_until.get(key.id, 0.0) - now
+
+    def _rests(self, keys: tuple[ProviderKey, ...]) -> list[float]:
+        """Seconds of rest left for each of `keys` that is resting (refused ones aside)."""
         now = time.monotonic()
-        waits = [
-            self._resting_until[k.id] - now
-            for k in keys
-            if k.id not in self._revoked and self._resting_until.get(k.id, 0.0) > now
-        ]
-        return max(1, math.ceil(min(waits))) if waits else 1
+        left = [self._rest_left(k, now) for k in keys if k.id not in self._revoked]
+        return [r for r in left if r > 0]
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 from urllib.parse import quote
 
@@ -73,8 +74,9 @@ class Route:
     def family(self) -> str:
         return "anthropic" if self.type == "anthropic" else "openai"
 
-    @property
+    @cached_property
     def origin(self) -> str:
+        """The pool key; computed once per route, not once per request."""
         return str(self.base_url.origin())
 
     def endpoint(self, method: str, path: str) -> Endpoint | None:

@@ -21,7 +21,6 @@ class Upstream:
         self.origin = origin
         self.session = session
         self.in_flight = 0
-        self.retired = False
 
 
 class UpstreamPools:
@@ -45,7 +44,6 @@ class UpstreamPools:
         for origin in list(self._upstreams):
             if origin not in wanted:
                 upstream = self._upstreams.pop(origin)
-                upstream.retired = True
                 if upstream.in_flight == 0:
                     self._close(upstream)
                 else:
@@ -60,14 +58,13 @@ class UpstreamPools:
                 self._upstreams[origin] = upstream
             else:
                 # A request still on an older table: its pool goes when it is done.
-                upstream.retired = True
                 self._retired.add(upstream)
         upstream.in_flight += 1
         try:
             yield upstream.session
         finally:
             upstream.in_flight -= 1
-            if upstream.retired and upstream.in_flight == 0:
+            if upstream.in_flight == 0 and upstream in self._retired:
                 self._close(upstream)
 
     @property

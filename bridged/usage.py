@@ -25,10 +25,6 @@ class Usage:
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
 
-    @property
-    def total(self) -> int:
-        return self.input_tokens + self.output_tokens
-
 
 class UsageExtractor:
     def __init__(self, route: str, event_stream: bool) -> None:
