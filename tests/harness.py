@@ -10,15 +10,17 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import grpc
+import httpx
 import psycopg
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -309,8 +311,10 @@ class Controlplane(ManagedProcess):
             self._admin = None
 
 
-class Bridged(ManagedProcess):
-    """One `aibridge-bridged` process subscribed to the given controlplanes."""
+class DataPlane(ManagedProcess):
+    """A bridged or proxyd process subscribed to the given controlplanes."""
+
+    role = ""
 
     def __init__(
         self,
@@ -318,11 +322,11 @@ class Bridged(ManagedProcess):
         workdir: Path,
         secrets: Secrets,
         *,
-        name: str = "bridged",
+        name: str = "",
         extra_args: tuple[str, ...] = (),
         port: int | None = None,
     ) -> None:
-        super().__init__(name, workdir)
+        super().__init__(name or self.role, workdir)
         self.controlplanes = controlplanes
         self.secrets = secrets
         self.extra_args = extra_args
@@ -332,23 +336,35 @@ class Bridged(ManagedProcess):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def provider_url(self, provider: str) -> str:
-        return f"{self.url}/api/v2/aibridge/{provider}"
+    def own_args(self) -> list[str]:
+        """The role's flags, before the test's `extra_args`."""
+        return []
 
-    def start(self, wait_ready: bool = True) -> Bridged:
+    def start(self, wait_ready: bool = True) -> Self:
+        token = self.secrets.bridged if self.role == "bridged" else self.secrets.proxyd
         self.spawn(
             [
-                PYTHON, "-m", "bridged",
+                PYTHON, "-m", self.role,
                 "--listen", f"127.0.0.1:{self.port}",
                 "--controlplane", ",".join(self.controlplanes),
                 "--state-dir", str(self.workdir / "state"),
-                "--usage-flush-interval", "0.2",
+                *self.own_args(),
                 *self.extra_args,
             ],
-            clean_env() | {"AIBRIDGE_BRIDGED_TOKEN": self.secrets.bridged},
+            clean_env() | {f"AIBRIDGE_{self.role.upper()}_TOKEN": token},
         )  # fmt: skip
         self.wait_http("/readyz" if wait_ready else "/healthz")
         return self
+
+
+class Bridged(DataPlane):
+    role = "bridged"
+
+    def provider_url(self, provider: str) -> str:
+        return f"{self.url}/api/v2/aibridge/{provider}"
+
+    def own_args(self) -> list[str]:
+        return ["--usage-flush-interval", "0.2"]
 
 
 class RecordingSubscriber:
@@ -440,30 +456,17 @@ def refused(cp: Controlplane, code: grpc.StatusCode, call, request, field: str =
     return details
 
 
-class Proxyd(ManagedProcess):
-    """One `aibridge-proxyd` process in front of a bridged."""
+class Proxyd(DataPlane):
+    """proxyd in front of the bridged at `bridged_url`."""
+
+    role = "proxyd"
 
     def __init__(
-        self,
-        controlplanes: list[str],
-        bridged_url: str,
-        workdir: Path,
-        secrets: Secrets,
-        *,
-        name: str = "proxyd",
-        extra_args: tuple[str, ...] = (),
-        port: int | None = None,
-    ) -> None:
-        super().__init__(name, workdir)
-        self.controlplanes = controlplanes
+        self, controlplanes: list[str], bridged_url: str, workdir: Path, secrets: Secrets,
+        **kwargs: Any,
+    ) -> None:  # fmt: skip
+        super().__init__(controlplanes, workdir, secrets, **kwargs)
         self.bridged_url = bridged_url
-        self.secrets = secrets
-        self.extra_args = extra_args
-        self.port = port or free_port()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def proxy_url(self, token: str) -> str:
         """What a user puts in HTTPS_PROXY."""
@@ -473,17 +476,33 @@ class Proxyd(ManagedProcess):
     def ca_path(self) -> Path:
         return self.workdir / "state" / "proxyd-ca.pem"
 
-    def start(self, wait_ready: bool = True) -> Proxyd:
-        self.spawn(
-            [
-                PYTHON, "-m", "proxyd",
-                "--listen", f"127.0.0.1:{self.port}",
-                "--controlplane", ",".join(self.controlplanes),
-                "--bridged", self.bridged_url,
-                "--state-dir", str(self.workdir / "state"),
-                *self.extra_args,
-            ],
-            clean_env() | {"AIBRIDGE_PROXYD_TOKEN": self.secrets.proxyd},
-        )  # fmt: skip
-        self.wait_http("/readyz" if wait_ready else "/healthz")
-        return self
+    def own_args(self) -> list[str]:
+        return ["--bridged", self.bridged_url]
+
+
+def stream_in_background(bridged: Bridged, provider: str, token: str) -> tuple:  # type: ignore[type-arg]
+    """Starts a streaming chat with usage; returns (thread, result dict, first-chunk event)."""
+    result: dict[str, object] = {}
+    first_chunk = threading.Event()
+
+    def run() -> None:
+        body = b""
+        try:
+            with httpx.stream(
+                "POST", f"{bridged.provider_url(provider)}/v1/chat/completions",
+                headers={"Authorization": f"Bearer {token}"},
+                json={"model": "gpt", "messages": [], "stream": True,
+                      "stream_options": {"include_usage": True}},
+                timeout=60,
+            ) as response:  # fmt: skip
+                result["status"] = response.status_code
+                for chunk in response.iter_raw():
+                    body += chunk
+                    first_chunk.set()
+        except httpx.HTTPError as exc:
+            result["error"] = repr(exc)
+        result["body"] = body.decode()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, result, first_chunk

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
 from aibridge.v1 import admin_pb2
-from tests.harness import Bridged, Controlplane, Secrets, wait_until
+from tests.harness import Bridged, Controlplane, Secrets, stream_in_background, wait_until
 from tests.upstream import OPENAI_USAGE, FakeUpstream
 
 KEY = "sk-lifecycle-provider-key-0000001"
@@ -103,34 +103,6 @@ def test_fail_static_then_resync(
     assert state["controlplane_connected"] is True and state["version"] == changed
     assert sample(bridged, "aibridge_bridged_controlplane_connected") == 1
     bridged.check_alive()
-
-
-def stream_in_background(bridged: Bridged, provider: str, token: str) -> tuple:  # type: ignore[type-arg]
-    """Starts a streaming chat with usage; returns (thread, result dict, first-chunk event)."""
-    result: dict[str, object] = {}
-    first_chunk = threading.Event()
-
-    def run() -> None:
-        body = b""
-        try:
-            with httpx.stream(
-                "POST", f"{bridged.provider_url(provider)}/v1/chat/completions",
-                headers={"Authorization": f"Bearer {token}"},
-                json={"model": "gpt", "messages": [], "stream": True,
-                      "stream_options": {"include_usage": True}},
-                timeout=60,
-            ) as response:  # fmt: skip
-                result["status"] = response.status_code
-                for chunk in response.iter_raw():
-                    body += chunk
-                    first_chunk.set()
-        except httpx.HTTPError as exc:
-            result["error"] = repr(exc)
-        result["body"] = body.decode()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread, result, first_chunk
 
 
 def test_graceful_shutdown_finishes_streams_and_flushes_usage(

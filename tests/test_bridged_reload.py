@@ -8,7 +8,7 @@ import threading
 import httpx
 
 from aibridge.v1 import admin_pb2
-from tests.harness import Bridged, Controlplane, wait_until
+from tests.harness import Bridged, Controlplane, stream_in_background, wait_until
 from tests.upstream import FakeUpstream
 
 KEY = "sk-provider-key-000000000001"
@@ -77,31 +77,6 @@ def test_reload_scenario(
     for seen in upstream_a.seen + upstream_b.seen:
         assert seen.key == KEY
         assert token not in repr(seen.headers)
-
-
-def stream_in_background(bridged: Bridged, provider: str, token: str) -> tuple:  # type: ignore[type-arg]
-    """Starts a streaming chat; returns (thread, result dict, first-chunk event)."""
-    result: dict[str, object] = {}
-    first_chunk = threading.Event()
-
-    def run() -> None:
-        body = b""
-        with httpx.stream(
-            "POST", f"{bridged.provider_url(provider)}/v1/chat/completions",
-            headers={"Authorization": f"Bearer {token}"},
-            json={"model": "gpt", "messages": [], "stream": True,
-                  "stream_options": {"include_usage": True}},
-            timeout=60,
-        ) as response:  # fmt: skip
-            result["status"] = response.status_code
-            for chunk in response.iter_raw():
-                body += chunk
-                first_chunk.set()
-        result["body"] = body.decode()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread, result, first_chunk
 
 
 def test_stream_started_before_a_reload_finishes_from_the_old_upstream(
