@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -19,6 +18,7 @@ from bridged.reload import RouteState
 from bridged.upstreams import UpstreamPools
 from bridged.usage_reporter import UsageReporter
 from controlplane.client.lifecycle import wait_for_signal
+from controlplane.client.metrics import expose_subscriber
 from controlplane.client.subscriber import Subscriber
 
 log = logging.getLogger(__name__)
@@ -47,13 +47,8 @@ class Gateway:
             capacity=config.usage_buffer,
         )
         self.forwarder = Forwarder(self.state, self.pools, self.keys, self.reporter)
-        metrics.CONNECTED.set_function(lambda: 1 if self.subscriber.connected else 0)
-        metrics.SECONDS_SINCE_SNAPSHOT.set_function(self._seconds_since_snapshot)
+        expose_subscriber("bridged", self.subscriber)
         metrics.UPSTREAM_POOLS.set_function(lambda: self.pools.open_pools)
-
-    def _seconds_since_snapshot(self) -> float:
-        at = self.subscriber.last_snapshot_at
-        return -1.0 if at is None else time.monotonic() - at
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.config.max_body_bytes)

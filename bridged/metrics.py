@@ -20,11 +20,6 @@ TOKENS = Counter("aibridge_bridged_tokens_total", "Tokens reported", ["provider"
 KEY_FAILOVERS = Counter(
     "aibridge_bridged_key_failovers_total", "Retries with the next key", ["provider", "reason"]
 )
-SNAPSHOT_VERSION = Gauge("aibridge_bridged_snapshot_version", "Applied snapshot version")
-SECONDS_SINCE_SNAPSHOT = Gauge(
-    "aibridge_bridged_seconds_since_snapshot", "Seconds since a snapshot was last applied"
-)
-CONNECTED = Gauge("aibridge_bridged_controlplane_connected", "1 while connected to a controlplane")
 SKIPPED_PROVIDERS = Gauge(
     "aibridge_bridged_skipped_providers", "Provider rows that could not be used"
 )

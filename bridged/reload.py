@@ -31,6 +31,5 @@ class RouteState:
         self.table = table  # the swap
         self._keys.new_snapshot()
         self._pools.keep_only(table.origins)
-        metrics.SNAPSHOT_VERSION.set(table.version)
         metrics.SKIPPED_PROVIDERS.set(len(skipped))
         return ApplyResult(skipped=skipped)

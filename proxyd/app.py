@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 
 from controlplane.client import Subscriber
 from controlplane.client.lifecycle import wait_for_signal
-from proxyd import metrics
+from controlplane.client.metrics import expose_subscriber
 from proxyd.certs import CertificateAuthority
 from proxyd.config import ProxydConfig
 from proxyd.mitm import Interceptor
@@ -29,11 +28,7 @@ async def serve(config: ProxydConfig) -> None:
     state = RouterState()
     link = config.controlplane
     subscriber = Subscriber(link.addresses, "proxyd", link.token, state.apply, tls=link.tls)
-    metrics.CONNECTED.set_function(lambda: 1 if subscriber.connected else 0)
-    metrics.SECONDS_SINCE_SNAPSHOT.set_function(
-        lambda: -1.0 if subscriber.last_snapshot_at is None
-        else time.monotonic() - subscriber.last_snapshot_at
-    )  # fmt: skip
+    expose_subscriber("proxyd", subscriber)
     interceptor = Interceptor(
         state, config.bridged_url, config.max_body_bytes, config.max_header_bytes,
         config.idle_timeout,

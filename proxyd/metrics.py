@@ -15,10 +15,5 @@ CONNECTIONS = Gauge("aibridge_proxyd_connections", "Open client connections")
 CONNECTIONS_REFUSED = Counter(
     "aibridge_proxyd_connections_refused_total", "Connections refused at --max-connections"
 )
-SNAPSHOT_VERSION = Gauge("aibridge_proxyd_snapshot_version", "Applied snapshot version")
 INTERCEPTED_HOSTS = Gauge("aibridge_proxyd_intercepted_hosts", "Hosts routed to bridged")
-CONNECTED = Gauge("aibridge_proxyd_controlplane_connected", "1 while connected to a controlplane")
-SECONDS_SINCE_SNAPSHOT = Gauge(
-    "aibridge_proxyd_seconds_since_snapshot", "Seconds since a snapshot was last applied"
-)
 CERT_CACHE = Gauge("aibridge_proxyd_certificates_cached", "Leaf certificates cached")

@@ -22,6 +22,5 @@ class RouterState:
         for s in skipped:
             log.warning("provider %s (%s) not intercepted: %s", s.name, s.provider_id, s.reason)
         self.router = router  # the swap
-        metrics.SNAPSHOT_VERSION.set(router.version)
         metrics.INTERCEPTED_HOSTS.set(len(router.hosts))
         return ApplyResult(skipped=skipped)
