@@ -6,13 +6,17 @@ INSTALLED := $(VENV)/.installed
 PROTOS := $(wildcard protos/aibridge/v1/*.proto)
 GENERATED := protos/aibridge/v1/.generated
 
-.PHONY: run test bench protos lint clean
+.PHONY: run test test-faults bench protos lint clean
 
 run: $(INSTALLED) $(GENERATED)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start
 
 test: $(INSTALLED) $(GENERATED)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The fault-injection suite alone (it is part of `make test` too).
+test-faults: $(INSTALLED) $(GENERATED)
+	$(BIN)/python -m pytest -m faults $(PYTEST_ARGS)
 
 # Benchmarks: not part of `make test` (see bench/).
 bench: $(INSTALLED) $(GENERATED)
