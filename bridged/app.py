@@ -19,7 +19,6 @@ from bridged.upstreams import UpstreamPools
 from bridged.usage_reporter import UsageReporter
 from controlplane.client.lifecycle import wait_for_signal
 from controlplane.client.metrics import expose_subscriber
-from controlplane.client.subscriber import Subscriber
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +34,7 @@ class Gateway:
         self.keys = KeyHealth(config.default_cooldown)
         self.state = RouteState(self.pools, self.keys)
         link = config.controlplane
-        self.subscriber = Subscriber(
-            link.addresses, "bridged", link.token, self.state.apply, tls=link.tls
-        )
+        self.subscriber = link.subscriber("bridged", self.state.apply)
         self.reporter = UsageReporter(
             link.addresses,
             link.token,
@@ -68,6 +65,7 @@ class Gateway:
             "ready": table is not None,
             "version": table.version if table else 0,
             "controlplane_connected": self.subscriber.connected,
+            "from_cache": self.subscriber.from_cache,
         }
         return web.json_response(body, status=200 if table is not None else 503)
 

@@ -66,7 +66,10 @@ class SubscriberRegistry:
         if error:
             state.last_error = f"version {version}: {error}"[:1000]
         else:
-            state.applied_version = max(state.applied_version, version)
+            # Acks arrive in order (the subscriber awaits each) and say what it holds now,
+            # which may be lower than what it claimed on connecting: a snapshot of another
+            # database (a cache from before the database was replaced) counts for nothing.
+            state.applied_version = version
             state.last_error = ""
             state.skipped = tuple(skipped)
         self._notify()

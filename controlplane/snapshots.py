@@ -38,7 +38,7 @@ class Snapshot:
 def build_snapshot(db: Database, keyring: KeyRing, controlplane_id: str) -> Snapshot:
     """Reads the whole provider state in one consistent transaction."""
     with db.read() as session:
-        version = session.scalars(select(Revision.value)).one()
+        version, database_id = session.execute(select(Revision.value, Revision.database_id)).one()
         providers = list(
             session.scalars(
                 select(Provider).where(Provider.deleted_at.is_(None)).order_by(Provider.name)
@@ -46,7 +46,7 @@ def build_snapshot(db: Database, keyring: KeyRing, controlplane_id: str) -> Snap
         )
         tokens = _token_verifiers(session)
         cuts = {
-            role: _cut(role, version, providers, tokens, keyring, controlplane_id)
+            role: _cut(role, version, providers, tokens, keyring, controlplane_id, database_id)
             for role in DATA_PLANE_ROLES
         }
     return Snapshot(version=version, cuts=MappingProxyType(cuts))
@@ -74,9 +74,14 @@ def _cut(
     tokens: list[snapshot_pb2.TokenVerifier],
     keyring: KeyRing,
     controlplane_id: str,
+    database_id: str,
 ) -> snapshot_pb2.ProviderSnapshot:
     message = snapshot_pb2.ProviderSnapshot(
-        version=version, role=role.value, tokens=tokens, controlplane_id=controlplane_id
+        version=version,
+        role=role.value,
+        tokens=tokens,
+        controlplane_id=controlplane_id,
+        database_id=database_id,
     )
     for p in providers:
         entry = message.providers.add(

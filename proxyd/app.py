@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 
-from controlplane.client import Subscriber
 from controlplane.client.lifecycle import wait_for_signal
 from controlplane.client.metrics import expose_subscriber
 from proxyd.certs import CertificateAuthority
@@ -27,7 +26,7 @@ async def serve(config: ProxydConfig) -> None:
     )
     state = RouterState()
     link = config.controlplane
-    subscriber = Subscriber(link.addresses, "proxyd", link.token, state.apply, tls=link.tls)
+    subscriber = link.subscriber("proxyd", state.apply)
     expose_subscriber("proxyd", subscriber)
     interceptor = Interceptor(
         state, config.bridged_url, config.max_body_bytes, config.max_header_bytes,
@@ -43,7 +42,7 @@ async def serve(config: ProxydConfig) -> None:
         max_header_bytes=config.max_header_bytes,
         max_connections=config.max_connections,
         idle_timeout=config.idle_timeout,
-        is_connected=lambda: subscriber.connected,
+        subscriber=subscriber,
     )
     subscription = asyncio.create_task(subscriber.run(), name="subscriber")
     server = await asyncio.start_server(

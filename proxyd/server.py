@@ -14,11 +14,11 @@ import hashlib
 import json
 import logging
 import ssl
-from collections.abc import Callable
 
 import h11
 from prometheus_client import generate_latest
 
+from controlplane.client import Subscriber
 from proxyd import metrics
 from proxyd.certs import CertificateAuthority
 from proxyd.http import next_event, reply
@@ -46,7 +46,7 @@ class ProxyServer:
         max_header_bytes: int,
         max_connections: int,
         idle_timeout: float,
-        is_connected: Callable[[], bool],
+        subscriber: Subscriber,
     ) -> None:
         self.state = state
         self.ca = ca
@@ -56,7 +56,7 @@ class ProxyServer:
         self.max_header_bytes = max_header_bytes
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
-        self.is_connected = is_connected
+        self.subscriber = subscriber
         self.connections: set[asyncio.Task[None]] = set()
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -193,7 +193,8 @@ class ProxyServer:
         elif path == b"/readyz":
             body = json.dumps(
                 {"ready": router is not None, "version": router.version if router else 0,
-                 "controlplane_connected": self.is_connected()}
+                 "controlplane_connected": self.subscriber.connected,
+                 "from_cache": self.subscriber.from_cache}
             ).encode()  # fmt: skip
             status = 200 if router is not None else 503
             await reply(conn, writer, status, "OK" if status == 200 else "Service Unavailable",

@@ -168,6 +168,9 @@ class ManagedProcess:
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
+                self.proc.send_signal(signal.SIGUSR1)  # its stacks into the log, for the failure
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.proc.wait(1)
                 self.proc.kill()
                 self.proc.wait()
         self.stopped()

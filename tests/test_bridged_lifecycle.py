@@ -163,7 +163,12 @@ def test_health_readiness_and_metrics(
     assert healthz.status_code == 200
     assert healthz.json() == {"status": "ok"}
     state = readyz(bridged)
-    assert state == {"ready": True, "version": revision, "controlplane_connected": True}
+    assert state == {
+        "ready": True,
+        "version": revision,
+        "controlplane_connected": True,
+        "from_cache": False,
+    }
 
     assert answered_by(chat(bridged, "llm", token)) == "hello from A"
     metrics = httpx.get(bridged.url + "/metrics", timeout=10)

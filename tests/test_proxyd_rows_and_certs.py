@@ -142,7 +142,8 @@ def test_invalid_rows_are_skipped_and_reported(
     assert connect_status(proxyd, f"127.0.0.1:{b.port}", token) == 403
     assert metric(proxyd, "aibridge_proxyd_intercepted_hosts") == 0
     assert readyz(proxyd) == (
-        200, {"ready": True, "version": last.revision, "controlplane_connected": True}
+        200, {"ready": True, "version": last.revision, "controlplane_connected": True,
+            "from_cache": False}
     )  # fmt: skip
     assert proxyd.proc is not None and proxyd.proc.poll() is None
 
@@ -270,7 +271,8 @@ def test_metrics_and_health(
         assert metric(proxyd, "aibridge_proxyd_snapshot_version") == revision
         assert metric(proxyd, "aibridge_proxyd_controlplane_connected") == 1
         assert readyz(proxyd) == (
-            200, {"ready": True, "version": revision, "controlplane_connected": True}
+            200, {"ready": True, "version": revision, "controlplane_connected": True,
+            "from_cache": False}
         )  # fmt: skip
         assert _http_get(proxyd, "/healthz") == b'{"status": "ok"}'
     finally:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from controlplane.client import state
 from controlplane.client.channel import DEFAULT_CONTROLPLANE, ClientTLS
+from controlplane.client.snapshot_file import SnapshotFile
+from controlplane.client.subscriber import Apply, Subscriber
 
 Flag = Callable[..., None]
 
@@ -19,6 +21,11 @@ class ControlplaneLink:
     addresses: tuple[str, ...]
     token: str
     tls: ClientTLS | None
+    snapshot_cache: Path | None
+
+    def subscriber(self, role: str, apply: Apply) -> Subscriber:
+        cache = SnapshotFile(self.snapshot_cache, self.token) if self.snapshot_cache else None
+        return Subscriber(self.addresses, role, self.token, apply, tls=self.tls, cache=cache)
 
 
 def add_flags(flag: Flag, role: str) -> None:
@@ -32,6 +39,11 @@ def add_flags(flag: Flag, role: str) -> None:
         "--state-dir",
         default=state.DEFAULT_STATE_DIR,
         help="where make run keeps generated secrets",
+    )
+    flag(
+        "--snapshot-cache",
+        help=f"file keeping the last snapshot, served when a start finds no controlplane "
+        f"('off' disables it; default: STATE_DIR/{role}.snapshot)",
     )
     flag(
         f"--{role}-token",
@@ -67,7 +79,10 @@ def link(args: argparse.Namespace, role: str) -> ControlplaneLink:
         _path(args.controlplane_client_key),
     )
     addresses = tuple(x.strip() for x in args.controlplane.split(",") if x.strip())
-    return ControlplaneLink(addresses, token, tls if tls.enabled else None)
+    cache = args.snapshot_cache or str(Path(args.state_dir) / f"{role}.snapshot")
+    return ControlplaneLink(
+        addresses, token, tls if tls.enabled else None, None if cache == "off" else Path(cache)
+    )
 
 
 def listen_address(parser: argparse.ArgumentParser, value: str) -> tuple[str, int]:

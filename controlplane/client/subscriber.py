@@ -28,6 +28,7 @@ from controlplane.client.channel import (
     auth_metadata,
     open_aio_channel,
 )
+from controlplane.client.snapshot_file import SnapshotFile
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class Subscriber:
         backoff_max: float = 5.0,
         ack_timeout: float = 5.0,
         keepalive_seconds: float = DEFAULT_KEEPALIVE_SECONDS,
+        cache: SnapshotFile | None = None,
     ) -> None:
         if not addresses:
             raise ValueError("at least one controlplane address is needed")
@@ -81,12 +83,15 @@ class Subscriber:
         self._backoff_max = backoff_max
         self._ack_timeout = ack_timeout
         self._keepalive_seconds = keepalive_seconds
+        self._cache = cache
+        self._cache_tried = False
         self._ready = asyncio.Event()
         self.current: ProviderSnapshot | None = None
         self.applied_version = 0
         self.connected_to: str | None = None
         self.last_snapshot_at: float | None = None  # time.monotonic() of the last applied one
         self.last_error = ""
+        self.from_cache = False  # serving the snapshot saved by an earlier run
         self._skipped: Sequence[SkippedProvider] = ()  # of the applied snapshot, for re-acks
 
     @property
@@ -126,6 +131,8 @@ class Subscriber:
                 self.connected_to = None
             if not got_snapshot:
                 failures += 1
+                if self.current is None and failures >= len(self.addresses):
+                    await self._serve_cached()  # every address failed: start from the cache
             # Try the next address: the one that failed may be the one that is down.
             index += 1
             await asyncio.sleep(self._backoff(failures))
@@ -154,24 +161,24 @@ class Subscriber:
                 yield snapshot
 
     async def _handle(self, stub: sync_pb2_grpc.SyncStub, snapshot: ProviderSnapshot) -> None:
-        if snapshot.version <= self.applied_version and self.current is not None:
+        current = self.current
+        if (
+            current is not None
+            and snapshot.version <= self.applied_version
+            and snapshot.database_id == current.database_id
+        ):
             # A resync with nothing new, or a replica that is behind: never go backwards.
+            # (A snapshot of another database is taken whatever its version.)
             await self._ack(stub, self.applied_version, skipped=self._skipped)
             return
         try:
-            result = self._apply(snapshot)
-            if inspect.isawaitable(result):
-                result = await result
+            skipped = await self._take(snapshot)
         except Exception as exc:  # the data plane refused it: keep the old one, say why
             log.exception("snapshot version %d rejected", snapshot.version)
             await self._ack(stub, snapshot.version, error=f"{type(exc).__name__}: {exc}")
             return
-        self.current = snapshot
-        self.applied_version = snapshot.version
+        self.from_cache = False
         self.last_snapshot_at = time.monotonic()
-        self._ready.set()
-        skipped = result.skipped if isinstance(result, ApplyResult) else ()
-        self._skipped = skipped
         log.info(
             "applied snapshot version %d (%d providers, %d skipped)",
             snapshot.version,
@@ -179,6 +186,42 @@ class Subscriber:
             len(skipped),
         )
         await self._ack(stub, snapshot.version, skipped=skipped)
+        if self._cache is not None:
+            try:
+                await asyncio.to_thread(self._cache.save, snapshot)
+            except OSError as exc:
+                log.warning("could not save the snapshot cache %s: %s", self._cache.path, exc)
+
+    async def _take(self, snapshot: ProviderSnapshot) -> Sequence[SkippedProvider]:
+        """Hands `snapshot` to the data plane; raises if it refuses it."""
+        result = self._apply(snapshot)
+        if inspect.isawaitable(result):
+            result = await result
+        self.current = snapshot
+        self.applied_version = snapshot.version
+        self._skipped = result.skipped if isinstance(result, ApplyResult) else ()
+        self._ready.set()
+        return self._skipped
+
+    async def _serve_cached(self) -> None:
+        """Applies the snapshot an earlier run saved, once, if there is one."""
+        if self._cache is None or self._cache_tried:
+            return
+        self._cache_tried = True
+        snapshot = await asyncio.to_thread(self._cache.load, self.role)
+        if snapshot is None:
+            return
+        try:
+            await self._take(snapshot)
+        except Exception:
+            log.exception("cached snapshot version %d rejected", snapshot.version)
+            return
+        self.from_cache = True
+        log.warning(
+            "controlplane unreachable: serving the cached snapshot version %d from %s",
+            snapshot.version,
+            self._cache.path,
+        )
 
     async def _ack(
         self,

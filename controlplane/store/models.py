@@ -52,6 +52,8 @@ class Revision(Base):
     __tablename__ = "revision"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    # Random per database: a restored or replaced database is told apart from this one.
+    database_id: Mapped[str] = mapped_column(String(36), nullable=False, server_default="")
 
 
 def _live_unique(name: str, column: str, gone: str) -> Index:
