@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bridged import metrics
 from bridged.config import BridgedConfig
+from bridged.connections import LimitedSite
 from bridged.errors import error_response, family_for_path
 from bridged.forward import Forwarder
 from bridged.keys import KeyHealth
@@ -85,7 +86,10 @@ async def serve(config: BridgedConfig) -> None:
     reporting = asyncio.create_task(gateway.reporter.run(), name="usage")
     runner = web.AppRunner(gateway.app(), access_log=None, shutdown_timeout=config.shutdown_grace)
     await runner.setup()
-    await web.TCPSite(runner, config.host, config.port, backlog=1024).start()
+    site = LimitedSite(
+        runner, config.host, config.port, backlog=1024, max_connections=config.max_connections
+    )
+    await site.start()
     log.info("bridged serving on http://%s:%d%s/{provider}/", config.host, config.port, PREFIX)
 
     await wait_for_signal()

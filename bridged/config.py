@@ -19,6 +19,7 @@ class BridgedConfig:
     controlplane: dataplane.ControlplaneLink
     upstream_ca_file: Path | None
     max_body_bytes: int
+    max_connections: int
     connect_timeout: float
     idle_read_timeout: float
     shutdown_grace: float
@@ -50,6 +51,12 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
     flag("--upstream-ca-file", help="extra CA bundle to trust for upstream providers")
     flag(
         "--max-body-bytes", type=int, default=32 * 1024 * 1024, help="largest request body accepted"
+    )
+    flag(
+        "--max-connections",
+        type=int,
+        default=10_000,
+        help="client connections served at once; more are answered 503",
     )
     flag("--connect-timeout", type=float, default=10.0, help="seconds to connect to an upstream")
     flag(
@@ -83,12 +90,15 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
     host, port = dataplane.listen_address(p, a.listen)
     if a.max_body_bytes <= 0:
         p.error("--max-body-bytes must be positive")
+    if a.max_connections <= 0:
+        p.error("--max-connections must be positive")
     return BridgedConfig(
         host=host,
         port=port,
         controlplane=dataplane.link(a, "bridged"),
         upstream_ca_file=Path(a.upstream_ca_file) if a.upstream_ca_file else None,
         max_body_bytes=a.max_body_bytes,
+        max_connections=a.max_connections,
         connect_timeout=a.connect_timeout,
         idle_read_timeout=a.idle_read_timeout,
         shutdown_grace=a.shutdown_grace,

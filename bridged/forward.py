@@ -102,6 +102,7 @@ class Forwarder:
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge as exc:
+            metrics.LIMIT_HITS.labels("body_bytes").inc()
             return _refuse(name, family, 413, "request_too_large", exc.text or "body too large")
 
         exchange = Exchange(

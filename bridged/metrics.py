@@ -8,6 +8,12 @@ REQUESTS = Counter(
     "aibridge_bridged_requests_total", "Requests answered", ["provider", "route", "status"]
 )
 IN_FLIGHT = Gauge("aibridge_bridged_requests_in_flight", "Requests being served")
+CONNECTIONS = Gauge("aibridge_bridged_connections", "Open client connections")
+LIMIT_HITS = Counter(
+    "aibridge_bridged_limit_hits_total",
+    "Connections or requests refused at a configured bound",
+    ["limit"],  # connections, body_bytes
+)
 UPSTREAM_SECONDS = Histogram(
     "aibridge_bridged_upstream_seconds", "Upstream request duration", ["provider", "route"]
 )

@@ -10,7 +10,14 @@ import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from prometheus_client import Counter
+
 from controlplane.snapshots import Snapshot
+
+SUPERSEDED = Counter(
+    "aibridge_controlplane_snapshots_superseded_total",
+    "Snapshots replaced before a slow subscriber took them (its queue holds one: latest wins)",
+)
 
 
 class WatchSlot:
@@ -26,6 +33,8 @@ class WatchSlot:
 
     def offer(self, snapshot: Snapshot) -> None:
         if self._latest is None or snapshot.version > self._latest.version:
+            if self._latest is not None and self._latest.version > self._sent_version:
+                SUPERSEDED.inc()
             self._latest = snapshot
             if snapshot.version > self._sent_version:
                 self._ready.set()

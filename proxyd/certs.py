@@ -23,6 +23,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from proxyd import metrics
+
 log = logging.getLogger(__name__)
 
 CA_CERT_FILE = "proxyd-ca.pem"
@@ -39,7 +41,6 @@ class CertificateAuthority:
         self._cache: collections.OrderedDict[str, ssl.SSLContext] = collections.OrderedDict()
         self._cache_size = cache_size
         self._ca_ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-        self.evictions = 0
 
     @property
     def cert_pem(self) -> bytes:
@@ -68,7 +69,7 @@ class CertificateAuthority:
         self._cache[host] = context
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
-            self.evictions += 1
+            metrics.LIMIT_HITS.labels("certificate_cache").inc()
         return context
 
     @property

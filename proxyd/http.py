@@ -4,20 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import json
+from http import HTTPStatus
 
 import h11
+
+from proxyd import metrics
 
 READ_SIZE = 64 * 1024
 
 
-async def next_event(conn: h11.Connection, reader: asyncio.StreamReader, idle: float) -> object:
-    """The next h11 event, reading from the socket as needed (raises TimeoutError when idle)."""
+async def next_event(
+    conn: h11.Connection, reader: asyncio.StreamReader, idle: float, max_head: int = 0
+) -> object:
+    """The next h11 event, reading from the socket as needed (raises TimeoutError when idle).
+    A request head over `max_head` bytes is refused (431) even when it arrived whole, which
+    h11's own bound (on incomplete events only) lets through."""
     while True:
         event = conn.next_event()
+        if max_head and isinstance(event, h11.Request) and _head_size(event) > max_head:
+            raise h11.RemoteProtocolError("request head too large", error_status_hint=431)
         if event is not h11.NEED_DATA:
             return event
         data = await asyncio.wait_for(reader.read(READ_SIZE), idle)
         conn.receive_data(data)  # b"" is end of stream
+
+
+def _head_size(request: h11.Request) -> int:
+    """The head's size on the wire, give or take optional whitespace."""
+    line = len(request.method) + len(request.target) + 12  # spaces, "HTTP/1.1", CRLF
+    return line + sum(len(name) + len(value) + 4 for name, value in request.headers) + 2
 
 
 async def reply(
@@ -46,6 +61,17 @@ async def reply(
         await writer.drain()
     except (h11.LocalProtocolError, ConnectionError):
         pass
+
+
+async def refuse_malformed(
+    conn: h11.Connection, writer: asyncio.StreamWriter, exc: h11.RemoteProtocolError
+) -> None:
+    """Answers a request h11 could not parse: 400, or 431 for a head over the bound."""
+    status = exc.error_status_hint
+    if status == 431:
+        metrics.LIMIT_HITS.labels("header_bytes").inc()
+    phrase = HTTPStatus(status).phrase  # not h11's message: it may quote the client's headers
+    await reply(conn, writer, status, phrase, f"{phrase}\n".encode())
 
 
 def json_error(message: str, code: str) -> bytes:

@@ -12,8 +12,10 @@ REQUESTS = Counter(
 )
 IN_FLIGHT = Gauge("aibridge_proxyd_requests_in_flight", "Intercepted requests being served")
 CONNECTIONS = Gauge("aibridge_proxyd_connections", "Open client connections")
-CONNECTIONS_REFUSED = Counter(
-    "aibridge_proxyd_connections_refused_total", "Connections refused at --max-connections"
+LIMIT_HITS = Counter(
+    "aibridge_proxyd_limit_hits_total",
+    "Refusals (and certificate evictions) at a configured bound",
+    ["limit"],  # connections, header_bytes, body_bytes, certificate_cache
 )
 INTERCEPTED_HOSTS = Gauge("aibridge_proxyd_intercepted_hosts", "Hosts routed to bridged")
 CERT_CACHE = Gauge("aibridge_proxyd_certificates_cached", "Leaf certificates cached")

@@ -16,7 +16,7 @@ import h11
 
 from controlplane.client.wire import HOP_BY_HOP
 from proxyd import metrics
-from proxyd.http import json_error, next_event, reply
+from proxyd.http import json_error, next_event, refuse_malformed, reply
 from proxyd.reload import RouterState
 from proxyd.routes import HostRoute
 
@@ -65,9 +65,9 @@ class Interceptor:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.max_header_bytes)
         while True:
             try:
-                event = await next_event(conn, reader, self.idle_timeout)
+                event = await next_event(conn, reader, self.idle_timeout, self.max_header_bytes)
             except h11.RemoteProtocolError as exc:
-                await reply(conn, writer, exc.error_status_hint, "Bad Request", b"bad request\n")
+                await refuse_malformed(conn, writer, exc)
                 return
             if not isinstance(event, h11.Request):
                 return  # ConnectionClosed, or the client gave up
@@ -82,6 +82,7 @@ class Interceptor:
                 writer.write(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
             body = await self._body(conn, reader)
             if body is None:
+                metrics.LIMIT_HITS.labels("body_bytes").inc()
                 await reply(
                     conn, writer, 413, "Payload Too Large",
                     json_error("request body too large", "request_too_large"),

@@ -21,7 +21,7 @@ from prometheus_client import generate_latest
 from controlplane.client import Subscriber
 from proxyd import metrics
 from proxyd.certs import CertificateAuthority
-from proxyd.http import next_event, reply
+from proxyd.http import next_event, refuse_malformed, reply
 from proxyd.mitm import Interceptor
 from proxyd.reload import RouterState
 from proxyd.routes import host_key
@@ -61,7 +61,7 @@ class ProxyServer:
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if len(self.connections) >= self.max_connections:
-            metrics.CONNECTIONS_REFUSED.inc()
+            metrics.LIMIT_HITS.labels("connections").inc()
             writer.close()
             return
         task = asyncio.current_task()
@@ -82,10 +82,10 @@ class ProxyServer:
         try:
             # One deadline for the whole head: a byte at a time must not hold a slot.
             request = await asyncio.wait_for(
-                next_event(conn, reader, self.idle_timeout), HEAD_TIMEOUT
+                next_event(conn, reader, self.idle_timeout, self.max_header_bytes), HEAD_TIMEOUT
             )
         except h11.RemoteProtocolError as exc:
-            await reply(conn, writer, exc.error_status_hint, "Bad Request", b"bad request\n")
+            await refuse_malformed(conn, writer, exc)
             return
         if not isinstance(request, h11.Request):
             return

@@ -1,0 +1,140 @@
+"""Every bound is configurable, refuses cleanly, and is counted in the metrics when hit:
+connections, request heads and bodies, and proxyd's certificate cache."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import UpstreamPKI
+from tests.harness import Bridged, Controlplane, ManagedProcess, Proxyd, Secrets, wait_until
+from tests.proxy_client import HTTPConnection, connect, tls
+from tests.upstream import FakeUpstream
+
+KEY = "sk-provider-key-bounds-0001"
+
+
+def limit_hits(process: ManagedProcess, role: str, limit: str) -> float:
+    match = re.search(
+        rf'^aibridge_{role}_limit_hits_total{{limit="{limit}"}} (\S+)$', process.metrics(), re.M
+    )
+    return float(match.group(1)) if match else 0.0
+
+
+@contextlib.contextmanager
+def idle_connections(port: int, count: int) -> Iterator[list[socket.socket]]:
+    sockets = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(count)]
+    try:
+        yield sockets
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def chat(bridged: Bridged, token: str, body: bytes = b'{"model": "m", "messages": []}'):  # type: ignore[no-untyped-def]
+    return httpx.post(
+        bridged.provider_url("llm") + "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        content=body,
+        timeout=15,
+    )
+
+
+def test_bridged_connections_and_body(
+    controlplane: Controlplane, token: str, tmp_path: Path, secrets: Secrets,
+    upstream_a: FakeUpstream,
+) -> None:  # fmt: skip
+    bridged = Bridged(
+        [controlplane.address], tmp_path, secrets,
+        extra_args=("--max-connections", "3", "--max-body-bytes", "2000"),
+    ).start()  # fmt: skip
+    try:
+        revision = controlplane.admin.create_provider("llm", upstream_a.url + "/v1", keys=[KEY])
+        controlplane.admin.wait_applied(revision.revision)
+        assert chat(bridged, token).status_code == 200
+
+        with idle_connections(bridged.port, 3):
+            refused = chat(bridged, token)
+            assert refused.status_code == 503
+            assert refused.headers["Retry-After"] == "1"
+            assert refused.json()["error"]["code"] == "too_many_connections"
+        # The held connections are gone: served again (their close is noticed shortly).
+        wait_until(lambda: chat(bridged, token).status_code == 200, 10, "a free connection")
+        assert limit_hits(bridged, "bridged", "connections") == 1
+        assert "aibridge_bridged_connections " in bridged.metrics()
+
+        too_big = chat(bridged, token, b'{"model": "m", "messages": [], "pad": "' + b"x" * 3000)
+        assert too_big.status_code == 413
+        assert too_big.json()["error"]["code"] == "request_too_large"
+        assert limit_hits(bridged, "bridged", "body_bytes") == 1
+        assert chat(bridged, token).status_code == 200
+        bridged.check_alive()
+    finally:
+        bridged.stop()
+
+
+@pytest.fixture
+def small_proxyd(
+    controlplane: Controlplane, tmp_path: Path, secrets: Secrets, pki: UpstreamPKI
+) -> Iterator[Proxyd]:
+    bridged = Bridged(
+        [controlplane.address], tmp_path, secrets,
+        extra_args=("--upstream-ca-file", str(pki.ca.cert_path)),
+    ).start()  # fmt: skip
+    proxyd = Proxyd(
+        [controlplane.address], bridged.url, tmp_path, secrets,
+        extra_args=("--max-connections", "2", "--max-header-bytes", "4096",
+                    "--max-body-bytes", "2000", "--cert-cache-size", "1"),
+    ).start()  # fmt: skip
+    try:
+        yield proxyd
+    finally:
+        proxyd.stop()
+        bridged.stop()
+
+
+def test_proxyd_bounds(
+    controlplane: Controlplane, small_proxyd: Proxyd, token: str, tls_upstream_a: FakeUpstream
+) -> None:
+    proxyd, port = small_proxyd, tls_upstream_a.port
+    admin = controlplane.admin
+    admin.create_provider("by-name", f"https://localhost:{port}/v1", keys=[KEY])
+    revision = admin.create_provider("by-ip", f"https://127.0.0.1:{port}/v1", keys=[KEY]).revision
+    admin.wait_applied(revision)
+
+    def intercepted(host: str, body: dict[str, object]) -> int:
+        status, sock = connect(proxyd.port, f"{host}:{port}", token)
+        assert status == 200
+        conn = HTTPConnection(tls(sock, host, proxyd.ca_path), f"{host}:{port}")
+        try:
+            return conn.request("POST", "/v1/chat/completions", body).status
+        finally:
+            conn.close()
+
+    chat = {"model": "m", "messages": []}
+    # Two hosts through a cache of one certificate: the second evicts the first.
+    assert intercepted("localhost", chat) == 200
+    assert intercepted("127.0.0.1", chat) == 200
+    assert intercepted("localhost", chat) == 200
+    assert limit_hits(proxyd, "proxyd", "certificate_cache") >= 2
+
+    assert intercepted("localhost", chat | {"pad": "x" * 3000}) == 413
+    assert limit_hits(proxyd, "proxyd", "body_bytes") == 1
+
+    with socket.create_connection(("127.0.0.1", proxyd.port), timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"y" * 8000 + b"\r\n\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 431 Request Header Fields Too Large")
+    assert limit_hits(proxyd, "proxyd", "header_bytes") == 1
+
+    with idle_connections(proxyd.port, 2):
+        with socket.create_connection(("127.0.0.1", proxyd.port), timeout=10) as sock:
+            assert sock.recv(4096) == b""  # closed at once
+    wait_until(lambda: limit_hits(proxyd, "proxyd", "connections") == 1, 10, "the count")
+    assert intercepted("localhost", chat) == 200
+    proxyd.check_alive()
