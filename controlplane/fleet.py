@@ -12,6 +12,7 @@ import json
 import logging
 import time
 from datetime import timedelta
+from operator import attrgetter
 
 from sqlalchemy import delete, select
 
@@ -54,9 +55,16 @@ class Fleet:
             pass
 
     async def all(self) -> list[SubscriberState]:
-        """This replica's subscribers (live) and the others' (as last mirrored)."""
+        """This replica's subscribers (live) and the others' (as last mirrored), one entry
+        per subscriber: one that moved here from a replica that died is still in that
+        replica's rows until they go stale, and its live entry here is the truth."""
+        newest: dict[tuple[Role, str], SubscriberState] = {}
         others = await asyncio.to_thread(self._others)
-        return self.registry.all() + others
+        for state in sorted(others, key=attrgetter("connected_since")):
+            newest[(state.role, state.id)] = state
+        for state in self.registry.all():
+            newest[(state.role, state.id)] = state
+        return sorted(newest.values(), key=lambda s: (s.role, s.id))
 
     async def wait_for(self, revision: int, timeout: float) -> list[SubscriberState]:
         """Waits until every subscriber of every replica applied `revision`; returns the
