@@ -1,18 +1,20 @@
 """Request overhead: the same requests direct to the upstream, through a bare aiohttp
-pass-through, and through bridged (auth, routing, key injection, usage on).
+pass-through (the floor for any Python hop), and through bridged (auth, routing, key
+injection, usage on), plus bridged on the stock asyncio loop to show what uvloop buys.
 
-Sides alternate (A/B/C then C/B/A) over several rounds on this noisy shared machine;
-medians are reported with their spread. One JSON line per result, then a table.
-python -m bench.overhead [--rounds 5] [--requests 2000] [--seconds 20]
+Per side and round: latency p50/p99 at concurrency 1 and 16, throughput at 16, and, on
+an upstream that streams 8 chunks 20 ms apart, time to the first byte and the gap
+between chunks (buffering anywhere would show in both). Sides alternate A/B/B/A over
+the rounds; medians are reported with their spread.
+
+python -m bench.overhead [--rounds 5] [--requests 2000] [--seconds 20] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,19 +23,13 @@ from pathlib import Path
 import aiohttp
 
 from aibridge.v1 import admin_pb2
-from tests.harness import (
-    PYTHON,
-    REPO,
-    Bridged,
-    Controlplane,
-    Secrets,
-    clean_env,
-    free_port,
-    wait_until,
-)
+from bench.common import ab_order, emit, http_up, percentile, spread, start_module, table
+from tests.harness import Bridged, Controlplane, Secrets, free_port, wait_until
 
 BODY = {"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}
 STREAM_BODY = BODY | {"stream": True, "stream_options": {"include_usage": True}}
+CHUNK_DELAY = 0.02
+METRICS = ("p50_ms_c1", "p99_ms_c1", "p50_ms_c16", "p99_ms_c16", "rps_c16", "ttfb_ms", "gap_ms")
 
 
 async def load(url: str, headers: dict[str, str], concurrency: int, requests: int, cap: float):
@@ -59,119 +55,125 @@ async def load(url: str, headers: dict[str, str], concurrency: int, requests: in
         return latencies, time.perf_counter() - started
 
 
-async def first_byte(url: str, headers: dict[str, str], requests: int) -> list[float]:
-    """Time to the first streamed chunk, one request at a time."""
-    times = []
+async def stream_timings(url: str, headers: dict[str, str], requests: int, cap: float):
+    """(time to first byte, mean gap between chunks) of each stream, one at a time."""
+    first, gaps = [], []
+    deadline = time.perf_counter() + cap
     async with aiohttp.ClientSession() as session:
         for _ in range(requests):
+            if time.perf_counter() > deadline:
+                break
             started = time.perf_counter()
+            arrivals = []
             async with session.post(url, json=STREAM_BODY, headers=headers) as response:
-                await response.content.readany()
-                times.append(time.perf_counter() - started)
-                await response.read()
-    return times
+                async for _chunk in response.content.iter_any():
+                    arrivals.append(time.perf_counter())
+            first.append(arrivals[0] - started)
+            if len(arrivals) > 1:
+                gaps.append((arrivals[-1] - arrivals[0]) / (len(arrivals) - 1))
+    return first, gaps
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def start(args: list[str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([PYTHON, "-m", *args], cwd=REPO, env=clean_env())
-
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=20.0, help="cap per measurement")
-    options = parser.parse_args()
+    parser.add_argument("--quick", action="store_true", help="2 rounds, 300 requests")
+    options = parser.parse_args(argv)
+    if options.quick:
+        options.rounds, options.requests, options.seconds = 2, 300, 5.0
 
     work = Path(tempfile.mkdtemp(prefix="aibridge-bench-"))
-    upstream_port, pass_port = free_port(), free_port()
-    processes = [
-        start(["bench.upstream", str(upstream_port)]),
-        start(["bench.passthrough", str(pass_port), f"http://127.0.0.1:{upstream_port}/v1"]),
+    fast, slow, pass_fast, pass_slow = (free_port() for _ in range(4))
+    helpers = [
+        start_module("bench.upstream", str(fast)),
+        start_module("bench.upstream", str(slow), str(CHUNK_DELAY)),
+        start_module("bench.passthrough", str(pass_fast), f"http://127.0.0.1:{fast}/v1"),
+        start_module("bench.passthrough", str(pass_slow), f"http://127.0.0.1:{slow}/v1"),
     ]
     secrets = Secrets()
     cp = Controlplane(f"sqlite:///{work / 'bench.db'}", work, secrets).start()
     bridged = Bridged([cp.address], work, secrets).start()
+    stock = Bridged(
+        [cp.address], work, secrets, name="bridged-asyncio", extra_args=("--event-loop", "asyncio")
+    ).start()
     try:
-        cp.admin.create_provider(
-            "bench", f"http://127.0.0.1:{upstream_port}/v1", keys=["sk-bench-key-0000000000"]
-        )
+        for name, port in (("bench", fast), ("bench-stream", slow)):
+            cp.admin.create_provider(name, f"http://127.0.0.1:{port}/v1", keys=["sk-bench-key-0"])
         token = cp.admin.CreateToken(admin_pb2.CreateTokenRequest(name="bench"))
         cp.admin.wait_applied(token.revision)
-        wait_until(lambda: _up(f"http://127.0.0.1:{pass_port}/models"), what="pass-through")
+        for port in (pass_fast, pass_slow):
+            wait_until(lambda p=port: http_up(f"http://127.0.0.1:{p}/models"), what="pass-through")
+        chat = "/chat/completions"
         sides = {
-            "direct": f"http://127.0.0.1:{upstream_port}/v1/chat/completions",
-            "passthrough": f"http://127.0.0.1:{pass_port}/chat/completions",
-            "bridged": f"{bridged.provider_url('bench')}/v1/chat/completions",
-        }
+            "direct": (f"http://127.0.0.1:{fast}/v1{chat}", f"http://127.0.0.1:{slow}/v1{chat}"),
+            "passthrough": (f"http://127.0.0.1:{pass_fast}{chat}",
+                            f"http://127.0.0.1:{pass_slow}{chat}"),
+            "bridged": (f"{bridged.provider_url('bench')}/v1{chat}",
+                        f"{bridged.provider_url('bench-stream')}/v1{chat}"),
+            "bridged-asyncio": (f"{stock.provider_url('bench')}/v1{chat}",
+                                f"{stock.provider_url('bench-stream')}/v1{chat}"),
+        }  # fmt: skip
         headers = {"Authorization": f"Bearer {token.token}"}
-        results = asyncio.run(measure(sides, headers, options))
+        rows = asyncio.run(measure(sides, headers, options))
     finally:
+        stock.stop()
         bridged.stop()
         cp.stop()
-        for process in processes:
+        for process in helpers:
             process.terminate()
             process.wait(10)
-    report(results)
+    report(rows)
 
 
-def _up(url: str) -> bool:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(url, timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-async def measure(sides: dict[str, str], headers: dict[str, str], options: argparse.Namespace):
-    names = list(sides)
+async def measure(
+    sides: dict[str, tuple[str, str]], headers: dict[str, str], options: argparse.Namespace
+) -> dict[tuple[str, str], list[float]]:
     rows: dict[tuple[str, str], list[float]] = {}
     for round_number in range(options.rounds):
-        order = names if round_number % 2 == 0 else names[::-1]
-        for name in order:
-            url = sides[name]
+        for name in ab_order(list(sides), round_number):
+            url, stream_url = sides[name]
             await load(url, headers, 4, 200, 5)  # warm up connections
             one, _ = await load(url, headers, 1, options.requests // 2, options.seconds)
             many, elapsed = await load(url, headers, 16, options.requests, options.seconds)
-            ttfb = await first_byte(url, headers, 100)
-            for metric, value in (
-                ("p50_ms_c1", percentile(one, 0.5) * 1000),
-                ("p99_ms_c1", percentile(one, 0.99) * 1000),
-                ("p50_ms_c16", percentile(many, 0.5) * 1000),
-                ("p99_ms_c16", percentile(many, 0.99) * 1000),
-                ("rps_c16", len(many) / elapsed),
-                ("ttfb_ms_p50", percentile(ttfb, 0.5) * 1000),
-            ):
+            first, gaps = await stream_timings(stream_url, headers, 20, options.seconds)
+            for metric, value in zip(METRICS, (
+                percentile(one, 0.5) * 1000, percentile(one, 0.99) * 1000,
+                percentile(many, 0.5) * 1000, percentile(many, 0.99) * 1000,
+                len(many) / elapsed,
+                statistics.median(first) * 1000, statistics.median(gaps) * 1000,
+            ), strict=True):  # fmt: skip
                 rows.setdefault((name, metric), []).append(value)
     return rows
 
 
 def report(rows: dict[tuple[str, str], list[float]]) -> None:
+    for (side, metric), values in sorted(rows.items()):
+        emit("overhead", side=side, metric=metric, **spread(values))
     medians = {key: statistics.median(values) for key, values in rows.items()}
-    for (name, metric), values in sorted(rows.items()):
-        median = round(medians[(name, metric)], 3)
-        spread = {"min": round(min(values), 3), "max": round(max(values), 3)}
-        print(json.dumps({"side": name, "metric": metric, "median": median, **spread,
-                          "rounds": len(values)}))  # fmt: skip
-    metrics = ["p50_ms_c1", "p99_ms_c1", "p50_ms_c16", "p99_ms_c16", "rps_c16", "ttfb_ms_p50"]
-    print(f"\n{'side':<12}" + "".join(f"{m:>14}" for m in metrics))
-    for name in ("direct", "passthrough", "bridged"):
-        print(f"{name:<12}" + "".join(f"{medians[(name, m)]:>14.2f}" for m in metrics))
-    for name in ("passthrough", "bridged"):
-        added = medians[(name, "p50_ms_c1")] - medians[("direct", "p50_ms_c1")]
-        added99 = medians[(name, "p99_ms_c1")] - medians[("direct", "p99_ms_c1")]
-        ratio = medians[(name, "rps_c16")] / medians[("direct", "rps_c16")]
-        print(f"{name}: adds {added:.2f} ms p50 / {added99:.2f} ms p99 at c=1; "
-              f"{ratio:.0%} of the direct rate at c=16")  # fmt: skip
-    bridged_vs_bare = medians[("bridged", "rps_c16")] / medians[("passthrough", "rps_c16")]
-    print(f"bridged serves {bridged_vs_bare:.0%} of the bare pass-through's rate at c=16")
+    sides = list(dict.fromkeys(side for side, _ in rows))
+    table("medians (ms; rps)", ["side", *METRICS], [
+        [side, *(medians[(side, m)] for m in METRICS)] for side in sides
+    ])  # fmt: skip
+
+    def added(side: str, metric: str) -> float:
+        return medians[(side, metric)] - medians[("direct", metric)]
+
+    summary = []
+    for side in sides[1:]:
+        summary.append([
+            side, added(side, "p50_ms_c1"), added(side, "p99_ms_c1"),
+            medians[(side, "rps_c16")] / medians[("direct", "rps_c16")] * 100,
+            medians[(side, "rps_c16")] / medians[("passthrough", "rps_c16")] * 100,
+            added(side, "ttfb_ms"), added(side, "gap_ms"),
+        ])  # fmt: skip
+        emit("overhead", side=side, metric="summary", **dict(zip(
+            ["added_p50_ms_c1", "added_p99_ms_c1", "pct_of_direct_rps", "pct_of_passthrough_rps",
+             "added_ttfb_ms", "added_gap_ms"], (round(x, 3) for x in summary[-1][1:]), strict=True
+        )))  # fmt: skip
+    table("against direct", ["side", "+p50 c1", "+p99 c1", "% direct rps", "% passthrough rps",
+                             "+ttfb", "+gap"], summary)  # fmt: skip
 
 
 if __name__ == "__main__":

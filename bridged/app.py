@@ -19,7 +19,7 @@ from bridged.reload import RouteState
 from bridged.upstreams import UpstreamPools
 from bridged.usage_reporter import UsageReporter
 from controlplane.client.lifecycle import wait_for_signal
-from controlplane.client.metrics import expose_subscriber
+from controlplane.client.metrics import expose_gc_pauses, expose_subscriber
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ class Gateway:
         )
         self.forwarder = Forwarder(self.state, self.pools, self.keys, self.reporter)
         expose_subscriber("bridged", self.subscriber)
+        expose_gc_pauses("bridged")
         metrics.UPSTREAM_POOLS.set_function(lambda: self.pools.open_pools)
 
     def app(self) -> web.Application:
@@ -102,6 +103,7 @@ async def serve(config: BridgedConfig) -> None:
         await reporting
     if not await gateway.reporter.flush(timeout=5.0):
         log.error("%d usage records could not be delivered", gateway.reporter.pending)
+    await gateway.reporter.close()
     subscription.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await subscription

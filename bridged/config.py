@@ -27,6 +27,7 @@ class BridgedConfig:
     usage_flush_interval: float
     usage_buffer: int
     default_cooldown: float
+    event_loop: str
     log_format: str
     log_level: str
 
@@ -106,6 +107,7 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
         usage_flush_interval=a.usage_flush_interval,
         usage_buffer=a.usage_buffer,
         default_cooldown=a.default_cooldown,
+        event_loop=a.event_loop,
         log_format=a.log_format,
         log_level=a.log_level,
     )

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from bridged import config as config_module
 from bridged.app import serve
+from controlplane.client import runtime
 from controlplane.client.logs import setup_logging
 
 
 def main(argv: list[str] | None = None) -> None:
     config = config_module.parse(argv)
     setup_logging(config.log_format, config.log_level, "bridged")
-    asyncio.run(serve(config))
+    runtime.run(serve(config), config.event_loop)
 
 
 if __name__ == "__main__":

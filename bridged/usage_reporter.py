@@ -40,6 +40,7 @@ class UsageReporter:
         self._buffer: collections.deque[usage_pb2.Interception] = collections.deque(maxlen=capacity)
         self._wake = asyncio.Event()
         self._address_index = 0
+        self._channel: grpc.aio.Channel | None = None  # kept open between batches
 
     def record(self, interception: usage_pb2.Interception) -> None:
         if len(self._buffer) == self._buffer.maxlen:
@@ -92,16 +93,21 @@ class UsageReporter:
         self._buffer.extendleft(reversed(batch))
         metrics.USAGE_BUFFERED.set(len(self._buffer))
 
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
+
     async def _send(self, batch: list[usage_pb2.Interception], timeout: float) -> bool:
         address = self._addresses[self._address_index % len(self._addresses)]
         try:
-            async with open_aio_channel(address, self._tls) as channel:
-                stub = usage_pb2_grpc.UsageStub(channel)
-                await stub.ReportUsage(
-                    usage_pb2.ReportUsageRequest(interceptions=batch),
-                    metadata=auth_metadata(self._token),
-                    timeout=timeout,
-                )
+            if self._channel is None:
+                self._channel = open_aio_channel(address, self._tls)
+            await usage_pb2_grpc.UsageStub(self._channel).ReportUsage(
+                usage_pb2.ReportUsageRequest(interceptions=batch),
+                metadata=auth_metadata(self._token),
+                timeout=timeout,
+            )
             return True
         except grpc.aio.AioRpcError as exc:
             reason = exc.code().name
@@ -111,5 +117,6 @@ class UsageReporter:
             "usage batch of %d not delivered to %s: %s; %d buffered",
             len(batch), address, reason, len(self._buffer) + len(batch),
         )  # fmt: skip
+        await self.close()
         self._address_index += 1  # another replica may be up
         return False

@@ -7,7 +7,7 @@ import contextlib
 import logging
 
 from controlplane.client.lifecycle import wait_for_signal
-from controlplane.client.metrics import expose_subscriber
+from controlplane.client.metrics import expose_gc_pauses, expose_subscriber
 from proxyd.certs import CertificateAuthority
 from proxyd.config import ProxydConfig
 from proxyd.mitm import Interceptor
@@ -28,6 +28,7 @@ async def serve(config: ProxydConfig) -> None:
     link = config.controlplane
     subscriber = link.subscriber("proxyd", state.apply)
     expose_subscriber("proxyd", subscriber)
+    expose_gc_pauses("proxyd")
     interceptor = Interceptor(
         state, config.bridged_url, config.max_body_bytes, config.max_header_bytes,
         config.idle_timeout,

@@ -32,6 +32,7 @@ class ProxydConfig:
     max_header_bytes: int
     max_connections: int
     idle_timeout: float
+    event_loop: str
     log_format: str
     log_level: str
 
@@ -98,6 +99,7 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
         max_header_bytes=a.max_header_bytes,
         max_connections=a.max_connections,
         idle_timeout=a.idle_timeout,
+        event_loop=a.event_loop,
         log_format=a.log_format,
         log_level=a.log_level,
     )

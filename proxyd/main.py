@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-
+from controlplane.client import runtime
 from controlplane.client.logs import setup_logging
 from proxyd import config as config_module
 from proxyd.app import serve
@@ -12,7 +11,7 @@ from proxyd.app import serve
 def main(argv: list[str] | None = None) -> None:
     config = config_module.parse(argv)
     setup_logging(config.log_format, config.log_level, "proxyd")
-    asyncio.run(serve(config))
+    runtime.run(serve(config), config.event_loop)
 
 
 if __name__ == "__main__":

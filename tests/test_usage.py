@@ -12,6 +12,7 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from aibridge.v1 import admin_pb2, usage_pb2, usage_pb2_grpc
+from controlplane.usage import MAX_BATCH
 from tests.harness import Controlplane, ctl
 
 FIELDS = (
@@ -199,3 +200,13 @@ def test_usage_command(controlplane: Controlplane) -> None:
 
     nothing = ctl(controlplane, "usage", "--provider", "anthropic", "--since", "1m", check=True)
     assert nothing.stdout.strip() == "no usage recorded in that period"
+
+
+def test_a_full_batch_is_stored_once(controlplane: Controlplane) -> None:
+    """The largest batch allowed goes in whole (past either database's parameter limit for
+    one statement), and its retry stores nothing."""
+    bridged = controlplane.secrets.bridged
+    full = [interception(f"full-{n}", timedelta(seconds=n)) for n in range(MAX_BATCH)]
+    assert report(controlplane, full, bridged) == MAX_BATCH
+    assert report(controlplane, full, bridged) == 0
+    assert totals(controlplane)["openai"][0] == MAX_BATCH

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from controlplane.client import state
+from controlplane.client import runtime, state
 from controlplane.client.channel import DEFAULT_CONTROLPLANE, ClientTLS
 from controlplane.client.snapshot_file import SnapshotFile
 from controlplane.client.subscriber import Apply, Subscriber
@@ -63,6 +63,12 @@ def add_flags(flag: Flag, role: str) -> None:
         "--controlplane-client-key",
         env_var="AIBRIDGE_CLIENT_KEY",
         help="key of --controlplane-client-cert",
+    )
+    flag(
+        "--event-loop",
+        default="uvloop",
+        choices=list(runtime.EVENT_LOOPS),
+        help="asyncio event loop implementation",
     )
     flag("--log-format", default="text", choices=["text", "json"], help="log line format")
     flag("--log-level", default="info", help="debug, info, warning or error")

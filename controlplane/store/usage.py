@@ -13,8 +13,6 @@ from controlplane.errors import InvalidArgument
 from controlplane.store.db import Database
 from controlplane.store.models import Interception
 
-ROWS_PER_STATEMENT = 1000  # 18 columns each: well under PostgreSQL's 65,535 parameters
-
 GROUPS = {
     "provider": Interception.provider_name,
     "model": Interception.model,
@@ -39,21 +37,19 @@ class UsageLog:
 
     def store(self, rows: list[dict[str, Any]]) -> int:
         """Inserts the rows whose request_id is new; returns how many were."""
+        if not rows:
+            return 0
         dialect = postgresql if self.db.is_postgres else sqlite
-        stored = 0
+        # One cached statement, executed for many rows (SQLAlchemy batches them into
+        # multi-row INSERTs within each database's parameter limit); RETURNING names only
+        # the rows that were new.
+        statement = (
+            dialect.insert(Interception)
+            .on_conflict_do_nothing(index_elements=["request_id"])
+            .returning(Interception.request_id)
+        )
         with self.db.write() as session:
-            # One statement per chunk: a whole batch could pass PostgreSQL's parameter limit.
-            for start in range(0, len(rows), ROWS_PER_STATEMENT):
-                statement = (
-                    dialect.insert(Interception)
-                    .values(rows[start : start + ROWS_PER_STATEMENT])
-                    .on_conflict_do_nothing(index_elements=["request_id"])
-                    # Without this, psycopg reports -1 for an INSERT (SQLAlchemy keeps
-                    # rowcount only for UPDATE and DELETE unless asked).
-                    .execution_options(preserve_rowcount=True)
-                )
-                stored += max(session.execute(statement).rowcount, 0)
-        return stored
+            return len(session.execute(statement, rows).all())
 
     def totals(
         self,
