@@ -9,7 +9,7 @@ import logging
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from bridged import metrics
+from bridged import client_errors, metrics
 from bridged.config import BridgedConfig
 from bridged.connections import LimitedSite
 from bridged.errors import error_response, family_for_path
@@ -85,7 +85,11 @@ async def serve(config: BridgedConfig) -> None:
     gateway = Gateway(config)
     subscription = asyncio.create_task(gateway.subscriber.run(), name="subscriber")
     reporting = asyncio.create_task(gateway.reporter.run(), name="usage")
-    runner = web.AppRunner(gateway.app(), access_log=None, shutdown_timeout=config.shutdown_grace)
+    client_errors.install()
+    runner = web.AppRunner(
+        gateway.app(), access_log=None, shutdown_timeout=config.shutdown_grace,
+        keepalive_timeout=config.keepalive_timeout,
+    )  # fmt: skip
     await runner.setup()
     site = LimitedSite(
         runner, config.host, config.port, backlog=1024, max_connections=config.max_connections

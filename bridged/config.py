@@ -20,6 +20,7 @@ class BridgedConfig:
     upstream_ca_file: Path | None
     max_body_bytes: int
     max_connections: int
+    keepalive_timeout: float
     connect_timeout: float
     idle_read_timeout: float
     shutdown_grace: float
@@ -58,6 +59,12 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
         type=int,
         default=10_000,
         help="client connections served at once; more are answered 503",
+    )
+    flag(
+        "--keepalive-timeout",
+        type=float,
+        default=75.0,
+        help="seconds a client connection may stay idle, or take to send a request head",
     )
     flag("--connect-timeout", type=float, default=10.0, help="seconds to connect to an upstream")
     flag(
@@ -100,6 +107,7 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
         upstream_ca_file=Path(a.upstream_ca_file) if a.upstream_ca_file else None,
         max_body_bytes=a.max_body_bytes,
         max_connections=a.max_connections,
+        keepalive_timeout=a.keepalive_timeout,
         connect_timeout=a.connect_timeout,
         idle_read_timeout=a.idle_read_timeout,
         shutdown_grace=a.shutdown_grace,

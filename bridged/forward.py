@@ -122,7 +122,10 @@ class Forwarder:
         try:
             response = await self._exchange(request, exchange, path, body)
         finally:
-            self._record(exchange)
+            try:
+                self._record(exchange)
+            except Exception:  # the answer matters more than its record
+                log.exception("usage of request %s not recorded", exchange.request_id)
         return response
 
     async def _exchange(
@@ -273,7 +276,7 @@ class Forwarder:
                 provider_id=x.route.id,
                 provider_name=x.route.name,
                 provider_type=x.route.type,
-                model=x.model,
+                model=_text(x.model),
                 route=x.endpoint.route,
                 status=x.status,
                 input_tokens=usage.input_tokens,
@@ -283,7 +286,7 @@ class Forwarder:
                 streaming=x.streaming,
                 ttfb_ms=x.ttfb * 1000,
                 duration_ms=duration * 1000,
-                user_agent=x.user_agent[:500],
+                user_agent=_text(x.user_agent[:500]),
             )
         )
 
@@ -299,7 +302,11 @@ def authenticate(request: web.Request, table: RouteTable) -> Caller | None:
         token = request.headers.get("x-api-key", "").strip()
     if not token:
         return None
-    caller = table.callers.get(hashlib.sha256(token.encode()).hexdigest())
+    try:
+        digest = hashlib.sha256(token.encode()).hexdigest()
+    except UnicodeEncodeError:  # bytes that are not UTF-8 (kept as surrogates): no token
+        return None
+    caller = table.callers.get(digest)
     if caller is None or (caller.expires_at and caller.expires_at <= time.time()):
         return None
     return caller
@@ -317,12 +324,18 @@ def _upstream_headers(headers: CIMultiDictProxy[str], intercepted: bool) -> dict
 def _request_fields(body: bytes) -> tuple[str, bool]:
     try:
         data: Any = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
         return "", False
     if not isinstance(data, dict):
         return "", False
     model = data.get("model")
     return (model if isinstance(model, str) else "")[:200], data.get("stream") is True
+
+
+def _text(value: str) -> str:
+    """`value` as valid UTF-8: header bytes that were not, or a lone surrogate from a JSON
+    escape, become "?" instead of failing the usage record."""
+    return value.encode("utf-8", "replace").decode("utf-8")
 
 
 def _refuse(provider: str, family: str, status: int, code: str, message: str) -> web.Response:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from urllib.parse import urlsplit
 
 from controlplane.client.wire import PROVIDER_TYPES
 from controlplane.errors import InvalidArgument
 
-NAME_PATTERN = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+NAME_PATTERN = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")  # whole string: fullmatch
 NAME_MAX = 63
 DISPLAY_NAME_MAX = 200
 KEY_MAX = 4096
+REF_MAX = 200  # far beyond any id or name: a longer reference cannot name anything
 
 
 def name(value: str, field: str = "name") -> str:
@@ -19,7 +21,7 @@ def name(value: str, field: str = "name") -> str:
         raise InvalidArgument(field, "is required")
     if len(value) > NAME_MAX:
         raise InvalidArgument(field, f"is longer than {NAME_MAX} characters")
-    if not NAME_PATTERN.match(value):
+    if not NAME_PATTERN.fullmatch(value):
         raise InvalidArgument(
             field,
             "must be lowercase letters and digits in groups joined by single hyphens "
@@ -60,9 +62,23 @@ def base_url(value: str) -> str:
 def display_name(value: str) -> str:
     if len(value) > DISPLAY_NAME_MAX:
         raise InvalidArgument("display_name", f"is longer than {DISPLAY_NAME_MAX} characters")
-    if any(ord(c) < 32 for c in value):
+    if any(unicodedata.category(c) == "Cc" for c in value):
         raise InvalidArgument("display_name", "must not contain control characters")
     return value
+
+
+def reference(value: str, what: str, field: str = "ref") -> str:
+    """An id or name to look up. One that nothing could have (too long, or with control
+    characters, which the database may not even accept) is refused before the query."""
+    if not value:
+        raise InvalidArgument(field, f"{what} is required")
+    if not possible_id(value):
+        raise InvalidArgument(field, f"is not {what}")
+    return value
+
+
+def possible_id(value: str) -> bool:
+    return len(value) <= REF_MAX and not any(unicodedata.category(c) == "Cc" for c in value)
 
 
 def provider_key(value: str, field: str = "keys") -> str:

@@ -48,7 +48,7 @@ class TunnelPolicy:
         loop = asyncio.get_running_loop()
         try:
             infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError:
+        except (OSError, UnicodeError):  # UnicodeError: a name IDNA cannot encode
             return "cannot resolve the host"
         addresses = [info[4][0] for info in infos]
         allowed = [a for a in addresses if self.address_allowed(a)]

@@ -138,3 +138,22 @@ def test_proxyd_bounds(
     wait_until(lambda: limit_hits(proxyd, "proxyd", "connections") == 1, 10, "the count")
     assert intercepted("localhost", chat) == 200
     proxyd.check_alive()
+
+
+def test_bridged_closes_silent_and_half_sent_connections(
+    controlplane: Controlplane, tmp_path: Path, secrets: Secrets
+) -> None:
+    """A client that sends nothing, or half a request head, does not hold a connection
+    (and its descriptor) past --keepalive-timeout."""
+    bridged = Bridged(
+        [controlplane.address], tmp_path, secrets, extra_args=("--keepalive-timeout", "1")
+    ).start()
+    try:
+        with idle_connections(bridged.port, 2) as (silent, half):
+            half.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # no blank line: unfinished
+            for sock in (silent, half):
+                sock.settimeout(15)
+                assert sock.recv(4096) == b"", "bridged should have closed the connection"
+        assert httpx.get(bridged.url + "/healthz", timeout=5).status_code == 200
+    finally:
+        bridged.stop()

@@ -179,7 +179,7 @@ class Providers:
     def _remove_keys(session: Session, provider: Provider, key_ids: list[str]) -> list[str]:
         removed = []
         for key_id in key_ids:
-            key = session.get(ProviderKey, key_id)
+            key = session.get(ProviderKey, key_id) if validation.possible_id(key_id) else None
             if key is None or key.provider_id != provider.id:
                 # Not repeated: a secret pasted here by mistake must not come back.
                 raise NotFound(f"provider {provider.name} has no such key (ids look like key_…)")
@@ -191,8 +191,7 @@ class Providers:
 
 
 def _find(session: Session, ref: str) -> Provider:
-    if not ref:
-        raise InvalidArgument("ref", "a provider id or name is required")
+    validation.reference(ref, "a provider id or name")
     column = Provider.id if ref.startswith(ID_PREFIX) else Provider.name
     provider = session.scalars(
         select(Provider).where(column == ref, Provider.deleted_at.is_(None))

@@ -98,8 +98,7 @@ class Tokens:
 
 
 def _find_live(session: Session, ref: str) -> GatewayToken:
-    if not ref:
-        raise InvalidArgument("ref", "a token id or name is required")
+    validation.reference(ref, "a token id or name")
     column = GatewayToken.id if ref.startswith(ID_PREFIX) else GatewayToken.name
     token = session.scalars(
         select(GatewayToken).where(column == ref, GatewayToken.revoked_at.is_(None))
