@@ -1,15 +1,16 @@
 """A bound on open client connections (--max-connections).
 
-aiohttp has none, so the listening site wraps its protocol factory: at the bound, a
-new connection is answered 503 and closed at once instead of being served. aiohttp's
-server already tracks its open connections; the count is read from there.
+aiohttp has none, so the listening site wraps its protocol factory. Each accepted
+connection is counted from the moment it is accepted until it is lost (a burst of
+accepts cannot slip past the count); at the bound, a new connection is answered 503 and
+closed instead of being served.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 
@@ -26,13 +27,49 @@ _REFUSAL = (
     b"Connection: close\r\n"
     b"Content-Length: " + str(len(_BODY)).encode() + b"\r\n\r\n" + _BODY
 )
+_REFUSAL_LINGER = 2.0  # seconds the client gets to read the refusal before the close
 
 
 class _Refuse(asyncio.Protocol):
+    """Answers 503 and half-closes; what the client sends meanwhile is read and dropped,
+    so that closing does not reset the connection before the answer is read."""
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast(asyncio.Transport, transport)  # uvloop's is one, not a subclass
         transport.write(_REFUSAL)
-        transport.close()
+        if transport.can_write_eof():
+            transport.write_eof()
+        asyncio.get_running_loop().call_later(_REFUSAL_LINGER, transport.close)
+
+    def eof_received(self) -> bool:
+        return False  # the client is done too: close
+
+
+class _Counted(asyncio.Protocol):
+    """aiohttp's protocol for one connection, counted while it is open."""
+
+    def __init__(self, inner: asyncio.Protocol, site: LimitedSite) -> None:
+        self._inner = inner
+        self._site = site
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._inner.connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._site.open -= 1
+        self._inner.connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
 
 
 class LimitedSite(web.TCPSite):
@@ -40,21 +77,21 @@ class LimitedSite(web.TCPSite):
 
     def __init__(self, runner: web.AppRunner, *args: Any, max_connections: int, **kw: Any):
         super().__init__(runner, *args, **kw)
-        self._max_connections = max_connections
+        self.max_connections = max_connections
+        self.open = 0
+
+    def _protocol(self) -> asyncio.Protocol:
+        if self.open >= self.max_connections:
+            metrics.LIMIT_HITS.labels("connections").inc()
+            return _Refuse()
+        server = self._runner.server
+        assert server is not None
+        self.open += 1
+        return _Counted(server(), self)
 
     async def start(self) -> None:
         await web.BaseSite.start(self)
-        server = self._runner.server
-        assert server is not None
-        limit = self._max_connections
-
-        def protocol() -> asyncio.Protocol:
-            if len(server.connections) >= limit:
-                metrics.LIMIT_HITS.labels("connections").inc()
-                return _Refuse()
-            return server()
-
-        metrics.CONNECTIONS.set_function(lambda: len(server.connections))
+        metrics.CONNECTIONS.set_function(lambda: self.open)
         self._server = await asyncio.get_running_loop().create_server(
-            protocol, self._host, self._port, backlog=self._backlog
+            self._protocol, self._host, self._port, backlog=self._backlog
         )

@@ -4,9 +4,10 @@ connections, request heads and bodies, and proxyd's certificate cache."""
 from __future__ import annotations
 
 import contextlib
+import http.client
 import re
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -25,6 +26,15 @@ def limit_hits(process: ManagedProcess, role: str, limit: str) -> float:
         rf'^aibridge_{role}_limit_hits_total{{limit="{limit}"}} (\S+)$', process.metrics(), re.M
     )
     return float(match.group(1)) if match else 0.0
+
+
+def answers(call: Callable[[], int]) -> int:
+    """`call`'s status, or 0 while the process cannot take the connection yet (a slot
+    held by a client that just left is freed when the process notices)."""
+    try:
+        return call()
+    except (OSError, httpx.TransportError, http.client.HTTPException):
+        return 0
 
 
 @contextlib.contextmanager
@@ -65,8 +75,8 @@ def test_bridged_connections_and_body(
             assert refused.headers["Retry-After"] == "1"
             assert refused.json()["error"]["code"] == "too_many_connections"
         # The held connections are gone: served again (their close is noticed shortly).
-        wait_until(lambda: chat(bridged, token).status_code == 200, 10, "a free connection")
-        assert limit_hits(bridged, "bridged", "connections") == 1
+        wait_until(lambda: answers(lambda: chat(bridged, token).status_code) == 200, 10, "a slot")
+        assert limit_hits(bridged, "bridged", "connections") >= 1  # and refused retries
         assert "aibridge_bridged_connections " in bridged.metrics()
 
         too_big = chat(bridged, token, b'{"model": "m", "messages": [], "pad": "' + b"x" * 3000)
@@ -135,7 +145,8 @@ def test_proxyd_bounds(
     with idle_connections(proxyd.port, 2):
         with socket.create_connection(("127.0.0.1", proxyd.port), timeout=10) as sock:
             assert sock.recv(4096) == b""  # closed at once
-    wait_until(lambda: limit_hits(proxyd, "proxyd", "connections") == 1, 10, "the count")
+    wait_until(lambda: answers(lambda: proxyd.metrics().count("\n")), 10, "a free slot")
+    assert limit_hits(proxyd, "proxyd", "connections") >= 1  # and any refused retries
     assert intercepted("localhost", chat) == 200
     proxyd.check_alive()
 

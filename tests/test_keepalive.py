@@ -23,11 +23,14 @@ FAST_KEEPALIVE = ("--keepalive-seconds", "1")
 
 
 def test_subscriber_leaves_a_frozen_controlplane(
-    database_url: str, tmp_path: Path, secrets: Secrets
+    postgres_url: str, tmp_path: Path, secrets: Secrets
 ) -> None:
+    """Replicas share PostgreSQL (on SQLite, a replica frozen in the middle of a write
+    would hold the whole database's lock)."""
+
     async def scenario() -> None:
-        a = Controlplane(database_url, tmp_path, secrets, name="a", extra_args=FAST_KEEPALIVE)
-        b = Controlplane(database_url, tmp_path, secrets, name="b", extra_args=FAST_KEEPALIVE)
+        a = Controlplane(postgres_url, tmp_path, secrets, name="a", extra_args=FAST_KEEPALIVE)
+        b = Controlplane(postgres_url, tmp_path, secrets, name="b", extra_args=FAST_KEEPALIVE)
         await asyncio.to_thread(a.start)
         await asyncio.to_thread(b.start)
         sub = RecordingSubscriber(
