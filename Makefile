@@ -20,7 +20,7 @@ test-faults: $(INSTALLED) $(GENERATED)
 
 # Benchmarks: not part of `make test` (see bench/).
 bench: $(INSTALLED) $(GENERATED)
-	$(BIN)/python -m bench.overhead $(BENCH_ARGS)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 # Regenerate the gRPC code from the .proto files (tests/test_protos.py fails when it is stale).
 protos: $(INSTALLED)
