@@ -94,10 +94,13 @@ def main(argv: list[str] | None = None) -> None:
     ]
     secrets = Secrets()
     cp = Controlplane(f"sqlite:///{work / 'bench.db'}", work, secrets).start()
-    bridged = Bridged([cp.address], work, secrets).start()
+    # The production default for usage batches (the test harness flushes every 0.2 s).
+    defaults = ("--usage-flush-interval", "1.0")
+    bridged = Bridged([cp.address], work, secrets, extra_args=defaults).start()
     stock = Bridged(
-        [cp.address], work, secrets, name="bridged-asyncio", extra_args=("--event-loop", "asyncio")
-    ).start()
+        [cp.address], work, secrets, name="bridged-asyncio",
+        extra_args=(*defaults, "--event-loop", "asyncio"),
+    ).start()  # fmt: skip
     try:
         for name, port in (("bench", fast), ("bench-stream", slow)):
             cp.admin.create_provider(name, f"http://127.0.0.1:{port}/v1", keys=["sk-bench-key-0"])

@@ -546,8 +546,11 @@ def main() -> int:
     secrets = Secrets()
     cp = Controlplane(f"sqlite:///{work / 'bench.db'}", work, secrets)
     bridged = Bridged(
-        [cp.address], work, secrets, extra_args=("--upstream-ca-file", str(upstream_ca.cert_path))
-    )
+        [cp.address], work, secrets,
+        # The production default for usage batches (the test harness flushes every 0.2 s).
+        extra_args=("--upstream-ca-file", str(upstream_ca.cert_path),
+                    "--usage-flush-interval", "1.0"),
+    )  # fmt: skip
     proxyd = Proxyd([cp.address], bridged.url, work, secrets)
     peers: list[Process] = []
     connect_sessions: float | None = None

@@ -8,9 +8,10 @@ writes, which are counted separately.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from bridged.sse import SSEDecoder
 
@@ -107,7 +108,7 @@ def _worth_parsing(event: str, data: bytes) -> bool:
 
 def _loads(data: bytes) -> dict[str, Any] | None:
     try:
-        value = json.loads(data)
+        value = orjson.loads(data)  # several times faster than json, on every answer
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
