@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import re
 import signal
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -55,6 +57,16 @@ def database_url() -> Iterator[str]:
 
 
 # Helpers
+
+
+def superseded_snapshots(cp: Controlplane) -> float:
+    url = f"http://127.0.0.1:{cp.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    name = "aibridge_controlplane_snapshots_superseded_total"
+    match = re.search(rf"^{name} (\S+)$", text, re.M)
+    assert match is not None, f"{name} is not exposed"
+    return float(match.group(1))
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -721,6 +733,8 @@ def test_a_stalled_subscriber_costs_neither_the_others_nor_memory(
             )  # fmt: skip
             assert state.sent_version < last, "the stream was never stalled"
             assert state.applied_version == 0
+            # What it holds is one snapshot, the newest; the ones it never took are counted.
+            assert superseded_snapshots(cp) > 0
 
             # It reads again: the latest, not a backlog, and the final state.
             def drain() -> list:  # type: ignore[type-arg]
