@@ -66,3 +66,13 @@ def http_up(url: str) -> bool:
             return True
     except OSError:
         return False
+
+
+def machine_load() -> dict[str, Any]:
+    """The machine's load averages and CPU count, for the JSON lines: on a shared machine
+    they say how much of a result was the neighbours."""
+    import os
+
+    one, five, fifteen = os.getloadavg()
+    return {"loadavg": [round(one, 2), round(five, 2), round(fifteen, 2)],
+            "cpus": os.cpu_count()}  # fmt: skip
