@@ -11,7 +11,7 @@ import logging
 from aibridge.v1 import snapshot_pb2
 from bridged import metrics
 from bridged.keys import KeyHealth
-from bridged.routes import RouteTable, build_route_table
+from bridged.routes import RouteBuilder, RouteTable
 from bridged.upstreams import UpstreamPools
 from controlplane.client.subscriber import ApplyResult
 
@@ -23,9 +23,10 @@ class RouteState:
         self.table: RouteTable | None = None
         self._pools = pools
         self._keys = keys
+        self._builder = RouteBuilder()
 
     def apply(self, snapshot: snapshot_pb2.ProviderSnapshot) -> ApplyResult:
-        table, skipped = build_route_table(snapshot)
+        table, skipped = self._builder.build(snapshot)
         for s in skipped:
             log.warning("provider %s (%s) skipped: %s", s.name, s.provider_id, s.reason)
         self.table = table  # the swap
