@@ -28,18 +28,32 @@ _REFUSAL = (
     b"Content-Length: " + str(len(_BODY)).encode() + b"\r\n\r\n" + _BODY
 )
 _REFUSAL_LINGER = 2.0  # seconds the client gets to read the refusal before the close
+_LINGERING_MAX = 100  # beyond this many lingering refusals, close at once: a flood gets RSTs
 
 
 class _Refuse(asyncio.Protocol):
     """Answers 503 and half-closes; what the client sends meanwhile is read and dropped,
     so that closing does not reset the connection before the answer is read."""
 
+    lingering = 0  # across every refused connection
+
+    def __init__(self) -> None:
+        self._lingers = False
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)  # uvloop's is one, not a subclass
         transport.write(_REFUSAL)
-        if transport.can_write_eof():
-            transport.write_eof()
+        if _Refuse.lingering >= _LINGERING_MAX or not transport.can_write_eof():
+            transport.close()
+            return
+        _Refuse.lingering += 1
+        self._lingers = True
+        transport.write_eof()
         asyncio.get_running_loop().call_later(_REFUSAL_LINGER, transport.close)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._lingers:
+            _Refuse.lingering -= 1
 
     def eof_received(self) -> bool:
         return False  # the client is done too: close
@@ -95,3 +109,4 @@ class LimitedSite(web.TCPSite):
         self._server = await asyncio.get_running_loop().create_server(
             self._protocol, self._host, self._port, backlog=self._backlog
         )
+        self._bound_port = self._server.sockets[0].getsockname()[1]

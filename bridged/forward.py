@@ -41,10 +41,6 @@ STRIPPED_RESPONSE = HOP_BY_HOP | {"content-length", "set-cookie"}
 _ID_PREFIX = os.urandom(8).hex()
 _ID_COUNTER = itertools.count()
 
-# A sized answer up to this many bytes that is not an event stream is read whole and sent
-# in one write with its length; anything else is streamed through chunk by chunk.
-WHOLE_BODY_LIMIT = 1024 * 1024
-
 
 @dataclass
 class Exchange:
@@ -192,36 +188,11 @@ class Forwarder:
             headers["X-Accel-Buffering"] = "no"
         extract = x.endpoint.intercepted and 200 <= upstream.status < 300
         extractor = UsageExtractor(x.endpoint.route, event_stream) if extract else None
-        length = upstream.content_length
-        if not event_stream and length is not None and length <= WHOLE_BODY_LIMIT:
-            return await self._whole(x, upstream, headers, extractor)
-        return await self._stream(request, x, upstream, headers, extractor)
-
-    async def _whole(
-        self, x: Exchange, upstream: aiohttp.ClientResponse, headers: CIMultiDict[str],
-        extractor: UsageExtractor | None,
-    ) -> web.StreamResponse:  # fmt: skip
-        """Nothing is sent before the body is in: a failure still gets a clean answer."""
-        try:
-            body = await upstream.read()
-        except TimeoutError:
-            log.warning("provider %s went silent mid-response", x.route.name)
-            return self._fail(x, 504, "upstream_timeout", "the provider did not answer in time")
-        except aiohttp.ClientPayloadError:
-            log.warning("provider %s cut the response short", x.route.name)
-            return self._fail(x, 502, "upstream_cut_short", "the provider's answer was cut short")
-        x.ttfb = time.monotonic() - x.started
-        if extractor is not None:
-            extractor.feed(body)
-            x.usage = extractor.finish()
-            x.model = x.usage.model or x.model
-        return web.Response(status=upstream.status, headers=headers, body=body)
-
-    async def _stream(
-        self, request: web.Request, x: Exchange, upstream: aiohttp.ClientResponse,
-        headers: CIMultiDict[str], extractor: UsageExtractor | None,
-    ) -> web.StreamResponse:  # fmt: skip
         response = web.StreamResponse(status=upstream.status, headers=headers)
+        if not event_stream and upstream.content_length is not None:
+            # Kept, not re-chunked: the client learns the size, and aiohttp sends the head
+            # together with the first bytes of a body that fits one read.
+            response.content_length = upstream.content_length
         await response.prepare(request)
         try:
             async for chunk in upstream.content.iter_any():

@@ -75,7 +75,12 @@ class UsageReporter:
             batch = [
                 self._buffer.popleft() for _ in range(min(self._batch_size, len(self._buffer)))
             ]
-            if not await self._send(batch, timeout):
+            try:
+                sent = await self._send(batch, timeout)
+            except BaseException:  # cancelled mid-send (shutdown): the batch stays ours
+                self._requeue(batch)
+                raise
+            if not sent:
                 self._requeue(batch)
                 return False
             metrics.USAGE_BUFFERED.set(len(self._buffer))

@@ -95,7 +95,8 @@ async def serve(config: ControlplaneConfig) -> None:
         ),
         server,
     )
-    sync_pb2_grpc.add_SyncServicer_to_server(SyncService(cache, registry, credentials), server)
+    sync = SyncService(cache, registry, credentials, db, publisher)
+    sync_pb2_grpc.add_SyncServicer_to_server(sync, server)
     usage_pb2_grpc.add_UsageServicer_to_server(UsageService(UsageLog(db)), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(SERVICE_NAMES, server)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
@@ -11,7 +12,10 @@ from prometheus_client import Counter, Gauge
 from aibridge.v1 import snapshot_pb2, sync_pb2, sync_pb2_grpc
 from controlplane.auth import Credentials, Role
 from controlplane.cache import SnapshotCache
+from controlplane.publisher import SnapshotPublisher
 from controlplane.registry import Skipped, SubscriberRegistry
+from controlplane.store import revision
+from controlplane.store.db import Database, DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -22,11 +26,18 @@ ACKS = Counter("aibridge_controlplane_acks_total", "Acknowledgements", ["role", 
 
 class SyncService(sync_pb2_grpc.SyncServicer):
     def __init__(
-        self, cache: SnapshotCache, registry: SubscriberRegistry, credentials: Credentials
+        self,
+        cache: SnapshotCache,
+        registry: SubscriberRegistry,
+        credentials: Credentials,
+        db: Database,
+        publisher: SnapshotPublisher,
     ) -> None:
         self.cache = cache
         self.registry = registry
         self.credentials = credentials
+        self.db = db
+        self.publisher = publisher
 
     async def Watch(
         self, request: sync_pb2.WatchRequest, context: grpc.aio.ServicerContext
@@ -49,6 +60,7 @@ class SyncService(sync_pb2_grpc.SyncServicer):
             context.peer(),
             request.applied_version,
         )
+        await self._check_ahead(request, role)
         try:
             with self.cache.watch() as watch:
                 while True:
@@ -62,6 +74,36 @@ class SyncService(sync_pb2_grpc.SyncServicer):
             self.registry.disconnect(state)
             SUBSCRIBERS.labels(role.value).dec()
             log.info("subscriber %s (%s) disconnected", subscriber_id, role)
+
+    async def _check_ahead(self, request: sync_pb2.WatchRequest, role: Role) -> None:
+        """A subscriber ahead of this database's revision, on the same database: the
+        database went back in time (a restored backup). Its revision moves past the
+        subscriber's, or the subscribers would ignore it until the counter caught up."""
+        current = self.cache.current()
+        if (
+            current is None
+            or not request.database_id
+            or request.database_id != current.for_role(role).database_id
+            or request.applied_version <= current.version
+        ):
+            return
+        reason = f"subscriber {request.subscriber_id} holds version {request.applied_version}"
+        try:
+            advanced = await asyncio.to_thread(
+                revision.advance_past, self.db, request.applied_version, reason
+            )
+        except DatabaseUnavailable as exc:
+            log.warning("cannot check %s against the database: %s", reason, exc)
+            return
+        if advanced is not None:
+            log.warning(
+                "%s, above this database's revision: the database went back in time "
+                "(a restored backup?); revision moved to %d so that every subscriber "
+                "takes its current state",
+                reason,
+                advanced,
+            )
+            self.publisher.changed()
 
     async def Ack(
         self, request: sync_pb2.AckRequest, context: grpc.aio.ServicerContext

@@ -4,17 +4,27 @@ from it, and says so; a fresh snapshot always replaces it, even from a new datab
 from __future__ import annotations
 
 import contextlib
+import shutil
 import ssl
 import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 from aibridge.v1 import admin_pb2, snapshot_pb2
 from controlplane.client.snapshot_file import SnapshotFile
-from tests.harness import Bridged, Controlplane, Proxyd, Secrets, postgres_database, wait_until
+from tests.harness import (
+    PG_ADMIN_DSN,
+    Bridged,
+    Controlplane,
+    Proxyd,
+    Secrets,
+    postgres_database,
+    wait_until,
+)
 from tests.upstream import FakeUpstream
 
 KEY = "sk-cached-provider-key-LEAKCHECK-0001"
@@ -114,15 +124,16 @@ def test_restart_while_the_controlplane_is_down_serves_the_cache(
     assert chat_through_proxyd(proxyd, tls_upstream_a, token) == "hello from A"
     assert tls_upstream_a.seen[-1].key == KEY  # the key came out of bridged's cache
 
-    controlplane.start()  # same port, same database
+    controlplane.start()  # same port, same database, nothing changed meanwhile
     for process in (bridged, proxyd):
-        wait_until(lambda p=process: readyz(p.url)["controlplane_connected"], 30, "reconnect")
+        # The controlplane confirms the cached version: no longer "from cache".
+        wait_until(lambda p=process: readyz(p.url)["from_cache"] is False, 30, "reconnect")
+        assert readyz(process.url)["controlplane_connected"] is True
+        assert f"aibridge_{process.role}_snapshot_from_cache 0.0" in process.metrics()
     controlplane.admin.wait_applied(created.revision)
     changed = controlplane.admin.create_provider("other", "https://api.example.com/v1").revision
     controlplane.admin.wait_applied(changed)
     for process in (bridged, proxyd):
-        assert readyz(process.url)["from_cache"] is False
-        assert f"aibridge_{process.role}_snapshot_from_cache 0.0" in process.metrics()
         wait_until(lambda p=process: cached_version(p, secrets) == changed, 15, "cache replaced")
 
 
@@ -160,3 +171,56 @@ def test_a_new_database_replaces_a_cache_with_a_higher_version(
             assert chat_through_bridged(bridged, created.token) == "hello from B"
         finally:
             fresh.stop()
+
+
+@contextlib.contextmanager
+def backup_of(url: str, directory: Path) -> Iterator[str]:
+    """A copy of the (stopped) controlplane's database: same identity, same revision."""
+    if url.startswith("sqlite"):
+        copy = directory / "backup.db"
+        shutil.copyfile(url.removeprefix("sqlite:///"), copy)
+        yield f"sqlite:///{copy}"
+        return
+    name = url.rsplit("/", 1)[1]
+    with postgres_database() as backup:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE "{backup.rsplit("/", 1)[1]}"')
+            conn.execute(f'CREATE DATABASE "{backup.rsplit("/", 1)[1]}" TEMPLATE "{name}"')
+        yield backup
+
+
+def test_a_restored_backup_is_taken_though_its_revision_is_lower(
+    controlplane: Controlplane, bridged: Bridged, token: str, secrets: Secrets,
+    tmp_path: Path, upstream_a: FakeUpstream,
+) -> None:  # fmt: skip
+    """Restored from a backup, the database has its old identity and a revision below what
+    bridged holds: the controlplane moves its revision past bridged's, so bridged takes
+    the restored state instead of ignoring every change until the counter catches up."""
+    created = controlplane.admin.create_provider("llm", upstream_a.url + "/v1", keys=[KEY])
+    controlplane.admin.wait_applied(created.revision)
+    controlplane.stop()
+    with backup_of(controlplane.database_url, tmp_path) as backup:
+        controlplane.start()
+        admin = controlplane.admin  # a new client: the old one went with the process
+        for n in range(3):
+            admin.create_provider(f"later-{n}", upstream_a.url + "/v1", keys=[KEY])
+        ahead = admin.revision()
+        wait_until(lambda: readyz(bridged.url)["version"] == ahead, 30, "bridged ahead")
+        controlplane.stop()
+
+        restored = Controlplane(backup, tmp_path, secrets, name="restored", port=controlplane.port)
+        restored.start()
+        try:
+            wait_until(lambda: readyz(bridged.url)["version"] > ahead, 30, "the restored state")
+            restored.admin.wait_applied(restored.admin.revision())
+            assert chat_through_bridged(bridged, token) == "hello from A"
+            gone = httpx.post(
+                bridged.provider_url("later-0") + "/v1/chat/completions",
+                headers={"Authorization": f"Bearer {token}"}, json={}, timeout=15,
+            )  # fmt: skip
+            assert gone.status_code == 404  # created after the backup: not in the restored state
+            audit = restored.admin.ListAudit(admin_pb2.ListAuditRequest(limit=1)).entries
+            assert audit[0].action == "revision.advance"
+            assert "went back in time" in restored.log()
+        finally:
+            restored.stop()

@@ -42,6 +42,7 @@ def add_flags(flag: Flag, role: str) -> None:
     )
     flag(
         "--snapshot-cache",
+        env_var=f"AIBRIDGE_{role.upper()}_SNAPSHOT_CACHE",  # one file per role, never shared
         help=f"file keeping the last snapshot, served when a start finds no controlplane "
         f"('off' disables it; default: STATE_DIR/{role}.snapshot)",
     )

@@ -150,6 +150,7 @@ class Subscriber:
                 subscriber_id=self.subscriber_id,
                 role=self.role,
                 applied_version=self.applied_version,
+                database_id=self.current.database_id if self.current else "",
             )
             call = stub.Watch(request, metadata=auth_metadata(self._token))
             async for snapshot in call:
@@ -168,7 +169,10 @@ class Subscriber:
             and snapshot.database_id == current.database_id
         ):
             # A resync with nothing new, or a replica that is behind: never go backwards.
-            # (A snapshot of another database is taken whatever its version.)
+            # (A snapshot of another database is taken whatever its version.) Either way
+            # the controlplane has confirmed what we serve: it is no longer just the cache.
+            self.from_cache = False
+            self.last_snapshot_at = time.monotonic()
             await self._ack(stub, self.applied_version, skipped=self._skipped)
             return
         try:

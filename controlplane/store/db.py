@@ -142,15 +142,18 @@ class Database:
             yield session
 
     @contextmanager
-    def mutation(self, expected_revision: int | None = None) -> Iterator[Mutation]:
-        """A transaction that bumps the revision; raises RevisionConflict if it moved."""
+    def mutation(
+        self, expected_revision: int | None = None, at_least: int = 0
+    ) -> Iterator[Mutation]:
+        """A transaction that bumps the revision (to `at_least` if that is higher);
+        raises RevisionConflict if it moved."""
         with _unavailable_on_disconnect(), self._writes.begin() as session:
             current = session.execute(
                 select(Revision.value).where(Revision.id == 1).with_for_update()
             ).scalar_one()
             if expected_revision is not None and expected_revision != current:
                 raise RevisionConflict(current, expected_revision)
-            revision = current + 1
+            revision = max(current + 1, at_least)
             session.execute(update(Revision).where(Revision.id == 1).values(value=revision))
             yield Mutation(session, revision)
             session.flush()
