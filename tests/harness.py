@@ -509,3 +509,28 @@ def stream_in_background(bridged: Bridged, provider: str, token: str) -> tuple: 
     thread = threading.Thread(target=run)
     thread.start()
     return thread, result, first_chunk
+
+
+def finish_stream(thread: threading.Thread, result: dict[str, object]) -> None:
+    """Joins a `stream_in_background` stream and checks it arrived whole, usage included."""
+    from tests.upstream import OPENAI_USAGE  # here: tests.upstream imports this module
+
+    thread.join(30)
+    assert not thread.is_alive()
+    assert "error" not in result, result
+    assert result["status"] == 200
+    body = str(result["body"])
+    text = "".join(p for p in ("hello ", "from ", "A") if f'"content": "{p}"' in body)
+    assert text == "hello from A", body
+    assert f'"prompt_tokens": {OPENAI_USAGE["prompt_tokens"]}' in body
+    assert body.rstrip().endswith("data: [DONE]")
+
+
+def providers_or_none(cp: Controlplane) -> admin_pb2.ListProvidersResponse | None:
+    """The provider listing, or None while the controlplane answers UNAVAILABLE."""
+    try:
+        return cp.admin.ListProviders(admin_pb2.ListProvidersRequest())
+    except grpc.RpcError as exc:
+        if exc.code() != grpc.StatusCode.UNAVAILABLE:
+            raise
+        return None

@@ -4,10 +4,11 @@ I broke things"."""
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Self
 
@@ -155,3 +156,14 @@ def proxied_client(
         return httpx.Client(proxy=proxy_url, verify=trust, timeout=timeout)
 
     return make
+
+
+@contextlib.contextmanager
+def all_running(loops: list[LoadLoop], warm_up: int = 20) -> Iterator[list[LoadLoop]]:
+    """Runs every loop, once each has served `warm_up` requests."""
+    with contextlib.ExitStack() as running:
+        for loop in loops:
+            running.enter_context(loop)
+        for loop in loops:
+            loop.wait_for_requests(warm_up)
+        yield loops

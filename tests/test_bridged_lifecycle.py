@@ -13,7 +13,14 @@ import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
 from aibridge.v1 import admin_pb2
-from tests.harness import Bridged, Controlplane, Secrets, stream_in_background, wait_until
+from tests.harness import (
+    Bridged,
+    Controlplane,
+    Secrets,
+    finish_stream,
+    stream_in_background,
+    wait_until,
+)
 from tests.upstream import OPENAI_USAGE, FakeUpstream
 
 KEY = "sk-lifecycle-provider-key-0000001"
@@ -132,17 +139,7 @@ def test_graceful_shutdown_finishes_streams_and_flushes_usage(
 
     upstream_a.hold.set()
     for thread, result, _first in streams:
-        thread.join(30)
-        assert not thread.is_alive()
-        assert "error" not in result, result
-        assert result["status"] == 200
-        body = str(result["body"])
-        text = "".join(
-            piece for piece in ("hello ", "from ", "A") if f'"content": "{piece}"' in body
-        )
-        assert text == "hello from A", body
-        assert f'"prompt_tokens": {OPENAI_USAGE["prompt_tokens"]}' in body
-        assert body.rstrip().endswith("data: [DONE]")
+        finish_stream(thread, result)
 
     assert bridged.proc.wait(30) == 0, bridged.log()
     # Usage of both streams was flushed before exit.

@@ -35,11 +35,13 @@ from tests.harness import (
     Proxyd,
     RecordingSubscriber,
     Secrets,
+    finish_stream,
     postgres_database,
+    providers_or_none,
     stream_in_background,
     wait_until,
 )
-from tests.load import LoadLoop, chat_send, direct_client, proxied_client
+from tests.load import LoadLoop, all_running, chat_send, direct_client, proxied_client
 from tests.upstream import OPENAI_USAGE, FakeUpstream
 
 pytestmark = [pytest.mark.faults, pytest.mark.postgres]
@@ -124,15 +126,6 @@ def health(cp: Controlplane) -> int:
         return stub.Check(health_pb2.HealthCheckRequest(), timeout=5).status
 
 
-def list_or_none(cp: Controlplane) -> admin_pb2.ListProvidersResponse | None:
-    try:
-        return cp.admin.ListProviders(admin_pb2.ListProvidersRequest())
-    except grpc.RpcError as exc:
-        if exc.code() != grpc.StatusCode.UNAVAILABLE:
-            raise
-        return None
-
-
 def admin_view(providers: admin_pb2.ListProvidersResponse) -> set[tuple]:
     return {
         (p.id, p.name, p.type, p.display_name, p.enabled, p.base_url) for p in providers.providers
@@ -207,12 +200,7 @@ def test_sigkill_and_restart_under_load_loses_no_request(
     with data_planes([cp.address], tmp_path, secrets, pki) as (bridged, proxyd):
         cp.admin.wait_applied(created.revision)
         loops = load_loops(bridged, proxyd, token, "stable", tls_upstream_a)
-        with contextlib.ExitStack() as running:
-            for loop in loops:
-                running.enter_context(loop)
-            for loop in loops:
-                loop.wait_for_requests(20)
-
+        with all_running(loops):
             cp.kill()  # SIGKILL: no goodbye on any stream
             wait_until(
                 lambda: not readyz(bridged)["controlplane_connected"]
@@ -295,12 +283,7 @@ def test_data_plane_fails_over_to_the_other_replica(
             survivor.admin.wait_applied(survivor.admin.revision())
 
             loops = load_loops(bridged, proxyd, token, "stable", tls_upstream_a)
-            with contextlib.ExitStack() as running:
-                for loop in loops:
-                    running.enter_context(loop)
-                for loop in loops:
-                    loop.wait_for_requests(20)
-
+            with all_running(loops):
                 victim.kill()
                 wait_until(lambda: attached_to(survivor, survivor.name) == {"bridged", "proxyd"},
                            15, "both data planes on the surviving replica")  # fmt: skip
@@ -480,7 +463,7 @@ def test_database_sessions_killed_during_admin_writes(
 
             # Both replicas answer again, and the state is exactly the successful calls.
             for cp in (a, b):
-                await asyncio.to_thread(wait_until, lambda cp=cp: list_or_none(cp), 30,
+                await asyncio.to_thread(wait_until, lambda cp=cp: providers_or_none(cp), 30,
                                         f"{cp.name} to answer")  # fmt: skip
             listing = await asyncio.to_thread(a.admin.ListProviders,
                                               admin_pb2.ListProvidersRequest())  # fmt: skip
@@ -801,15 +784,7 @@ def test_sigterm_bridged_finishes_every_stream_and_flushes_their_usage(
         upstream_a.hold.set()
 
     for thread, result, _first in streams:
-        thread.join(30)
-        assert not thread.is_alive()
-        assert "error" not in result, result
-        assert result["status"] == 200
-        body = str(result["body"])
-        assert [piece for piece in ("hello ", "from ", "A") if f'"content": "{piece}"' in body] \
-            == ["hello ", "from ", "A"], body  # fmt: skip
-        assert f'"prompt_tokens": {OPENAI_USAGE["prompt_tokens"]}' in body
-        assert body.rstrip().endswith("data: [DONE]")
+        finish_stream(thread, result)
     assert bridged.proc.wait(30) == 0, bridged.log()
     assert "could not be delivered" not in bridged.log()
 

@@ -16,6 +16,7 @@ from tests.harness import (
     Controlplane,
     RecordingSubscriber,
     Secrets,
+    providers_or_none,
     wait_until,
 )
 
@@ -135,7 +136,7 @@ def test_database_outage_is_unavailable_then_recovers(
             set_connections(dbname, True)
             listing = await asyncio.to_thread(
                 lambda: wait_until(
-                    lambda: _try_list(cp), timeout=20, what="the admin API to recover"
+                    lambda: providers_or_none(cp), timeout=20, what="the admin API to recover"
                 )
             )
             assert [p.name for p in listing.providers] == ["kept"], "half-written change"
@@ -153,15 +154,6 @@ def test_database_outage_is_unavailable_then_recovers(
             await asyncio.to_thread(cp.stop)
 
     asyncio.run(scenario())
-
-
-def _try_list(cp: Controlplane) -> admin_pb2.ListProvidersResponse | None:
-    try:
-        return cp.admin.ListProviders(admin_pb2.ListProvidersRequest())
-    except grpc.RpcError as exc:
-        if exc.code() != grpc.StatusCode.UNAVAILABLE:
-            raise
-        return None
 
 
 def test_status_and_wait_through_one_replica_cover_the_others(
