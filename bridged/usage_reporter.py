@@ -62,19 +62,23 @@ class UsageReporter:
             except TimeoutError:
                 pass
             self._wake.clear()
-            if await self.flush():
+            # Only what is buffered now: chasing the records that arrive while a batch is
+            # on its way would turn steady traffic into a stream of tiny calls.
+            if await self.flush(up_to=len(self._buffer)):
                 failures = 0
             else:
                 failures += 1
                 await asyncio.sleep(min(10.0, 0.2 * 2**failures) * random.uniform(0.5, 1.0))
 
-    async def flush(self, timeout: float = 10.0) -> bool:
-        """Sends everything buffered; False if the controlplane did not take it all."""
-        while self._buffer:
+    async def flush(self, timeout: float = 10.0, up_to: int | None = None) -> bool:
+        """Sends everything buffered (or the first `up_to` records); False if the
+        controlplane did not take them all."""
+        remaining = len(self._buffer) if up_to is None else up_to
+        while self._buffer and remaining > 0:
             # Taken out before the send: records arriving meanwhile cannot push them out.
-            batch = [
-                self._buffer.popleft() for _ in range(min(self._batch_size, len(self._buffer)))
-            ]
+            size = min(self._batch_size, len(self._buffer), remaining)
+            batch = [self._buffer.popleft() for _ in range(size)]
+            remaining -= size
             try:
                 sent = await self._send(batch, timeout)
             except BaseException:  # cancelled mid-send (shutdown): the batch stays ours
