@@ -534,3 +534,10 @@ def providers_or_none(cp: Controlplane) -> admin_pb2.ListProvidersResponse | Non
         if exc.code() != grpc.StatusCode.UNAVAILABLE:
             raise
         return None
+
+
+def health(cp: Controlplane) -> int:
+    """The controlplane's standard gRPC health status."""
+    with grpc.insecure_channel(cp.address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        return stub.Check(health_pb2.HealthCheckRequest(), timeout=5).status

@@ -23,7 +23,7 @@ import grpc
 import httpx
 import psycopg
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from aibridge.v1 import admin_pb2, sync_pb2, sync_pb2_grpc
 from tests import proxy_client
@@ -36,6 +36,7 @@ from tests.harness import (
     RecordingSubscriber,
     Secrets,
     finish_stream,
+    health,
     postgres_database,
     providers_or_none,
     stream_in_background,
@@ -118,12 +119,6 @@ def terminate_sessions(dbname: str) -> int:
             (dbname,),
         ).fetchall()
     return sum(1 for (done,) in rows if done)
-
-
-def health(cp: Controlplane) -> int:
-    with grpc.insecure_channel(cp.address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        return stub.Check(health_pb2.HealthCheckRequest(), timeout=5).status
 
 
 def admin_view(providers: admin_pb2.ListProvidersResponse) -> set[tuple]:

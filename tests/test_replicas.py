@@ -8,7 +8,7 @@ from pathlib import Path
 import grpc
 import psycopg
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from aibridge.v1 import admin_pb2
 from tests.harness import (
@@ -16,6 +16,7 @@ from tests.harness import (
     Controlplane,
     RecordingSubscriber,
     Secrets,
+    health,
     providers_or_none,
     wait_until,
 )
@@ -205,9 +206,3 @@ def test_status_and_wait_through_one_replica_cover_the_others(
             await asyncio.to_thread(b.stop)
 
     asyncio.run(scenario())
-
-
-def health(cp: Controlplane) -> int:
-    with grpc.insecure_channel(cp.address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        return stub.Check(health_pb2.HealthCheckRequest(), timeout=5).status
