@@ -106,6 +106,12 @@ class UpstreamPKI:
     ca: CertFiles
     server: CertFiles
 
+    @classmethod
+    def create(cls, directory: Path) -> UpstreamPKI:
+        ca = make_ca(directory / "pki", "upstream-ca", "upstream test CA")
+        server = issue(ca, directory / "pki", "upstream", server_names=["localhost", "127.0.0.1"])
+        return cls(ca, server)
+
     def server_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(self.server.cert_path, self.server.key_path)
@@ -114,9 +120,7 @@ class UpstreamPKI:
 
 @pytest.fixture
 def pki(tmp_path: Path) -> UpstreamPKI:
-    ca = make_ca(tmp_path / "pki", "upstream-ca", "upstream test CA")
-    server = issue(ca, tmp_path / "pki", "upstream", server_names=["localhost", "127.0.0.1"])
-    return UpstreamPKI(ca, server)
+    return UpstreamPKI.create(tmp_path)
 
 
 @pytest.fixture

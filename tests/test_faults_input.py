@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 
 from aibridge.v1 import admin_pb2
 from controlplane.client.wire import PROVIDER_TYPES
-from tests.certs import issue, make_ca
+from tests.conftest import UpstreamPKI
 from tests.harness import (
     Bridged,
     Controlplane,
@@ -1061,17 +1061,18 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
     """A TLS upstream that is a provider's host, bridged trusting it, proxyd in front."""
     directory = tmp_path_factory.mktemp("proxy")
     secrets = Secrets()
-    ca = make_ca(directory / "pki", "upstream-ca", "upstream test CA")
-    leaf = issue(ca, directory / "pki", "upstream", server_names=["localhost", "127.0.0.1"])
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(leaf.cert_path, leaf.key_path)
+    pki = UpstreamPKI.create(directory)
+    context = pki.server_context()
     with contextlib.ExitStack() as stack:
         upstream = FakeUpstream("A", tls=context).start()
         stack.callback(upstream.stop)
         cp = Controlplane(f"sqlite:///{directory / 'proxy.db'}", directory, secrets).start()
         stack.callback(cp.stop)
         bridged = Bridged(
-            [cp.address], directory, secrets, extra_args=("--upstream-ca-file", str(ca.cert_path))
+            [cp.address],
+            directory,
+            secrets,
+            extra_args=("--upstream-ca-file", str(pki.ca.cert_path)),
         ).start()
         stack.callback(bridged.stop)
         proxyd = Proxyd(

@@ -22,7 +22,6 @@ import base64
 import contextlib
 import json
 import re
-import ssl
 import subprocess
 import urllib.request
 import uuid
@@ -35,7 +34,7 @@ import httpx
 import pytest
 
 from aibridge.v1 import admin_pb2
-from tests.certs import issue, make_ca
+from tests.conftest import UpstreamPKI
 from tests.harness import (
     Bridged,
     Controlplane,
@@ -196,10 +195,8 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
     ]
     keys = s.keys
 
-    ca = make_ca(root / "pki", "upstream-ca", "upstream test CA")
-    leaf = issue(ca, root / "pki", "upstream", server_names=["localhost", "127.0.0.1"])
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(leaf.cert_path, leaf.key_path)
+    pki = UpstreamPKI.create(root)
+    context = pki.server_context()
 
     with contextlib.ExitStack() as stack:
         upstream = FakeUpstream("A", tls=context).start()
@@ -211,7 +208,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
         stack.callback(cp.stop)
         bridged = Bridged(
             [cp.address], bridged_dir, secrets,
-            extra_args=("--upstream-ca-file", str(ca.cert_path), "--log-level", "debug"),
+            extra_args=("--upstream-ca-file", str(pki.ca.cert_path), "--log-level", "debug"),
         ).start()  # fmt: skip
         stack.callback(bridged.stop)
         proxyd = Proxyd(
