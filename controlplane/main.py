@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 
 from controlplane import config as config_module
+from controlplane.client import runtime
 from controlplane.client.logs import setup_logging
 from controlplane.server import serve
 from controlplane.store import DatabaseUnavailable
@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> None:
     config = config_module.parse(argv)
     setup_logging(config.log_format, config.log_level, "controlplane")
     try:
-        asyncio.run(serve(config))
+        runtime.run(serve(config), "asyncio")  # grpc.aio supports only asyncio's loop
     except DatabaseUnavailable as exc:
         logging.getLogger("controlplane").error("cannot start: database unavailable: %s", exc)
         sys.exit(1)

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from prometheus_client import Counter, Gauge, Histogram
 
 from controlplane.cache import SnapshotCache
-from controlplane.snapshots import build_snapshot
+from controlplane.snapshots import SnapshotBuilder
 from controlplane.store.db import Database, DatabaseUnavailable
 from controlplane.store.keyring import KeyRing
 
@@ -45,9 +45,9 @@ class SnapshotPublisher:
     ) -> None:
         self.db = db
         self._on_database = on_database  # told when the database is found down or back
-        self.keyring = keyring
         self.cache = cache
         self.controlplane_id = controlplane_id
+        self._builder = SnapshotBuilder(db, keyring, controlplane_id)
         self.check_interval = check_interval
         self._dirty = asyncio.Event()
         # Its own thread: admin calls queued on the default pool must not delay a snapshot.
@@ -60,7 +60,7 @@ class SnapshotPublisher:
         """Builds and publishes a snapshot of the current revision (used at start-up)."""
         started = time.perf_counter()
         snapshot = await asyncio.get_running_loop().run_in_executor(
-            self._executor, build_snapshot, self.db, self.keyring, self.controlplane_id
+            self._executor, self._builder.build
         )
         SNAPSHOT_BUILD_SECONDS.observe(time.perf_counter() - started)
         if self.cache.set(snapshot):

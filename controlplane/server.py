@@ -17,7 +17,6 @@ from aibridge.v1 import (
     admin_pb2,
     admin_pb2_grpc,
     sync_pb2,
-    sync_pb2_grpc,
     usage_pb2,
     usage_pb2_grpc,
 )
@@ -35,7 +34,7 @@ from controlplane.store.notify import RevisionListener
 from controlplane.store.providers import Providers
 from controlplane.store.tokens import Tokens
 from controlplane.store.usage import UsageLog
-from controlplane.sync import SyncService
+from controlplane.sync import SyncService, add_sync_service
 from controlplane.usage import UsageService
 
 log = logging.getLogger(__name__)
@@ -95,8 +94,7 @@ async def serve(config: ControlplaneConfig) -> None:
         ),
         server,
     )
-    sync = SyncService(cache, registry, credentials, db, publisher)
-    sync_pb2_grpc.add_SyncServicer_to_server(sync, server)
+    add_sync_service(SyncService(cache, registry, credentials, db, publisher), server)
     usage_pb2_grpc.add_UsageServicer_to_server(UsageService(UsageLog(db)), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(SERVICE_NAMES, server)

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import grpc
 from prometheus_client import Counter, Gauge
 
-from aibridge.v1 import snapshot_pb2, sync_pb2, sync_pb2_grpc
+from aibridge.v1 import sync_pb2, sync_pb2_grpc
 from controlplane.auth import Credentials, Role
 from controlplane.cache import SnapshotCache
 from controlplane.publisher import SnapshotPublisher
@@ -41,7 +41,7 @@ class SyncService(sync_pb2_grpc.SyncServicer):
 
     async def Watch(
         self, request: sync_pb2.WatchRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[snapshot_pb2.ProviderSnapshot]:
+    ) -> AsyncIterator[bytes]:  # encoded ProviderSnapshots (see add_sync_service)
         role = await self._role_for(request.role, context)
         subscriber_id = request.subscriber_id
         if not subscriber_id or len(subscriber_id) > 200:
@@ -67,7 +67,7 @@ class SyncService(sync_pb2_grpc.SyncServicer):
                     snapshot = await watch.next()
                     if snapshot is None:
                         return
-                    yield snapshot.for_role(role)
+                    yield snapshot.encoded[role]
                     state.sent_version = snapshot.version
                     SNAPSHOTS_SENT.labels(role.value).inc()
         finally:
@@ -83,7 +83,7 @@ class SyncService(sync_pb2_grpc.SyncServicer):
         if (
             current is None
             or not request.database_id
-            or request.database_id != current.for_role(role).database_id
+            or request.database_id != current.database_id
             or request.applied_version <= current.version
         ):
             return
@@ -148,3 +148,22 @@ class SyncService(sync_pb2_grpc.SyncServicer):
                 f"the {role} credential may not watch the {wanted} snapshot",
             )
         return role
+
+
+def add_sync_service(service: SyncService, server: grpc.aio.Server) -> None:
+    """`sync_pb2_grpc.add_SyncServicer_to_server`, except that Watch answers with
+    snapshots already encoded (each is serialised once, for every watcher): a handler
+    with no response serializer sends the bytes it is given."""
+    handlers = {
+        "Watch": grpc.unary_stream_rpc_method_handler(
+            service.Watch, request_deserializer=sync_pb2.WatchRequest.FromString
+        ),
+        "Ack": grpc.unary_unary_rpc_method_handler(
+            service.Ack,
+            request_deserializer=sync_pb2.AckRequest.FromString,
+            response_serializer=sync_pb2.AckResponse.SerializeToString,
+        ),
+    }
+    name = sync_pb2.DESCRIPTOR.services_by_name["Sync"].full_name
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
+    server.add_registered_method_handlers(name, handlers)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -81,6 +82,22 @@ def postgres_database() -> Iterator[str]:
     finally:
         with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def backup_of(url: str, directory: Path) -> Iterator[str]:
+    """A copy of a database nothing is writing to: same identity, same revision."""
+    if url.startswith("sqlite"):
+        copy = directory / "backup.db"
+        shutil.copyfile(url.removeprefix("sqlite:///"), copy)
+        yield f"sqlite:///{copy}"
+        return
+    name = url.rsplit("/", 1)[1]
+    with postgres_database() as backup:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE "{backup.rsplit("/", 1)[1]}"')
+            conn.execute(f'CREATE DATABASE "{backup.rsplit("/", 1)[1]}" TEMPLATE "{name}"')
+        yield backup
 
 
 @dataclass(frozen=True)

@@ -4,24 +4,22 @@ from it, and says so; a fresh snapshot always replaces it, even from a new datab
 from __future__ import annotations
 
 import contextlib
-import shutil
 import ssl
 import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 
 from aibridge.v1 import admin_pb2, snapshot_pb2
 from controlplane.client.snapshot_file import SnapshotFile
 from tests.harness import (
-    PG_ADMIN_DSN,
     Bridged,
     Controlplane,
     Proxyd,
     Secrets,
+    backup_of,
     postgres_database,
     wait_until,
 )
@@ -171,22 +169,6 @@ def test_a_new_database_replaces_a_cache_with_a_higher_version(
             assert chat_through_bridged(bridged, created.token) == "hello from B"
         finally:
             fresh.stop()
-
-
-@contextlib.contextmanager
-def backup_of(url: str, directory: Path) -> Iterator[str]:
-    """A copy of the (stopped) controlplane's database: same identity, same revision."""
-    if url.startswith("sqlite"):
-        copy = directory / "backup.db"
-        shutil.copyfile(url.removeprefix("sqlite:///"), copy)
-        yield f"sqlite:///{copy}"
-        return
-    name = url.rsplit("/", 1)[1]
-    with postgres_database() as backup:
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE "{backup.rsplit("/", 1)[1]}"')
-            conn.execute(f'CREATE DATABASE "{backup.rsplit("/", 1)[1]}" TEMPLATE "{name}"')
-        yield backup
 
 
 def test_a_restored_backup_is_taken_though_its_revision_is_lower(

@@ -1,5 +1,5 @@
-"""How a data-plane process runs its event loop: uvloop unless told otherwise, and the
-objects made at start-up frozen out of the garbage collector's full passes."""
+"""How a process runs its event loop: uvloop for the data planes unless told otherwise,
+and the objects made at start-up frozen out of the garbage collector's full passes."""
 
 from __future__ import annotations
 

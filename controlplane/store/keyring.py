@@ -2,15 +2,7 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-
-# Every snapshot decrypts every key: without a cache, 10,000 keys cost about 0.4 s of
-# each rebuild. A ciphertext always decrypts to the same plaintext (Fernet tokens carry
-# their own IV), so remembering the answer is exact; the bound keeps memory finite.
-DECRYPTED_CACHE_SIZE = 100_000
 
 
 class KeyRing:
@@ -22,8 +14,6 @@ class KeyRing:
         except ValueError as exc:
             # Fernet's own message never contains the key.
             raise ValueError(f"invalid encryption key: {exc}") from None
-        cache = functools.lru_cache(DECRYPTED_CACHE_SIZE)
-        self.decrypt: Callable[[bytes], str] = cache(self._decrypt)
 
     @classmethod
     def parse(cls, text: str) -> KeyRing:
@@ -37,7 +27,7 @@ class KeyRing:
     def encrypt(self, plaintext: str) -> bytes:
         return self._fernet.encrypt(plaintext.encode())
 
-    def _decrypt(self, ciphertext: bytes) -> str:
+    def decrypt(self, ciphertext: bytes) -> str:
         try:
             return self._fernet.decrypt(ciphertext).decode()
         except InvalidToken:

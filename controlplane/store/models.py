@@ -64,7 +64,10 @@ def _live_unique(name: str, column: str, gone: str) -> Index:
 
 class Provider(Base):
     __tablename__ = "providers"
-    __table_args__ = (_live_unique("uq_providers_live_name", "name", "deleted_at"),)
+    __table_args__ = (
+        _live_unique("uq_providers_live_name", "name", "deleted_at"),
+        Index("ix_providers_changed_revision", "changed_revision"),
+    )
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(63), nullable=False)
     type: Mapped[str] = mapped_column(String(32), nullable=False)
@@ -75,6 +78,9 @@ class Provider(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     # Deleted providers are kept (usage and audit refer to them); names are unique among live ones.
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The revision that last changed the row or its keys (deleting it included): a
+    # snapshot after revision R reads only the providers changed after R.
+    changed_revision: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
 
     keys: Mapped[list[ProviderKey]] = relationship(
         back_populates="provider", order_by="ProviderKey.position", lazy="selectin"
