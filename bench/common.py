@@ -10,6 +10,8 @@ import urllib.request
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from tests.harness import PYTHON, REPO, clean_env
 
 
@@ -76,3 +78,14 @@ def machine_load() -> dict[str, Any]:
     one, five, fifteen = os.getloadavg()
     return {"loadavg": [round(one, 2), round(five, 2), round(fifteen, 2)],
             "cpus": os.cpu_count()}  # fmt: skip
+
+
+def metric_value(url: str, name: str) -> float | None:
+    """The value of an unlabelled sample on a /metrics page, or None."""
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and not sample.labels:
+                return sample.value
+    return None

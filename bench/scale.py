@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import gc
 import itertools
 import logging
 import os
@@ -45,7 +46,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import insert, update
 
 from aibridge.v1 import admin_pb2, snapshot_pb2
-from bench.common import emit, machine_load, percentile, start_module, table
+from bench.common import emit, machine_load, metric_value, percentile, start_module, table
 from bench.soak import gc_metrics, gc_summary
 from bench.subscribers import SubscriberWorkers
 from bridged.keys import KeyHealth
@@ -171,6 +172,10 @@ def in_process(path: Path, n: int, keyring: KeyRing, options: argparse.Namespace
     db = Database(f"sqlite:///{path}")
     rounds, cap = options.rounds, options.seconds
     out = []
+    # As the data planes do at start (controlplane.client.runtime): what exists now is
+    # not walked by every full collection while the steps are timed.
+    gc.collect()
+    gc.freeze()
 
     def step(name: str, role: str, times: list[float], **extra: Any) -> None:
         out.append({"providers": n, "step": name, "role": role, "ms": times, **extra})
@@ -352,6 +357,8 @@ def swaps_under_load(
     upstream_port = free_port()
     upstream = start_module("bench.upstream", str(upstream_port))
     bridged = Bridged([cp.address], work, secrets).start()
+    applied_in = f"{bridged.url}/metrics", "aibridge_bridged_snapshot_apply_seconds"
+    first_apply = metric_value(*applied_in)  # all n providers, fresh, in the real process
     try:
         admin.create_provider(
             "bench", f"http://127.0.0.1:{upstream_port}/v1", keys=["sk-bench-key-0000000000"]
@@ -388,8 +395,9 @@ def swaps_under_load(
                     admin_pb2.WaitForRevisionRequest(revision=response.revision, timeout_seconds=60)
                 ).done
                 acked = time.monotonic()
+                apply_ms = 1000 * (metric_value(*applied_in) or 0)
                 swaps.append({"called": called, "returned": returned, "acked": acked,
-                              "done": float(done)})  # fmt: skip
+                              "done": float(done), "apply_ms": apply_ms})  # fmt: skip
                 time.sleep(options.swap_gap)
             marks["swaps_to"] = time.monotonic()
             stop.set()
@@ -429,6 +437,7 @@ def swaps_under_load(
         "errors": sum(1 for r in results if r[2] != 200),
         "requests": len(results),
         "gc": gc,
+        "first_apply_ms": 1000 * (first_apply or 0),
     }
 
 
@@ -493,6 +502,12 @@ def report(steps: list[dict], sends: list[dict], swap: dict[str, Any] | None) ->
              p99=st.get("p99"), max=st.get("max"))  # fmt: skip
         load_rows.append([phase, st["n"], st.get("median", ""), st.get("p99", ""),
                           st.get("max", "")])  # fmt: skip
+    reloads = stats([s["apply_ms"] for s in swap["swaps"] if s["done"]])
+    emit("scale", providers=n, step="apply_in_bridged", first_ms=swap["first_apply_ms"],
+         reload_median_ms=reloads.get("median"), reload_max_ms=reloads.get("max"))  # fmt: skip
+    print(f"bridged's own apply time (its metric): {n:,} providers at start "
+          f"{swap['first_apply_ms']:.1f} ms; a reload median {reloads.get('median')} ms, "
+          f"max {reloads.get('max')} ms")  # fmt: skip
     st = stats(propagation)
     st_call = stats(propagation_call)
     emit("scale", providers=n, step="swap", metric="returned_to_bridged_ack_ms",
@@ -516,6 +531,10 @@ def report(steps: list[dict], sends: list[dict], swap: dict[str, Any] | None) ->
         verdict = "met" if median <= TARGET_MS else "MISSED"
         print(f"target {n:,} providers applied in <= {TARGET_MS:.0f} ms ({s['role']} {s['step']}, "
               f"{s['hosts']} hosts, in process): {verdict} (median {median:.1f} ms)")  # fmt: skip
+    for what, ms in [("at start", swap["first_apply_ms"]), ("reload, worst", reloads.get("max"))]:
+        verdict = "met" if ms is not None and ms <= TARGET_MS else "MISSED"
+        print(f"target {n:,} providers applied in <= {TARGET_MS:.0f} ms (in bridged, {what}): "
+              f"{verdict} ({ms:.1f} ms)")  # fmt: skip
     worst = max(swap["in_swap"], default=0.0)
     verdict = "met" if worst <= TARGET_MS else "MISSED"
     print(

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
 from types import MappingProxyType
+from typing import NamedTuple
 from urllib.parse import quote
 
 from yarl import URL
@@ -54,30 +54,30 @@ ANTHROPIC_ENDPOINTS = (
 )
 
 
-@dataclass(frozen=True)
-class ProviderKey:
+class ProviderKey(NamedTuple):
     id: str
     secret: str
     hint: str
 
+    def __repr__(self) -> str:  # never the secret
+        return f"ProviderKey(id={self.id!r}, hint={self.hint!r})"
 
-@dataclass(frozen=True)
-class Route:
+
+class Route(NamedTuple):
+    """A provider as a request sees it. A named tuple: a table of 10,000 is quick to
+    build and few objects for the garbage collector to walk."""
+
     id: str
     name: str
     type: str
     enabled: bool
-    base_url: URL
+    base_url: str  # normalised as yarl writes it, without a trailing slash
+    origin: str  # scheme://host[:port]: the key of its connection pool
     keys: tuple[ProviderKey, ...]
 
     @property
     def family(self) -> str:
         return "anthropic" if self.type == "anthropic" else "openai"
-
-    @cached_property
-    def origin(self) -> str:
-        """The pool key; computed once per route, not once per request."""
-        return str(self.base_url.origin())
 
     def endpoint(self, method: str, path: str) -> Endpoint | None:
         # Dot and empty segments would let a model id climb out of the allowlist
@@ -94,7 +94,7 @@ class Route:
         """OpenAI's base_url carries the version (…/v1) and so does the client's path;
         Anthropic's base_url is the host root. The query goes on exactly as it came."""
         tail = path.removeprefix("/v1") if self.family == "openai" else path
-        url = str(self.base_url).rstrip("/") + _quote_path(tail)
+        url = self.base_url + _quote_path(tail)
         return URL(url + ("?" + raw_query if raw_query else ""), encoded=True)
 
     def auth_headers(self, secret: str) -> dict[str, str]:
@@ -129,19 +129,22 @@ class RouteBuilder:
     per row, not a parse."""
 
     def __init__(self) -> None:
-        # provider id → (its row, its Route or why it was skipped), as of the last build
-        self._built: dict[str, tuple[snapshot_pb2.SnapshotProvider, Route | str]] = {}
+        # provider id → (its encoded row, its Route or why it was skipped), as of the
+        # last build. Rows are kept as bytes, not messages: bytes are no work for the
+        # garbage collector and do not keep a whole old snapshot alive.
+        self._built: dict[str, tuple[bytes, Route | str]] = {}
 
     def build(
         self, snapshot: snapshot_pb2.ProviderSnapshot
     ) -> tuple[RouteTable, list[SkippedProvider]]:
         routes: dict[str, Route] = {}
         skipped: list[SkippedProvider] = []
-        built: dict[str, tuple[snapshot_pb2.SnapshotProvider, Route | str]] = {}
+        built: dict[str, tuple[bytes, Route | str]] = {}
         for p in snapshot.providers:
+            row = p.SerializeToString()
             earlier = self._built.get(p.id)
-            result = earlier[1] if earlier is not None and earlier[0] == p else _route(p)
-            built[p.id] = (p, result)
+            result = earlier[1] if earlier is not None and earlier[0] == row else _route(p)
+            built[p.id] = (row, result)
             if isinstance(result, str):
                 skipped.append(SkippedProvider(p.id, p.name, result))
             else:
@@ -152,12 +155,48 @@ class RouteBuilder:
         return table, skipped
 
 
+# The usual base_url, checked without a URL parser (at 10,000 providers, parsing was
+# most of a fresh table): http(s), a lowercase ASCII host, a port, a path of plain
+# segments. yarl accepts all of these and writes them back unchanged but for a default
+# port, which it drops (tests/test_bridged_routes.py holds the two to the same answer);
+# any other base_url is parsed by yarl.
+_PLAIN_URL = re.compile(
+    r"(https?)://([a-z0-9-]+(?:\.[a-z0-9-]+)*)(?::([0-9]{1,5}))?"
+    r"((?:/[A-Za-z0-9_~!$&'()*+,;=:@-][A-Za-z0-9._~!$&'()*+,;=:@-]*)*)/?"
+)
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
 def _route(p: snapshot_pb2.SnapshotProvider) -> Route | str:
     """The provider's Route, or why it cannot have one."""
     if p.type != "anthropic" and p.type not in OPENAI_COMPATIBLE_TYPES:
         return f"unknown provider type {p.type!r}"
+    where = _plain_url(p.base_url) or _parsed_url(p.base_url)
+    if isinstance(where, str):
+        return where
+    base_url, origin = where
+    keys = tuple(ProviderKey(k.id, k.secret, k.hint) for k in p.keys)
+    return Route(p.id, p.name, p.type, p.enabled, base_url, origin, keys)
+
+
+def _plain_url(url: str) -> tuple[str, str] | None:
+    """(base_url, origin) of a plain base_url, as yarl would write them; None if the
+    URL is not plain."""
+    match = _PLAIN_URL.fullmatch(url)
+    if match is None:
+        return None
+    scheme, host, port, path = match.groups()
+    if port is not None and not 0 < int(port) < 65536:
+        return None
+    authority = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
+    origin = f"{scheme}://{authority}"
+    return origin + path, origin
+
+
+def _parsed_url(text: str) -> tuple[str, str] | str:
+    """(base_url, origin) as yarl writes them, or why the URL cannot be a base_url."""
     try:
-        url = URL(p.base_url)
+        url = URL(text)
         _ = url.port
     except (ValueError, TypeError) as exc:
         return f"unusable base_url: {exc}"
@@ -166,14 +205,7 @@ def _route(p: snapshot_pb2.SnapshotProvider) -> Route | str:
         return "unusable base_url: must be an absolute http(s) URL with a host"
     if url.query_string or url.fragment:
         return "unusable base_url: must not have a query or fragment"
-    return Route(
-        id=p.id,
-        name=p.name,
-        type=p.type,
-        enabled=p.enabled,
-        base_url=url,
-        keys=tuple(ProviderKey(k.id, k.secret, k.hint) for k in p.keys),
-    )
+    return str(url).rstrip("/"), str(url.origin())
 
 
 def _quote_path(path: str) -> str:

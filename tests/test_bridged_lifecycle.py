@@ -177,6 +177,8 @@ def test_health_readiness_and_metrics(
     assert sample(bridged, "aibridge_bridged_controlplane_connected") == 1
     since = sample(bridged, "aibridge_bridged_seconds_since_snapshot")
     assert since is not None and 0 <= since < 60
+    applied_in = sample(bridged, "aibridge_bridged_snapshot_apply_seconds")
+    assert applied_in is not None and 0 < applied_in < 10
     assert sample(bridged, "aibridge_bridged_time_to_first_byte_seconds_count", **chat_labels) == 1
     assert sample(bridged, "aibridge_bridged_upstream_seconds_count", **chat_labels) == 1
     tokens = {"provider": "llm"}

@@ -16,8 +16,8 @@ from controlplane.client.subscriber import Subscriber
 
 
 def expose_subscriber(process: str, subscriber: Subscriber) -> None:
-    """aibridge_{process}_snapshot_version, _controlplane_connected, _snapshot_from_cache
-    and _seconds_since_snapshot, computed at scrape time."""
+    """aibridge_{process}_snapshot_version, _controlplane_connected, _snapshot_from_cache,
+    _snapshot_apply_seconds and _seconds_since_snapshot, computed at scrape time."""
 
     def seconds_since() -> float:
         at = subscriber.last_snapshot_at
@@ -34,6 +34,10 @@ def expose_subscriber(process: str, subscriber: Subscriber) -> None:
         f"{prefix}_snapshot_from_cache",
         "1 while serving the snapshot saved by an earlier run (no controlplane reached yet)",
     ).set_function(lambda: 1 if subscriber.from_cache else 0)
+    Gauge(
+        f"{prefix}_snapshot_apply_seconds",
+        "Time the data plane took to apply the last snapshot (build its tables and swap)",
+    ).set_function(lambda: subscriber.last_apply_seconds)
     Gauge(
         f"{prefix}_seconds_since_snapshot", "Seconds since a snapshot was last applied (-1: none)"
     ).set_function(seconds_since)

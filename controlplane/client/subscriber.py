@@ -90,6 +90,7 @@ class Subscriber:
         self.applied_version = 0
         self.connected_to: str | None = None
         self.last_snapshot_at: float | None = None  # time.monotonic() of the last applied one
+        self.last_apply_seconds = 0.0  # how long the data plane took to apply it
         self.last_error = ""
         self.from_cache = False  # serving the snapshot saved by an earlier run
         self._skipped: Sequence[SkippedProvider] = ()  # of the applied snapshot, for re-acks
@@ -184,10 +185,11 @@ class Subscriber:
         self.from_cache = False
         self.last_snapshot_at = time.monotonic()
         log.info(
-            "applied snapshot version %d (%d providers, %d skipped)",
+            "applied snapshot version %d (%d providers, %d skipped) in %.1f ms",
             snapshot.version,
             len(snapshot.providers),
             len(skipped),
+            self.last_apply_seconds * 1000,
         )
         await self._ack(stub, snapshot.version, skipped=skipped)
         if self._cache is not None:
@@ -198,9 +200,11 @@ class Subscriber:
 
     async def _take(self, snapshot: ProviderSnapshot) -> Sequence[SkippedProvider]:
         """Hands `snapshot` to the data plane; raises if it refuses it."""
+        started = time.perf_counter()
         result = self._apply(snapshot)
         if inspect.isawaitable(result):
             result = await result
+        self.last_apply_seconds = time.perf_counter() - started
         self.current = snapshot
         self.applied_version = snapshot.version
         self._skipped = result.skipped if isinstance(result, ApplyResult) else ()
