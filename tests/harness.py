@@ -6,9 +6,9 @@ import asyncio
 import contextlib
 import functools
 import os
-import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -89,7 +89,14 @@ def backup_of(url: str, directory: Path) -> Iterator[str]:
     """A copy of a database nothing is writing to: same identity, same revision."""
     if url.startswith("sqlite"):
         copy = directory / "backup.db"
-        shutil.copyfile(url.removeprefix("sqlite:///"), copy)
+        # SQLite's online backup: what is still in the write-ahead log is copied too.
+        source = sqlite3.connect(url.removeprefix("sqlite:///"))
+        target = sqlite3.connect(copy)
+        try:
+            source.backup(target)
+        finally:
+            source.close()
+            target.close()
         yield f"sqlite:///{copy}"
         return
     name = url.rsplit("/", 1)[1]

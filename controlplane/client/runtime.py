@@ -4,7 +4,10 @@ and the objects made at start-up frozen out of the garbage collector's full pass
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import gc
+import signal
+import sys
 from collections.abc import Coroutine
 from typing import Any
 
@@ -19,6 +22,33 @@ def run(main: Coroutine[Any, Any, None], event_loop: str) -> None:
     gc.collect()
     gc.freeze()
     if event_loop == "uvloop":
-        uvloop.run(main)
+        uvloop.run(_with_task_dumps(main))
     else:
-        asyncio.run(main)
+        asyncio.run(_with_task_dumps(main))
+
+
+async def _with_task_dumps(main: Coroutine[Any, Any, None]) -> None:
+    """`kill -USR1 PID` prints every thread's stack to stderr (faulthandler, from the
+    signal handler itself) and then, from the loop, every task's: a process waiting
+    forever on a future shows no Python frame in its threads, only in its tasks."""
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _dump_tasks)
+    # Registered after the loop's handler, so that it runs first and chains to it.
+    faulthandler.register(signal.SIGUSR1, all_threads=True, chain=True)
+    await main
+
+
+def _dump_tasks() -> None:
+    """Each task and the chain of awaits it is suspended in, innermost last."""
+    lines = []
+    for task in asyncio.all_tasks():
+        lines.append(f"{task!r}")
+        awaiting: Any = task.get_coro()
+        while awaiting is not None:
+            frame = getattr(awaiting, "cr_frame", None) or getattr(awaiting, "gi_frame", None)
+            if frame is not None:
+                where = f"{frame.f_code.co_filename}:{frame.f_lineno}"
+                lines.append(f"  {where} in {frame.f_code.co_name}")
+            awaiting = getattr(awaiting, "cr_await", None) or getattr(
+                awaiting, "gi_yieldfrom", None
+            )
+    print("\n".join(lines), file=sys.stderr, flush=True)
