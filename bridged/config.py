@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bridged.usage_reporter import DEFAULT_BATCH_SIZE
 from controlplane.client import dataplane
 from controlplane.client.flags import add_flag
 
@@ -79,7 +80,12 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
         default=30.0,
         help="seconds requests in flight get to finish on SIGTERM",
     )
-    flag("--usage-batch-size", type=int, default=200, help="usage records per batch")
+    flag(
+        "--usage-batch-size",
+        type=int,
+        default=DEFAULT_BATCH_SIZE,
+        help="usage records per batch (at most 5000, the controlplane's limit)",
+    )
     flag("--usage-flush-interval", type=float, default=1.0, help="seconds between usage batches")
     flag(
         "--usage-buffer",

@@ -12,6 +12,7 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from aibridge.v1 import admin_pb2, usage_pb2, usage_pb2_grpc
+from bridged.usage_reporter import DEFAULT_BATCH_SIZE
 from controlplane.usage import MAX_BATCH
 from tests.harness import Controlplane, ctl
 
@@ -210,3 +211,19 @@ def test_a_full_batch_is_stored_once(controlplane: Controlplane) -> None:
     assert report(controlplane, full, bridged) == MAX_BATCH
     assert report(controlplane, full, bridged) == 0
     assert totals(controlplane)["openai"][0] == MAX_BATCH
+
+
+def test_a_default_batch_of_the_largest_records_fits_a_grpc_message(
+    shared_controlplane: Controlplane,
+) -> None:
+    """bridged's default batch, every record as large as bridged makes one (a 200-character
+    model and a 500-character user agent, 4 bytes a character), is one call that the
+    controlplane takes: under gRPC's 4 MiB limit, or every batch would be refused."""
+    largest = [interception(f"large-{n}", timedelta(seconds=n), model="🦙" * 200)
+               for n in range(DEFAULT_BATCH_SIZE)]  # fmt: skip
+    for record in largest:
+        record.user_agent = "🦙" * 500
+    size = usage_pb2.ReportUsageRequest(interceptions=largest).ByteSize()
+    assert 2**21 < size < 2**22  # about 2.8 MiB
+    stored = report(shared_controlplane, largest, shared_controlplane.secrets.bridged)
+    assert stored == DEFAULT_BATCH_SIZE
