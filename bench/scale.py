@@ -3,8 +3,8 @@
 For each size, against a SQLite database filled directly through the store's models:
   build   controlplane.snapshots.SnapshotBuilder.build, fresh: both role cuts, every
           key decrypted, every provider encoded; each cut's size
-  rebuild the same after one row changed (what a mutation costs): every row read and
-          compared, the changed provider encoded again
+  rebuild the same after one row changed (what a mutation costs): the changed row
+          read and encoded again, every live provider's id and token compared
   decode  ProviderSnapshot.FromString (what the subscriber's gRPC stub does on receipt)
   apply   bridged.reload.RouteState.apply (a fresh route table + swap), and a reload
           (one row of n changed: the others' routes are reused), and
@@ -192,7 +192,9 @@ def in_process(path: Path, n: int, keyring: KeyRing, options: argparse.Namespace
         with db.mutation() as m:
             changed = update(Provider).where(Provider.name == "p00000")
             m.session.execute(
-                changed.values(display_name=f"rebuild {i}", changed_revision=m.revision)
+                changed.values(
+                    display_name=f"rebuild {i}", changed_revision=m.revision, changed_by=m.token
+                )
             )
         started = time.perf_counter()
         builder.build()

@@ -84,7 +84,8 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
         "--usage-batch-size",
         type=int,
         default=DEFAULT_BATCH_SIZE,
-        help="usage records per batch (at most 5000, the controlplane's limit)",
+        help=f"usage records per batch (1 to {DEFAULT_BATCH_SIZE}: more could pass gRPC's "
+        "4 MiB message limit)",
     )
     flag("--usage-flush-interval", type=float, default=1.0, help="seconds between usage batches")
     flag(
@@ -106,6 +107,8 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
         p.error("--max-body-bytes must be positive")
     if a.max_connections <= 0:
         p.error("--max-connections must be positive")
+    if not 0 < a.usage_batch_size <= DEFAULT_BATCH_SIZE:
+        p.error(f"--usage-batch-size must be between 1 and {DEFAULT_BATCH_SIZE}")
     return BridgedConfig(
         host=host,
         port=port,

@@ -253,7 +253,7 @@ class Forwarder:
                 provider_id=x.route.id,
                 provider_name=x.route.name,
                 provider_type=x.route.type,
-                model=_text(x.model),
+                model=_text(x.model[:200]),  # the upstream's answer may name it, whole
                 route=x.endpoint.route,
                 status=x.status,
                 input_tokens=usage.input_tokens,

@@ -159,12 +159,12 @@ class RouteBuilder:
 
 
 # The usual base_url, checked without a URL parser (at 10,000 providers, parsing was
-# most of a fresh table): http(s), a lowercase ASCII host, a port, a path of plain
-# segments. yarl accepts all of these and writes them back unchanged but for a default
-# port, which it drops (tests/test_bridged_routes.py holds the two to the same answer);
-# any other base_url is parsed by yarl.
+# most of a fresh table): http(s), a lowercase ASCII host, a port written plainly (no
+# leading zero), a path of plain segments. yarl accepts all of these and writes them
+# back unchanged but for a default port, which it drops (tests/test_bridged_routes.py
+# holds the two to the same answer); any other base_url is parsed by yarl.
 _PLAIN_URL = re.compile(
-    r"(https?)://([a-z0-9-]+(?:\.[a-z0-9-]+)*)(?::([0-9]{1,5}))?"
+    r"(https?)://([a-z0-9-]+(?:\.[a-z0-9-]+)*)(?::([1-9][0-9]{0,4}))?"
     r"((?:/[A-Za-z0-9_~!$&'()*+,;=:@-][A-Za-z0-9._~!$&'()*+,;=:@-]*)*)/?"
 )
 _DEFAULT_PORTS = {"http": "80", "https": "443"}

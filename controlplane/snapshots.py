@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, select
+from sqlalchemy import Connection, Row, select
 from sqlalchemy.orm import Session
 
 from aibridge.v1 import snapshot_pb2
@@ -41,27 +41,29 @@ class Snapshot:
         return snapshot_pb2.ProviderSnapshot.FromString(self.encoded[role])
 
 
-# A live provider as the builder holds it: (name, changed_revision, its entry in
-# bridged's cut, its entry in proxyd's). A plain tuple of strings, ints and bytes: once
-# the garbage collector has seen one it stops tracking it, so 10,000 cost its full
-# passes next to nothing (it tracks every instance of a tuple subclass).
-_Entry = tuple[str, int, bytes, bytes]
+# A live provider as the builder holds it: (name, the token of the mutation that last
+# changed it, its entry in bridged's cut, its entry in proxyd's). A plain tuple of
+# strings and bytes: once the garbage collector has seen one it stops tracking it, so
+# 10,000 cost its full passes next to nothing (it tracks every instance of a tuple
+# subclass).
+_Entry = tuple[str, str, bytes, bytes]
 
 
 class SnapshotBuilder:
     """Builds snapshots from what changed since the previous build.
 
-    Every mutation stamps the providers it touches with its revision, so a build after
-    revision R reads only the providers stamped after R (deleted ones included, to drop
-    them) and encodes only those: a change to one of 10,000 providers costs one row
-    read and one provider encoded, not 10,000 rows, keys decrypted and messages.
+    Every mutation stamps the providers it touches with its revision and its random
+    token, so a build after revision R reads only the providers stamped after R (deleted
+    ones included, to drop them) and encodes only those: a change to one of 10,000
+    providers costs that row, its keys decrypted and its entry encoded, plus a read of
+    every live provider's id and token (below), not 10,000 rows and messages.
 
     Encoded messages concatenate, repeated fields included (the protobuf wire format),
     so a cut is its header's bytes followed by each provider's entry, in name order.
 
-    What the builder holds is checked against the database on every build (the count,
-    sum and highest stamp of live providers). A database that was not changed through
-    mutations since the last build (a backup restored, a file replaced) fails the check,
+    Every build compares the id and token of each live provider with what it holds. A
+    database changed other than through mutations since the last build fails that (a
+    backup restored, then changed again up to the same revision, holds other tokens),
     and the build reads every row instead. One thread builds at a time (the publisher's).
     """
 
@@ -83,9 +85,9 @@ class SnapshotBuilder:
             entries: dict[str, _Entry] | None = None
             if database_id == self._database_id and version >= self._version:
                 entries = self._merge(connection, dict(self._entries), after=self._version)
-                if _fingerprint(entries.values()) != _live_fingerprint(connection):
+                if _tokens(entries) != _live_tokens(connection):
                     log.warning(
-                        "the database holds providers no mutation since revision %d "
+                        "the database holds providers that no mutation since revision %d "
                         "accounts for (a restored backup?): reading them all",
                         self._version,
                     )
@@ -133,14 +135,14 @@ class SnapshotBuilder:
         for p in connection.execute(
             select(
                 Provider.id, Provider.name, Provider.type, Provider.display_name,
-                Provider.enabled, Provider.base_url, Provider.changed_revision,
+                Provider.enabled, Provider.base_url, Provider.changed_by,
                 Provider.deleted_at,
             ).where(changed)
         ):  # fmt: skip
             if p.deleted_at is not None:
                 entries.pop(p.id, None)
             else:
-                entries[p.id] = (p.name, p.changed_revision, *self._encode(p, keys[p.id]))
+                entries[p.id] = (p.name, p.changed_by, *self._encode(p, keys[p.id]))
         return entries
 
     def _encode(self, p: Row[Any], keys: list[Row[Any]]) -> tuple[bytes, bytes]:
@@ -167,24 +169,20 @@ class SnapshotBuilder:
         return bridged, proxyd
 
 
-def _fingerprint(entries: Iterable[_Entry]) -> tuple[int, int, int]:
-    stamps = [changed_revision for _, changed_revision, _, _ in entries]
-    return len(stamps), sum(stamps), max(stamps, default=0)
+def _tokens(entries: dict[str, _Entry]) -> dict[str, str]:
+    return {provider_id: entry[1] for provider_id, entry in entries.items()}
 
 
-def _live_fingerprint(connection: Connection) -> tuple[int, int, int]:
-    """Count, sum and highest stamp of the live providers. A restored backup differs
-    from what the builder holds in one of them: a provider changed after the backup
-    carries a stamp above every stamp in it, and one only deleted since lowers the
-    count."""
-    count, total, highest = connection.execute(
-        select(
-            func.count(),
-            func.coalesce(func.sum(Provider.changed_revision), 0),
-            func.coalesce(func.max(Provider.changed_revision), 0),
-        ).where(Provider.deleted_at.is_(None))
-    ).one()
-    return count, int(total), highest
+def _live_tokens(connection: Connection) -> dict[str, str]:
+    """Each live provider's id and the token of the mutation that last changed it.
+    Read through the driver's own cursor: this runs on every build, over every row, and
+    SQLAlchemy's result rows would be most of its cost."""
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute("SELECT id, changed_by FROM providers WHERE deleted_at IS NULL")
+        return dict(cursor.fetchall())
+    finally:
+        cursor.close()
 
 
 def _token_verifiers(session: Session) -> list[snapshot_pb2.TokenVerifier]:

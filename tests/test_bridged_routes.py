@@ -72,7 +72,8 @@ _urls = st.builds(
     ),
     st.sampled_from(["http", "https", "HTTP", "ftp"]),
     st.lists(_label, min_size=1, max_size=3),
-    st.sampled_from(["", ":80", ":443", ":8443", ":0", ":65536", ":1"]),
+    st.sampled_from(["", ":80", ":443", ":8443", ":0", ":65536", ":1", ":080", ":0443", ":08080"])
+    | st.integers(0, 99999).map(lambda n: f":{n}"),
     st.lists(_segment, max_size=4),
     st.sampled_from(["", "/"]),
 )

@@ -5,10 +5,12 @@ process that waits forever on a future shows no Python frame in its thread stack
 from __future__ import annotations
 
 import signal
+import subprocess
+from pathlib import Path
 
 import httpx
 
-from tests.harness import Bridged, Controlplane, ManagedProcess, wait_until
+from tests.harness import PYTHON, REPO, Bridged, Controlplane, ManagedProcess, clean_env, wait_until
 
 
 def dumps_its_stacks(process: ManagedProcess, task: str) -> None:
@@ -29,3 +31,31 @@ def test_usr1_prints_threads_and_tasks_and_the_process_goes_on(
     dumps_its_stacks(bridged, "usage")
     assert httpx.get(bridged.url + "/readyz", timeout=10).status_code == 200
     controlplane.admin.wait_applied(controlplane.admin.revision())
+
+
+def test_usr1_after_the_loop_has_closed_still_prints_the_threads(tmp_path: Path) -> None:
+    """A process stuck after its loop closed (joining a thread, say) is when one sends
+    USR1: it must print its threads, not die of the signal's default action."""
+    code = (
+        "import asyncio, sys, time\n"
+        "from controlplane.client import logs, runtime\n"
+        "logs.setup_logging('text', 'INFO', 'test')\n"
+        "runtime.run(asyncio.sleep(0), 'asyncio')\n"
+        "print('loop closed', flush=True)\n"
+        "time.sleep(30)\n"
+    )
+    stderr = tmp_path / "stderr"
+    with stderr.open("w") as sink:
+        process = subprocess.Popen(
+            [PYTHON, "-c", code], cwd=REPO, env=clean_env(), text=True,
+            stdout=subprocess.PIPE, stderr=sink,
+        )  # fmt: skip
+    try:
+        assert process.stdout is not None and process.stdout.readline() == "loop closed\n"
+        process.send_signal(signal.SIGUSR1)
+        wait_until(lambda: "Current thread" in stderr.read_text(), 15, "the thread dump")
+        assert process.poll() is None  # still running: the signal did not end it
+    finally:
+        process.kill()
+        process.wait(10)
+    assert "in <module>" in stderr.read_text()

@@ -141,3 +141,35 @@ def test_a_database_changed_behind_its_back_is_read_whole(
             assert names[changed.name] == changed.display_name != "after"
         finally:
             restored.dispose()
+
+
+def test_a_backup_restored_and_changed_up_to_the_same_revision_is_read_whole(
+    db: Database, database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Undoing a mistake: the backup is restored under the running controlplane and the
+    change made again, right this time, reaching the same revision as the mistake."""
+    keyring = KeyRing([Secrets().encryption_key])
+    admin = Admin(db, keyring, seed=8)
+    for _ in range(6):
+        admin.step()
+    target = admin.live()[0]
+    builder = SnapshotBuilder(db, keyring, CONTROLPLANE)
+    builder.build()
+    db.dispose()
+    with backup_of(database_url, tmp_path) as backup_url:
+        admin.providers.update("test", target.id, ProviderChanges(display_name="mistake"))
+        mistaken = builder.build()
+        restored = Database(backup_url)
+        try:
+            redo = Providers(restored, keyring)
+            redo.update("test", target.id, ProviderChanges(display_name="fixed"))
+            builder.db = restored
+            with caplog.at_level(logging.WARNING, logger="controlplane.snapshots"):
+                snapshot = builder.build()
+            assert snapshot.version == mistaken.version  # the same revision, other contents
+            assert READ_WHOLE in caplog.text
+            assert dict(snapshot.encoded) == from_nothing(restored, keyring)
+            names = {p.name: p.display_name for p in snapshot.for_role(Role.PROXYD).providers}
+            assert names[target.name] == "fixed"
+        finally:
+            restored.dispose()

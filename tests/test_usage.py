@@ -4,14 +4,18 @@ through QueryUsage and `aibridgectl usage`. Runs on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from aibridge.v1 import admin_pb2, usage_pb2, usage_pb2_grpc
+from aibridge.v1 import admin_pb2, snapshot_pb2, usage_pb2, usage_pb2_grpc
+from bridged.forward import Exchange, Forwarder
+from bridged.routes import OPENAI_ENDPOINTS, Caller, Route, _route
 from bridged.usage_reporter import DEFAULT_BATCH_SIZE
 from controlplane.usage import MAX_BATCH
 from tests.harness import Controlplane, ctl
@@ -213,16 +217,39 @@ def test_a_full_batch_is_stored_once(controlplane: Controlplane) -> None:
     assert totals(controlplane)["openai"][0] == MAX_BATCH
 
 
+def largest_record() -> usage_pb2.Interception:
+    """The largest usage record bridged makes: its own code, given every free-text field
+    far over its bound in 4-byte characters (the model as an upstream's answer names it)."""
+    made: list[usage_pb2.Interception] = []
+    reporter = SimpleNamespace(record=made.append)
+    forwarder = Forwarder(None, None, None, reporter)  # type: ignore[arg-type]
+    route = _route(snapshot_pb2.SnapshotProvider(
+        id="prv_" + "f" * 16, name="p" * 63, type="openai", base_url="https://h.example/v1",
+    ))  # fmt: skip
+    assert isinstance(route, Route)
+    exchange = Exchange(
+        request_id="r" * 64, started=time.monotonic(), started_wall=time.time(),
+        caller=Caller("tok_" + "f" * 16, "t" * 63, 0), route=route,
+        endpoint=OPENAI_ENDPOINTS[0], user_agent="🦙" * 5000, model="🦙" * 5000, status=200,
+    )  # fmt: skip
+    forwarder._record(exchange)
+    [record] = made
+    return record
+
+
 def test_a_default_batch_of_the_largest_records_fits_a_grpc_message(
     shared_controlplane: Controlplane,
 ) -> None:
-    """bridged's default batch, every record as large as bridged makes one (a 200-character
-    model and a 500-character user agent, 4 bytes a character), is one call that the
-    controlplane takes: under gRPC's 4 MiB limit, or every batch would be refused."""
-    largest = [interception(f"large-{n}", timedelta(seconds=n), model="🦙" * 200)
-               for n in range(DEFAULT_BATCH_SIZE)]  # fmt: skip
-    for record in largest:
-        record.user_agent = "🦙" * 500
+    """bridged's default batch of its largest records is one call that the controlplane
+    takes: under gRPC's 4 MiB limit, or every batch would be refused and retried."""
+    record = largest_record()
+    assert len(record.model) == 200 and len(record.user_agent) == 500
+    largest = []
+    for n in range(DEFAULT_BATCH_SIZE):
+        copy = usage_pb2.Interception()
+        copy.CopyFrom(record)
+        copy.request_id = f"large-{n}"
+        largest.append(copy)
     size = usage_pb2.ReportUsageRequest(interceptions=largest).ByteSize()
     assert 2**21 < size < 2**22  # about 2.8 MiB
     stored = report(shared_controlplane, largest, shared_controlplane.secrets.bridged)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import logging
+import signal
 import sys
 from datetime import UTC, datetime
 
@@ -36,3 +38,6 @@ def setup_logging(fmt: str = "text", level: str = "info", process: str = "") -> 
     # Third-party chatter at INFO is noise in a gateway's log.
     for noisy in ("alembic", "aiohttp.access", "sqlalchemy"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # `kill -USR1 PID` prints every thread's stack to stderr: what a hung process is doing
+    # (and every asyncio task's too, once the loop runs: runtime.py).
+    faulthandler.register(signal.SIGUSR1, all_threads=True)

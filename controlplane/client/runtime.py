@@ -29,12 +29,22 @@ def run(main: Coroutine[Any, Any, None], event_loop: str) -> None:
 
 async def _with_task_dumps(main: Coroutine[Any, Any, None]) -> None:
     """`kill -USR1 PID` prints every thread's stack to stderr (faulthandler, from the
-    signal handler itself) and then, from the loop, every task's: a process waiting
-    forever on a future shows no Python frame in its threads, only in its tasks."""
-    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _dump_tasks)
-    # Registered after the loop's handler, so that it runs first and chains to it.
+    signal handler itself; logs.py sets it up before the loop) and, while the loop runs,
+    every task's too: a process waiting forever on a future shows no Python frame in
+    its threads, only in its tasks."""
+    loop = asyncio.get_running_loop()
+    # The loop's handler goes in first, and faulthandler over it, chaining to it.
+    faulthandler.unregister(signal.SIGUSR1)
+    loop.add_signal_handler(signal.SIGUSR1, _dump_tasks)
     faulthandler.register(signal.SIGUSR1, all_threads=True, chain=True)
-    await main
+    try:
+        await main
+    finally:
+        # The loop's handler would go back to the default action (which ends the
+        # process) when the loop closes: threads only, from here to the process's end.
+        faulthandler.unregister(signal.SIGUSR1)
+        loop.remove_signal_handler(signal.SIGUSR1)
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 
 def _dump_tasks() -> None:
@@ -44,11 +54,15 @@ def _dump_tasks() -> None:
         lines.append(f"{task!r}")
         awaiting: Any = task.get_coro()
         while awaiting is not None:
-            frame = getattr(awaiting, "cr_frame", None) or getattr(awaiting, "gi_frame", None)
+            frame = _attribute(awaiting, "cr_frame", "gi_frame")
             if frame is not None:
                 where = f"{frame.f_code.co_filename}:{frame.f_lineno}"
                 lines.append(f"  {where} in {frame.f_code.co_name}")
-            awaiting = getattr(awaiting, "cr_await", None) or getattr(
-                awaiting, "gi_yieldfrom", None
-            )
+            awaiting = _attribute(awaiting, "cr_await", "gi_yieldfrom")
     print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def _attribute(obj: Any, *names: str) -> Any:
+    """The first of `names` that `obj` has and is not None (coroutines and generators
+    name theirs differently)."""
+    return next((v for name in names if (v := getattr(obj, name, None)) is not None), None)

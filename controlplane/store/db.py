@@ -9,9 +9,10 @@ change exactly when it becomes visible.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from alembic import command
@@ -42,10 +43,13 @@ class RevisionConflict(Exception):
 
 @dataclass
 class Mutation:
-    """What a mutation's body gets: the session and the revision it is writing."""
+    """What a mutation's body gets: the session, the revision it is writing, and a token
+    of its own, random: a backup restored and changed again can reach the same revision
+    with other contents, never with the same token."""
 
     session: Session
     revision: int
+    token: str = field(default_factory=lambda: secrets.token_hex(8))
 
 
 def _sqlite_begin(engine: Engine) -> None:

@@ -78,9 +78,12 @@ class Provider(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     # Deleted providers are kept (usage and audit refer to them); names are unique among live ones.
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    # The revision that last changed the row or its keys (deleting it included): a
-    # snapshot after revision R reads only the providers changed after R.
+    # The revision that last changed the row or its keys (deleting it included), and that
+    # mutation's random token: a snapshot after revision R reads only the providers
+    # changed after R, and the tokens tell it whether the rows it holds are still the
+    # database's (controlplane/snapshots.py).
     changed_revision: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    changed_by: Mapped[str] = mapped_column(String(16), nullable=False, server_default="")
 
     keys: Mapped[list[ProviderKey]] = relationship(
         back_populates="provider", order_by="ProviderKey.position", lazy="selectin"

@@ -74,6 +74,7 @@ class Providers:
                 created_at=now,
                 updated_at=now,
                 changed_revision=m.revision,
+                changed_by=m.token,
             )
             m.session.add(provider)
             m.session.flush()
@@ -140,7 +141,7 @@ class Providers:
                     self._add_key(m.session, provider, k) for k in changes.add_keys
                 ]
             provider.updated_at = utcnow()
-            provider.changed_revision = m.revision
+            provider.changed_revision, provider.changed_by = m.revision, m.token
             audit.record(m, actor, "provider.update", f"{provider.name} ({provider.id})", details)
             m.session.flush()
             m.session.refresh(provider)
@@ -154,7 +155,7 @@ class Providers:
             # The row stays for usage and audit history; the encrypted keys go.
             m.session.execute(delete(ProviderKey).where(ProviderKey.provider_id == provider.id))
             provider.deleted_at = provider.updated_at = utcnow()
-            provider.changed_revision = m.revision
+            provider.changed_revision, provider.changed_by = m.revision, m.token
             audit.record(m, actor, "provider.delete", f"{provider.name} ({provider.id})", {})
             return m.revision, provider
 
