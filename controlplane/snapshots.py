@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 from sqlalchemy import Connection, Row, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from aibridge.v1 import snapshot_pb2
@@ -173,14 +174,28 @@ def _tokens(entries: dict[str, _Entry]) -> dict[str, str]:
     return {provider_id: entry[1] for provider_id, entry in entries.items()}
 
 
+_LIVE_TOKENS = "SELECT id, changed_by FROM providers WHERE deleted_at IS NULL"
+
+
 def _live_tokens(connection: Connection) -> dict[str, str]:
     """Each live provider's id and the token of the mutation that last changed it.
-    Read through the driver's own cursor: this runs on every build, over every row, and
-    SQLAlchemy's result rows would be most of its cost."""
+    Read through the driver's own cursor (in the same transaction): this runs on every
+    build, over every row, and SQLAlchemy's result rows would be most of its cost."""
+    dialect = connection.dialect
     cursor = connection.connection.cursor()
     try:
-        cursor.execute("SELECT id, changed_by FROM providers WHERE deleted_at IS NULL")
+        cursor.execute(_LIVE_TOKENS)
         return dict(cursor.fetchall())
+    except dialect.loaded_dbapi.Error as exc:
+        # Made SQLAlchemy's, as every other statement's error is: a lost database then
+        # reads as one (DatabaseUnavailable), and its connection is not used again.
+        disconnected = dialect.is_disconnect(exc, connection.connection, cursor)
+        if disconnected:
+            connection.invalidate(exc)
+        raise DBAPIError.instance(
+            _LIVE_TOKENS, None, exc, dialect.loaded_dbapi.Error,
+            connection_invalidated=disconnected, dialect=dialect,
+        ) from exc  # fmt: skip
     finally:
         cursor.close()
 

@@ -9,7 +9,9 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
 
+from controlplane.client.runtime import EVENT_LOOPS
 from tests.harness import PYTHON, REPO, Bridged, Controlplane, ManagedProcess, clean_env, wait_until
 
 
@@ -33,28 +35,36 @@ def test_usr1_prints_threads_and_tasks_and_the_process_goes_on(
     controlplane.admin.wait_applied(controlplane.admin.revision())
 
 
-def test_usr1_after_the_loop_has_closed_still_prints_the_threads(tmp_path: Path) -> None:
+@pytest.mark.parametrize("event_loop", EVENT_LOOPS)
+def test_usr1_after_the_loop_has_closed_still_prints_the_threads(
+    tmp_path: Path, event_loop: str
+) -> None:
     """A process stuck after its loop closed (joining a thread, say) is when one sends
     USR1: it must print its threads, not die of the signal's default action."""
     code = (
-        "import asyncio, sys, time\n"
+        "import asyncio, sys\n"
         "from controlplane.client import logs, runtime\n"
         "logs.setup_logging('text', 'INFO', 'test')\n"
-        "runtime.run(asyncio.sleep(0), 'asyncio')\n"
+        f"runtime.run(asyncio.sleep(0), {event_loop!r})\n"
         "print('loop closed', flush=True)\n"
-        "time.sleep(30)\n"
+        "sys.stdin.readline()\n"
+        "print('still here', flush=True)\n"
     )
     stderr = tmp_path / "stderr"
     with stderr.open("w") as sink:
         process = subprocess.Popen(
             [PYTHON, "-c", code], cwd=REPO, env=clean_env(), text=True,
-            stdout=subprocess.PIPE, stderr=sink,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=sink,
         )  # fmt: skip
+    assert process.stdin is not None and process.stdout is not None
     try:
-        assert process.stdout is not None and process.stdout.readline() == "loop closed\n"
+        assert process.stdout.readline() == "loop closed\n"
         process.send_signal(signal.SIGUSR1)
         wait_until(lambda: "Current thread" in stderr.read_text(), 15, "the thread dump")
-        assert process.poll() is None  # still running: the signal did not end it
+        process.stdin.write("go on\n")
+        process.stdin.flush()
+        assert process.stdout.readline() == "still here\n"  # "" had the signal ended it
+        assert process.wait(15) == 0
     finally:
         process.kill()
         process.wait(10)

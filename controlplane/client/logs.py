@@ -39,5 +39,7 @@ def setup_logging(fmt: str = "text", level: str = "info", process: str = "") -> 
     for noisy in ("alembic", "aiohttp.access", "sqlalchemy"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     # `kill -USR1 PID` prints every thread's stack to stderr: what a hung process is doing
-    # (and every asyncio task's too, once the loop runs: runtime.py).
+    # (and every asyncio task's too, once the loop runs: runtime.py). Ignored, not fatal,
+    # in the instants runtime.py hands the signal between faulthandler and the loop.
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     faulthandler.register(signal.SIGUSR1, all_threads=True)

@@ -40,10 +40,12 @@ async def _with_task_dumps(main: Coroutine[Any, Any, None]) -> None:
     try:
         await main
     finally:
-        # The loop's handler would go back to the default action (which ends the
-        # process) when the loop closes: threads only, from here to the process's end.
+        # asyncio's loop puts the default action (which ends the process) back when it
+        # closes: the loop's handler goes now, and faulthandler alone stays, threads
+        # only, to the process's end.
         faulthandler.unregister(signal.SIGUSR1)
         loop.remove_signal_handler(signal.SIGUSR1)
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
         faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 
