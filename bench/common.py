@@ -10,6 +10,7 @@ import urllib.request
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.harness import PYTHON, REPO, clean_env
@@ -80,11 +81,15 @@ def machine_load() -> dict[str, Any]:
             "cpus": os.cpu_count()}  # fmt: skip
 
 
+def metric_families(url: str) -> list[Metric]:
+    """Every metric family on a /metrics page."""
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return list(text_string_to_metric_families(response.read().decode()))
+
+
 def metric_value(url: str, name: str) -> float | None:
     """The value of an unlabelled sample on a /metrics page, or None."""
-    with urllib.request.urlopen(url, timeout=5) as response:
-        text = response.read().decode()
-    for family in text_string_to_metric_families(text):
+    for family in metric_families(url):
         for sample in family.samples:
             if sample.name == name and not sample.labels:
                 return sample.value

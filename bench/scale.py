@@ -36,17 +36,23 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import insert, update
 
 from aibridge.v1 import admin_pb2, snapshot_pb2
-from bench.common import emit, machine_load, metric_value, percentile, start_module, table
+from bench.common import (
+    emit,
+    machine_load,
+    metric_families,
+    metric_value,
+    percentile,
+    start_module,
+    table,
+)
 from bench.soak import gc_metrics, gc_summary
 from bench.subscribers import SubscriberWorkers
 from bridged.keys import KeyHealth
@@ -264,11 +270,8 @@ def in_process(path: Path, n: int, keyring: KeyRing, options: argparse.Namespace
 
 def cp_build_seconds(cp: Controlplane) -> tuple[float, float]:
     """(sum, count) of aibridge_controlplane_snapshot_build_seconds."""
-    url = f"http://127.0.0.1:{cp.metrics_port}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        text = response.read().decode()
     total = count = 0.0
-    for family in text_string_to_metric_families(text):
+    for family in metric_families(f"http://127.0.0.1:{cp.metrics_port}/metrics"):
         if family.name == "aibridge_controlplane_snapshot_build_seconds":
             for sample in family.samples:
                 if sample.name.endswith("_sum"):

@@ -32,16 +32,14 @@ import ssl
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from prometheus_client.parser import text_string_to_metric_families
 
 from aibridge.v1 import admin_pb2
-from bench.common import emit, machine_load, start_module, table
+from bench.common import emit, machine_load, metric_families, start_module, table
 from tests.harness import AdminClient, Bridged, Controlplane, Proxyd, Secrets, free_port
 
 BODY = {"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}
@@ -133,11 +131,9 @@ def gc_metrics(process: Bridged | Proxyd) -> dict[str, Any]:
     Python's own collection counts."""
     histogram = f"aibridge_{process.name}_gc_pause_seconds"
     longest = f"aibridge_{process.name}_gc_pause_max_seconds"
-    with urllib.request.urlopen(process.url + "/metrics", timeout=5) as response:
-        text = response.read().decode()
     out: dict[str, Any] = {"exposed": False, "buckets": {}, "count": 0.0, "sum": 0.0,
                            "max": None, "collections": {}}  # fmt: skip
-    for family in text_string_to_metric_families(text):
+    for family in metric_families(process.url + "/metrics"):
         if family.name == histogram:
             out["exposed"] = True
             for sample in family.samples:
