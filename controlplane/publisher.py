@@ -46,7 +46,6 @@ class SnapshotPublisher:
         self.db = db
         self._on_database = on_database  # told when the database is found down or back
         self.cache = cache
-        self.controlplane_id = controlplane_id
         self._builder = SnapshotBuilder(db, keyring, controlplane_id)
         self.check_interval = check_interval
         self._dirty = asyncio.Event()

@@ -38,8 +38,12 @@ def setup_logging(fmt: str = "text", level: str = "info", process: str = "") -> 
     # Third-party chatter at INFO is noise in a gateway's log.
     for noisy in ("alembic", "aiohttp.access", "sqlalchemy"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
-    # `kill -USR1 PID` prints every thread's stack to stderr: what a hung process is doing
-    # (and every asyncio task's too, once the loop runs: runtime.py). Ignored, not fatal,
-    # in the instants runtime.py hands the signal between faulthandler and the loop.
+    dump_threads_on_usr1()
+
+
+def dump_threads_on_usr1() -> None:
+    """`kill -USR1 PID` prints every thread's stack to stderr: what a hung process is
+    doing (and every asyncio task's too, while the loop runs: runtime.py). Ignored, not
+    fatal, in the instants runtime.py hands the signal between faulthandler and the loop."""
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     faulthandler.register(signal.SIGUSR1, all_threads=True)

@@ -13,6 +13,8 @@ from typing import Any
 
 import uvloop
 
+from controlplane.client.logs import dump_threads_on_usr1
+
 EVENT_LOOPS = ("uvloop", "asyncio")
 
 
@@ -45,8 +47,7 @@ async def _with_task_dumps(main: Coroutine[Any, Any, None]) -> None:
         # only, to the process's end.
         faulthandler.unregister(signal.SIGUSR1)
         loop.remove_signal_handler(signal.SIGUSR1)
-        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
-        faulthandler.register(signal.SIGUSR1, all_threads=True)
+        dump_threads_on_usr1()
 
 
 def _dump_tasks() -> None:
