@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+# The real coding agents the tests drive (Claude Code, Codex CLI), pinned in tests/clients.
+CLIENTS := $(VENV)/clients/.installed
 PROTOS := $(wildcard protos/aibridge/v1/*.proto)
 GENERATED := protos/aibridge/v1/.generated
 
@@ -11,11 +13,11 @@ GENERATED := protos/aibridge/v1/.generated
 run: $(INSTALLED) $(GENERATED)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start
 
-test: $(INSTALLED) $(GENERATED)
+test: $(INSTALLED) $(GENERATED) $(CLIENTS)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The fault-injection suite alone (it is part of `make test` too).
-test-faults: $(INSTALLED) $(GENERATED)
+test-faults: $(INSTALLED) $(GENERATED) $(CLIENTS)
 	$(BIN)/python -m pytest -m faults $(PYTEST_ARGS)
 
 # Benchmarks: not part of `make test` (see bench/).
@@ -36,6 +38,12 @@ $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+$(CLIENTS): tests/clients/package.json tests/clients/package-lock.json
+	mkdir -p $(VENV)/clients
+	cp tests/clients/package.json tests/clients/package-lock.json $(VENV)/clients/
+	cd $(VENV)/clients && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 lint: $(INSTALLED) $(GENERATED)

@@ -6,11 +6,11 @@ import json
 
 from aiohttp import web
 
-# status → (OpenAI error type, Anthropic error type)
+# status → (OpenAI error type, Anthropic error type), as each provider types its own.
 _TYPES = {
     400: ("invalid_request_error", "invalid_request_error"),
     401: ("invalid_request_error", "authentication_error"),
-    403: ("invalid_request_error", "permission_error"),
+    403: ("request_forbidden", "permission_error"),
     404: ("invalid_request_error", "not_found_error"),
     413: ("invalid_request_error", "request_too_large"),
     429: ("rate_limit_error", "rate_limit_error"),

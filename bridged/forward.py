@@ -97,7 +97,8 @@ class Forwarder:
             return _refuse("", family, 404, "unknown_provider", f"no provider named {name!r}")
         family = route.family
         if not route.enabled:
-            return _refuse(name, family, 503, "provider_disabled", f"provider {name!r} is disabled")
+            # 403, not 503: a client must not retry it (Claude Code retries a 503 for minutes).
+            return _refuse(name, family, 403, "provider_disabled", f"provider {name!r} is disabled")
         endpoint = route.endpoint(request.method, path)
         if endpoint is None:
             return _refuse(

@@ -1,9 +1,11 @@
 """Snapshot → host map: which CONNECT targets belong to which provider.
 
 A provider is intercepted at the lowercased host and port of its base_url (default
-port by scheme). When two enabled providers share a host, the one whose name sorts
-first wins and the other is skipped (and reported): the choice never depends on
-arrival order.
+port by scheme), enabled or not: a disabled provider's host must not become a tunnel
+that reaches the provider with the client's own key. Its requests go to bridged, which
+refuses them as disabled. When two providers share a host, an enabled one wins over a
+disabled one, then the name that sorts first; a losing enabled provider is skipped (and
+reported). The choice never depends on arrival order.
 """
 
 from __future__ import annotations
@@ -74,9 +76,7 @@ def build_host_router(
     hosts: dict[str, HostRoute] = {}
     owner: dict[str, str] = {}
     skipped: list[SkippedProvider] = []
-    for p in sorted(snapshot.providers, key=lambda p: p.name):
-        if not p.enabled:
-            continue
+    for p in sorted(snapshot.providers, key=lambda p: (not p.enabled, p.name)):
         try:
             url = URL(p.base_url)
             port = url.port
@@ -90,6 +90,8 @@ def build_host_router(
             continue
         key = host_key(url.raw_host, port)
         if key in hosts:
+            if not p.enabled:
+                continue  # the host is intercepted all the same: nothing is lost
             skipped.append(
                 SkippedProvider(p.id, p.name, f"host {key} is already routed to {owner[key]}")
             )

@@ -199,11 +199,14 @@ def test_refusals_are_honest_and_never_reach_the_upstream(
         assert status == 404, (path, body)
         assert b"route_not_allowed" in body
 
-    # Disabled: 503 in both shapes.
-    openai_error(chat(gateway, "off", token), 503, "provider_disabled")
-    anthropic_error(
-        messages(gateway, "claudeoff", token), 503, "provider_disabled", "overloaded_error"
+    # Disabled: 403 in both shapes, with each provider's permission type and the name, so
+    # that no client retries it.
+    error = openai_error(chat(gateway, "off", token), 403, "provider_disabled")
+    assert error["type"] == "request_forbidden" and "'off'" in error["message"], error
+    error = anthropic_error(
+        messages(gateway, "claudeoff", token), 403, "provider_disabled", "permission_error"
     )
+    assert "'claudeoff'" in error["message"], error
     # A provider without keys cannot be called: 502.
     openai_error(chat(gateway, "keyless", token), 502, "no_keys")
 

@@ -46,10 +46,10 @@ def test_reload_scenario(
     applied(admin.UpdateProvider(update(ref="llm", base_url=upstream_b.url + "/v1")))
     assert answered_by(chat(bridged, "llm", token)) == "hello from B"
 
-    # Disable → 503 provider_disabled, in OpenAI's error shape.
+    # Disable → 403 provider_disabled, in OpenAI's error shape.
     applied(admin.UpdateProvider(update(ref="llm", enabled=False)))
     disabled = chat(bridged, "llm", token)
-    assert disabled.status_code == 503
+    assert disabled.status_code == 403
     assert disabled.json()["error"]["code"] == "provider_disabled"
 
     # Enable → B again.

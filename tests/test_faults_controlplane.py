@@ -640,7 +640,7 @@ def test_reload_storm_never_disturbs_a_stable_provider(
                     if enabled:
                         assert answer(response) == "hello from B", name
                     else:
-                        assert response.status_code == 503, (name, response.text)
+                        assert response.status_code == 403, (name, response.text)
                 gone = sorted(set().union(*(churn.used for churn in churns)) - set(live))
                 for name in gone[:10]:
                     assert chat(bridged, name, token).status_code == 404, name

@@ -45,7 +45,7 @@ def test_initial_snapshot_then_one_per_change(controlplane: Controlplane, secret
             assert names == [[], ["a"], ["b"], ["b"], ["b"], []]
             assert [len(s.tokens) for s in sub.applied] == [0, 0, 0, 1, 1, 1]
             assert sub.applied[1].providers[0].keys[0].secret == KEY
-            # A disabled provider is still listed (bridged answers 503), but without keys.
+            # A disabled provider is still listed (bridged answers 403), but without keys.
             assert not sub.applied[4].providers[0].enabled
             assert list(sub.applied[4].providers[0].keys) == []
         finally:
