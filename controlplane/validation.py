@@ -59,6 +59,19 @@ def base_url(value: str) -> str:
     return value.rstrip("/")
 
 
+def base_url_for_type(provider_type: str, url: str) -> str:
+    """The conventions of each family's base_url (DESIGN.md, bridged): an Anthropic
+    base_url is the host root, since clients and the gateway add /v1/messages; one that
+    ends in /v1 would send /v1/v1/messages, which Claude Code reports as a model problem."""
+    if provider_type == "anthropic" and urlsplit(url).path.rstrip("/").endswith("/v1"):
+        raise InvalidArgument(
+            "base_url",
+            "an anthropic provider's base_url is the host root without /v1 (like "
+            "https://api.anthropic.com): the client's paths already start with /v1",
+        )
+    return url
+
+
 def display_name(value: str) -> str:
     if len(value) > DISPLAY_NAME_MAX:
         raise InvalidArgument("display_name", f"is longer than {DISPLAY_NAME_MAX} characters")

@@ -118,6 +118,9 @@ def test_raw_database_rows_hold_no_plaintext_key(controlplane: Controlplane) -> 
         ({"base_url": "https://host:99999/v1"}, "base_url"),
         ({"base_url": "https://user:pw@host/v1"}, "base_url"),
         ({"base_url": " https://host/v1"}, "base_url"),
+        # Anthropic's base_url is the host root: …/v1 would send /v1/v1/messages upstream.
+        ({"type": "anthropic", "base_url": "https://api.anthropic.com/v1"}, "base_url"),
+        ({"type": "anthropic", "base_url": "https://gw.example/anthropic/v1/"}, "base_url"),
         ({"keys": [""]}, "keys"),
         ({"keys": [" sk-padded-key-1234567"]}, "keys"),
         ({"keys": ["sk-padded-key-1234567\n"]}, "keys"),
@@ -158,6 +161,17 @@ def test_update_validation_and_missing(controlplane: Controlplane) -> None:
         controlplane, invalid, update,
         admin_pb2.UpdateProviderRequest(ref="one", add_keys=["  "]), "add_keys",
     )  # fmt: skip
+    admin.create_provider("claude", "https://api.anthropic.com", type="anthropic")
+    details = refused(
+        controlplane, invalid, update,
+        admin_pb2.UpdateProviderRequest(ref="claude", base_url="https://api.anthropic.com/v1"),
+        "base_url",
+    )  # fmt: skip
+    assert "host root without /v1 (like https://api.anthropic.com)" in details
+    # The same path is right for an OpenAI-type provider, whose base_url carries the version.
+    admin.UpdateProvider(
+        admin_pb2.UpdateProviderRequest(ref="one", base_url="https://x.example/v1")
+    )
     refused(
         controlplane, grpc.StatusCode.ALREADY_EXISTS, update,
         admin_pb2.UpdateProviderRequest(ref="one", name="two"),

@@ -58,7 +58,7 @@ class Providers:
     ) -> tuple[int, Provider]:
         name = validation.name(name)
         type = validation.provider_type(type)
-        base_url = validation.base_url(base_url)
+        base_url = validation.base_url_for_type(type, validation.base_url(base_url))
         display_name = validation.display_name(display_name)
         keys = [validation.provider_key(k) for k in keys]
         with self.db.mutation(expected_revision) as m:
@@ -127,6 +127,8 @@ class Providers:
                 _ensure_name_free(m.session, changes.name)
                 details["name"] = {"from": provider.name, "to": changes.name}
                 provider.name = changes.name
+            if changes.base_url is not None:
+                validation.base_url_for_type(provider.type, changes.base_url)
             for attr in ("base_url", "enabled", "display_name"):
                 value = getattr(changes, attr)
                 if value is not None:
