@@ -1,8 +1,9 @@
 """Tunnels to hosts that are not providers: policy first, then bytes both ways, untouched.
 
 The policy refuses ports outside the allowlist and addresses in private, loopback,
-link-local and other special ranges unless an allowed CIDR covers them. The address
-checked is the address dialled, so a name cannot resolve differently in between.
+link-local and other special ranges unless an allowed CIDR covers them. An IPv6 address
+that carries an IPv4 address is judged by that IPv4 address too (embedded_ipv4). The
+address checked is the address dialled, so a name cannot resolve differently in between.
 """
 
 from __future__ import annotations
@@ -17,6 +18,31 @@ from proxyd.config import Network
 
 CONNECT_TIMEOUT = 10.0
 
+_V4_IN_LAST_32_BITS = tuple(
+    ipaddress.IPv6Network(n)
+    for n in (
+        "::ffff:0:0/96",  # IPv4-mapped
+        "::ffff:0:0:0/96",  # IPv4-translated (SIIT, RFC 6145)
+        "64:ff9b::/96",  # NAT64, well-known prefix (RFC 6052)
+        "::/96",  # IPv4-compatible (deprecated, still routed by some stacks)
+    )
+)
+# NAT64 local-use prefix (RFC 8215): where the IPv4 address sits depends on the
+# operator's prefix length, and it reaches the operator's own networks: never global.
+_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
+_ISATAP_IID = 0x00005EFE  # RFC 5214: interface id 00-00-5E-FE, u/g bits aside
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """Every IPv4 address `ip` carries, in any of the forms a stack or a translator will
+    reach it by: mapped, translated, NAT64, compatible, 6to4, Teredo and ISATAP."""
+    if any(ip in network for network in _V4_IN_LAST_32_BITS):
+        return [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)]
+    found = [ip.sixtofour, *(ip.teredo or ())]
+    if (int(ip) >> 32) & 0xFCFFFFFF == _ISATAP_IID:
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return [v4 for v4 in found if v4 is not None]
+
 
 @dataclass(frozen=True)
 class TunnelPolicy:
@@ -28,15 +54,19 @@ class TunnelPolicy:
 
     def address_allowed(self, address: str) -> bool:
         ip = ipaddress.ip_address(address)
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
+        if isinstance(ip, ipaddress.IPv4Address):
+            return self._reachable(ip)
+        embedded = embedded_ipv4(ip)
+        if any(ip in network for network in _V4_IN_LAST_32_BITS):
+            return self._reachable(embedded[0])  # only a spelling of that IPv4 address
+        # A tunnel (6to4, Teredo, ISATAP) goes to both addresses: each must be allowed.
+        return self._reachable(ip) and all(self._reachable(v4) for v4 in embedded)
+
+    def _reachable(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
         if any(ip in network for network in self.allowed):
             return True
-        if isinstance(ip, ipaddress.IPv6Address):
-            # 6to4 and Teredo addresses carry an IPv4 address that may be a private one.
-            embedded = [ip.sixtofour, *(ip.teredo or ())]
-            if any(v4 is not None and not v4.is_global for v4 in embedded):
-                return False
+        if ip in _LOCAL_NAT64:
+            return False
         # Only globally routable addresses: not private, loopback, link-local, shared
         # (100.64/10, where some clouds keep their metadata service), reserved...
         return ip.is_global and not ip.is_multicast

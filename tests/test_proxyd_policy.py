@@ -155,8 +155,11 @@ def test_tunnel_policy(
         answer = raw_connect(allowing, "127.0.0.1:443", _basic(token))
         assert answer.startswith(b"HTTP/1.1 403 ") and b"port 443" in answer
         # Loopback without --allow-private-cidrs: 403, by address or by a name resolving there.
+        # So are IPv6 spellings that carry an IPv4 address: NAT64, compatible, translated.
         for refused in (target, f"localhost:{origin.port}", f"[::1]:{origin.port}",
-                        f"[::ffff:127.0.0.1]:{origin.port}"):  # fmt: skip
+                        f"[::ffff:127.0.0.1]:{origin.port}", f"[64:ff9b::a9fe:a9fe]:{origin.port}",
+                        f"[64:ff9b:1::a9fe:a9fe]:{origin.port}", f"[::127.0.0.1]:{origin.port}",
+                        f"[::ffff:0:7f00:1]:{origin.port}"):  # fmt: skip
             answer = raw_connect(private, refused, _basic(token))
             assert answer.startswith(b"HTTP/1.1 403 ") and b"private" in answer, (refused, answer)
         assert sessions(private, "tunnelled") == 0

@@ -23,12 +23,33 @@ def test_special_addresses_are_refused(address: str) -> None:
     assert not POLICY.address_allowed(address)
 
 
+@pytest.mark.parametrize(
+    "address",
+    ["64:ff9b::a9fe:a9fe",  # NAT64 (well-known prefix) to 169.254.169.254
+     "64:ff9b::a00:1",  # NAT64 to 10.0.0.1
+     "64:ff9b:1::a9fe:a9fe", "64:ff9b:1:a9fe:a9:fe00::",  # NAT64, local-use prefix
+     "::127.0.0.1", "::a00:1",  # IPv4-compatible
+     "::ffff:0:7f00:1", "::ffff:0:a9fe:a9fe",  # IPv4-translated (SIIT)
+     "::ffff:127.0.0.1",  # IPv4-mapped
+     "2002:7f00:1::1",  # 6to4
+     "2001:0:4136:e378:8000:63bf:80ff:fffe",  # Teredo
+     "2606:4700::200:5efe:a00:1", "2606:4700::5efe:7f00:1"],  # ISATAP under a global prefix
+)  # fmt: skip
+def test_ipv6_addresses_that_carry_a_private_ipv4_address_are_refused(address: str) -> None:
+    assert not POLICY.address_allowed(address)
+
+
 def test_public_addresses_and_allowed_ranges_pass() -> None:
     assert POLICY.address_allowed("8.8.8.8")
     assert POLICY.address_allowed("2606:4700::1111")
+    assert POLICY.address_allowed("64:ff9b::808:808")  # NAT64 to a public address
+    assert POLICY.address_allowed("2606:4700::200:5efe:808:808")  # ISATAP, public IPv4
     allowing = TunnelPolicy(frozenset({443}), (ipaddress.ip_network("127.0.0.0/8"),))
     assert allowing.address_allowed("127.0.0.1")
+    assert allowing.address_allowed("::ffff:127.0.0.1")
+    assert allowing.address_allowed("64:ff9b::7f00:1")  # the same destination, translated
     assert not allowing.address_allowed("10.0.0.1")
+    assert not allowing.address_allowed("64:ff9b::a00:1")
 
 
 @pytest.mark.parametrize(
