@@ -1,11 +1,13 @@
 """How a process runs its event loop: uvloop for the data planes unless told otherwise,
-and the objects made at start-up frozen out of the garbage collector's full passes."""
+the objects made at start-up frozen out of the garbage collector's full passes, and
+every file it creates readable by its own user only."""
 
 from __future__ import annotations
 
 import asyncio
 import faulthandler
 import gc
+import os
 import signal
 import sys
 from collections.abc import Coroutine
@@ -19,6 +21,9 @@ EVENT_LOOPS = ("uvloop", "asyncio")
 
 
 def run(main: Coroutine[Any, Any, None], event_loop: str) -> None:
+    # What a server writes holds secrets or leads to them (the database and SQLite's -wal
+    # and -shm beside it, the CA key, snapshot caches): 0600, whatever the shell's umask.
+    os.umask(0o077)
     # Modules, classes and configuration live as long as the process: a full collection
     # that walks them all is pause time for nothing.
     gc.collect()

@@ -78,6 +78,7 @@ class Database:
             database = self.url.database or ""
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
+                _make_private(Path(database))
             self.engine = create_engine(
                 self.url,
                 hide_parameters=True,  # bound values may be secrets: never in an error
@@ -173,6 +174,20 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _make_private(database: Path) -> None:
+    """A database file made by an older release may be readable by others: 0600 now, with
+    the -wal and -shm files beside it (SQLite gives new ones the database's mode)."""
+    for path in (database, database.with_name(database.name + "-wal"),
+                 database.with_name(database.name + "-shm")):  # fmt: skip
+        try:
+            if path.stat().st_mode & 0o077:
+                path.chmod(0o600)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # another user's file: say so, and serve anyway
+            log.warning("cannot make %s private (mode 0600): %s", path, exc)
 
 
 @contextmanager
