@@ -15,7 +15,7 @@ import re
 import socket
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
@@ -110,6 +110,24 @@ def _positive_int(value: str) -> int:
     if number == 0:
         raise argparse.ArgumentTypeError("must be positive")
     return number
+
+
+@dataclass(frozen=True)
+class KeySource:
+    """A provider key as given on the command line: the key itself, or where to read it
+    (a file, or `-` for standard input), so that it stays out of the process list and
+    the shell's history. Sources keep their order: it is the failover order."""
+
+    key: str = field(default="", repr=False)
+    path: str = ""
+
+    @classmethod
+    def given(cls, value: str) -> KeySource:
+        return cls(path="-") if value == "-" else cls(key=value)
+
+    @classmethod
+    def file(cls, path: str) -> KeySource:
+        return cls(path=path)
 
 
 def _positive_float(value: str) -> float:
@@ -261,8 +279,17 @@ def _build_providers(commands: argparse._SubParsersAction, common: argparse.Argu
         action="append",
         default=[],
         dest="keys",
-        metavar="KEY",
-        help="API key (repeat for failover, in order)",
+        type=KeySource.given,
+        metavar="KEY|-",
+        help="API key, or - to read it from standard input (repeat for failover, in order)",
+    )
+    create.add_argument(
+        "--key-file",
+        action="append",
+        dest="keys",
+        type=KeySource.file,
+        metavar="PATH",
+        help="read an API key from PATH (keeps it out of the process list and shell history)",
     )
     create.add_argument("--display-name", metavar="TEXT")
     create.add_argument("--disabled", action="store_true", help="create it disabled")
@@ -282,8 +309,17 @@ def _build_providers(commands: argparse._SubParsersAction, common: argparse.Argu
         action="append",
         default=[],
         dest="add_keys",
-        metavar="KEY",
-        help="append an API key (repeatable)",
+        type=KeySource.given,
+        metavar="KEY|-",
+        help="append an API key, or - to read it from standard input (repeatable)",
+    )
+    update.add_argument(
+        "--add-key-file",
+        action="append",
+        dest="add_keys",
+        type=KeySource.file,
+        metavar="PATH",
+        help="append an API key read from PATH (repeatable)",
     )
     update.add_argument(
         "--remove-key",
@@ -332,6 +368,31 @@ def _build_tokens(commands: argparse._SubParsersAction, common: argparse.Argumen
 
 class CtlError(Exception):
     """A failure already phrased for the user; exits 1."""
+
+
+def read_keys(sources: Sequence[KeySource]) -> list[str]:
+    """Each source's key. A file (or standard input) holds one key, surrounding
+    whitespace aside: a cloud credential may span lines."""
+    if sum(source.path == "-" for source in sources) > 1:
+        raise CtlError("only one key can come from standard input (-); use --key-file for more")
+    keys = []
+    for source in sources:
+        if not source.path:
+            keys.append(source.key)
+            continue
+        try:
+            if source.path == "-":
+                text = sys.stdin.read()
+            else:
+                text = Path(source.path).read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise CtlError(f"cannot read a key from {source.path}: {reason}") from None
+        if not text.strip():
+            where = "standard input" if source.path == "-" else source.path
+            raise CtlError(f"{where} holds no key")
+        keys.append(text.strip())
+    return keys
 
 
 @dataclass
@@ -591,7 +652,7 @@ def cmd_providers_create(ctx: Context, args: argparse.Namespace) -> int:
         base_url=args.base_url,
         display_name=args.display_name or "",
         disabled=args.disabled,
-        keys=args.keys,
+        keys=read_keys(args.keys),
     )
     if args.expect_revision is not None:
         request.expected_revision = args.expect_revision
@@ -610,7 +671,7 @@ def cmd_providers_create(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_providers_update(ctx: Context, args: argparse.Namespace) -> int:
     request = admin_pb2.UpdateProviderRequest(
-        ref=args.ref, add_keys=args.add_keys, remove_key_ids=args.remove_key_ids
+        ref=args.ref, add_keys=read_keys(args.add_keys), remove_key_ids=args.remove_key_ids
     )
     if args.name is not None:
         request.name = args.name

@@ -438,8 +438,11 @@ class RecordingSubscriber:
         )
 
 
-def ctl(cp: Controlplane, *args: str, env: dict[str, str] | None = None, check: bool = False):
-    """Runs `aibridgectl` as a user would, against `cp`."""
+def ctl(
+    cp: Controlplane, *args: str, env: dict[str, str] | None = None, check: bool = False,
+    stdin: str = "",
+):  # fmt: skip
+    """Runs `aibridgectl` as a user would, against `cp`, with `stdin` as its input."""
     environ = (
         clean_env()
         | {
@@ -450,7 +453,7 @@ def ctl(cp: Controlplane, *args: str, env: dict[str, str] | None = None, check: 
     )
     result = subprocess.run(
         [PYTHON, "-m", "controlplane.ctl", *args],
-        env=environ, cwd=cp.workdir, capture_output=True, text=True, timeout=60,
+        env=environ, cwd=cp.workdir, capture_output=True, text=True, timeout=60, input=stdin,
     )  # fmt: skip
     if check and result.returncode != 0:
         raise AssertionError(

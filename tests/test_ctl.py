@@ -104,6 +104,42 @@ def test_provider_lifecycle(controlplane: Controlplane) -> None:
     assert empty.stdout == f"no providers (revision {start + 4})\n"
 
 
+def test_keys_from_files_and_standard_input(controlplane: Controlplane, tmp_path: Path) -> None:
+    """Keys kept off the command line (process list, shell history), in the given order."""
+    cp = controlplane
+    first, third = tmp_path / "first.key", tmp_path / "third.key"
+    first.write_text(KEY_A + "\n")
+    third.write_text(f"  {KEY_C}\n\n")
+    created = ctl(
+        cp, "--json", "providers", "create", "p", "--type", "openai", "--base-url", BASE_URL,
+        "--key-file", str(first), "--key", "-", "--key-file", str(third),
+        stdin=KEY_B + "\n", check=True,
+    )  # fmt: skip
+    assert_no_keys(created)
+    assert [k["hint"] for k in json.loads(created.stdout)["provider"]["keys"]] == [
+        "…1111", "…2222", "…3333",
+    ]  # fmt: skip
+    added = ctl(cp, "--json", "providers", "update", "p", "--add-key", "-", stdin=KEY_C,
+                check=True)  # fmt: skip
+    assert [k["hint"] for k in json.loads(added.stdout)["provider"]["keys"]][-1] == "…3333"
+    added = ctl(cp, "--json", "providers", "update", "p", "--add-key-file", str(first),
+                check=True)  # fmt: skip
+    assert [k["hint"] for k in json.loads(added.stdout)["provider"]["keys"]][-1] == "…1111"
+
+    revision = cp.admin.revision()
+    for args, stdin, message in (
+        (("--key-file", str(tmp_path / "missing.key")), "", "cannot read a key from"),
+        (("--key", "-"), "  \n", "standard input holds no key"),
+        (("--key", "-", "--key", "-"), KEY_A, "only one key can come from standard input"),
+    ):
+        refused = ctl(cp, "providers", "create", "q", "--type", "openai", "--base-url",
+                      BASE_URL, *args, stdin=stdin)  # fmt: skip
+        assert refused.returncode == 1, refused
+        assert refused.stderr.startswith("error: ") and message in refused.stderr, refused.stderr
+        assert_no_keys(refused)
+    assert cp.admin.revision() == revision
+
+
 def test_tokens_through_the_command(controlplane: Controlplane) -> None:
     cp = controlplane
     created = ctl(cp, "tokens", "create", "ci", check=True).stdout

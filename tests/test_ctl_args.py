@@ -164,7 +164,7 @@ def test_update_options() -> None:
         "--wait",
     )
     assert args.enabled is False
-    assert args.add_keys == ["k1", "k2"]
+    assert args.add_keys == [ctl.KeySource(key="k1"), ctl.KeySource(key="k2")]
     assert args.remove_key_ids == ["key_1"]
     assert args.expect_revision == 7
     assert args.wait is True
@@ -199,12 +199,26 @@ def test_create_options() -> None:
         "openai",
         "https://api.openai.com/v1",
     )
-    assert args.keys == ["a", "b"]
+    assert args.keys == [ctl.KeySource(key="a"), ctl.KeySource(key="b")]
     assert args.disabled is True
     assert args.expect_revision is None
     assert args.wait is False
     with pytest.raises(SystemExit):
         parse("providers", "create", "openai", "--type", "openai")  # no --base-url
+
+
+def test_keys_keep_their_order_whatever_their_source() -> None:
+    args = parse(
+        "providers", "create", "p", "--type", "openai", "--base-url", "https://x.example/v1",
+        "--key-file", "first.key", "--key", "second", "--key", "-", "--key-file", "fourth.key",
+    )  # fmt: skip
+    assert args.keys == [
+        ctl.KeySource(path="first.key"), ctl.KeySource(key="second"), ctl.KeySource(path="-"),
+        ctl.KeySource(path="fourth.key"),
+    ]  # fmt: skip
+    update = parse("providers", "update", "p", "--add-key-file", "a.key", "--add-key", "-")
+    assert update.add_keys == [ctl.KeySource(path="a.key"), ctl.KeySource(path="-")]
+    assert "second" not in repr(args.keys)  # a key is never in a repr
 
 
 def test_tokens_and_audit_options() -> None:
