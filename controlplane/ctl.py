@@ -240,7 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="ISO 8601 time (naive is UTC) or a duration ago, like 24h",
     )
     usage.add_argument("--until", type=parse_time, metavar="T", help="same forms as --since")
-    usage.add_argument("--provider", metavar="NAME", help="only this provider")
+    usage.add_argument(
+        "--provider", metavar="NAME|ID", help="only this provider, under every name it has had"
+    )
     usage.add_argument(
         "--by", choices=USAGE_GROUPS, default="provider", help="group rows by (default provider)"
     )

@@ -188,6 +188,7 @@ def test_usage_command(controlplane: Controlplane) -> None:
     assert rows["claude-sonnet"] == {
         "key": "claude-sonnet", "requests": 2, "errors": 0, "input_tokens": 101,
         "output_tokens": 52, "cache_read_tokens": 33, "cache_write_tokens": 11,
+        "provider_id": "",  # set when grouped by provider
     }  # fmt: skip
 
     readable = ctl(controlplane, "usage", "--by", "model", check=True).stdout
@@ -254,3 +255,42 @@ def test_a_default_batch_of_the_largest_records_fits_a_grpc_message(
     assert 2**21 < size < 2**22  # about 2.8 MiB
     stored = report(shared_controlplane, largest, shared_controlplane.secrets.bridged)
     assert stored == DEFAULT_BATCH_SIZE
+
+
+def test_usage_follows_a_provider_across_renames(controlplane: Controlplane) -> None:
+    """Usage is keyed by provider id: a renamed provider keeps one row and its history,
+    under its current name; a deleted one's name says so."""
+    cp = controlplane
+    admin = cp.admin
+    first = admin.create_provider("openai").provider
+    bridged = cp.secrets.bridged
+
+    def call(request_id: str, name: str, provider_id: str, tokens: int) -> usage_pb2.Interception:
+        record = interception(request_id, timedelta(minutes=1), provider=name, tokens=(tokens,) * 4)
+        record.provider_id = provider_id
+        return record
+
+    report(cp, [call("before", "openai", first.id, 1)], bridged)
+    admin.UpdateProvider(admin_pb2.UpdateProviderRequest(ref="openai", name="openai-eu"))
+    report(cp, [call("after", "openai-eu", first.id, 2)], bridged)
+    # Another provider now takes the old name: its calls are its own.
+    second = admin.create_provider("openai").provider
+    report(cp, [call("other", "openai", second.id, 4)], bridged)
+
+    by_provider = cp.admin.QueryUsage(admin_pb2.QueryUsageRequest(group_by="provider")).rows
+    assert [(r.key, r.provider_id, r.requests, r.input_tokens) for r in by_provider] == [
+        ("openai", second.id, 1, 4), ("openai-eu", first.id, 2, 3),
+    ]  # fmt: skip
+    assert totals(cp, provider="openai-eu") == {"openai-eu": (2, 0, 3, 3, 3, 3)}
+    assert totals(cp, provider=first.id) == {"openai-eu": (2, 0, 3, 3, 3, 3)}
+    assert totals(cp, "model", provider="openai") == {"gpt-4o": (1, 0, 4, 4, 4, 4)}
+
+    admin.DeleteProvider(admin_pb2.DeleteProviderRequest(ref="openai-eu"))
+    assert totals(cp) == {
+        "openai": (1, 0, 4, 4, 4, 4), "openai-eu (deleted)": (2, 0, 3, 3, 3, 3),
+    }  # fmt: skip
+    # With no live provider of that name, the deleted one's history is still found by it.
+    assert totals(cp, provider="openai-eu") == {"openai-eu (deleted)": (2, 0, 3, 3, 3, 3)}
+
+    table = ctl(cp, "usage", "--provider", "openai-eu", check=True).stdout.splitlines()
+    assert table[1].split()[:3] == ["openai-eu", "(deleted)", "2"], table

@@ -6,15 +6,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
 from controlplane.errors import InvalidArgument
 from controlplane.store.db import Database
-from controlplane.store.models import Interception
+from controlplane.store.models import Interception, Provider
 
+_BY_ID = Interception.provider_id
 GROUPS = {
-    "provider": Interception.provider_name,
+    "provider": _BY_ID,
     "model": Interception.model,
     "token": Interception.token_name,
 }
@@ -29,6 +31,7 @@ class UsageTotals:
     output_tokens: int
     cache_read_tokens: int
     cache_write_tokens: int
+    provider_id: str = ""  # when grouped by provider
 
 
 class UsageLog:
@@ -58,33 +61,62 @@ class UsageLog:
         until: datetime | None = None,
         provider: str = "",
     ) -> list[UsageTotals]:
+        """Totals per provider, model or token. A provider is followed by its id, not its
+        name: its history stays one row, under its current name, across renames."""
         column = GROUPS.get(group_by or "provider")
         if column is None:
             raise InvalidArgument("group_by", f"must be one of {', '.join(GROUPS)}")
         errors = func.sum(
             case((Interception.status >= 400, 1), (Interception.status == 0, 1), else_=0)
         )
-        query = (
-            select(
-                column,
-                func.count(),
-                errors,
-                func.sum(Interception.input_tokens),
-                func.sum(Interception.output_tokens),
-                func.sum(Interception.cache_read_tokens),
-                func.sum(Interception.cache_write_tokens),
-            )
-            .group_by(column)
-            .order_by(column)
-        )
+        query = select(
+            column,
+            func.count(),
+            errors,
+            func.sum(Interception.input_tokens),
+            func.sum(Interception.output_tokens),
+            func.sum(Interception.cache_read_tokens),
+            func.sum(Interception.cache_write_tokens),
+            # What a provider this database does not know was called, for its row's name.
+            func.max(Interception.provider_name),
+        ).group_by(column)
         if since is not None:
             query = query.where(Interception.started_at >= since)
         if until is not None:
             query = query.where(Interception.started_at < until)
-        if provider:
-            query = query.where(Interception.provider_name == provider)
         with self.db.read() as session:
-            return [
-                UsageTotals(str(k), *(int(v or 0) for v in rest))
-                for k, *rest in session.execute(query)
-            ]
+            if provider:
+                query = query.where(_provider_filter(session, provider))
+            found = session.execute(query).all()
+            names = _provider_names(session) if column is _BY_ID else {}
+        rows = [
+            UsageTotals(
+                names.get(key, last_name) if column is _BY_ID else str(key),
+                *(int(v or 0) for v in counts),
+                provider_id=str(key) if column is _BY_ID else "",
+            )
+            for key, *counts, last_name in found
+        ]
+        return sorted(rows, key=lambda r: (r.key, r.provider_id))
+
+
+def _provider_filter(session: Session, ref: str) -> ColumnElement[bool]:
+    """Calls of the provider `ref` names, under whatever name they were made: the live
+    provider with that name (or id), else deleted ones; failing both, calls recorded
+    under that name by providers this database does not know."""
+    matches = session.execute(
+        select(Provider.id, Provider.deleted_at).where(
+            (Provider.name == ref) | (Provider.id == ref)
+        )
+    ).all()
+    live = [pid for pid, deleted_at in matches if deleted_at is None]
+    ids = live or [pid for pid, _ in matches]
+    if ids:
+        return Interception.provider_id.in_(ids)
+    return Interception.provider_name == ref
+
+
+def _provider_names(session: Session) -> dict[str, str]:
+    """Each provider's current name, by id; a deleted one's says so."""
+    rows = session.execute(select(Provider.id, Provider.name, Provider.deleted_at))
+    return {pid: name + (" (deleted)" if deleted_at else "") for pid, name, deleted_at in rows}
