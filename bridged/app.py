@@ -32,7 +32,7 @@ class Gateway:
         self.pools = UpstreamPools(
             config.connect_timeout, config.idle_read_timeout, config.upstream_ca_file
         )
-        self.keys = KeyHealth(config.default_cooldown)
+        self.keys = KeyHealth(config.default_cooldown, config.unauthorized_cooldown)
         self.state = RouteState(self.pools, self.keys)
         link = config.controlplane
         self.subscriber = link.subscriber("bridged", self.state.apply)

@@ -29,6 +29,7 @@ class BridgedConfig:
     usage_flush_interval: float
     usage_buffer: int
     default_cooldown: float
+    unauthorized_cooldown: float
     event_loop: str
     log_format: str
     log_level: str
@@ -100,6 +101,13 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
         default=10.0,
         help="seconds a rate-limited key rests when the upstream gives no Retry-After",
     )
+    flag(
+        "--unauthorized-cooldown",
+        type=float,
+        default=60.0,
+        help="seconds a key the upstream answers 401 rests before a request tries it again; "
+        "doubled at each 401 in a row, up to 64 times",
+    )
     a = p.parse_args(argv)
 
     host, port = dataplane.listen_address(p, a.listen)
@@ -107,6 +115,8 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
         p.error("--max-body-bytes must be positive")
     if a.max_connections <= 0:
         p.error("--max-connections must be positive")
+    if a.unauthorized_cooldown <= 0:
+        p.error("--unauthorized-cooldown must be positive")
     if not 0 < a.usage_batch_size <= DEFAULT_BATCH_SIZE:
         p.error(f"--usage-batch-size must be between 1 and {DEFAULT_BATCH_SIZE}")
     return BridgedConfig(
@@ -124,6 +134,7 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
         usage_flush_interval=a.usage_flush_interval,
         usage_buffer=a.usage_buffer,
         default_cooldown=a.default_cooldown,
+        unauthorized_cooldown=a.unauthorized_cooldown,
         event_loop=a.event_loop,
         log_format=a.log_format,
         log_level=a.log_level,

@@ -17,25 +17,21 @@ import aiohttp
 import orjson
 from aiohttp import web
 from google.protobuf.timestamp_pb2 import Timestamp
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDict
 
 from aibridge.v1 import usage_pb2
 from bridged import metrics
 from bridged.errors import error_response, family_for_path
+from bridged.headers import STRIPPED_RESPONSE, upstream_request_headers
 from bridged.keys import KeyHealth
 from bridged.reload import RouteState
 from bridged.routes import Caller, Endpoint, Route, RouteTable
 from bridged.upstreams import UpstreamPools
 from bridged.usage import Usage, UsageExtractor
 from bridged.usage_reporter import UsageReporter
-from controlplane.client.wire import HOP_BY_HOP
 
 log = logging.getLogger(__name__)
 
-# Caller credentials never reach the upstream; the provider's key replaces them.
-STRIPPED_REQUEST = HOP_BY_HOP | {"host", "content-length", "authorization", "x-api-key",
-                                 "api-key", "cookie", "accept-encoding"}  # fmt: skip
-STRIPPED_RESPONSE = HOP_BY_HOP | {"content-length", "set-cookie"}
 # Unique request ids (they key usage records), cheaply: a random prefix per process and a
 # counter; a uuid4 per request would cost a system call.
 _ID_PREFIX = os.urandom(8).hex()
@@ -138,14 +134,15 @@ class Forwarder:
         if not route.keys:
             return self._fail(x, 502, "no_keys", f"provider {route.name!r} has no keys")
         url = route.upstream_url(path, request.rel_url.raw_query_string)
-        headers = _upstream_headers(request.headers, x.endpoint.intercepted)
+        headers = upstream_request_headers(request.headers, x.endpoint.intercepted)
+        keys = self.keys.usable(route.keys)
         rate_limited = False
         async with self.pools.use(route.origin) as session:
-            for key in self.keys.usable(route.keys):
+            for attempt, key in enumerate(keys, 1):
                 try:
                     upstream = await session.request(
                         request.method, url, data=body, allow_redirects=False,
-                        headers={**headers, **route.auth_headers(key.secret)},
+                        headers=[*headers, *route.auth_headers(key.secret).items()],
                     )  # fmt: skip
                 except TimeoutError:
                     return self._fail(
@@ -160,18 +157,26 @@ class Forwarder:
                         rate_limited = True
                         metrics.KEY_FAILOVERS.labels(route.name, "rate_limited").inc()
                         continue
-                    if upstream.status in (401, 403):
+                    if upstream.status == 401:
+                        rest = self.keys.unauthorized(key)
                         log.warning(
-                            "provider %s refused key %s (%d)", route.name, key.hint, upstream.status
-                        )
-                        self.keys.refused(key)
-                        metrics.KEY_FAILOVERS.labels(route.name, "refused").inc()
+                            "provider %s refused key %s (401); it rests %.0fs",
+                            route.name, key.hint, rest,
+                        )  # fmt: skip
+                        metrics.KEY_FAILOVERS.labels(route.name, "unauthorized").inc()
+                        continue
+                    self.keys.answered(key)
+                    if upstream.status == 403 and attempt < len(keys):
+                        # About this request (its model, say): the next key may serve it,
+                        # and this one keeps serving the others. The last 403 is relayed.
+                        metrics.KEY_FAILOVERS.labels(route.name, "forbidden").inc()
                         continue
                     return await self._respond(request, x, upstream)
-        if rate_limited or self.keys.resting(route.keys):
+        retry_after = self.keys.rate_limit_retry_after(route.keys)
+        if rate_limited or retry_after is not None:
             return self._fail(
                 x, 429, "all_keys_rate_limited", "every key of this provider is rate limited",
-                {"Retry-After": str(self.keys.retry_after(route.keys))},
+                {"Retry-After": str(retry_after or 1)},
             )  # fmt: skip
         return self._fail(x, 502, "all_keys_refused", "the provider refused every key")
 
@@ -288,15 +293,6 @@ def authenticate(request: web.Request, table: RouteTable) -> Caller | None:
     if caller is None or (caller.expires_at and caller.expires_at <= time.time()):
         return None
     return caller
-
-
-def _upstream_headers(headers: CIMultiDictProxy[str], intercepted: bool) -> dict[str, str]:
-    out = {k: v for k, v in headers.items() if k.lower() not in STRIPPED_REQUEST}
-    if intercepted:
-        out["Accept-Encoding"] = "identity"  # usage is read from the bytes as they pass
-    elif "Accept-Encoding" in headers:
-        out["Accept-Encoding"] = headers["Accept-Encoding"]
-    return out
 
 
 def _request_fields(body: bytes) -> tuple[str, bool]:

@@ -1,8 +1,14 @@
 """Key failover: which of a provider's keys to try next.
 
-A 429 rests a key for the upstream's Retry-After (cooldowns outlive reloads: the rate
-limit is the provider's, not the snapshot's). A 401/403 takes a key out until the next
-snapshot, which may carry a fixed key.
+A key rests when the upstream turns it away, and a later request tries it again:
+- 429 rests it for the upstream's Retry-After (the rate limit is the provider's);
+- 401 rests it for a cooldown that doubles while it keeps failing (60 s to an hour by
+  default) and is forgotten once the key is answered again;
+- 403 rests nothing: it concerns this request (a model, a region), so the request fails
+  over to the next key and the key serves the others.
+No single request can take a key away from every caller for longer than a cooldown.
+Rests are by key id and outlive reloads: the provider's opinion of a key does not
+change with the snapshot, and a replaced key has a new id.
 """
 
 from __future__ import annotations
@@ -10,55 +16,73 @@ from __future__ import annotations
 import email.utils
 import math
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
 from bridged.routes import ProviderKey
 
-MAX_COOLDOWN = 300.0
+MAX_COOLDOWN = 300.0  # longest rest a 429's Retry-After can ask for
+UNAUTHORIZED_BACKOFF_STEPS = 6  # 60 s doubled six times is about an hour
 
 
 class KeyHealth:
-    def __init__(self, default_cooldown: float) -> None:
+    def __init__(self, default_cooldown: float, unauthorized_cooldown: float = 60.0) -> None:
         self.default_cooldown = default_cooldown
-        self._resting_until: dict[str, float] = {}
-        self._revoked: set[str] = set()  # refused by the upstream; cleared by a new snapshot
+        self.unauthorized_cooldown = unauthorized_cooldown
+        self._rate_limited_until: dict[str, float] = {}
+        self._unauthorized_until: dict[str, float] = {}
+        self._unauthorized_streak: dict[str, int] = {}  # consecutive 401s, by key id
 
-    def new_snapshot(self) -> None:
-        self._revoked.clear()
-        now = time.monotonic()  # forget cooldowns that are over, so the map stays small
-        self._resting_until = {k: t for k, t in self._resting_until.items() if t > now}
-
-    def usable(self, keys: tuple[ProviderKey, ...]) -> Iterator[ProviderKey]:
+    def usable(self, keys: tuple[ProviderKey, ...]) -> list[ProviderKey]:
+        """The keys not resting, in failover order."""
+        if not self._rate_limited_until and not self._unauthorized_until:
+            return list(keys)  # the usual case: nothing rests
         now = time.monotonic()
-        for key in keys:
-            if key.id not in self._revoked and self._rest_left(key, now) <= 0:
-                yield key
+        return [
+            k
+            for k in keys
+            if self._rate_limited_until.get(k.id, 0.0) <= now
+            and self._unauthorized_until.get(k.id, 0.0) <= now
+        ]
 
     def rate_limited(self, key: ProviderKey, headers: Mapping[str, str]) -> None:
         delay = retry_after_seconds(headers)
         if delay is None:
             delay = self.default_cooldown
-        self._resting_until[key.id] = time.monotonic() + min(max(delay, 0.0), MAX_COOLDOWN)
+        self._rate_limited_until[key.id] = time.monotonic() + min(max(delay, 0.0), MAX_COOLDOWN)
 
-    def refused(self, key: ProviderKey) -> None:
-        self._revoked.add(key.id)
+    def unauthorized(self, key: ProviderKey) -> float:
+        """Rests a key the upstream answered 401; returns for how long."""
+        streak = self._unauthorized_streak.get(key.id, 0)
+        self._unauthorized_streak[key.id] = streak + 1
+        rest = self.unauthorized_cooldown * 2 ** min(streak, UNAUTHORIZED_BACKOFF_STEPS)
+        self._unauthorized_until[key.id] = time.monotonic() + rest
+        return rest
 
-    def resting(self, keys: tuple[ProviderKey, ...]) -> bool:
-        return bool(self._rests(keys))
+    def answered(self, key: ProviderKey) -> None:
+        """The upstream took the key (neither 401 nor 429): its 401 streak is over."""
+        if self._unauthorized_streak:
+            self._unauthorized_streak.pop(key.id, None)
+            self._unauthorized_until.pop(key.id, None)
 
-    def retry_after(self, keys: tuple[ProviderKey, ...]) -> int:
-        """Whole seconds until the first resting key of `keys` may be tried again."""
-        rests = self._rests(keys)
-        return max(1, math.ceil(min(rests))) if rests else 1
-
-    def _rest_left(self, key: ProviderKey, now: float) -> float:
-        return self._resting_until.get(key.id, 0.0) - now
-
-    def _rests(self, keys: tuple[ProviderKey, ...]) -> list[float]:
-        """Seconds of rest left for each of `keys` that is resting (refused ones aside)."""
+    def rate_limit_retry_after(self, keys: tuple[ProviderKey, ...]) -> int | None:
+        """Whole seconds until the first rate-limited key of `keys` may be tried again;
+        None if none of them is resting for a rate limit."""
         now = time.monotonic()
-        left = [self._rest_left(k, now) for k in keys if k.id not in self._revoked]
-        return [r for r in left if r > 0]
+        rests = [t - now for k in keys if (t := self._rate_limited_until.get(k.id, 0.0)) > now]
+        return max(1, math.ceil(min(rests))) if rests else None
+
+    def forget_expired(self) -> None:
+        """Keeps the maps small (after each snapshot): rests that are over go, and a 401
+        streak no request has tried for as long as the longest rest."""
+        now = time.monotonic()
+        longest = self.unauthorized_cooldown * 2**UNAUTHORIZED_BACKOFF_STEPS
+        self._rate_limited_until = {k: t for k, t in self._rate_limited_until.items() if t > now}
+        self._unauthorized_until = {
+            k: t for k, t in self._unauthorized_until.items() if t + longest > now
+        }
+        self._unauthorized_streak = {
+            k: n for k, n in self._unauthorized_streak.items() if k in self._unauthorized_until
+        }
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:

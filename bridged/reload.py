@@ -30,7 +30,7 @@ class RouteState:
         for s in skipped:
             log.warning("provider %s (%s) skipped: %s", s.name, s.provider_id, s.reason)
         self.table = table  # the swap
-        self._keys.new_snapshot()
+        self._keys.forget_expired()
         self._pools.keep_only(table.origins)
         metrics.SKIPPED_PROVIDERS.set(len(skipped))
         return ApplyResult(skipped=skipped)

@@ -1,13 +1,19 @@
-"""Key failover through bridged: 429 rests a key, 401/403 takes it out until the next
-snapshot, the retried request is byte-identical, and a call is recorded once."""
+"""Key failover through bridged: 429 rests a key for the upstream's Retry-After, 401 for a
+cooldown that doubles while it keeps failing, 403 fails over for that request only; the
+retried request is byte-identical, and a call is recorded once."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from aibridge.v1 import admin_pb2
-from tests.harness import Bridged, Controlplane, wait_until
+from tests.harness import Bridged, Controlplane, Secrets, wait_until
 from tests.upstream import FakeUpstream
 
 KEY1 = "sk-failover-first-key-000000000001"
@@ -124,14 +130,30 @@ def test_every_key_rate_limited_gives_429_with_retry_after(
     bridged.check_alive()
 
 
-def test_refused_keys_are_out_until_the_next_snapshot(
-    controlplane: Controlplane, bridged: Bridged, token: str, upstream_a: FakeUpstream
+@pytest.fixture
+def quick_cooldown(
+    controlplane: Controlplane, tmp_path: Path, secrets: Secrets
+) -> Iterator[Bridged]:
+    """bridged whose keys refused with 401 rest 1 s at first (60 s by default)."""
+    process = Bridged(
+        [controlplane.address], tmp_path, secrets, name="quick",
+        extra_args=("--unauthorized-cooldown", "1"),
+    ).start()  # fmt: skip
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def test_a_401_rests_the_key_for_a_cooldown_that_grows(
+    controlplane: Controlplane, quick_cooldown: Bridged, token: str, upstream_a: FakeUpstream
 ) -> None:
+    bridged = quick_cooldown
     admin = controlplane.admin
-    admin.create_provider("revoked", upstream_a.url + "/v1", keys=[KEY1, KEY2])
-    created = admin.create_provider("mixed", upstream_a.url + "/v1", keys=[KEY3, KEY4])
-    admin.wait_applied(created.revision)
-    upstream_a.key_status.update({KEY1: 401, KEY2: 403, KEY3: 401})
+    admin.wait_applied(
+        admin.create_provider("revoked", upstream_a.url + "/v1", keys=[KEY1, KEY2]).revision
+    )
+    upstream_a.key_status.update({KEY1: 401, KEY2: 401})
 
     # Every key refused: 502, not a rate limit, and nothing to retry after.
     refused = chat(bridged, "revoked", token)
@@ -139,28 +161,54 @@ def test_refused_keys_are_out_until_the_next_snapshot(
     assert refused.json()["error"]["code"] == "all_keys_refused"
     assert "Retry-After" not in refused.headers
     assert keys_seen(upstream_a) == [KEY1, KEY2]
-    assert failovers(bridged, "revoked", "refused") == 2
-    # They stay out: the next call does not reach the upstream at all.
+    assert failovers(bridged, "revoked", "unauthorized") == 2
+    failed_at = time.monotonic()
+    # They rest: the next call does not reach the upstream...
     assert chat(bridged, "revoked", token).status_code == 502
     assert len(upstream_a.seen) == 2
 
-    # One refused key of two: the call succeeds with the other, and the refused one is
-    # skipped from then on.
-    ok = chat(bridged, "mixed", token)
-    assert ok.status_code == 200, ok.text
-    assert keys_seen(upstream_a, 2) == [KEY3, KEY4]
-    assert chat(bridged, "mixed", token).status_code == 200
-    assert keys_seen(upstream_a, 4) == [KEY4]
+    # ...until a later call tries them again (after 1 s), and they rest twice as long.
+    def retried(count: int) -> bool:
+        assert chat(bridged, "revoked", token).status_code == 502
+        return len(upstream_a.seen) >= count
 
-    # An admin change to the provider (say, after fixing the key upstream) brings a new
-    # snapshot, and with it another chance for every key.
-    del upstream_a.key_status[KEY3]
-    update = admin_pb2.UpdateProviderRequest(ref="mixed", display_name="Mixed keys")
-    admin.wait_applied(admin.UpdateProvider(update).revision)
-    assert chat(bridged, "mixed", token).status_code == 200
-    assert keys_seen(upstream_a, 5) == [KEY3]
-    assert failovers(bridged, "mixed", "refused") == 1
-    # The other provider's keys are retried too, and refused again.
-    assert chat(bridged, "revoked", token).status_code == 502
-    assert keys_seen(upstream_a, 6) == [KEY1, KEY2]
-    assert failovers(bridged, "revoked", "refused") == 4
+    wait_until(lambda: retried(4), 10, "the keys to be tried again")
+    assert keys_seen(upstream_a, 2) == [KEY1, KEY2]
+    assert time.monotonic() - failed_at >= 1.0
+    failed_again_at = time.monotonic()
+    wait_until(lambda: retried(6), 10, "the keys to be tried a third time")
+    assert time.monotonic() - failed_again_at >= 2.0, "the cooldown did not double"
+
+    # A key the upstream takes again is back in line, first as before.
+    del upstream_a.key_status[KEY1]
+    wait_until(lambda: chat(bridged, "revoked", token).status_code == 200, 10, "KEY1 back")
+    assert keys_seen(upstream_a)[-1] == KEY1
+    assert chat(bridged, "revoked", token).status_code == 200
+    assert keys_seen(upstream_a)[-1] == KEY1
+
+
+def test_a_403_fails_over_for_that_request_only(
+    controlplane: Controlplane, bridged: Bridged, token: str, upstream_a: FakeUpstream
+) -> None:
+    admin = controlplane.admin
+    admin.create_provider("mixed", upstream_a.url + "/v1", keys=[KEY1, KEY2])
+    created = admin.create_provider("forbidden", upstream_a.url + "/v1", keys=[KEY3, KEY4])
+    admin.wait_applied(created.revision)
+    upstream_a.key_status.update({KEY1: 403, KEY3: 403, KEY4: 403})
+
+    # The next key serves the request, and the forbidden key stays in use for the next.
+    for _ in range(2):
+        ok = chat(bridged, "mixed", token)
+        assert ok.status_code == 200, ok.text
+    assert keys_seen(upstream_a) == [KEY1, KEY2, KEY1, KEY2]
+    assert failovers(bridged, "mixed", "forbidden") == 2
+
+    # Forbidden with every key: the upstream's own 403 reaches the client, which learns
+    # why (a model its organisation may not use, say).
+    forbidden = chat(bridged, "forbidden", token)
+    assert forbidden.status_code == 403, forbidden.text
+    assert forbidden.json()["error"]["message"] == "key says 403"
+    assert "x-aibridge-error" not in forbidden.headers
+    assert keys_seen(upstream_a, 4) == [KEY3, KEY4]
+    assert chat(bridged, "forbidden", token).status_code == 403
+    assert keys_seen(upstream_a, 6) == [KEY3, KEY4]

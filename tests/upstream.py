@@ -27,8 +27,9 @@ class Seen:
     method: str
     path: str
     query: str
-    headers: dict[str, str]
+    headers: dict[str, str]  # lowercased names; a repeated header's last value
     body: bytes
+    header_list: list[tuple[str, str]] = field(default_factory=list)  # as they came
 
     @property
     def key(self) -> str:
@@ -47,6 +48,9 @@ class FakeUpstream:
     tls: ssl.SSLContext | None = None
     # key → status to answer with (429, 401, ...), and the Retry-After to send with a 429.
     key_status: dict[str, int] = field(default_factory=dict)
+    # header name → status to answer a request that has it with (OpenAI answers 401 to an
+    # OpenAI-Organization its key does not belong to, say).
+    header_status: dict[str, int] = field(default_factory=dict)
     retry_after: str | None = "30"
     silent: bool = False  # accept the request, never answer
     seen: list[Seen] = field(default_factory=list)
@@ -92,12 +96,16 @@ class FakeUpstream:
         seen = Seen(
             request.method, request.path, request.query_string,
             {k.lower(): v for k, v in request.headers.items()}, body,
+            [(k.lower(), v) for k, v in request.headers.items()],
         )  # fmt: skip
         if self.record:
             self.seen.append(seen)
         if self.silent:
             await asyncio.sleep(3600)
         status = self.key_status.get(seen.key)
+        for name, answer in self.header_status.items():
+            if name in seen.headers:
+                status = answer
         if status is not None:
             headers = (
                 {"Retry-After": self.retry_after} if status == 429 and self.retry_after else {}
@@ -189,17 +197,29 @@ class FakeUpstream:
         }  # fmt: skip
         if not body.get("stream"):
             return web.json_response(response_obj)
+        # The events a real stream has, in order: Codex shows text only inside an item.
         created = response_obj | {"status": "in_progress", "output": [], "usage": None}
-        events = [("response.created", {"type": "response.created", "response": created})]
-        for i, piece in enumerate(self._pieces()):
-            events.append(("response.output_text.delta", {
-                "type": "response.output_text.delta", "item_id": "msg_1", "output_index": 0,
-                "content_index": 0, "delta": piece, "sequence_number": i + 1,
-            }))  # fmt: skip
-        events.append(
-            ("response.completed", {"type": "response.completed", "response": response_obj})
-        )
-        return await self._sse(request, events)
+        part = {"type": "output_text", "text": "", "annotations": []}
+        where = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
+        events: list[tuple[str, dict]] = [
+            ("response.created", {"response": created}),
+            ("response.in_progress", {"response": created}),
+            ("response.output_item.added", {"output_index": 0, "item": message | {
+                "status": "in_progress", "content": []}}),
+            ("response.content_part.added", where | {"part": part}),
+        ]  # fmt: skip
+        events += [("response.output_text.delta", where | {"delta": piece})
+                   for piece in self._pieces()]  # fmt: skip
+        events += [
+            ("response.output_text.done", where | {"text": self.text()}),
+            ("response.content_part.done", where | {"part": part | {"text": self.text()}}),
+            ("response.output_item.done", {"output_index": 0, "item": message}),
+            ("response.completed", {"response": response_obj}),
+        ]
+        return await self._sse(request, [
+            (kind, {"type": kind, **data, "sequence_number": number})
+            for number, (kind, data) in enumerate(events)
+        ])  # fmt: skip
 
     async def _models(self, request: web.Request, body: dict) -> web.StreamResponse:
         return web.json_response(

@@ -1,0 +1,107 @@
+"""The real Claude Code and Codex CLI, set up as the README says, through bridged and
+through proxyd: each answers from the upstream, which sees the provider's key and only
+the headers the gateway forwards, and each call is recorded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aibridge.v1 import admin_pb2
+from bridged.headers import FORWARDED_REQUEST_HEADERS, FORWARDED_REQUEST_PREFIXES
+from tests.agents import claude_code, codex
+from tests.conftest import UpstreamPKI
+from tests.harness import Bridged, Controlplane, Proxyd, wait_until
+from tests.upstream import FakeUpstream, Seen
+
+ANTHROPIC_KEY = "sk-ant-agents-provider-key-0001"
+OPENAI_KEY = "sk-openai-agents-provider-key-02"
+CLIENTS_OWN_KEY = "sk-the-clients-own-key-000000003"
+# What the gateway adds or sets itself, beside the client's allowlisted headers.
+GATEWAY_HEADERS = {"authorization", "x-api-key", "host", "content-length", "accept-encoding"}
+
+
+def forwarded_only(seen: list[Seen], gateway_token: str) -> None:
+    for request in seen:
+        for name in request.headers:
+            assert (
+                name in FORWARDED_REQUEST_HEADERS
+                or name.startswith(FORWARDED_REQUEST_PREFIXES)
+                or name in GATEWAY_HEADERS
+            ), name
+        assert gateway_token not in repr(request.headers)
+        assert CLIENTS_OWN_KEY not in repr(request.headers)
+
+
+def recorded(controlplane: Controlplane, provider: str) -> int:
+    rows = controlplane.admin.QueryUsage(admin_pb2.QueryUsageRequest(provider=provider)).rows
+    return sum(r.requests for r in rows)
+
+
+def test_claude_code_and_codex_through_bridged(
+    controlplane: Controlplane, bridged: Bridged, token: str, upstream_a: FakeUpstream,
+    upstream_b: FakeUpstream, tmp_path: Path,
+) -> None:  # fmt: skip
+    admin = controlplane.admin
+    admin.create_provider("claude", upstream_a.url, type="anthropic", keys=[ANTHROPIC_KEY])
+    created = admin.create_provider("gpt", upstream_b.url + "/v1", keys=[OPENAI_KEY])
+    admin.wait_applied(created.revision)
+
+    run = claude_code(
+        "say hi", tmp_path / "claude", base_url=bridged.provider_url("claude"), token=token
+    )
+    assert run.returncode == 0, run.output
+    assert "hello from A" in run.output
+    assert upstream_a.seen and {s.key for s in upstream_a.seen} == {ANTHROPIC_KEY}
+    assert upstream_a.seen[-1].headers["anthropic-version"] == "2023-06-01"
+    assert "claude-code" in upstream_a.seen[-1].headers["anthropic-beta"]
+    forwarded_only(upstream_a.seen, token)
+
+    run = codex(
+        "say hi", tmp_path / "codex", base_url=bridged.provider_url("gpt") + "/v1", token=token
+    )
+    assert run.returncode == 0, run.output
+    assert "hello from B" in run.output, run.output
+    assert upstream_b.seen and {s.key for s in upstream_b.seen} == {OPENAI_KEY}
+    assert upstream_b.seen[-1].headers["originator"] == "codex_exec"
+    forwarded_only(upstream_b.seen, token)
+
+    wait_until(lambda: recorded(controlplane, "claude") >= 1, what="Claude Code's call recorded")
+    wait_until(lambda: recorded(controlplane, "gpt") >= 1, what="Codex's call recorded")
+
+
+def test_claude_code_and_codex_through_proxyd(
+    controlplane: Controlplane, mitm: tuple[Bridged, Proxyd], token: str, pki: UpstreamPKI,
+    tls_upstream_a: FakeUpstream, tls_upstream_b: FakeUpstream, tmp_path: Path,
+) -> None:  # fmt: skip
+    """Tools pointed at the provider's own host, their own key in hand, with proxyd as
+    HTTPS_PROXY: the key is swapped for the provider's on the way."""
+    _bridged, proxyd = mitm
+    admin = controlplane.admin
+    anthropic_url = f"https://localhost:{tls_upstream_a.port}"
+    openai_url = f"https://localhost:{tls_upstream_b.port}/v1"
+    admin.create_provider("claude", anthropic_url, type="anthropic", keys=[ANTHROPIC_KEY])
+    admin.wait_applied(admin.create_provider("gpt", openai_url, keys=[OPENAI_KEY]).revision)
+    ca = str(proxyd.ca_path)
+    proxy = {"HTTPS_PROXY": proxyd.proxy_url(token), "NO_PROXY": ""}
+
+    # Node's variable for Claude Code; Codex is a native binary that reads SSL_CERT_FILE.
+    run = claude_code(
+        "say hi", tmp_path / "claude", base_url=anthropic_url, token=CLIENTS_OWN_KEY,
+        extra_env=proxy | {"NODE_EXTRA_CA_CERTS": ca},
+    )  # fmt: skip
+    assert run.returncode == 0, run.output
+    assert "hello from A" in run.output
+    assert {s.key for s in tls_upstream_a.seen} == {ANTHROPIC_KEY}
+    forwarded_only(tls_upstream_a.seen, token)
+
+    run = codex(
+        "say hi", tmp_path / "codex", base_url=openai_url, token=CLIENTS_OWN_KEY,
+        extra_env=proxy | {"SSL_CERT_FILE": ca},
+    )  # fmt: skip
+    assert run.returncode == 0, run.output
+    assert "hello from B" in run.output, run.output
+    assert {s.key for s in tls_upstream_b.seen} == {OPENAI_KEY}
+    forwarded_only(tls_upstream_b.seen, token)
+
+    wait_until(lambda: recorded(controlplane, "claude") >= 1, what="Claude Code's call recorded")
+    wait_until(lambda: recorded(controlplane, "gpt") >= 1, what="Codex's call recorded")
