@@ -10,6 +10,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bridged import client_errors, metrics
+from bridged.bodies import RequestBodies
 from bridged.config import BridgedConfig
 from bridged.connections import LimitedSite
 from bridged.errors import error_response, family_for_path
@@ -44,10 +45,14 @@ class Gateway:
             flush_interval=config.usage_flush_interval,
             capacity=config.usage_buffer,
         )
-        self.forwarder = Forwarder(self.state, self.pools, self.keys, self.reporter)
+        self.bodies = RequestBodies(
+            config.max_body_bytes, config.max_buffered_bytes, config.keepalive_timeout
+        )
+        self.forwarder = Forwarder(self.state, self.pools, self.keys, self.reporter, self.bodies)
         expose_subscriber("bridged", self.subscriber)
         expose_gc_pauses("bridged")
         metrics.UPSTREAM_POOLS.set_function(lambda: self.pools.open_pools)
+        metrics.BUFFERED_BYTES.set_function(lambda: self.bodies.held)
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.config.max_body_bytes)
@@ -86,9 +91,12 @@ async def serve(config: BridgedConfig) -> None:
     subscription = asyncio.create_task(gateway.subscriber.run(), name="subscriber")
     reporting = asyncio.create_task(gateway.reporter.run(), name="usage")
     client_errors.install()
+    # handler_cancellation: a client that leaves ends its request at once (and the call
+    # upstream, which stops the provider's work), instead of holding its body and
+    # connection until the provider answers.
     runner = web.AppRunner(
         gateway.app(), access_log=None, shutdown_timeout=config.shutdown_grace,
-        keepalive_timeout=config.keepalive_timeout,
+        keepalive_timeout=config.keepalive_timeout, handler_cancellation=True,
     )  # fmt: skip
     await runner.setup()
     site = LimitedSite(

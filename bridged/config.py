@@ -20,6 +20,7 @@ class BridgedConfig:
     controlplane: dataplane.ControlplaneLink
     upstream_ca_file: Path | None
     max_body_bytes: int
+    max_buffered_bytes: int
     max_connections: int
     keepalive_timeout: float
     connect_timeout: float
@@ -57,6 +58,12 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
         "--max-body-bytes", type=int, default=32 * 1024 * 1024, help="largest request body accepted"
     )
     flag(
+        "--max-buffered-bytes",
+        type=int,
+        default=256 * 1024 * 1024,
+        help="request body bytes held at once, all requests together; beyond, 503",
+    )
+    flag(
         "--max-connections",
         type=int,
         default=10_000,
@@ -66,7 +73,8 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
         "--keepalive-timeout",
         type=float,
         default=75.0,
-        help="seconds a client connection may stay idle, or take to send a request head",
+        help="seconds a client connection may stay idle, take to send a request head, or "
+        "pause in the middle of a request body",
     )
     flag("--connect-timeout", type=float, default=10.0, help="seconds to connect to an upstream")
     flag(
@@ -113,6 +121,8 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
     host, port = dataplane.listen_address(p, a.listen)
     if a.max_body_bytes <= 0:
         p.error("--max-body-bytes must be positive")
+    if a.max_buffered_bytes < a.max_body_bytes:
+        p.error("--max-buffered-bytes must be at least --max-body-bytes")
     if a.max_connections <= 0:
         p.error("--max-connections must be positive")
     if a.unauthorized_cooldown <= 0:
@@ -125,6 +135,7 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
         controlplane=dataplane.link(a, "bridged"),
         upstream_ca_file=Path(a.upstream_ca_file) if a.upstream_ca_file else None,
         max_body_bytes=a.max_body_bytes,
+        max_buffered_bytes=a.max_buffered_bytes,
         max_connections=a.max_connections,
         keepalive_timeout=a.keepalive_timeout,
         connect_timeout=a.connect_timeout,

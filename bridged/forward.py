@@ -5,6 +5,7 @@ Everything a request needs is read from one route table, taken once at its start
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 import logging
@@ -21,6 +22,7 @@ from multidict import CIMultiDict
 
 from aibridge.v1 import usage_pb2
 from bridged import metrics
+from bridged.bodies import SENT_WHOLE, BodyRefused, RequestBodies, upstream_payload
 from bridged.errors import error_response, family_for_path
 from bridged.headers import STRIPPED_RESPONSE, upstream_request_headers
 from bridged.keys import KeyHealth
@@ -63,11 +65,13 @@ class Forwarder:
         pools: UpstreamPools,
         keys: KeyHealth,
         reporter: UsageReporter,
+        bodies: RequestBodies,
     ) -> None:
         self.state = state
         self.pools = pools
         self.keys = keys
         self.reporter = reporter
+        self.bodies = bodies
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         metrics.IN_FLIGHT.inc()
@@ -102,11 +106,12 @@ class Forwarder:
                 f"{request.method} {path} is not available through the gateway",
             )  # fmt: skip
         try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge as exc:
-            metrics.LIMIT_HITS.labels("body_bytes").inc()
-            return _refuse(name, family, 413, "request_too_large", exc.text or "body too large")
-
+            held = await self.bodies.read(request)
+        except BodyRefused as refusal:
+            if refusal.limit:
+                metrics.LIMIT_HITS.labels(refusal.limit).inc()
+            retry = {"Retry-After": "1"} if refusal.status == 503 else None
+            return _refuse(name, family, refusal.status, refusal.code, str(refusal), retry)
         exchange = Exchange(
             request_id=f"{_ID_PREFIX}{next(_ID_COUNTER):016x}",
             started=started,
@@ -117,31 +122,36 @@ class Forwarder:
             user_agent=request.headers.get("User-Agent", ""),
         )
         if endpoint.intercepted:
-            exchange.model, exchange.streaming = _request_fields(body)
+            exchange.model, exchange.streaming = _request_fields(held.body)
         try:
-            response = await self._exchange(request, exchange, path, body)
+            return await self._exchange(request, exchange, path, held.body)
+        except asyncio.CancelledError:
+            exchange.status = exchange.status or 499  # the client left before the answer
+            raise
         finally:
+            held.release()
             try:
                 self._record(exchange)
             except Exception:  # the answer matters more than its record
                 log.exception("usage of request %s not recorded", exchange.request_id)
-        return response
 
     async def _exchange(
-        self, request: web.Request, x: Exchange, path: str, body: bytes
+        self, request: web.Request, x: Exchange, path: str, body: bytearray
     ) -> web.StreamResponse:
         route = x.route
         if not route.keys:
             return self._fail(x, 502, "no_keys", f"provider {route.name!r} has no keys")
         url = route.upstream_url(path, request.rel_url.raw_query_string)
         headers = upstream_request_headers(request.headers, x.endpoint.intercepted)
+        if len(body) > SENT_WHOLE:
+            headers.append(("Content-Length", str(len(body))))  # sent in pieces, not chunked
         keys = self.keys.usable(route.keys)
         rate_limited = False
         async with self.pools.use(route.origin) as session:
             for attempt, key in enumerate(keys, 1):
                 try:
                     upstream = await session.request(
-                        request.method, url, data=body, allow_redirects=False,
+                        request.method, url, data=upstream_payload(body), allow_redirects=False,
                         headers=[*headers, *route.auth_headers(key.secret).items()],
                     )  # fmt: skip
                 except TimeoutError:
@@ -211,8 +221,8 @@ class Forwarder:
             log.warning("provider %s went silent mid-response", x.route.name)
             x.status = 504
             raise
-        except (ConnectionResetError, aiohttp.ClientConnectionResetError):
-            x.status = 499  # the client went away
+        except (ConnectionResetError, aiohttp.ClientConnectionResetError, asyncio.CancelledError):
+            x.status = 499  # the client went away (aiohttp cancels its handler)
             raise
         except aiohttp.ClientPayloadError:
             log.warning("provider %s cut the response short", x.route.name)
@@ -295,7 +305,7 @@ def authenticate(request: web.Request, table: RouteTable) -> Caller | None:
     return caller
 
 
-def _request_fields(body: bytes) -> tuple[str, bool]:
+def _request_fields(body: bytearray) -> tuple[str, bool]:
     try:
         data: Any = orjson.loads(body)
     except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
@@ -312,8 +322,11 @@ def _text(value: str) -> str:
     return value.encode("utf-8", "replace").decode("utf-8")
 
 
-def _refuse(provider: str, family: str, status: int, code: str, message: str) -> web.Response:
+def _refuse(
+    provider: str, family: str, status: int, code: str, message: str,
+    headers: dict[str, str] | None = None,
+) -> web.Response:  # fmt: skip
     # `provider` is only a label when it names a provider: anonymous callers must not be
     # able to mint new time series.
     metrics.REQUESTS.labels(provider, "", str(status)).inc()
-    return error_response(family, status, code, message)
+    return error_response(family, status, code, message, headers)

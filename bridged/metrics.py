@@ -12,7 +12,10 @@ CONNECTIONS = Gauge("aibridge_bridged_connections", "Open client connections")
 LIMIT_HITS = Counter(
     "aibridge_bridged_limit_hits_total",
     "Connections or requests refused at a configured bound",
-    ["limit"],  # connections, body_bytes
+    ["limit"],  # connections, body_bytes, buffered_bytes, body_idle
+)
+BUFFERED_BYTES = Gauge(
+    "aibridge_bridged_buffered_request_bytes", "Bytes of request bodies held (--max-buffered-bytes)"
 )
 UPSTREAM_SECONDS = Histogram(
     "aibridge_bridged_upstream_seconds", "Upstream request duration", ["provider", "route"]

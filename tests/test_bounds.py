@@ -3,18 +3,29 @@ connections, request heads and bodies, and proxyd's certificate cache."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http.client
 import re
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import httpx
 import pytest
 
 from tests.conftest import UpstreamPKI
-from tests.harness import Bridged, Controlplane, ManagedProcess, Proxyd, Secrets, wait_until
+from tests.harness import (
+    Bridged,
+    Controlplane,
+    ManagedProcess,
+    Proxyd,
+    Secrets,
+    async_wait_until,
+    wait_until,
+)
 from tests.proxy_client import HTTPConnection, connect, tls
 from tests.upstream import FakeUpstream
 
@@ -47,7 +58,7 @@ def idle_connections(port: int, count: int) -> Iterator[list[socket.socket]]:
             s.close()
 
 
-def chat(bridged: Bridged, token: str, body: bytes = b'{"model": "m", "messages": []}'):  # type: ignore[no-untyped-def]
+def chat(bridged: Bridged, token: str, body: Any = b'{"model": "m", "messages": []}'):  # type: ignore[no-untyped-def]
     return httpx.post(
         bridged.provider_url("llm") + "/v1/chat/completions",
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
@@ -83,10 +94,108 @@ def test_bridged_connections_and_body(
         assert too_big.status_code == 413
         assert too_big.json()["error"]["code"] == "request_too_large"
         assert limit_hits(bridged, "bridged", "body_bytes") == 1
+        # A body of unannounced length (chunked) is bounded as it arrives.
+        chunked = chat(bridged, token, iter([b'{"model": "m", "pad": "', b"x" * 3000, b'"}']))
+        assert chunked.status_code == 413, chunked.text
+        assert limit_hits(bridged, "bridged", "body_bytes") == 2
         assert chat(bridged, token).status_code == 200
         bridged.check_alive()
     finally:
         bridged.stop()
+
+
+def rss_bytes(process: ManagedProcess, field: str = "VmRSS") -> int:
+    """The process's resident memory now (VmRSS), or at its peak (VmHWM)."""
+    assert process.proc is not None
+    status = Path(f"/proc/{process.proc.pid}/status").read_text()
+    return int(re.search(rf"^{field}:\s+(\d+) kB", status, re.M).group(1)) * 1024  # type: ignore[union-attr]
+
+
+def test_bridged_bounds_the_request_bytes_it_holds(
+    controlplane: Controlplane, bridged: Bridged, token: str, upstream_a: FakeUpstream
+) -> None:
+    """Twenty concurrent 30 MB bodies to an upstream that never answers: with every body
+    held whole, bridged grew from 200 MB to 1.4 GB. The default bound holds eight."""
+    upstream_a.silent = True
+    upstream_a.record = False
+    admin = controlplane.admin
+    admin.wait_applied(admin.create_provider("llm", upstream_a.url + "/v1", keys=[KEY]).revision)
+    body = b'{"model": "m", "pad": "' + b"x" * (30 * 1024 * 1024 - 30) + b'"}'
+    before = rss_bytes(bridged)
+
+    async def flood() -> list[int | str]:
+        async with aiohttp.ClientSession() as session:
+
+            async def post() -> int | str:
+                url = bridged.provider_url("llm") + "/v1/chat/completions"
+                headers = {"Authorization": f"Bearer {token}"}
+                try:
+                    async with session.post(url, data=body, headers=headers) as response:
+                        assert response.headers.get("Retry-After") == "1"
+                        assert (await response.json())["error"]["code"] == "gateway_busy"
+                        return response.status
+                except asyncio.CancelledError:
+                    return "held"
+
+            posts = [asyncio.ensure_future(post()) for _ in range(20)]
+            held = 256 // 30  # bodies that fit the default --max-buffered-bytes (256 MiB)
+            await async_wait_until(
+                lambda: sum(p.done() for p in posts) == 20 - held, 60, "the refusals"
+            )
+            # The held ones are read whole and sent to the upstream, which never answers.
+            await async_wait_until(
+                lambda: upstream_a.bytes_received >= held * len(body), 60, "the held bodies"
+            )
+            assert buffered(bridged) == held * len(body)
+            for p in posts:
+                p.cancel()  # the clients leave...
+            statuses = await asyncio.gather(*posts)
+        # ...and bridged ends their requests (and the calls upstream): their bodies go.
+        await async_wait_until(lambda: buffered(bridged) == 0, 30, "the bodies to be released")
+        return statuses
+
+    statuses = asyncio.run(flood())
+    assert sorted(statuses, key=str) == [503] * 12 + ["held"] * 8
+    grown = rss_bytes(bridged, "VmHWM") - before
+    assert grown < 600 * 1024 * 1024, f"bridged grew {grown / 2**20:.0f} MB"
+    assert limit_hits(bridged, "bridged", "buffered_bytes") == 12
+    upstream_a.silent = False
+    assert chat(bridged, token).status_code == 200
+
+
+def test_a_body_that_stops_arriving_is_refused(
+    controlplane: Controlplane, token: str, tmp_path: Path, secrets: Secrets,
+    upstream_a: FakeUpstream,
+) -> None:  # fmt: skip
+    """A counted body must not be held forever by a client that stops sending it."""
+    bridged = Bridged(
+        [controlplane.address], tmp_path, secrets, extra_args=("--keepalive-timeout", "1")
+    ).start()
+    try:
+        admin = controlplane.admin
+        created = admin.create_provider("llm", upstream_a.url + "/v1", keys=[KEY])
+        admin.wait_applied(created.revision)
+        with socket.create_connection(("127.0.0.1", bridged.port), timeout=15) as sock:
+            sock.sendall(
+                b"POST /api/v2/aibridge/llm/v1/chat/completions HTTP/1.1\r\n"
+                b"Host: gateway\r\nAuthorization: Bearer " + token.encode() + b"\r\n"
+                b"Content-Length: 1000\r\n\r\n" + b'{"model": "m", "pad": "'
+            )
+            head = sock.recv(4096)
+        assert head.startswith(b"HTTP/1.1 408 "), head
+        assert b"request_timeout" in head
+        assert limit_hits(bridged, "bridged", "body_idle") == 1
+        assert buffered(bridged) == 0
+        assert upstream_a.seen == []
+        assert chat(bridged, token).status_code == 200
+    finally:
+        bridged.stop()
+
+
+def buffered(bridged: Bridged) -> int:
+    match = re.search(r"^aibridge_bridged_buffered_request_bytes (\S+)$", bridged.metrics(), re.M)
+    assert match, "no aibridge_bridged_buffered_request_bytes"
+    return int(float(match.group(1)))
 
 
 @pytest.fixture

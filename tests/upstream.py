@@ -57,6 +57,7 @@ class FakeUpstream:
     # When set, streams stop after their first chunk until it is released.
     hold: threading.Event | None = None
     record: bool = True  # benchmarks turn it off: `seen` would grow without end
+    bytes_received: int = 0  # request body bytes, whether recorded or not
 
     def __post_init__(self) -> None:
         self.port = free_port()
@@ -93,6 +94,7 @@ class FakeUpstream:
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
+        self.bytes_received += len(body)
         seen = Seen(
             request.method, request.path, request.query_string,
             {k.lower(): v for k, v in request.headers.items()}, body,
