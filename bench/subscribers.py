@@ -27,6 +27,7 @@ TOKEN_ENV = "BENCH_TOKEN"
 
 
 async def run(address: str, role: str, count: int, prefix: str, token: str) -> None:
+    from controlplane.client.lifecycle import wait_for_signal
     from controlplane.client.subscriber import ApplyResult, ProviderSnapshot, Subscriber
 
     out = sys.stdout
@@ -51,7 +52,14 @@ async def run(address: str, role: str, count: int, prefix: str, token: str) -> N
         )
         for i in range(count)
     ]
-    await asyncio.gather(*(s.run() for s in subscribers))
+    running = [asyncio.create_task(s.run()) for s in subscribers]
+    # SIGTERM (SubscriberWorkers.stop) is a clean shutdown, as a data plane's: each says
+    # goodbye, so that the next measurement's waits do not hold for them.
+    await wait_for_signal()
+    await asyncio.gather(*(s.leave() for s in subscribers))
+    for task in running:
+        task.cancel()
+    await asyncio.gather(*running, return_exceptions=True)
 
 
 class SubscriberWorkers:

@@ -116,6 +116,7 @@ async def serve(config: BridgedConfig) -> None:
     if not await gateway.reporter.flush(timeout=5.0):
         log.error("%d usage records could not be delivered", gateway.reporter.pending)
     await gateway.reporter.close()
+    await gateway.subscriber.leave()  # so that no admin's --wait holds for this process
     subscription.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await subscription

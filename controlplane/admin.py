@@ -10,7 +10,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import grpc
@@ -20,7 +20,7 @@ from aibridge.v1 import admin_pb2, admin_pb2_grpc
 from controlplane.auth import actor
 from controlplane.cache import SnapshotCache
 from controlplane.errors import AlreadyExists, InvalidArgument, NotFound
-from controlplane.fleet import Fleet
+from controlplane.fleet import DEFAULT_GRACE, MAX_GRACE, Fleet
 from controlplane.publisher import SnapshotPublisher
 from controlplane.registry import SubscriberState
 from controlplane.store import audit, models
@@ -199,10 +199,17 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         timeout = request.timeout_seconds or 30.0
         if not 0 < timeout <= MAX_WAIT_SECONDS:
             raise InvalidArgument("timeout_seconds", f"must be between 0 and {MAX_WAIT_SECONDS:g}")
+        grace = DEFAULT_GRACE.total_seconds()
+        if request.HasField("fleet_grace_seconds"):
+            grace = request.fleet_grace_seconds
+        if not 0 <= grace <= MAX_GRACE.total_seconds():
+            raise InvalidArgument(
+                "fleet_grace_seconds", f"must be between 0 and {MAX_GRACE.total_seconds():g}"
+            )
         remaining = context.time_remaining()
         if remaining is not None:
             timeout = min(timeout, max(remaining - 0.2, 0))
-        laggards = await self.fleet.wait_for(request.revision, timeout)
+        laggards = await self.fleet.wait_for(request.revision, timeout, timedelta(seconds=grace))
         return admin_pb2.WaitForRevisionResponse(
             done=not laggards, laggards=[subscriber_message(s) for s in laggards]
         )
@@ -302,6 +309,9 @@ def subscriber_message(s: SubscriberState) -> admin_pb2.Subscriber:
         sent_version=s.sent_version,
         last_error=s.last_error,
         controlplane_id=s.controlplane_id,
+        connected=s.connected,
+        disconnected_at=_ts(s.disconnected_at),
+        instance=s.fingerprint,
         skipped=[
             admin_pb2.SkippedProviderInfo(provider_id=k.provider_id, name=k.name, reason=k.reason)
             for k in s.skipped

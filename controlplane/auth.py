@@ -1,8 +1,8 @@
 """Who may call what. Roles are proven by the bearer credential, never claimed.
 
 admin   → the Admin service
-bridged → Watch (bridged cut), Ack, ReportUsage
-proxyd  → Watch (proxyd cut), Ack
+bridged → Watch (bridged cut), Ack, Leave, ReportUsage
+proxyd  → Watch (proxyd cut), Ack, Leave
 Health and reflection are open so that probes and grpcurl work.
 """
 

@@ -44,6 +44,8 @@ EXIT_INTERRUPTED = 130
 
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_WAIT_TIMEOUT = 30.0
+DEFAULT_FLEET_GRACE = 30.0
+MAX_FLEET_GRACE = 3600.0  # the API's limit (WaitForRevisionRequest.fleet_grace_seconds)
 # The WaitForRevision call outlives the server-side wait so that the server answers
 # with the laggards instead of the client giving up first.
 WAIT_DEADLINE_MARGIN = 5.0
@@ -140,6 +142,16 @@ def _positive_float(value: str) -> float:
     return number
 
 
+def _fleet_grace(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {value!r}") from None
+    if not 0 <= number <= MAX_FLEET_GRACE:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_FLEET_GRACE:g}: {value}")
+    return number
+
+
 # --- parser --------------------------------------------------------------------------------
 
 
@@ -202,7 +214,8 @@ def _add_mutation_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--wait",
         action="store_true",
-        help="after the change, wait until every subscriber has applied it (exit 3 if not)",
+        help="after the change, wait until every subscriber has applied it, those "
+        "disconnected within --fleet-grace included (exit 3 if not)",
     )
     parser.add_argument(
         "--wait-timeout",
@@ -210,6 +223,14 @@ def _add_mutation_options(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_WAIT_TIMEOUT,
         metavar="SECONDS",
         help=f"how long --wait waits (default {DEFAULT_WAIT_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--fleet-grace",
+        type=_fleet_grace,
+        default=DEFAULT_FLEET_GRACE,
+        metavar="SECONDS",
+        help="--wait also waits for the subscribers disconnected less than this long ago: "
+        f"they may be reconnecting (default {DEFAULT_FLEET_GRACE:g}; 0: connected ones only)",
     )
 
 
@@ -225,7 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     status = commands.add_parser(
-        "status", parents=[common], help="revision and every connected subscriber"
+        "status",
+        parents=[common],
+        help="revision and every subscriber, connected or recently disconnected",
     )
     status.set_defaults(func=cmd_status)
 
@@ -486,7 +509,9 @@ def emit_json(message: Message) -> None:
 def wait_for_revision(ctx: Context, args: argparse.Namespace, revision: int) -> int:
     if not args.wait:
         return EXIT_OK
-    request = admin_pb2.WaitForRevisionRequest(revision=revision, timeout_seconds=args.wait_timeout)
+    request = admin_pb2.WaitForRevisionRequest(
+        revision=revision, timeout_seconds=args.wait_timeout, fleet_grace_seconds=args.fleet_grace
+    )
     try:
         response = ctx.stub.WaitForRevision(
             request, timeout=args.wait_timeout + WAIT_DEADLINE_MARGIN, metadata=ctx.metadata
@@ -509,10 +534,12 @@ def wait_for_revision(ctx: Context, args: argparse.Namespace, revision: int) -> 
         f"{args.wait_timeout:g}s; lagging:",
         file=sys.stderr,
     )
+    now = datetime.now(UTC)
     rows = [
-        [s.id, s.role, s.address, str(s.applied_version), s.last_error] for s in response.laggards
+        [s.id, s.role, s.address, str(s.applied_version), presence(s, now), s.last_error]
+        for s in response.laggards
     ]
-    print(table(["ID", "ROLE", "ADDRESS", "APPLIED", "LAST_ERROR"], rows), file=sys.stderr)
+    print(table(["ID", "ROLE", "ADDRESS", "APPLIED", "STATE", "LAST_ERROR"], rows), file=sys.stderr)
     return EXIT_WAIT_INCOMPLETE
 
 
@@ -524,6 +551,16 @@ def fmt_time(message: Message, field: str, unset: str = "-") -> str:
         return unset
     ts: Timestamp = getattr(message, field)
     return ts.ToDatetime(tzinfo=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def presence(subscriber: admin_pb2.Subscriber, now: datetime) -> str:
+    """`connected`, or `disconnected 12s ago`."""
+    if subscriber.connected:
+        return "connected"
+    if not subscriber.HasField("disconnected_at"):
+        return "disconnected"
+    since = now - subscriber.disconnected_at.ToDatetime(tzinfo=UTC)
+    return f"disconnected {max(int(since.total_seconds()), 0)}s ago"
 
 
 def _cell(value: str) -> str:
@@ -567,12 +604,13 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
                 ("revision", str(status.revision)),
                 ("snapshot version", str(status.snapshot_version)),
                 ("controlplane", status.controlplane_id or "-"),
-                ("subscribers", str(len(status.subscribers))),
+                ("subscribers", _count(status.subscribers)),
             ]
         )
     )
     if status.subscribers:
         print()
+        now = datetime.now(UTC)
         rows = [
             [
                 s.id,
@@ -580,11 +618,14 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
                 s.address,
                 fmt_time(s, "connected_since"),
                 str(s.applied_version),
+                s.instance,
+                presence(s, now),
                 s.last_error,
             ]
             for s in status.subscribers
         ]
-        print(table(["ID", "ROLE", "ADDRESS", "CONNECTED_SINCE", "APPLIED", "LAST_ERROR"], rows))
+        headers = ["ID", "ROLE", "ADDRESS", "CONNECTED_SINCE", "APPLIED", "INSTANCE", "STATE"]
+        print(table([*headers, "LAST_ERROR"], rows))
         skipped = [(s, p) for s in status.subscribers for p in s.skipped]
         if skipped:
             print("\nskipped providers:")
@@ -595,6 +636,11 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
                 )
             )
     return EXIT_OK
+
+
+def _count(subscribers: Sequence[admin_pb2.Subscriber]) -> str:
+    away = sum(1 for s in subscribers if not s.connected)
+    return f"{len(subscribers)} ({away} disconnected)" if away else str(len(subscribers))
 
 
 def _print_provider(provider: admin_pb2.Provider) -> None:

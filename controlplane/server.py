@@ -70,6 +70,7 @@ async def serve(config: ControlplaneConfig) -> None:
     cache = SnapshotCache()
     registry = SubscriberRegistry(config.controlplane_id)
     fleet = Fleet(db, registry, config.controlplane_id)
+    await fleet.recall()
     health_servicer = health.aio.HealthServicer()
     publisher = SnapshotPublisher(
         db, keyring, cache, config.controlplane_id, config.revision_check_interval,
@@ -132,7 +133,7 @@ async def serve(config: ControlplaneConfig) -> None:
         task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await asyncio.gather(*background, return_exceptions=True)
-    await fleet.forget()
+    await fleet.publish()  # every stream has ended: the others wait for them to come back
     if metrics is not None:
         await metrics.cleanup()
     db.dispose()

@@ -1,4 +1,5 @@
-"""The Sync service: Watch streams snapshots to subscribers, Ack records what they did."""
+"""The Sync service: Watch streams snapshots to subscribers, Ack records what they did,
+Leave forgets one that shuts down cleanly."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from aibridge.v1 import sync_pb2, sync_pb2_grpc
 from controlplane.auth import Credentials, Role
 from controlplane.cache import SnapshotCache
 from controlplane.publisher import SnapshotPublisher
-from controlplane.registry import Skipped, SubscriberRegistry
+from controlplane.registry import Skipped, SubscriberRegistry, SubscriberState, instance_of
 from controlplane.store import revision
 from controlplane.store.db import Database, DatabaseUnavailable
 
@@ -22,6 +23,8 @@ log = logging.getLogger(__name__)
 SUBSCRIBERS = Gauge("aibridge_controlplane_subscribers", "Connected subscribers", ["role"])
 SNAPSHOTS_SENT = Counter("aibridge_controlplane_snapshots_sent_total", "Snapshots sent", ["role"])
 ACKS = Counter("aibridge_controlplane_acks_total", "Acknowledgements", ["role", "result"])
+
+MIN_KEY, MAX_KEY = 32, 200  # an instance key's length
 
 
 class SyncService(sync_pb2_grpc.SyncServicer):
@@ -49,14 +52,25 @@ class SyncService(sync_pb2_grpc.SyncServicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 "subscriber_id: required (at most 200 characters), to acknowledge with",
             )
+        if not MIN_KEY <= len(request.instance_key) <= MAX_KEY:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"instance_key: required ({MIN_KEY} to {MAX_KEY} characters), a random secret "
+                "made once per process, that Ack and Leave send too",
+            )
         state = self.registry.connect(
-            subscriber_id, role, context.peer(), applied_version=request.applied_version
+            subscriber_id,
+            role,
+            instance_of(request.instance_key),
+            context.peer(),
+            applied_version=request.applied_version,
         )
         SUBSCRIBERS.labels(role.value).inc()
         log.info(
-            "subscriber %s (%s) connected from %s, applied version %d",
+            "subscriber %s (%s, instance %s) connected from %s, applied version %d",
             subscriber_id,
             role,
+            state.fingerprint,
             context.peer(),
             request.applied_version,
         )
@@ -108,17 +122,10 @@ class SyncService(sync_pb2_grpc.SyncServicer):
     async def Ack(
         self, request: sync_pb2.AckRequest, context: grpc.aio.ServicerContext
     ) -> sync_pb2.AckResponse:
-        role = self.credentials.role_of(context.invocation_metadata())
-        assert role is not None  # the interceptor let only data-plane roles in
-        state = self.registry.get(role, request.subscriber_id)
-        if state is None:
-            await context.abort(
-                grpc.StatusCode.NOT_FOUND,
-                f"no {role} subscriber {request.subscriber_id!r} is connected",
-            )
+        state = await self._entry_of(request, context, connected=True)
         skipped = [Skipped(s.provider_id, s.name, s.reason[:500]) for s in request.skipped]
         self.registry.ack(state, request.version, request.error, skipped)
-        ACKS.labels(role.value, "rejected" if request.error else "applied").inc()
+        ACKS.labels(state.role.value, "rejected" if request.error else "applied").inc()
         if request.error:
             log.warning(
                 "subscriber %s rejected version %d: %s", state.id, request.version, request.error
@@ -132,6 +139,36 @@ class SyncService(sync_pb2_grpc.SyncServicer):
                 s.reason,
             )
         return sync_pb2.AckResponse()
+
+    async def Leave(
+        self, request: sync_pb2.LeaveRequest, context: grpc.aio.ServicerContext
+    ) -> sync_pb2.LeaveResponse:
+        state = await self._entry_of(request, context, connected=False)
+        self.registry.leave(state)
+        log.info("subscriber %s (%s) is shutting down: forgotten", state.id, state.role)
+        return sync_pb2.LeaveResponse()
+
+    async def _entry_of(
+        self,
+        request: sync_pb2.AckRequest | sync_pb2.LeaveRequest,
+        context: grpc.aio.ServicerContext,
+        connected: bool,
+    ) -> SubscriberState:
+        """The entry of the process that sent `request`: role, id and instance key must all
+        match, or NOT_FOUND. (Not PERMISSION_DENIED for an id known under another key: the
+        answer does not tell the caller whether the id exists, and a real subscriber whose
+        entry is gone gets the answer it always got.)"""
+        role = self.credentials.role_of(context.invocation_metadata())
+        assert role is not None  # the interceptor let only data-plane roles in
+        state = self.registry.find(role, request.subscriber_id, instance_of(request.instance_key))
+        if state is None or state.left or (connected and not state.connected):
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"no {role} subscriber {request.subscriber_id!r} with this instance key is "
+                "connected",
+            )
+        assert state is not None
+        return state
 
     async def _role_for(self, requested: str, context: grpc.aio.ServicerContext) -> Role:
         role = self.credentials.role_of(context.invocation_metadata())
@@ -162,6 +199,11 @@ def add_sync_service(service: SyncService, server: grpc.aio.Server) -> None:
             service.Ack,
             request_deserializer=sync_pb2.AckRequest.FromString,
             response_serializer=sync_pb2.AckResponse.SerializeToString,
+        ),
+        "Leave": grpc.unary_unary_rpc_method_handler(
+            service.Leave,
+            request_deserializer=sync_pb2.LeaveRequest.FromString,
+            response_serializer=sync_pb2.LeaveResponse.SerializeToString,
         ),
     }
     name = sync_pb2.DESCRIPTOR.services_by_name["Sync"].full_name

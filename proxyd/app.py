@@ -61,6 +61,7 @@ async def serve(config: ProxydConfig) -> None:
         _, pending = await asyncio.wait(set(proxy.connections), timeout=SHUTDOWN_GRACE)
         for task in pending:
             task.cancel()
+    await subscriber.leave()  # so that no admin's --wait holds for this process
     subscription.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await subscription

@@ -125,6 +125,11 @@ class Secrets:
         }
 
 
+def instance_key() -> str:
+    """A fresh instance key, for a test's own raw Watch stream (a Subscriber makes its own)."""
+    return uuid.uuid4().hex + uuid.uuid4().hex
+
+
 def clean_env() -> dict[str, str]:
     """The environment without any AIBRIDGE_* a developer may have exported."""
     return {k: v for k, v in os.environ.items() if not k.startswith("AIBRIDGE_")}
@@ -155,10 +160,16 @@ class AdminClient:
     def revision(self) -> int:
         return self.GetStatus(admin_pb2.GetStatusRequest()).revision
 
-    def wait_applied(self, revision: int, timeout: float = 15.0) -> None:
-        response = self.WaitForRevision(
-            admin_pb2.WaitForRevisionRequest(revision=revision, timeout_seconds=timeout)
-        )
+    def wait_applied(
+        self, revision: int, timeout: float = 15.0, fleet_grace: float | None = None
+    ) -> None:
+        """Every subscriber applied `revision`: those connected, and those disconnected
+        within `fleet_grace` seconds (the API's default unless given; 0 when the test knows
+        the ones that vanished are gone for good)."""
+        request = admin_pb2.WaitForRevisionRequest(revision=revision, timeout_seconds=timeout)
+        if fleet_grace is not None:
+            request.fleet_grace_seconds = fleet_grace
+        response = self.WaitForRevision(request)
         assert response.done, f"laggards at revision {revision}: {response.laggards}"
 
     def close(self) -> None:
@@ -424,8 +435,12 @@ class RecordingSubscriber:
         self.task = asyncio.get_running_loop().create_task(self.subscriber.run())
         return self
 
-    async def stop(self) -> None:
+    async def stop(self, leave: bool = True) -> None:
+        """Ends the subscription: cleanly (as a data plane's SIGTERM does), or, without
+        `leave`, as if the process vanished (it stays listed, disconnected)."""
         if self.task is not None:
+            if leave:
+                await self.subscriber.leave()
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task

@@ -37,6 +37,7 @@ from tests.harness import (
     Secrets,
     finish_stream,
     health,
+    instance_key,
     postgres_database,
     providers_or_none,
     stream_in_background,
@@ -677,7 +678,8 @@ def test_a_stalled_subscriber_costs_neither_the_others_nor_memory(
         # No BDP probing: the stream's window stays at its initial size.
         channel = grpc.insecure_channel(cp.address, options=[("grpc.http2.bdp_probe", 0)])
         stalled = sync_pb2_grpc.SyncStub(channel).Watch(
-            sync_pb2.WatchRequest(subscriber_id="stalled", role="bridged"),
+            sync_pb2.WatchRequest(subscriber_id="stalled", role="bridged",
+                                 instance_key=instance_key()),
             metadata=(("authorization", f"Bearer {secrets.bridged}"),), timeout=120,
         )  # fmt: skip
         try:

@@ -16,7 +16,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 
 from aibridge.v1 import admin_pb2, admin_pb2_grpc, sync_pb2, sync_pb2_grpc
-from tests.harness import Controlplane, Secrets, wait_until
+from tests.harness import Controlplane, Secrets, instance_key, wait_until
 
 SERVICES = {"aibridge.v1.Admin", "aibridge.v1.Sync", "aibridge.v1.Usage", "grpc.health.v1.Health"}
 
@@ -150,7 +150,9 @@ def test_watch_needs_the_credential_of_the_role(
     with grpc.insecure_channel(cp.address) as channel:
         stub = sync_pb2_grpc.SyncStub(channel)
         call = stub.Watch(
-            sync_pb2.WatchRequest(subscriber_id=subscriber_id, role=role),
+            sync_pb2.WatchRequest(
+                subscriber_id=subscriber_id, role=role, instance_key=instance_key()
+            ),
             metadata=credential(cp, who),
             timeout=10,
         )
@@ -180,23 +182,26 @@ def test_ack_for_another_roles_subscriber_is_refused(
     controlplane: Controlplane, secrets: Secrets
 ) -> None:
     cp = controlplane
+    key = instance_key()
     with grpc.insecure_channel(cp.address) as channel:
         stub = sync_pb2_grpc.SyncStub(channel)
         watch = stub.Watch(
-            sync_pb2.WatchRequest(subscriber_id="b1", role="bridged"),
+            sync_pb2.WatchRequest(subscriber_id="b1", role="bridged", instance_key=key),
             metadata=credential(cp, "bridged"),
             timeout=30,
         )
         try:
             snapshot = next(watch)
-            ack = sync_pb2.AckRequest(subscriber_id="b1", version=snapshot.version, error="forged")
+            ack = sync_pb2.AckRequest(
+                subscriber_id="b1", instance_key=key, version=snapshot.version, error="forged"
+            )
             code = code_of(lambda: stub.Ack(ack, metadata=credential(cp, "proxyd"), timeout=10))
             # Entries are per role: the proxyd credential cannot even see bridged's.
             assert code == grpc.StatusCode.NOT_FOUND
             (sub,) = cp.admin.GetStatus(admin_pb2.GetStatusRequest()).subscribers
             assert (sub.id, sub.role, sub.last_error) == ("b1", "bridged", "")
             stub.Ack(
-                sync_pb2.AckRequest(subscriber_id="b1", version=snapshot.version),
+                sync_pb2.AckRequest(subscriber_id="b1", instance_key=key, version=snapshot.version),
                 metadata=credential(cp, "bridged"),
                 timeout=10,
             )
@@ -231,7 +236,9 @@ def test_sigterm_exits_zero_within_the_grace_period(controlplane: Controlplane) 
     with grpc.insecure_channel(cp.address) as channel:
         # An open Watch stream: in flight at SIGTERM, it must not hold the process up.
         watch = sync_pb2_grpc.SyncStub(channel).Watch(
-            sync_pb2.WatchRequest(subscriber_id="lingering", role="proxyd"),
+            sync_pb2.WatchRequest(
+                subscriber_id="lingering", role="proxyd", instance_key=instance_key()
+            ),
             metadata=credential(cp, "proxyd"),
             timeout=60,
         )

@@ -128,9 +128,11 @@ def test_restart_while_the_controlplane_is_down_serves_the_cache(
         wait_until(lambda p=process: readyz(p.url)["from_cache"] is False, 30, "reconnect")
         assert readyz(process.url)["controlplane_connected"] is True
         assert f"aibridge_{process.role}_snapshot_from_cache 0.0" in process.metrics()
-    controlplane.admin.wait_applied(created.revision)
+    # The processes stopped while the controlplane was down could not say goodbye: they
+    # are listed as disconnected, and a wait with a fleet grace would hold for them.
+    controlplane.admin.wait_applied(created.revision, fleet_grace=0)
     changed = controlplane.admin.create_provider("other", "https://api.example.com/v1").revision
-    controlplane.admin.wait_applied(changed)
+    controlplane.admin.wait_applied(changed, fleet_grace=0)
     for process in (bridged, proxyd):
         wait_until(lambda p=process: cached_version(p, secrets) == changed, 15, "cache replaced")
 

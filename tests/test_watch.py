@@ -9,7 +9,13 @@ import pytest
 
 from aibridge.v1 import admin_pb2, sync_pb2, sync_pb2_grpc
 from controlplane.client.subscriber import ApplyResult, SkippedProvider
-from tests.harness import Controlplane, RecordingSubscriber, Secrets, async_wait_until
+from tests.harness import (
+    Controlplane,
+    RecordingSubscriber,
+    Secrets,
+    async_wait_until,
+    instance_key,
+)
 
 KEY = "sk-live-secret-KEY-0123456789abcdef"
 
@@ -217,7 +223,7 @@ def test_slow_reader_gets_the_latest_not_a_backlog(
     channel = grpc.insecure_channel(cp.address, options=[("grpc.http2.bdp_probe", 0)])
     stub = sync_pb2_grpc.SyncStub(channel)
     stream = stub.Watch(
-        sync_pb2.WatchRequest(subscriber_id="stalled", role="proxyd"),
+        sync_pb2.WatchRequest(subscriber_id="stalled", role="proxyd", instance_key=instance_key()),
         metadata=(("authorization", f"Bearer {secrets.proxyd}"),),
     )
     try:

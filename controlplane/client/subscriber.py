@@ -13,6 +13,7 @@ import inspect
 import logging
 import os
 import random
+import secrets
 import socket
 import time
 import uuid
@@ -76,6 +77,9 @@ class Subscriber:
         self.subscriber_id = (
             subscriber_id or f"{role}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         )
+        # Proves, with every Ack and Leave, that this process is the one behind its stream:
+        # another process under the same id is another subscriber. Never logged or shown.
+        self._instance_key = secrets.token_urlsafe(32)
         self._token = token
         self._apply = apply
         self._tls = tls
@@ -94,6 +98,7 @@ class Subscriber:
         self.last_error = ""
         self.from_cache = False  # serving the snapshot saved by an earlier run
         self._skipped: Sequence[SkippedProvider] = ()  # of the applied snapshot, for re-acks
+        self._stub: sync_pb2_grpc.SyncStub | None = None  # of the open session, for leave()
 
     @property
     def connected(self) -> bool:
@@ -138,6 +143,20 @@ class Subscriber:
             index += 1
             await asyncio.sleep(self._backoff(failures))
 
+    async def leave(self, timeout: float = 2.0) -> None:
+        """Tells the controlplane this process is shutting down for good, so that no wait
+        holds for it; call it just before cancelling run(). A subscriber that vanishes
+        without it is waited for during a wait's fleet grace: it may be reconnecting."""
+        if self._stub is None:
+            return  # not connected: nobody to tell
+        request = sync_pb2.LeaveRequest(
+            subscriber_id=self.subscriber_id, instance_key=self._instance_key
+        )
+        try:
+            await self._stub.Leave(request, metadata=auth_metadata(self._token), timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            log.warning("could not say goodbye to the controlplane: %s", exc.code().name)
+
     def _backoff(self, failures: int) -> float:
         if failures == 0:
             return self._backoff_base * random.random()
@@ -152,15 +171,20 @@ class Subscriber:
                 role=self.role,
                 applied_version=self.applied_version,
                 database_id=self.current.database_id if self.current else "",
+                instance_key=self._instance_key,
             )
             call = stub.Watch(request, metadata=auth_metadata(self._token))
-            async for snapshot in call:
-                if self.connected_to is None:
-                    self.connected_to = address
-                    self.last_error = ""
-                    log.info("connected to controlplane %s", address)
-                await self._handle(stub, snapshot)
-                yield snapshot
+            self._stub = stub
+            try:
+                async for snapshot in call:
+                    if self.connected_to is None:
+                        self.connected_to = address
+                        self.last_error = ""
+                        log.info("connected to controlplane %s", address)
+                    await self._handle(stub, snapshot)
+                    yield snapshot
+            finally:
+                self._stub = None
 
     async def _handle(self, stub: sync_pb2_grpc.SyncStub, snapshot: ProviderSnapshot) -> None:
         current = self.current
@@ -240,6 +264,7 @@ class Subscriber:
     ) -> None:
         request = sync_pb2.AckRequest(
             subscriber_id=self.subscriber_id,
+            instance_key=self._instance_key,
             version=version,
             error=error,
             skipped=[

@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -159,10 +160,16 @@ class SubscriberRow(Base):
     controlplane_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     role: Mapped[str] = mapped_column(String(16), primary_key=True)
     subscriber_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    # SHA-256 (hex) of the subscriber process's instance key: two processes under one id
+    # are two rows.
+    instance: Mapped[str] = mapped_column(String(64), primary_key=True, server_default="")
     address: Mapped[str] = mapped_column(String(200), nullable=False)
     connected_since: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     applied_version: Mapped[int] = mapped_column(BigInteger, nullable=False)
     sent_version: Mapped[int] = mapped_column(BigInteger, nullable=False)
     last_error: Mapped[str] = mapped_column(Text, nullable=False)
     skipped: Mapped[str] = mapped_column(Text, nullable=False)  # JSON list
+    # Set once its stream ended; and it said goodbye (Leave) when left_cleanly.
+    disconnected_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    left_cleanly: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
     seen_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
