@@ -10,6 +10,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bridged import client_errors, metrics
+from bridged.access import AccessLogger
 from bridged.bodies import RequestBodies
 from bridged.config import BridgedConfig
 from bridged.connections import LimitedSite
@@ -19,6 +20,7 @@ from bridged.keys import KeyHealth
 from bridged.reload import RouteState
 from bridged.upstreams import UpstreamPools
 from bridged.usage_reporter import UsageReporter
+from controlplane.client import access
 from controlplane.client.lifecycle import wait_for_signal
 from controlplane.client.metrics import expose_gc_pauses, expose_subscriber
 
@@ -94,9 +96,12 @@ async def serve(config: BridgedConfig) -> None:
     # handler_cancellation: a client that leaves ends its request at once (and the call
     # upstream, which stops the provider's work), instead of holding its body and
     # connection until the provider answers.
+    access.configure(config.access_log)
     runner = web.AppRunner(
-        gateway.app(), access_log=None, shutdown_timeout=config.shutdown_grace,
-        keepalive_timeout=config.keepalive_timeout, handler_cancellation=True,
+        gateway.app(), access_log_class=AccessLogger,
+        access_log=access.ACCESS if config.access_log else None,
+        shutdown_timeout=config.shutdown_grace, keepalive_timeout=config.keepalive_timeout,
+        handler_cancellation=True,
     )  # fmt: skip
     await runner.setup()
     site = LimitedSite(

@@ -34,6 +34,7 @@ class BridgedConfig:
     event_loop: str
     log_format: str
     log_level: str
+    access_log: bool
 
 
 def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> BridgedConfig:
@@ -149,4 +150,5 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
         event_loop=a.event_loop,
         log_format=a.log_format,
         log_level=a.log_level,
+        access_log=a.access_log == "on",
     )

@@ -22,6 +22,7 @@ from multidict import CIMultiDict
 
 from aibridge.v1 import usage_pb2
 from bridged import metrics
+from bridged.access import CALL, Call
 from bridged.bodies import SENT_WHOLE, BodyRefused, RequestBodies, upstream_payload
 from bridged.errors import error_response, family_for_path
 from bridged.headers import STRIPPED_RESPONSE, upstream_request_headers
@@ -44,7 +45,7 @@ _ID_COUNTER = itertools.count()
 class Exchange:
     """One call through the gateway, for its usage record and metrics."""
 
-    request_id: str
+    call: Call  # for the access log, which holds the request id
     started: float
     started_wall: float
     caller: Caller
@@ -75,16 +76,23 @@ class Forwarder:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         metrics.IN_FLIGHT.inc()
+        call = request[CALL] = Call(
+            request.method, "/" + request.match_info["tail"], time.monotonic(),
+            request_id=f"{_ID_PREFIX}{next(_ID_COUNTER):016x}",
+        )  # fmt: skip
         try:
-            return await self._handle(request)
+            response = await self._handle(request, call)
+            if not response.prepared:  # a refusal: its id, for the access log's line
+                response.headers["x-aibridge-request-id"] = call.request_id
+            return response
         finally:
             metrics.IN_FLIGHT.dec()
 
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
+    async def _handle(self, request: web.Request, call: Call) -> web.StreamResponse:
         started, started_wall = time.monotonic(), time.time()
         table = self.state.table  # read once: a reload never changes this request's view
-        name = request.match_info["provider"]
-        path = "/" + request.match_info["tail"]
+        name = call.provider = request.match_info["provider"]
+        path = call.route
         family = family_for_path(path)
         if table is None:
             return _refuse("", family, 503, "no_snapshot", "the gateway has no configuration yet")
@@ -92,6 +100,7 @@ class Forwarder:
         caller = authenticate(request, table)
         if caller is None:
             return _refuse(known, family, 401, "invalid_token", "missing, unknown or expired token")
+        call.token = caller.name
         route = table.routes.get(name)
         if route is None:
             return _refuse("", family, 404, "unknown_provider", f"no provider named {name!r}")
@@ -112,8 +121,9 @@ class Forwarder:
                 metrics.LIMIT_HITS.labels(refusal.limit).inc()
             retry = {"Retry-After": "1"} if refusal.status == 503 else None
             return _refuse(name, family, refusal.status, refusal.code, str(refusal), retry)
+        call.bytes_in = len(held.body)
         exchange = Exchange(
-            request_id=f"{_ID_PREFIX}{next(_ID_COUNTER):016x}",
+            call=call,
             started=started,
             started_wall=started_wall,
             caller=caller,
@@ -133,7 +143,7 @@ class Forwarder:
             try:
                 self._record(exchange)
             except Exception:  # the answer matters more than its record
-                log.exception("usage of request %s not recorded", exchange.request_id)
+                log.exception("usage of request %s not recorded", call.request_id)
 
     async def _exchange(
         self, request: web.Request, x: Exchange, path: str, body: bytearray
@@ -198,7 +208,7 @@ class Forwarder:
         headers = CIMultiDict(
             (k, v) for k, v in upstream.headers.items() if k.lower() not in STRIPPED_RESPONSE
         )
-        headers["x-aibridge-request-id"] = x.request_id
+        headers["x-aibridge-request-id"] = x.call.request_id
         if event_stream:
             headers["Cache-Control"] = "no-cache"
             headers["X-Accel-Buffering"] = "no"
@@ -215,6 +225,7 @@ class Forwarder:
                 if not x.ttfb:
                     x.ttfb = time.monotonic() - x.started
                 await response.write(chunk)  # the client gets it before we look at it
+                x.call.bytes_out += len(chunk)
                 if extractor is not None:
                     extractor.feed(chunk)
         except TimeoutError:
@@ -262,7 +273,7 @@ class Forwarder:
         started_at.FromNanoseconds(int(x.started_wall * 1e9))
         self.reporter.record(
             usage_pb2.Interception(
-                request_id=x.request_id,
+                request_id=x.call.request_id,
                 started_at=started_at,
                 token_id=x.caller.token_id,
                 token_name=x.caller.name,

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 
+from controlplane.client import access
 from controlplane.client.lifecycle import wait_for_signal
 from controlplane.client.metrics import expose_gc_pauses, expose_subscriber
 from proxyd.certs import CertificateAuthority
@@ -21,6 +22,7 @@ SHUTDOWN_GRACE = 5.0
 
 
 async def serve(config: ProxydConfig) -> None:
+    access.configure(config.access_log)
     ca = CertificateAuthority.load_or_create(
         config.ca_cert, config.ca_key, config.state_dir, config.cert_cache_size
     )

@@ -35,6 +35,7 @@ class ProxydConfig:
     event_loop: str
     log_format: str
     log_level: str
+    access_log: bool
 
 
 def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> ProxydConfig:
@@ -102,4 +103,5 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
         event_loop=a.event_loop,
         log_format=a.log_format,
         log_level=a.log_level,
+        access_log=a.access_log == "on",
     )

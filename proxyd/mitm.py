@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import aiohttp
 import h11
 
+from controlplane.client import access
+from controlplane.client.access import Call
 from controlplane.client.wire import HOP_BY_HOP
 from proxyd import metrics
 from proxyd.http import json_error, next_event, refuse_malformed, reply
@@ -61,6 +64,7 @@ class Interceptor:
         writer: asyncio.StreamWriter,
         host_port: str,
         token: str,
+        token_name: str,
     ) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.max_header_bytes)
         while True:
@@ -71,46 +75,56 @@ class Interceptor:
                 return
             if not isinstance(event, h11.Request):
                 return  # ConnectionClosed, or the client gave up
-            if not safe_target(event.target):
-                await reply(
-                    conn, writer, 400, "Bad Request",
-                    json_error("the request target must be a plain path", "bad_target"),
-                    content_type="application/json",
-                )  # fmt: skip
-                return
-            if conn.they_are_waiting_for_100_continue:
-                writer.write(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
-            body = await self._body(conn, reader)
-            if body is None:
-                metrics.LIMIT_HITS.labels("body_bytes").inc()
-                await reply(
-                    conn, writer, 413, "Payload Too Large",
-                    json_error("request body too large", "request_too_large"),
-                    content_type="application/json",
-                )  # fmt: skip
-                return
-            router = self.state.router
-            route = router.route(host_port) if router is not None else None
-            if route is None:
-                metrics.REQUESTS.labels("", "421").inc()
-                await reply(
-                    conn, writer, 421, "Misdirected Request",
-                    json_error(f"{host_port} is no longer routed to a provider; reconnect",
-                               "host_not_routed"),
-                    content_type="application/json",
-                )  # fmt: skip
-                return
-            metrics.IN_FLIGHT.inc()
+            call = Call(
+                event.method.decode("latin-1"), event.target.decode("latin-1").partition("?")[0],
+                time.monotonic(), token=token_name,
+            )  # fmt: skip
             try:
-                kept = await self._forward(conn, writer, event, body, route, token)
+                kept = await self._one(conn, reader, writer, event, host_port, token, call)
             finally:
-                metrics.IN_FLIGHT.dec()
+                access.log_call(call)
             if not kept or conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
                 return
             try:
                 conn.start_next_cycle()
             except h11.LocalProtocolError:
                 return
+
+    async def _one(
+        self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+        request: h11.Request, host_port: str, token: str, call: Call,
+    ) -> bool:  # fmt: skip
+        """One request of the connection, forwarded or refused; False to close."""
+        if not safe_target(request.target):
+            message = "the request target must be a plain path"
+            await _refuse(conn, writer, call, 400, "Bad Request", message, "bad_target")
+            return False
+        if conn.they_are_waiting_for_100_continue:
+            writer.write(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
+        body = await self._body(conn, reader)
+        if body is None:
+            metrics.LIMIT_HITS.labels("body_bytes").inc()
+            message = "request body too large"
+            await _refuse(
+                conn, writer, call, 413, "Payload Too Large", message, "request_too_large"
+            )
+            return False
+        call.bytes_in = len(body)
+        router = self.state.router
+        route = router.route(host_port) if router is not None else None
+        if route is None:
+            metrics.REQUESTS.labels("", "421").inc()
+            message = f"{host_port} is no longer routed to a provider; reconnect"
+            await _refuse(
+                conn, writer, call, 421, "Misdirected Request", message, "host_not_routed"
+            )
+            return False
+        call.provider = route.provider
+        metrics.IN_FLIGHT.inc()
+        try:
+            return await self._forward(conn, writer, request, body, route, token, call)
+        finally:
+            metrics.IN_FLIGHT.dec()
 
     async def _body(self, conn: h11.Connection, reader: asyncio.StreamReader) -> bytes | None:
         parts: list[bytes] = []
@@ -135,8 +149,10 @@ class Interceptor:
         body: bytes,
         route: HostRoute,
         token: str,
+        call: Call,
     ) -> bool:
-        """Sends one request to bridged and streams the answer back; False to close."""
+        """Sends one request to bridged and streams the answer back (what happened goes
+        in `call`); False to close."""
         assert self.session is not None
         target = request.target.decode("latin-1")
         path, _, query = target.partition("?")
@@ -170,7 +186,11 @@ class Interceptor:
                     )
                 )
                 started = True
+                call.status = response.status
+                call.request_id = response.headers.get("x-aibridge-request-id", "")
+                call.error = response.headers.get("x-aibridge-error", "")
                 async for chunk in response.content.iter_any():
+                    call.bytes_out += len(chunk)
                     writer.write(conn.send(h11.Data(data=chunk)))
                     await writer.drain()  # as it arrives: streams are never held back
                 writer.write(conn.send(h11.EndOfMessage()))
@@ -181,12 +201,19 @@ class Interceptor:
             log.warning("bridged unreachable for %s: %s", route.provider, type(exc).__name__)
             metrics.REQUESTS.labels(route.provider, "502").inc()
             if not started:
-                await reply(
-                    conn, writer, 502, "Bad Gateway",
-                    json_error("the gateway is unreachable", "bridged_unreachable"),
-                    content_type="application/json",
-                )  # fmt: skip
+                await _refuse(conn, writer, call, 502, "Bad Gateway",
+                              "the gateway is unreachable", "bridged_unreachable")  # fmt: skip
             return False
+
+
+async def _refuse(
+    conn: h11.Connection, writer: asyncio.StreamWriter, call: Call, status: int, reason: str,
+    message: str, code: str,
+) -> None:  # fmt: skip
+    """Answers, in JSON, a request proxyd does not forward (or could not)."""
+    body = json_error(message, code)
+    call.status, call.error, call.bytes_out = status, code, len(body)
+    await reply(conn, writer, status, reason, body, content_type="application/json")
 
 
 def safe_target(target: bytes) -> bool:

@@ -14,11 +14,13 @@ import hashlib
 import json
 import logging
 import ssl
+import time
 
 import h11
 from prometheus_client import generate_latest
 
-from controlplane.client import Subscriber
+from controlplane.client import Subscriber, access
+from controlplane.client.access import Call
 from proxyd import metrics
 from proxyd.certs import CertificateAuthority
 from proxyd.http import next_event, refuse_malformed, reply
@@ -89,15 +91,17 @@ class ProxyServer:
             return
         if not isinstance(request, h11.Request):
             return
+        call = Call(
+            request.method.decode("latin-1"), request.target.decode("latin-1"), time.monotonic()
+        )
         if request.method == b"CONNECT":
-            await self._connect(conn, request, reader, writer)
+            await self._connect(conn, request, reader, writer, call)
         elif request.target.startswith(b"/"):
             await self._local(conn, request, writer)
         else:
             # Plain-HTTP proxying (absolute-form) is not offered: LLM APIs speak HTTPS.
-            metrics.SESSIONS.labels("refused").inc()
-            await reply(conn, writer, 405, "Method Not Allowed", b"only CONNECT is proxied\n",
-                        headers=[("Allow", "CONNECT")])  # fmt: skip
+            await _refuse(conn, writer, call, 405, "Method Not Allowed", "only CONNECT is proxied",
+                          "only_connect", headers=[("Allow", "CONNECT")])  # fmt: skip
 
     async def _connect(
         self,
@@ -105,35 +109,37 @@ class ProxyServer:
         request: h11.Request,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
+        call: Call,
     ) -> None:
         authority = _authority(request.target.decode("latin-1"))
         if authority is None:
-            metrics.SESSIONS.labels("refused").inc()
-            await reply(conn, writer, 400, "Bad Request", b"CONNECT needs host:port\n")
+            await _refuse(conn, writer, call, 400, "Bad Request", "CONNECT needs host:port",
+                          "bad_connect_target")  # fmt: skip
             return
         host, port = authority
         router = self.state.router
         if router is None:
-            metrics.SESSIONS.labels("refused").inc()
-            await reply(conn, writer, 503, "Service Unavailable", b"no configuration yet\n")
+            await _refuse(conn, writer, call, 503, "Service Unavailable", "no configuration yet",
+                          "no_snapshot")  # fmt: skip
             return
         token = _proxy_token(request.headers)
-        if token is None or router.verify(hashlib.sha256(token.encode()).hexdigest()) is None:
-            metrics.SESSIONS.labels("refused").inc()
-            await reply(
-                conn, writer, 407, "Proxy Authentication Required",
-                b"a gateway token is required: http://user:TOKEN@proxy\n",
+        verifier = None if token is None else router.verify(_sha256(token))
+        if token is None or verifier is None:
+            await _refuse(
+                conn, writer, call, 407, "Proxy Authentication Required",
+                "a gateway token is required: http://user:TOKEN@proxy", "invalid_token",
                 headers=[PROXY_AUTHENTICATE],
             )  # fmt: skip
             return
+        call.token = verifier.name
         key = host_key(host, port)
         if router.route(key) is not None:
-            await self._intercept(conn, reader, writer, host, key, token)
+            await self._intercept(conn, reader, writer, host, key, token, verifier.name)
         elif self.tunnel == "deny":
-            metrics.SESSIONS.labels("refused").inc()
-            await reply(conn, writer, 403, "Forbidden", b"only provider hosts are allowed\n")
+            await _refuse(conn, writer, call, 403, "Forbidden", "only provider hosts are allowed",
+                          "tunnel_denied")  # fmt: skip
         else:
-            await self._tunnel(conn, reader, writer, host, port)
+            await self._tunnel(conn, reader, writer, host, port, call)
 
     async def _intercept(
         self,
@@ -143,7 +149,9 @@ class ProxyServer:
         host: str,
         key: str,
         token: str,
+        token_name: str,
     ) -> None:
+        """Decrypts the connection; each request in it is a line of the access log."""
         context = self.ca.context_for(host.lower())
         metrics.CERT_CACHE.set(self.ca.cached)
         writer.write(
@@ -154,7 +162,7 @@ class ProxyServer:
             return  # bytes before our answer: not a TLS client we can serve
         metrics.SESSIONS.labels("intercepted").inc()
         await writer.start_tls(context, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
-        await self.interceptor.serve(reader, writer, key, token)
+        await self.interceptor.serve(reader, writer, key, token, token_name)
 
     async def _tunnel(
         self,
@@ -163,23 +171,31 @@ class ProxyServer:
         writer: asyncio.StreamWriter,
         host: str,
         port: int,
+        call: Call,
     ) -> None:
         if not self.policy.port_allowed(port):
-            metrics.SESSIONS.labels("refused").inc()
-            await reply(conn, writer, 403, "Forbidden", f"port {port} is not allowed\n".encode())
+            await _refuse(conn, writer, call, 403, "Forbidden", f"port {port} is not allowed",
+                          "port_not_allowed")  # fmt: skip
             return
         upstream = await self.policy.dial(host, port)
         if isinstance(upstream, str):
-            metrics.SESSIONS.labels("refused").inc()
-            status, reason = (403, "Forbidden") if "private" in upstream else (502, "Bad Gateway")
-            await reply(conn, writer, status, reason, (upstream + "\n").encode())
+            if "private" in upstream:
+                await _refuse(conn, writer, call, 403, "Forbidden", upstream, "address_not_allowed")
+            else:
+                await _refuse(conn, writer, call, 502, "Bad Gateway", upstream, "tunnel_failed")
             return
         metrics.SESSIONS.labels("tunnelled").inc()
         writer.write(
             conn.send(h11.Response(status_code=200, reason="Connection established", headers=[]))
         )
         await writer.drain()
-        await splice((reader, writer), upstream, conn.trailing_data[0], self.idle_timeout)
+        call.status = 200
+        try:
+            call.bytes_in, call.bytes_out = await splice(
+                (reader, writer), upstream, conn.trailing_data[0], self.idle_timeout
+            )
+        finally:
+            access.log_call(call)  # the tunnel's line, once it is over
 
     async def _local(
         self, conn: h11.Connection, request: h11.Request, writer: asyncio.StreamWriter
@@ -208,6 +224,22 @@ class ProxyServer:
             )
         else:
             await reply(conn, writer, 404, "Not Found", b"not found\n")
+
+
+async def _refuse(
+    conn: h11.Connection, writer: asyncio.StreamWriter, call: Call, status: int, reason: str,
+    text: str, code: str, headers: list[tuple[str, str]] | None = None,
+) -> None:  # fmt: skip
+    """Answers a CONNECT (or other request) proxyd will not serve, and logs it."""
+    metrics.SESSIONS.labels("refused").inc()
+    body = f"{text}\n".encode()
+    await reply(conn, writer, status, reason, body, headers=headers)
+    call.status, call.error, call.bytes_out = status, code, len(body)
+    access.log_call(call)
+
+
+def _sha256(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _authority(target: str) -> tuple[str, int] | None:

@@ -97,23 +97,30 @@ async def splice(
     upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter],
     first_bytes: bytes,
     idle_timeout: float,
-) -> None:
-    """Copies bytes both ways until both directions have ended, or one is idle too long."""
+) -> tuple[int, int]:
+    """Copies bytes both ways until both directions have ended, or one is idle too long;
+    returns how many went each way (to the upstream, to the client)."""
     if first_bytes:
         upstream[1].write(first_bytes)
 
-    async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> int:
+        copied = 0
         try:
             while data := await asyncio.wait_for(reader.read(64 * 1024), idle_timeout):
                 writer.write(data)
+                copied += len(data)
                 await writer.drain()
             if writer.can_write_eof():
                 writer.write_eof()  # half-close: the other direction may still be talking
         except (ConnectionError, OSError, TimeoutError):
             writer.close()
+        return copied
 
     try:
-        await asyncio.gather(pump(client[0], upstream[1]), pump(upstream[0], client[1]))
+        sent, received = await asyncio.gather(
+            pump(client[0], upstream[1]), pump(upstream[0], client[1])
+        )
+        return len(first_bytes) + sent, received
     finally:
         upstream[1].close()
         with contextlib.suppress(ConnectionError, OSError):

@@ -17,6 +17,7 @@ from aibridge.v1 import admin_pb2, snapshot_pb2, usage_pb2, usage_pb2_grpc
 from bridged.forward import Exchange, Forwarder
 from bridged.routes import OPENAI_ENDPOINTS, Caller, Route, _route
 from bridged.usage_reporter import DEFAULT_BATCH_SIZE
+from controlplane.client.access import Call
 from controlplane.usage import MAX_BATCH
 from tests.harness import Controlplane, ctl
 
@@ -223,13 +224,14 @@ def largest_record() -> usage_pb2.Interception:
     far over its bound in 4-byte characters (the model as an upstream's answer names it)."""
     made: list[usage_pb2.Interception] = []
     reporter = SimpleNamespace(record=made.append)
-    forwarder = Forwarder(None, None, None, reporter)  # type: ignore[arg-type]
+    forwarder = Forwarder(None, None, None, reporter, None)  # type: ignore[arg-type]
     route = _route(snapshot_pb2.SnapshotProvider(
         id="prv_" + "f" * 16, name="p" * 63, type="openai", base_url="https://h.example/v1",
     ))  # fmt: skip
     assert isinstance(route, Route)
     exchange = Exchange(
-        request_id="r" * 64, started=time.monotonic(), started_wall=time.time(),
+        call=Call("POST", "/v1/chat/completions", time.monotonic(), request_id="r" * 64),
+        started=time.monotonic(), started_wall=time.time(),
         caller=Caller("tok_" + "f" * 16, "t" * 63, 0), route=route,
         endpoint=OPENAI_ENDPOINTS[0], user_agent="🦙" * 5000, model="🦙" * 5000, status=200,
     )  # fmt: skip

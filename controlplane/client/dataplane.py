@@ -72,6 +72,12 @@ def add_flags(flag: Flag, role: str) -> None:
         help="asyncio event loop implementation",
     )
     flag("--log-format", default="text", choices=["text", "json"], help="log line format")
+    flag(
+        "--access-log",
+        default="on",
+        choices=["on", "off"],
+        help="a log line per request (id, token name, provider, route, status, error, bytes)",
+    )
     flag("--log-level", default="info", help="debug, info, warning or error")
     # fmt: on
 

@@ -16,8 +16,13 @@ class JsonFormatter(logging.Formatter):
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
         }
+        fields = getattr(record, "access", None)  # an access log line: its fields as keys
+        if fields:
+            entry["msg"] = "request"
+            entry.update(fields)
+        else:
+            entry["msg"] = record.getMessage()
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)

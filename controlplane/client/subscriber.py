@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 
 ProviderSnapshot = snapshot_pb2.ProviderSnapshot
 
+# Seconds a data plane starting beside its controlplane waits quietly for it to answer.
+STARTUP = 10.0
+
 
 @dataclass(frozen=True)
 class SkippedProvider:
@@ -114,6 +117,7 @@ class Subscriber:
         """Runs until cancelled. Never raises for a lost or refused connection."""
         failures = 0
         index = 0
+        started = time.monotonic()
         while True:
             address = self.addresses[index % len(self.addresses)]
             got_snapshot = False
@@ -122,18 +126,30 @@ class Subscriber:
                     got_snapshot = True
                     failures = 0
                 self.last_error = "stream ended"
+                # The controlplane closed it: it is shutting down, and another may answer.
+                log.info("controlplane %s ended the stream; reconnecting", address)
             except grpc.aio.AioRpcError as exc:
                 self.last_error = f"{exc.code().name}: {exc.details()}"
-                level = logging.ERROR if exc.code() in _CONFIG_ERRORS else logging.WARNING
-                log.log(level, "controlplane %s: %s", address, self.last_error)
+                if exc.code() in _CONFIG_ERRORS:
+                    log.error("controlplane %s: %s", address, self.last_error)
+                elif self.connected_to is not None:
+                    log.warning(
+                        "lost controlplane %s (%s); serving version %d",
+                        address, self.last_error, self.applied_version,
+                    )  # fmt: skip
+                elif self.last_snapshot_at is None and time.monotonic() - started < STARTUP:
+                    # Processes started together (make run): the controlplane may be a
+                    # moment behind. Not worth a warning unless it stays away.
+                    log.info("controlplane %s not answering yet; retrying", address)
+                else:
+                    log.warning("controlplane %s: %s", address, self.last_error)
+            except asyncio.CancelledError:
+                self.connected_to = None  # shutting down: nothing was lost
+                raise
             except Exception as exc:  # a bug or a surprise must not end the subscription
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("subscription to %s failed", address)
             finally:
-                if self.connected_to is not None:
-                    log.warning(
-                        "lost controlplane %s; serving version %d", address, self.applied_version
-                    )
                 self.connected_to = None
             if not got_snapshot:
                 failures += 1
@@ -155,7 +171,15 @@ class Subscriber:
         try:
             await self._stub.Leave(request, metadata=auth_metadata(self._token), timeout=timeout)
         except grpc.aio.AioRpcError as exc:
-            log.warning("could not say goodbye to the controlplane: %s", exc.code().name)
+            # The controlplane is stopping too, say (make run's Ctrl-C): nothing is wrong.
+            log.info("controlplane not told of this shutdown: %s", exc.code().name)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # this task is being cancelled
+            # grpc cancels a call whose channel closes under it: the controlplane ended the
+            # stream meanwhile, and forgets this process by itself.
+            log.info("controlplane ended the stream before this shutdown was told")
 
     def _backoff(self, failures: int) -> float:
         if failures == 0:
