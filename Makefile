@@ -8,10 +8,14 @@ CLIENTS := $(VENV)/clients/.installed
 PROTOS := $(wildcard protos/aibridge/v1/*.proto)
 GENERATED := protos/aibridge/v1/.generated
 
-.PHONY: run test test-faults bench protos lint clean
+.PHONY: run demo-upstream test test-faults bench protos lint clean
 
 run: $(INSTALLED) $(GENERATED)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start
+
+# A stand-in for OpenAI and Anthropic on 127.0.0.1:9999, to try the gateway without a key.
+demo-upstream: $(INSTALLED)
+	$(BIN)/aibridge-mock-upstream
 
 test: $(INSTALLED) $(GENERATED) $(CLIENTS)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

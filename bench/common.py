@@ -63,6 +63,13 @@ def start_module(*args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen([PYTHON, "-m", *args], cwd=REPO, env=clean_env())
 
 
+def upstream_args(port: int, chunk_delay: float = 0.0) -> list[str]:
+    """`python -m` arguments of the benchmarks' upstream: the mock upstream in a process of
+    its own, streams of 8 chunks."""
+    return ["mockupstream", "--listen", f"127.0.0.1:{port}", "--chunks", "8",
+            "--chunk-delay", str(chunk_delay)]  # fmt: skip
+
+
 def http_up(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=1):

@@ -23,7 +23,16 @@ from pathlib import Path
 import aiohttp
 
 from aibridge.v1 import admin_pb2
-from bench.common import ab_order, emit, http_up, percentile, spread, start_module, table
+from bench.common import (
+    ab_order,
+    emit,
+    http_up,
+    percentile,
+    spread,
+    start_module,
+    table,
+    upstream_args,
+)
 from tests.harness import Bridged, Controlplane, Secrets, free_port, wait_until
 
 BODY = {"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}
@@ -87,8 +96,8 @@ def main(argv: list[str] | None = None) -> None:
     work = Path(tempfile.mkdtemp(prefix="aibridge-bench-"))
     fast, slow, pass_fast, pass_slow = (free_port() for _ in range(4))
     helpers = [
-        start_module("bench.upstream", str(fast)),
-        start_module("bench.upstream", str(slow), str(CHUNK_DELAY)),
+        start_module(*upstream_args(fast)),
+        start_module(*upstream_args(slow, CHUNK_DELAY)),
         start_module("bench.passthrough", str(pass_fast), f"http://127.0.0.1:{fast}/v1"),
         start_module("bench.passthrough", str(pass_slow), f"http://127.0.0.1:{slow}/v1"),
     ]

@@ -33,7 +33,7 @@ from pathlib import Path
 import aiohttp
 
 from aibridge.v1 import admin_pb2
-from bench.common import ab_order, emit, http_up, percentile, spread, table
+from bench.common import ab_order, emit, http_up, percentile, spread, table, upstream_args
 from tests.certs import issue, make_ca
 from tests.harness import (
     PYTHON,
@@ -226,12 +226,12 @@ def mitmdump_process(venv: Path, work: Path, upstream_ca: Path) -> Process:
 def serve_tls_upstream(argv: list[str]) -> None:
     """The TLS upstream in its own process:
     python -m bench.peers --serve-tls-upstream PORT CHUNK_DELAY CERT KEY"""
-    from tests.upstream import FakeUpstream
+    from mockupstream import MockUpstream
 
     port, delay, cert, key = int(argv[0]), float(argv[1]), argv[2], argv[3]
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
-    upstream = FakeUpstream("bench", chunks=8, chunk_delay=delay, tls=context, record=False)
+    upstream = MockUpstream("bench", chunks=8, chunk_delay=delay, tls=context, record=False)
     upstream.port = port
     upstream.start()
     stop = threading.Event()
@@ -535,7 +535,7 @@ def main() -> int:
         )  # fmt: skip
 
     helpers = [
-        Process("upstream", [PYTHON, "-m", "bench.upstream", str(ports["plain"])],
+        Process("upstream", [PYTHON, "-m", *upstream_args(ports["plain"])],
                 work / "upstream.log", port=ports["plain"]),
         Process("passthrough", [PYTHON, "-m", "bench.passthrough", str(ports["passthrough"]),
                                 f"http://127.0.0.1:{ports['plain']}/v1"],

@@ -52,6 +52,7 @@ from bench.common import (
     percentile,
     start_module,
     table,
+    upstream_args,
 )
 from bench.soak import gc_metrics, gc_summary
 from bench.subscribers import SubscriberWorkers
@@ -364,7 +365,7 @@ def swaps_under_load(
 ) -> dict[str, Any]:
     admin = cp.admin
     upstream_port = free_port()
-    upstream = start_module("bench.upstream", str(upstream_port))
+    upstream = start_module(*upstream_args(upstream_port))
     bridged = Bridged([cp.address], work, secrets).start()
     applied_in = f"{bridged.url}/metrics", "aibridge_bridged_snapshot_apply_seconds"
     first_apply = metric_value(*applied_in)  # all n providers, fresh, in the real process

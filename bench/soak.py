@@ -1,6 +1,6 @@
 """Soak: memory and file descriptors of bridged and proxyd over many requests and reloads.
 
-A real controlplane, bridged, proxyd and two upstream processes (bench/upstream.py).
+A real controlplane, bridged, proxyd and two upstream processes (the mock upstream).
 Requests (100,000; --quick 5,000) go half straight to bridged, half through proxyd
 (CONNECT, TLS to proxyd's leaf, HTTP/1.1 inside), one in ten streamed; every client
 session is replaced every --recycle requests, so connections are opened and closed
@@ -39,7 +39,7 @@ from typing import Any
 import aiohttp
 
 from aibridge.v1 import admin_pb2
-from bench.common import emit, machine_load, metric_families, start_module, table
+from bench.common import emit, machine_load, metric_families, start_module, table, upstream_args
 from tests.harness import AdminClient, Bridged, Controlplane, Proxyd, Secrets, free_port
 
 BODY = {"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}
@@ -65,7 +65,7 @@ def main() -> None:
     emit("soak", kind="machine", when="start", **machine_load())
     work = Path(tempfile.mkdtemp(prefix="aibridge-bench-soak-"))
     ports = [free_port(), free_port()]
-    upstreams = [start_module("bench.upstream", str(p)) for p in ports]
+    upstreams = [start_module(*upstream_args(p)) for p in ports]
     secrets = Secrets()
     cp = Controlplane(f"sqlite:///{work / 'soak.db'}", work, secrets).start()
     bridged = proxyd = None

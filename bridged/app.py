@@ -20,6 +20,7 @@ from bridged.keys import KeyHealth
 from bridged.reload import RouteState
 from bridged.upstreams import UpstreamPools
 from bridged.usage_reporter import UsageReporter
+from bridged.usage_spool import UsageSpool
 from controlplane.client import access
 from controlplane.client.lifecycle import wait_for_signal
 from controlplane.client.metrics import expose_gc_pauses, expose_subscriber
@@ -55,6 +56,7 @@ class Gateway:
         expose_gc_pauses("bridged")
         metrics.UPSTREAM_POOLS.set_function(lambda: self.pools.open_pools)
         metrics.BUFFERED_BYTES.set_function(lambda: self.bodies.held)
+        self.spool = UsageSpool(config.usage_spool) if config.usage_spool else None
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.config.max_body_bytes)
@@ -90,13 +92,20 @@ class Gateway:
 
 async def serve(config: BridgedConfig) -> None:
     gateway = Gateway(config)
+    if gateway.spool is not None:
+        for record in await asyncio.to_thread(gateway.spool.take):
+            gateway.reporter.record(record)
+        if gateway.reporter.pending:
+            log.info(
+                "%d usage records left by an earlier run: sending them", gateway.reporter.pending
+            )
     subscription = asyncio.create_task(gateway.subscriber.run(), name="subscriber")
     reporting = asyncio.create_task(gateway.reporter.run(), name="usage")
     client_errors.install()
+    access.configure(config.access_log)
     # handler_cancellation: a client that leaves ends its request at once (and the call
     # upstream, which stops the provider's work), instead of holding its body and
     # connection until the provider answers.
-    access.configure(config.access_log)
     runner = web.AppRunner(
         gateway.app(), access_log_class=AccessLogger,
         access_log=access.ACCESS if config.access_log else None,
@@ -118,8 +127,8 @@ async def serve(config: BridgedConfig) -> None:
     reporting.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await reporting
-    if not await gateway.reporter.flush(timeout=5.0):
-        log.error("%d usage records could not be delivered", gateway.reporter.pending)
+    if not await gateway.reporter.flush(timeout=5.0, last=True):
+        await _spool_the_rest(gateway)
     await gateway.reporter.close()
     await gateway.subscriber.leave()  # so that no admin's --wait holds for this process
     subscription.cancel()
@@ -127,3 +136,17 @@ async def serve(config: BridgedConfig) -> None:
         await subscription
     await gateway.pools.close()
     log.info("stopped")
+
+
+async def _spool_the_rest(gateway: Gateway) -> None:
+    """Usage the controlplane did not take before the end: on disk for the next start."""
+    pending = gateway.reporter.pending
+    if gateway.spool is None:
+        log.error("%d usage records could not be delivered (--usage-spool off)", pending)
+        return
+    try:
+        path = await asyncio.to_thread(gateway.spool.save, gateway.reporter.take_pending())
+    except OSError as exc:
+        log.error("%d usage records could not be delivered nor kept: %s", pending, exc)
+        return
+    log.info("%d usage records not delivered yet: kept in %s for the next start", pending, path)

@@ -29,6 +29,7 @@ class BridgedConfig:
     usage_batch_size: int
     usage_flush_interval: float
     usage_buffer: int
+    usage_spool: Path | None
     default_cooldown: float
     unauthorized_cooldown: float
     event_loop: str
@@ -105,6 +106,11 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
         help="usage records kept while the controlplane is unreachable",
     )
     flag(
+        "--usage-spool",
+        help="directory keeping the usage records a stop could not deliver, sent after the "
+        "next start ('off' to lose them; default: STATE_DIR/bridged-usage)",
+    )
+    flag(
         "--default-cooldown",
         type=float,
         default=10.0,
@@ -145,6 +151,9 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
         usage_batch_size=a.usage_batch_size,
         usage_flush_interval=a.usage_flush_interval,
         usage_buffer=a.usage_buffer,
+        usage_spool=None
+        if a.usage_spool == "off"
+        else Path(a.usage_spool or Path(a.state_dir) / "bridged-usage"),
         default_cooldown=a.default_cooldown,
         unauthorized_cooldown=a.unauthorized_cooldown,
         event_loop=a.event_loop,

@@ -63,6 +63,13 @@ class UsageReporter:
     def pending(self) -> int:
         return len(self._buffer)
 
+    def take_pending(self) -> list[usage_pb2.Interception]:
+        """Everything still buffered, which the reporter forgets (to be spooled)."""
+        records = list(self._buffer)
+        self._buffer.clear()
+        metrics.USAGE_BUFFERED.set(0)
+        return records
+
     async def run(self) -> None:
         failures = 0
         while True:
@@ -79,9 +86,12 @@ class UsageReporter:
                 failures += 1
                 await asyncio.sleep(min(10.0, 0.2 * 2**failures) * random.uniform(0.5, 1.0))
 
-    async def flush(self, timeout: float = 10.0, up_to: int | None = None) -> bool:
+    async def flush(
+        self, timeout: float = 10.0, up_to: int | None = None, last: bool = False
+    ) -> bool:
         """Sends everything buffered (or the first `up_to` records); False if the
-        controlplane did not take them all."""
+        controlplane did not take them all. The `last` flush, at shutdown, says so only
+        at INFO: what it could not send is spooled, not lost."""
         remaining = len(self._buffer) if up_to is None else up_to
         while self._buffer and remaining > 0:
             # Taken out before the send: records arriving meanwhile cannot push them out.
@@ -89,7 +99,7 @@ class UsageReporter:
             batch = [self._buffer.popleft() for _ in range(size)]
             remaining -= size
             try:
-                sent = await self._send(batch, timeout)
+                sent = await self._send(batch, timeout, logging.INFO if last else logging.WARNING)
             except BaseException:  # cancelled mid-send (shutdown): the batch stays ours
                 self._requeue(batch)
                 raise
@@ -116,7 +126,9 @@ class UsageReporter:
             await self._channel.close()
             self._channel = None
 
-    async def _send(self, batch: list[usage_pb2.Interception], timeout: float) -> bool:
+    async def _send(
+        self, batch: list[usage_pb2.Interception], timeout: float, failure_level: int
+    ) -> bool:
         address = self._addresses[self._address_index % len(self._addresses)]
         try:
             if self._channel is None:
@@ -131,7 +143,8 @@ class UsageReporter:
             reason = exc.code().name
         except Exception as exc:  # a bad TLS file, say: keep the records, keep trying
             reason = type(exc).__name__
-        log.warning(
+        log.log(
+            failure_level,
             "usage batch of %d not delivered to %s: %s; %d buffered",
             len(batch), address, reason, len(self._buffer) + len(batch),
         )  # fmt: skip

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from aibridge.v1 import admin_pb2
+from mockupstream import MockUpstream
 from tests.certs import CertFiles, issue, make_ca
 from tests.harness import Bridged, Controlplane, Proxyd, Secrets, postgres_database
-from tests.upstream import FakeUpstream
 
 DATABASES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
@@ -69,15 +69,15 @@ def controlplane(database_url: str, tmp_path: Path, secrets: Secrets) -> Iterato
 
 
 @pytest.fixture
-def upstream_a() -> Iterator[FakeUpstream]:
-    upstream = FakeUpstream("A").start()
+def upstream_a() -> Iterator[MockUpstream]:
+    upstream = MockUpstream("A").start()
     yield upstream
     upstream.stop()
 
 
 @pytest.fixture
-def upstream_b() -> Iterator[FakeUpstream]:
-    upstream = FakeUpstream("B").start()
+def upstream_b() -> Iterator[MockUpstream]:
+    upstream = MockUpstream("B").start()
     yield upstream
     upstream.stop()
 
@@ -124,15 +124,15 @@ def pki(tmp_path: Path) -> UpstreamPKI:
 
 
 @pytest.fixture
-def tls_upstream_a(pki: UpstreamPKI) -> Iterator[FakeUpstream]:
-    upstream = FakeUpstream("A", tls=pki.server_context()).start()
+def tls_upstream_a(pki: UpstreamPKI) -> Iterator[MockUpstream]:
+    upstream = MockUpstream("A", tls=pki.server_context()).start()
     yield upstream
     upstream.stop()
 
 
 @pytest.fixture
-def tls_upstream_b(pki: UpstreamPKI) -> Iterator[FakeUpstream]:
-    upstream = FakeUpstream("B", tls=pki.server_context()).start()
+def tls_upstream_b(pki: UpstreamPKI) -> Iterator[MockUpstream]:
+    upstream = MockUpstream("B", tls=pki.server_context()).start()
     yield upstream
     upstream.stop()
 

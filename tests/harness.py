@@ -34,6 +34,7 @@ from controlplane.client.state import (
     PROXYD_TOKEN_FILE,
 )
 from controlplane.client.subscriber import ApplyResult, ProviderSnapshot, Subscriber
+from mockupstream import OPENAI_USAGE
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -555,8 +556,6 @@ def stream_in_background(bridged: Bridged, provider: str, token: str) -> tuple: 
 
 def finish_stream(thread: threading.Thread, result: dict[str, object]) -> None:
     """Joins a `stream_in_background` stream and checks it arrived whole, usage included."""
-    from tests.upstream import OPENAI_USAGE  # here: tests.upstream imports this module
-
     thread.join(30)
     assert not thread.is_alive()
     assert "error" not in result, result

@@ -11,9 +11,9 @@ from typing import Any
 
 import httpx
 
+from mockupstream import MockUpstream
 from tests.harness import Bridged, Controlplane, Proxyd, Secrets, wait_until
 from tests.proxy_client import HTTPConnection, connect, tls
-from tests.upstream import FakeUpstream
 
 KEY = "sk-access-log-provider-key-00001"
 CHAT = {"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}
@@ -38,7 +38,7 @@ def chat(url: str, token: str, path: str = "/v1/chat/completions") -> httpx.Resp
 
 def test_bridged_and_proxyd_write_a_line_per_request(
     controlplane: Controlplane, mitm: tuple[Bridged, Proxyd], token: str,
-    tls_upstream_a: FakeUpstream,
+    tls_upstream_a: MockUpstream,
 ) -> None:  # fmt: skip
     bridged, proxyd = mitm
     admin = controlplane.admin
@@ -94,7 +94,7 @@ def test_bridged_and_proxyd_write_a_line_per_request(
 
 
 def test_json_lines_and_off(
-    controlplane: Controlplane, token: str, upstream_a: FakeUpstream, tmp_path: Path,
+    controlplane: Controlplane, token: str, upstream_a: MockUpstream, tmp_path: Path,
     secrets: Secrets,
 ) -> None:  # fmt: skip
     admin = controlplane.admin

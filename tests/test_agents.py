@@ -8,10 +8,10 @@ from pathlib import Path
 
 from aibridge.v1 import admin_pb2
 from bridged.headers import FORWARDED_REQUEST_HEADERS, FORWARDED_REQUEST_PREFIXES
+from mockupstream import MockUpstream, Seen
 from tests.agents import claude_code, codex
 from tests.conftest import UpstreamPKI
 from tests.harness import Bridged, Controlplane, Proxyd, wait_until
-from tests.upstream import FakeUpstream, Seen
 
 ANTHROPIC_KEY = "sk-ant-agents-provider-key-0001"
 OPENAI_KEY = "sk-openai-agents-provider-key-02"
@@ -38,8 +38,8 @@ def recorded(controlplane: Controlplane, provider: str) -> int:
 
 
 def test_claude_code_and_codex_through_bridged(
-    controlplane: Controlplane, bridged: Bridged, token: str, upstream_a: FakeUpstream,
-    upstream_b: FakeUpstream, tmp_path: Path,
+    controlplane: Controlplane, bridged: Bridged, token: str, upstream_a: MockUpstream,
+    upstream_b: MockUpstream, tmp_path: Path,
 ) -> None:  # fmt: skip
     admin = controlplane.admin
     admin.create_provider("claude", upstream_a.url, type="anthropic", keys=[ANTHROPIC_KEY])
@@ -71,7 +71,7 @@ def test_claude_code_and_codex_through_bridged(
 
 def test_claude_code_and_codex_through_proxyd(
     controlplane: Controlplane, mitm: tuple[Bridged, Proxyd], token: str, pki: UpstreamPKI,
-    tls_upstream_a: FakeUpstream, tls_upstream_b: FakeUpstream, tmp_path: Path,
+    tls_upstream_a: MockUpstream, tls_upstream_b: MockUpstream, tmp_path: Path,
 ) -> None:  # fmt: skip
     """Tools pointed at the provider's own host, their own key in hand, with proxyd as
     HTTPS_PROXY: the key is swapped for the provider's on the way."""

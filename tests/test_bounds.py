@@ -16,6 +16,7 @@ import aiohttp
 import httpx
 import pytest
 
+from mockupstream import MockUpstream
 from tests.conftest import UpstreamPKI
 from tests.harness import (
     Bridged,
@@ -27,7 +28,6 @@ from tests.harness import (
     wait_until,
 )
 from tests.proxy_client import HTTPConnection, connect, tls
-from tests.upstream import FakeUpstream
 
 KEY = "sk-provider-key-bounds-0001"
 
@@ -69,7 +69,7 @@ def chat(bridged: Bridged, token: str, body: Any = b'{"model": "m", "messages": 
 
 def test_bridged_connections_and_body(
     controlplane: Controlplane, token: str, tmp_path: Path, secrets: Secrets,
-    upstream_a: FakeUpstream,
+    upstream_a: MockUpstream,
 ) -> None:  # fmt: skip
     bridged = Bridged(
         [controlplane.address], tmp_path, secrets,
@@ -112,7 +112,7 @@ def rss_bytes(process: ManagedProcess, field: str = "VmRSS") -> int:
 
 
 def test_bridged_bounds_the_request_bytes_it_holds(
-    controlplane: Controlplane, bridged: Bridged, token: str, upstream_a: FakeUpstream
+    controlplane: Controlplane, bridged: Bridged, token: str, upstream_a: MockUpstream
 ) -> None:
     """Twenty concurrent 30 MB bodies to an upstream that never answers: with every body
     held whole, bridged grew from 200 MB to 1.4 GB. The default bound holds eight."""
@@ -165,7 +165,7 @@ def test_bridged_bounds_the_request_bytes_it_holds(
 
 def test_a_body_that_stops_arriving_is_refused(
     controlplane: Controlplane, token: str, tmp_path: Path, secrets: Secrets,
-    upstream_a: FakeUpstream,
+    upstream_a: MockUpstream,
 ) -> None:  # fmt: skip
     """A counted body must not be held forever by a client that stops sending it."""
     bridged = Bridged(
@@ -219,7 +219,7 @@ def small_proxyd(
 
 
 def test_proxyd_bounds(
-    controlplane: Controlplane, small_proxyd: Proxyd, token: str, tls_upstream_a: FakeUpstream
+    controlplane: Controlplane, small_proxyd: Proxyd, token: str, tls_upstream_a: MockUpstream
 ) -> None:
     proxyd, port = small_proxyd, tls_upstream_a.port
     admin = controlplane.admin

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from aibridge.v1 import admin_pb2
+from mockupstream import MockUpstream
 from tests.harness import Bridged, Controlplane, Secrets, free_port, wait_until
-from tests.upstream import FakeUpstream
 
 KEY = "sk-errors-provider-key-000000000001"
 MAX_BODY = 64 * 1024
@@ -95,7 +95,7 @@ def still_serving(gateway: Bridged, token: str, secrets: tuple[str, ...]) -> Non
 
 
 def test_callers_without_a_valid_token_get_401(
-    controlplane: Controlplane, gateway: Bridged, token: str, upstream_a: FakeUpstream
+    controlplane: Controlplane, gateway: Bridged, token: str, upstream_a: MockUpstream
 ) -> None:
     admin = controlplane.admin
     admin.wait_applied(admin.create_provider("llm", upstream_a.url + "/v1", keys=[KEY]).revision)
@@ -159,7 +159,7 @@ def raw_get(gateway: Bridged, path: str, token: str) -> tuple[int, bytes]:
 
 
 def test_refusals_are_honest_and_never_reach_the_upstream(
-    controlplane: Controlplane, gateway: Bridged, token: str, upstream_a: FakeUpstream
+    controlplane: Controlplane, gateway: Bridged, token: str, upstream_a: MockUpstream
 ) -> None:
     admin = controlplane.admin
     admin.wait_applied(admin.create_provider("llm", upstream_a.url + "/v1", keys=[KEY]).revision)
@@ -230,10 +230,10 @@ def test_refusals_are_honest_and_never_reach_the_upstream(
 
 def test_upstream_failures(
     controlplane: Controlplane, gateway: Bridged, token: str,
-    upstream_a: FakeUpstream, upstream_b: FakeUpstream,
+    upstream_a: MockUpstream, upstream_b: MockUpstream,
 ) -> None:  # fmt: skip
     admin = controlplane.admin
-    silent = FakeUpstream("silent", silent=True).start()
+    silent = MockUpstream("silent", silent=True).start()
     try:
         admin.create_provider("llm", upstream_a.url + "/v1", keys=[KEY])
         admin.create_provider("down", f"http://127.0.0.1:{free_port()}/v1", keys=[KEY])

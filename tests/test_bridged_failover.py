@@ -13,8 +13,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from aibridge.v1 import admin_pb2
+from mockupstream import MockUpstream
 from tests.harness import Bridged, Controlplane, Secrets, wait_until
-from tests.upstream import FakeUpstream
 
 KEY1 = "sk-failover-first-key-000000000001"
 KEY2 = "sk-failover-second-key-00000000002"
@@ -58,12 +58,12 @@ def usage_requests(controlplane: Controlplane, provider: str) -> int:
     return sum(row.requests for row in response.rows)
 
 
-def keys_seen(upstream: FakeUpstream, start: int = 0) -> list[str]:
+def keys_seen(upstream: MockUpstream, start: int = 0) -> list[str]:
     return [seen.key for seen in upstream.seen[start:]]
 
 
 def test_rate_limited_key_fails_over_to_the_next_and_rests(
-    controlplane: Controlplane, bridged: Bridged, token: str, upstream_a: FakeUpstream
+    controlplane: Controlplane, bridged: Bridged, token: str, upstream_a: MockUpstream
 ) -> None:
     created = controlplane.admin.create_provider("llm", upstream_a.url + "/v1", keys=[KEY1, KEY2])
     controlplane.admin.wait_applied(created.revision)
@@ -91,7 +91,7 @@ def test_rate_limited_key_fails_over_to_the_next_and_rests(
 
 
 def test_every_key_rate_limited_gives_429_with_retry_after(
-    controlplane: Controlplane, bridged: Bridged, token: str, upstream_a: FakeUpstream
+    controlplane: Controlplane, bridged: Bridged, token: str, upstream_a: MockUpstream
 ) -> None:
     admin = controlplane.admin
     admin.create_provider("busy", upstream_a.url + "/v1", keys=[KEY1, KEY2])
@@ -146,7 +146,7 @@ def quick_cooldown(
 
 
 def test_a_401_rests_the_key_for_a_cooldown_that_grows(
-    controlplane: Controlplane, quick_cooldown: Bridged, token: str, upstream_a: FakeUpstream
+    controlplane: Controlplane, quick_cooldown: Bridged, token: str, upstream_a: MockUpstream
 ) -> None:
     bridged = quick_cooldown
     admin = controlplane.admin
@@ -188,7 +188,7 @@ def test_a_401_rests_the_key_for_a_cooldown_that_grows(
 
 
 def test_a_403_fails_over_for_that_request_only(
-    controlplane: Controlplane, bridged: Bridged, token: str, upstream_a: FakeUpstream
+    controlplane: Controlplane, bridged: Bridged, token: str, upstream_a: MockUpstream
 ) -> None:
     admin = controlplane.admin
     admin.create_provider("mixed", upstream_a.url + "/v1", keys=[KEY1, KEY2])

@@ -6,8 +6,8 @@ from __future__ import annotations
 import http.client
 
 from aibridge.v1 import admin_pb2
+from mockupstream import MockUpstream
 from tests.harness import Bridged, Controlplane
-from tests.upstream import FakeUpstream
 
 KEY1 = "sk-headers-first-key-0000000001"
 KEY2 = "sk-headers-second-key-000000002"
@@ -59,7 +59,7 @@ def post(bridged: Bridged, provider: str, token: str, headers: list[tuple[str, s
 
 
 def test_only_allowlisted_headers_reach_the_upstream(
-    controlplane: Controlplane, bridged: Bridged, token: str, upstream_a: FakeUpstream
+    controlplane: Controlplane, bridged: Bridged, token: str, upstream_a: MockUpstream
 ) -> None:
     admin = controlplane.admin
     admin.wait_applied(admin.create_provider("llm", upstream_a.url + "/v1", keys=[KEY1]).revision)
@@ -86,7 +86,7 @@ def test_only_allowlisted_headers_reach_the_upstream(
 
 
 def test_a_caller_cannot_take_the_keys_away_from_everyone(
-    controlplane: Controlplane, bridged: Bridged, token: str, upstream_a: FakeUpstream
+    controlplane: Controlplane, bridged: Bridged, token: str, upstream_a: MockUpstream
 ) -> None:
     """OpenAI answers 401 to an OpenAI-Organization its key does not belong to. When that
     header passed, one crafted request took every key out until the next admin change."""

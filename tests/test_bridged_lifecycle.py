@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
 from aibridge.v1 import admin_pb2
+from mockupstream import OPENAI_USAGE, MockUpstream
 from tests.harness import (
     Bridged,
     Controlplane,
@@ -21,7 +22,6 @@ from tests.harness import (
     stream_in_background,
     wait_until,
 )
-from tests.upstream import OPENAI_USAGE, FakeUpstream
 
 KEY = "sk-lifecycle-provider-key-0000001"
 
@@ -76,7 +76,7 @@ def bridged_subscribers(controlplane: Controlplane) -> list[admin_pb2.Subscriber
 
 def test_fail_static_then_resync(
     controlplane: Controlplane, bridged: Bridged, token: str, secrets: Secrets,
-    tmp_path: Path, upstream_a: FakeUpstream, upstream_b: FakeUpstream,
+    tmp_path: Path, upstream_a: MockUpstream, upstream_b: MockUpstream,
 ) -> None:  # fmt: skip
     created = controlplane.admin.create_provider("llm", upstream_a.url + "/v1", keys=[KEY])
     controlplane.admin.wait_applied(created.revision)
@@ -113,7 +113,7 @@ def test_fail_static_then_resync(
 
 
 def test_graceful_shutdown_finishes_streams_and_flushes_usage(
-    controlplane: Controlplane, bridged: Bridged, token: str, upstream_a: FakeUpstream
+    controlplane: Controlplane, bridged: Bridged, token: str, upstream_a: MockUpstream
 ) -> None:
     created = controlplane.admin.create_provider("llm", upstream_a.url + "/v1", keys=[KEY])
     controlplane.admin.wait_applied(created.revision)
@@ -149,8 +149,44 @@ def test_graceful_shutdown_finishes_streams_and_flushes_usage(
     )  # fmt: skip
 
 
+def test_usage_a_stop_cannot_deliver_is_sent_after_the_next_start(
+    controlplane: Controlplane, token: str, upstream_a: MockUpstream, tmp_path: Path,
+    secrets: Secrets,
+) -> None:  # fmt: skip
+    """bridged stopped while the controlplane is away (make run's Ctrl-C stops both at
+    once): its usage waits on disk for the next start, it is not lost."""
+    created = controlplane.admin.create_provider("llm", upstream_a.url + "/v1", keys=[KEY])
+    controlplane.admin.wait_applied(created.revision)
+    first = Bridged([controlplane.address], tmp_path, secrets, name="first",
+                    extra_args=("--usage-flush-interval", "60")).start()  # fmt: skip
+    for _ in range(3):
+        reply = httpx.post(first.provider_url("llm") + "/v1/chat/completions",
+                           headers={"Authorization": f"Bearer {token}"}, json={"model": "m"},
+                           timeout=30)  # fmt: skip
+        assert reply.status_code == 200
+    controlplane.stop()
+    first.stop()
+    assert first.proc is not None and first.proc.returncode == 0
+    assert "3 usage records not delivered yet: kept in" in first.log()
+    assert " ERROR " not in first.log()
+    spool = tmp_path / "state" / "bridged-usage"
+    assert len(list(spool.glob("*.usage"))) == 1
+
+    controlplane.start()
+    second = Bridged([controlplane.address], tmp_path, secrets, name="second").start()
+    try:
+        wait_until(lambda: usage(controlplane, "llm")[0] >= 3, 15, "the spooled usage")
+        assert usage(controlplane, "llm") == (
+            3, 3 * OPENAI_USAGE["prompt_tokens"], 3 * OPENAI_USAGE["completion_tokens"]
+        )  # fmt: skip
+        assert list(spool.iterdir()) == []
+        assert "3 usage records left by an earlier run" in second.log()
+    finally:
+        second.stop()
+
+
 def test_health_readiness_and_metrics(
-    controlplane: Controlplane, bridged: Bridged, token: str, upstream_a: FakeUpstream
+    controlplane: Controlplane, bridged: Bridged, token: str, upstream_a: MockUpstream
 ) -> None:
     created = controlplane.admin.create_provider("llm", upstream_a.url + "/v1", keys=[KEY])
     controlplane.admin.wait_applied(created.revision)
@@ -202,7 +238,7 @@ def test_health_readiness_and_metrics(
 
 def test_a_provider_row_it_cannot_use_is_skipped_and_reported(
     controlplane: Controlplane, bridged: Bridged, token: str,
-    upstream_a: FakeUpstream, upstream_b: FakeUpstream,
+    upstream_a: MockUpstream, upstream_b: MockUpstream,
 ) -> None:  # fmt: skip
     admin = controlplane.admin
     admin.create_provider("good", upstream_a.url + "/v1", keys=[KEY])

@@ -8,8 +8,8 @@ import threading
 import httpx
 
 from aibridge.v1 import admin_pb2
+from mockupstream import MockUpstream
 from tests.harness import Bridged, Controlplane, stream_in_background, wait_until
-from tests.upstream import FakeUpstream
 
 KEY = "sk-provider-key-000000000001"
 
@@ -30,7 +30,7 @@ def answered_by(response: httpx.Response) -> str:
 
 def test_reload_scenario(
     controlplane: Controlplane, bridged: Bridged, token: str,
-    upstream_a: FakeUpstream, upstream_b: FakeUpstream,
+    upstream_a: MockUpstream, upstream_b: MockUpstream,
 ) -> None:  # fmt: skip
     admin = controlplane.admin
 
@@ -81,7 +81,7 @@ def test_reload_scenario(
 
 def test_stream_started_before_a_reload_finishes_from_the_old_upstream(
     controlplane: Controlplane, bridged: Bridged, token: str,
-    upstream_a: FakeUpstream, upstream_b: FakeUpstream,
+    upstream_a: MockUpstream, upstream_b: MockUpstream,
 ) -> None:  # fmt: skip
     admin = controlplane.admin
     admin.wait_applied(admin.create_provider("moving", upstream_a.url + "/v1", keys=[KEY]).revision)
@@ -131,7 +131,7 @@ def open_fds(bridged: Bridged) -> int:
 
 def test_many_reloads_leak_no_pools_or_connections(
     controlplane: Controlplane, bridged: Bridged, token: str,
-    upstream_a: FakeUpstream, upstream_b: FakeUpstream,
+    upstream_a: MockUpstream, upstream_b: MockUpstream,
 ) -> None:  # fmt: skip
     admin = controlplane.admin
     admin.wait_applied(admin.create_provider("hop", upstream_a.url + "/v1", keys=[KEY]).revision)

@@ -14,8 +14,8 @@ import httpx
 import openai
 import pytest
 
+from mockupstream import ANTHROPIC_USAGE, OPENAI_USAGE, RESPONSES_USAGE, MockUpstream, Seen
 from tests.harness import Bridged, Controlplane
-from tests.upstream import ANTHROPIC_USAGE, OPENAI_USAGE, RESPONSES_USAGE, FakeUpstream, Seen
 
 OPENAI_KEY = "sk-openai-provider-key-0001"
 ANTHROPIC_KEY = "sk-ant-provider-key-0002"
@@ -30,8 +30,8 @@ class Gateway:
 
     bridged: Bridged
     token: str
-    openai_upstream: FakeUpstream
-    anthropic_upstream: FakeUpstream
+    openai_upstream: MockUpstream
+    anthropic_upstream: MockUpstream
     # httpx.Request (openai) or httpx2.Request (anthropic): the same interface.
     sent: list[Any] = field(default_factory=list)
 
@@ -92,7 +92,7 @@ def path_after_provider(request: Any) -> str:
 @pytest.fixture
 def gateway(
     controlplane: Controlplane, bridged: Bridged, token: str,
-    upstream_a: FakeUpstream, upstream_b: FakeUpstream, monkeypatch: pytest.MonkeyPatch,
+    upstream_a: MockUpstream, upstream_b: MockUpstream, monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Gateway]:  # fmt: skip
     for variable in (
         "ANTHROPIC_API_KEY",

@@ -17,8 +17,8 @@ import sqlalchemy
 
 from aibridge.v1 import admin_pb2
 from controlplane.store.models import Interception
+from mockupstream import ANTHROPIC_USAGE, OPENAI_USAGE, RESPONSES_USAGE, MockUpstream
 from tests.harness import Bridged, Controlplane, ctl, wait_until
-from tests.upstream import ANTHROPIC_USAGE, OPENAI_USAGE, RESPONSES_USAGE, FakeUpstream
 
 OPENAI_KEY = "sk-openai-provider-key-0001"
 ANTHROPIC_KEY = "sk-ant-provider-key-0002"
@@ -62,7 +62,7 @@ ROUTES = {"/v1/chat/completions": "chat.completions", "/v1/responses": "response
           "/v1/messages": "messages"}  # fmt: skip
 
 
-def add_providers(cp: Controlplane, upstream: FakeUpstream) -> None:
+def add_providers(cp: Controlplane, upstream: MockUpstream) -> None:
     cp.admin.create_provider("oai", upstream.url + "/v1", keys=[OPENAI_KEY])
     last = cp.admin.create_provider("ant", upstream.url, type="anthropic", keys=[ANTHROPIC_KEY])
     cp.admin.wait_applied(last.revision)
@@ -142,7 +142,7 @@ def bridged_metric(bridged: Bridged, name: str) -> float:
 
 
 def test_recorded_counts_equal_what_the_upstream_reported(
-    controlplane: Controlplane, bridged: Bridged, token: str, upstream_a: FakeUpstream
+    controlplane: Controlplane, bridged: Bridged, token: str, upstream_a: MockUpstream
 ) -> None:
     add_providers(controlplane, upstream_a)
     request_ids = {case: call(bridged, token, case) for case in CALLS}
@@ -182,7 +182,7 @@ def test_recorded_counts_equal_what_the_upstream_reported(
 
 
 def test_usage_produced_while_the_controlplane_is_down_arrives_after_it_returns(
-    controlplane: Controlplane, bridged: Bridged, token: str, upstream_a: FakeUpstream
+    controlplane: Controlplane, bridged: Bridged, token: str, upstream_a: MockUpstream
 ) -> None:
     add_providers(controlplane, upstream_a)
     before = ["chat-plain"]
@@ -213,7 +213,7 @@ def test_usage_produced_while_the_controlplane_is_down_arrives_after_it_returns(
 
 
 def test_pass_through_calls_record_no_usage(
-    controlplane: Controlplane, bridged: Bridged, token: str, upstream_a: FakeUpstream
+    controlplane: Controlplane, bridged: Bridged, token: str, upstream_a: MockUpstream
 ) -> None:
     add_providers(controlplane, upstream_a)
     headers = {"Authorization": f"Bearer {token}", "anthropic-version": "2023-06-01"}

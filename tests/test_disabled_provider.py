@@ -6,18 +6,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from aibridge.v1 import admin_pb2
+from mockupstream import MockUpstream
 from tests.agents import claude_code, codex
 from tests.conftest import UpstreamPKI
 from tests.harness import Bridged, Controlplane, Proxyd, Secrets
 from tests.proxy_client import HTTPConnection, connect, tls
-from tests.upstream import FakeUpstream
 
 KEY = "sk-disabled-provider-key-0000001"
 CHAT = {"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}
 
 
 def test_claude_code_and_codex_stop_at_once_on_a_disabled_provider(
-    controlplane: Controlplane, bridged: Bridged, token: str, upstream_a: FakeUpstream,
+    controlplane: Controlplane, bridged: Bridged, token: str, upstream_a: MockUpstream,
     tmp_path: Path,
 ) -> None:  # fmt: skip
     admin = controlplane.admin
@@ -45,7 +45,7 @@ def test_claude_code_and_codex_stop_at_once_on_a_disabled_provider(
 
 def test_a_disabled_providers_host_stays_intercepted(
     controlplane: Controlplane, token: str, tmp_path: Path, secrets: Secrets,
-    pki: UpstreamPKI, tls_upstream_a: FakeUpstream,
+    pki: UpstreamPKI, tls_upstream_a: MockUpstream,
 ) -> None:  # fmt: skip
     """With loopback tunnels allowed, a host that proxyd stops intercepting would be
     reachable directly, with the client's own key and no record."""

@@ -26,6 +26,7 @@ import pytest
 from grpc_health.v1 import health_pb2
 
 from aibridge.v1 import admin_pb2, sync_pb2, sync_pb2_grpc
+from mockupstream import OPENAI_USAGE, MockUpstream
 from tests import proxy_client
 from tests.conftest import UpstreamPKI
 from tests.harness import (
@@ -44,7 +45,6 @@ from tests.harness import (
     wait_until,
 )
 from tests.load import LoadLoop, all_running, chat_send, direct_client, proxied_client
-from tests.upstream import OPENAI_USAGE, FakeUpstream
 
 pytestmark = [pytest.mark.faults, pytest.mark.postgres]
 
@@ -163,7 +163,7 @@ def data_planes(
 
 
 def load_loops(
-    bridged: Bridged, proxyd: Proxyd, token: str, provider: str, upstream: FakeUpstream,
+    bridged: Bridged, proxyd: Proxyd, token: str, provider: str, upstream: MockUpstream,
     max_seconds: float = 60.0, pace: float = 0.01,
 ) -> list[LoadLoop]:  # fmt: skip
     """One loop straight to bridged, one through proxyd (client → proxyd → bridged → TLS
@@ -188,7 +188,7 @@ def load_loops(
 
 def test_sigkill_and_restart_under_load_loses_no_request(
     controlplane: Controlplane, secrets: Secrets, tmp_path: Path, pki: UpstreamPKI,
-    tls_upstream_a: FakeUpstream, upstream_b: FakeUpstream, token: str,
+    tls_upstream_a: MockUpstream, upstream_b: MockUpstream, token: str,
 ) -> None:  # fmt: skip
     cp = controlplane
     created = cp.admin.create_provider("stable", f"https://localhost:{tls_upstream_a.port}/v1",
@@ -256,7 +256,7 @@ def test_sigkill_and_restart_under_load_loses_no_request(
 
 def test_data_plane_fails_over_to_the_other_replica(
     postgres_url: str, secrets: Secrets, tmp_path: Path, pki: UpstreamPKI,
-    tls_upstream_a: FakeUpstream, upstream_b: FakeUpstream,
+    tls_upstream_a: MockUpstream, upstream_b: MockUpstream,
 ) -> None:  # fmt: skip
     replicas = {
         name: Controlplane(postgres_url, tmp_path, secrets, name=name).start()
@@ -402,7 +402,7 @@ class Burst:
 
 
 def test_database_sessions_killed_during_admin_writes(
-    postgres_url: str, secrets: Secrets, tmp_path: Path, upstream_a: FakeUpstream
+    postgres_url: str, secrets: Secrets, tmp_path: Path, upstream_a: MockUpstream
 ) -> None:
     """test_replicas covers one outage (connections refused) and one killed LISTEN. Here
     every session of both replicas is killed again and again while four writers mutate
@@ -575,7 +575,7 @@ class Churn:
 
 def test_reload_storm_never_disturbs_a_stable_provider(
     controlplane: Controlplane, secrets: Secrets, tmp_path: Path, pki: UpstreamPKI,
-    tls_upstream_a: FakeUpstream, upstream_b: FakeUpstream, token: str,
+    tls_upstream_a: MockUpstream, upstream_b: MockUpstream, token: str,
 ) -> None:  # fmt: skip
     cp = controlplane
 
@@ -748,7 +748,7 @@ def test_a_stalled_subscriber_costs_neither_the_others_nor_memory(
 
 
 def test_sigterm_bridged_finishes_every_stream_and_flushes_their_usage(
-    controlplane: Controlplane, bridged: Bridged, token: str, upstream_a: FakeUpstream
+    controlplane: Controlplane, bridged: Bridged, token: str, upstream_a: MockUpstream
 ) -> None:
     cp = controlplane
     created = cp.admin.create_provider("llm", upstream_a.url + "/v1", keys=[KEY])

@@ -36,6 +36,7 @@ from hypothesis import strategies as st
 
 from aibridge.v1 import admin_pb2
 from controlplane.client.wire import PROVIDER_TYPES
+from mockupstream import MockUpstream
 from tests.conftest import UpstreamPKI
 from tests.harness import (
     Bridged,
@@ -59,7 +60,6 @@ from tests.rawhttp import (
     send_quietly,
     settled_fds,
 )
-from tests.upstream import FakeUpstream
 
 pytestmark = pytest.mark.faults
 
@@ -595,7 +595,7 @@ FD_DEADLINE = 20.0  # a pooled upstream connection may take a moment to settle
 class Gateway:
     cp: Controlplane
     bridged: Bridged
-    upstream: FakeUpstream
+    upstream: MockUpstream
     token: str
 
     @property
@@ -631,7 +631,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     directory = tmp_path_factory.mktemp("gateway")
     secrets = Secrets()
     with contextlib.ExitStack() as stack:
-        upstream = FakeUpstream("A").start()
+        upstream = MockUpstream("A").start()
         stack.callback(upstream.stop)
         cp = Controlplane(f"sqlite:///{directory / 'gateway.db'}", directory, secrets).start()
         stack.callback(cp.stop)
@@ -1031,7 +1031,7 @@ class Proxy:
     cp: Controlplane
     bridged: Bridged
     proxyd: Proxyd
-    upstream: FakeUpstream
+    upstream: MockUpstream
     token: str
 
     @property
@@ -1064,7 +1064,7 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
     pki = UpstreamPKI.create(directory)
     context = pki.server_context()
     with contextlib.ExitStack() as stack:
-        upstream = FakeUpstream("A", tls=context).start()
+        upstream = MockUpstream("A", tls=context).start()
         stack.callback(upstream.stop)
         cp = Controlplane(f"sqlite:///{directory / 'proxy.db'}", directory, secrets).start()
         stack.callback(cp.stop)

@@ -34,6 +34,7 @@ import httpx
 import pytest
 
 from aibridge.v1 import admin_pb2
+from mockupstream import MockUpstream
 from tests.conftest import UpstreamPKI
 from tests.harness import (
     Bridged,
@@ -46,7 +47,6 @@ from tests.harness import (
 )
 from tests.proxy_client import HTTPConnection, connect, tls
 from tests.rawhttp import exchange
-from tests.upstream import FakeUpstream
 
 pytestmark = pytest.mark.faults
 
@@ -199,7 +199,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
     context = pki.server_context()
 
     with contextlib.ExitStack() as stack:
-        upstream = FakeUpstream("A", tls=context).start()
+        upstream = MockUpstream("A", tls=context).start()
         stack.callback(upstream.stop)
         upstream.key_status = {keys["refused"]: 401, keys["onlybad"]: 401}
         cp = Controlplane(

@@ -1,14 +1,18 @@
 """`make run` starts the Procfile with honcho; right after, `aibridgectl status` works with
-no flags, from the same directory."""
+no flags, from the same directory; the README's first hour works against the mock
+upstream (`make demo-upstream`), with no provider key."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import urllib.request
 from pathlib import Path
+
+import httpx
 
 from tests.harness import PYTHON, REPO, clean_env, free_port, wait_until
 
@@ -62,6 +66,7 @@ def test_procfile_under_honcho_then_ctl_with_no_flags(tmp_path: Path) -> None:
         }  # fmt: skip
         for path in state.iterdir():
             assert path.stat().st_mode & 0o777 == 0o600, path.name
+        first_hour_without_a_provider_key(tmp_path, env, bridged_port)
     finally:
         os.killpg(honcho.pid, signal.SIGTERM)
         output, _ = honcho.communicate(timeout=30)
@@ -77,3 +82,50 @@ def test_procfile_under_honcho_then_ctl_with_no_flags(tmp_path: Path) -> None:
         assert f"{name}.1 stopped (rc=0)" in text, text
     for name in ("admin.token", "bridged.token", "proxyd.token"):
         assert (state / name).read_text().strip() not in text
+
+
+def first_hour_without_a_provider_key(
+    workdir: Path, env: dict[str, str], bridged_port: int
+) -> None:
+    """The README's walk-through: the mock upstream, a provider with its key from standard
+    input, a token, and a call through the gateway."""
+    mock_port = free_port()
+    mock = subprocess.Popen(
+        [str(BIN / "aibridge-mock-upstream"), "--listen", f"127.0.0.1:{mock_port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+    def aibridgectl(*args: str, stdin: str = "") -> str:
+        result = subprocess.run(
+            [str(BIN / "aibridgectl"), *args], cwd=workdir, env=env, input=stdin,
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    try:
+        wait_until(lambda: _answers(f"http://127.0.0.1:{mock_port}/v1/models"), what="the mock")
+        aibridgectl(
+            "providers", "create", "demo", "--type", "openai", "--wait",
+            "--base-url", f"http://127.0.0.1:{mock_port}/v1", "--key", "-", stdin="any-key\n",
+        )  # fmt: skip
+        created = json.loads(aibridgectl("tokens", "create", "me", "--wait", "--json"))
+        answer = httpx.post(
+            f"http://127.0.0.1:{bridged_port}/api/v2/aibridge/demo/v1/chat/completions",
+            headers={"Authorization": f"Bearer {created['token']}"},
+            json={"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]},
+            timeout=30,
+        )  # fmt: skip
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["choices"][0]["message"]["content"] == "hello from the mock upstream"
+    finally:
+        mock.terminate()
+        assert mock.wait(10) == 0
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False

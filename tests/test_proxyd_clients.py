@@ -11,8 +11,8 @@ import httpx
 import openai
 
 from aibridge.v1 import admin_pb2
+from mockupstream import ANTHROPIC_USAGE, OPENAI_USAGE, MockUpstream
 from tests.harness import Bridged, Controlplane, Proxyd, wait_until
-from tests.upstream import ANTHROPIC_USAGE, OPENAI_USAGE, FakeUpstream
 
 KEY = "sk-proxied-provider-key-0001"
 CLIENT_KEY = "sk-client-side-dummy"
@@ -30,7 +30,7 @@ def http_client(proxyd: Proxyd, token: str, sdk=httpx):  # type: ignore[no-untyp
 
 def test_sdks_and_curl_through_the_proxy(
     controlplane: Controlplane, mitm: tuple[Bridged, Proxyd], token: str,
-    tls_upstream_a: FakeUpstream, tls_upstream_b: FakeUpstream,
+    tls_upstream_a: MockUpstream, tls_upstream_b: MockUpstream,
 ) -> None:  # fmt: skip
     _bridged, proxyd = mitm
     a, b = tls_upstream_a, tls_upstream_b
@@ -100,7 +100,7 @@ def test_sdks_and_curl_through_the_proxy(
 
 def test_streams_pass_through_the_proxy_as_they_arrive(
     controlplane: Controlplane, mitm: tuple[Bridged, Proxyd], token: str,
-    tls_upstream_a: FakeUpstream,
+    tls_upstream_a: MockUpstream,
 ) -> None:  # fmt: skip
     _bridged, proxyd = mitm
     a = tls_upstream_a

@@ -11,10 +11,10 @@ from pathlib import Path
 from cryptography import x509
 
 from aibridge.v1 import admin_pb2
+from mockupstream import MockUpstream
 from tests.conftest import UpstreamPKI
 from tests.harness import Bridged, Controlplane, Proxyd, Secrets, wait_until
 from tests.proxy_client import HTTPConnection, connect, tls
-from tests.upstream import FakeUpstream
 
 KEY = "sk-provider-key-policy-0001"
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
@@ -65,7 +65,7 @@ def sessions(proxyd: Proxyd, kind: str) -> float:
 
 def test_every_connect_needs_a_live_token(
     controlplane: Controlplane, mitm: tuple[Bridged, Proxyd], token: str,
-    tls_upstream_a: FakeUpstream,
+    tls_upstream_a: MockUpstream,
 ) -> None:  # fmt: skip
     _bridged, proxyd = mitm
     admin = controlplane.admin
@@ -109,8 +109,8 @@ def test_every_connect_needs_a_live_token(
 
 def test_tunnel_policy(
     controlplane: Controlplane, tmp_path: Path, secrets: Secrets, token: str,
-    mitm: tuple[Bridged, Proxyd], pki: UpstreamPKI, tls_upstream_a: FakeUpstream,
-    tls_upstream_b: FakeUpstream,
+    mitm: tuple[Bridged, Proxyd], pki: UpstreamPKI, tls_upstream_a: MockUpstream,
+    tls_upstream_b: MockUpstream,
 ) -> None:  # fmt: skip
     bridged, _default = mitm
     a, origin = tls_upstream_a, tls_upstream_b  # b is no provider's: a tunnel target
@@ -182,7 +182,7 @@ def _basic(token: str) -> str:
 
 def test_garbage_leaves_proxyd_serving(
     controlplane: Controlplane, mitm: tuple[Bridged, Proxyd], token: str,
-    tls_upstream_a: FakeUpstream,
+    tls_upstream_a: MockUpstream,
 ) -> None:  # fmt: skip
     _bridged, proxyd = mitm
     a = tls_upstream_a
@@ -237,7 +237,7 @@ def test_garbage_leaves_proxyd_serving(
 
 def test_plain_http_proxying_is_refused(
     controlplane: Controlplane, mitm: tuple[Bridged, Proxyd], token: str,
-    tls_upstream_a: FakeUpstream,
+    tls_upstream_a: MockUpstream,
 ) -> None:  # fmt: skip
     """Absolute-form requests (plain-HTTP proxying) get 405, with or without a token and
     whatever the method: proxyd only answers CONNECT, and its own local paths."""

@@ -6,9 +6,9 @@ from __future__ import annotations
 import ssl
 
 from aibridge.v1 import admin_pb2
+from mockupstream import MockUpstream
 from tests.harness import Bridged, Controlplane, Proxyd
 from tests.proxy_client import HTTPConnection, connect, tls
-from tests.upstream import FakeUpstream
 
 KEY = "sk-provider-key-for-proxyd-01"
 CHAT = {"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}
@@ -27,7 +27,7 @@ def call(proxyd: Proxyd, host: str, port: int, token: str, path: str = "/v1/chat
         conn.close()
 
 
-def answered(result, upstream: FakeUpstream) -> bool:  # type: ignore[no-untyped-def]
+def answered(result, upstream: MockUpstream) -> bool:  # type: ignore[no-untyped-def]
     status, reply = result
     assert status == 200, f"CONNECT answered {status}"
     assert reply.status == 200, reply.body
@@ -49,7 +49,7 @@ def proxyd_requests(proxyd: Proxyd, provider: str) -> float:
 
 def test_routing_follows_every_change(
     controlplane: Controlplane, mitm: tuple[Bridged, Proxyd], token: str,
-    tls_upstream_a: FakeUpstream, tls_upstream_b: FakeUpstream,
+    tls_upstream_a: MockUpstream, tls_upstream_b: MockUpstream,
 ) -> None:  # fmt: skip
     _bridged, proxyd = mitm
     admin = controlplane.admin
@@ -102,7 +102,7 @@ def test_routing_follows_every_change(
 
 def test_an_open_connection_follows_the_live_map(
     controlplane: Controlplane, mitm: tuple[Bridged, Proxyd], token: str,
-    tls_upstream_a: FakeUpstream,
+    tls_upstream_a: MockUpstream,
 ) -> None:  # fmt: skip
     _bridged, proxyd = mitm
     admin = controlplane.admin
@@ -141,7 +141,7 @@ def test_an_open_connection_follows_the_live_map(
 
 def test_mixed_case_host_in_connect_still_matches(
     controlplane: Controlplane, mitm: tuple[Bridged, Proxyd], token: str,
-    tls_upstream_a: FakeUpstream,
+    tls_upstream_a: MockUpstream,
 ) -> None:  # fmt: skip
     _bridged, proxyd = mitm
     admin = controlplane.admin

@@ -16,10 +16,10 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from aibridge.v1 import admin_pb2
+from mockupstream import MockUpstream
 from tests.certs import make_ca
 from tests.harness import Bridged, Controlplane, Proxyd, Secrets
 from tests.proxy_client import HTTPConnection, connect, tls
-from tests.upstream import FakeUpstream
 
 KEY = "sk-provider-key-rows-certs-01"
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
@@ -98,7 +98,7 @@ BAD_ROWS = {  # name → (id, base_url, the reason proxyd gives)
 
 def test_invalid_rows_are_skipped_and_reported(
     controlplane: Controlplane, mitm: tuple[Bridged, Proxyd], token: str,
-    tls_upstream_a: FakeUpstream, tls_upstream_b: FakeUpstream,
+    tls_upstream_a: MockUpstream, tls_upstream_b: MockUpstream,
 ) -> None:  # fmt: skip
     _bridged, proxyd = mitm
     admin = controlplane.admin
@@ -200,7 +200,7 @@ def test_the_generated_ca(mitm: tuple[Bridged, Proxyd]) -> None:
 
 def test_a_given_ca_signs_the_leaves(
     controlplane: Controlplane, mitm: tuple[Bridged, Proxyd], token: str, tmp_path: Path,
-    secrets: Secrets, tls_upstream_a: FakeUpstream,
+    secrets: Secrets, tls_upstream_a: MockUpstream,
 ) -> None:  # fmt: skip
     bridged, _default = mitm
     a = tls_upstream_a
@@ -246,7 +246,7 @@ def _http_get(proxyd: Proxyd, path: str) -> bytes:
 
 def test_metrics_and_health(
     controlplane: Controlplane, mitm: tuple[Bridged, Proxyd], token: str, tmp_path: Path,
-    secrets: Secrets, tls_upstream_a: FakeUpstream, tls_upstream_b: FakeUpstream,
+    secrets: Secrets, tls_upstream_a: MockUpstream, tls_upstream_b: MockUpstream,
 ) -> None:  # fmt: skip
     bridged, _default = mitm
     a, origin = tls_upstream_a, tls_upstream_b

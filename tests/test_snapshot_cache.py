@@ -14,6 +14,7 @@ import pytest
 
 from aibridge.v1 import admin_pb2, snapshot_pb2
 from controlplane.client.snapshot_file import SnapshotFile
+from mockupstream import MockUpstream
 from tests.harness import (
     Bridged,
     Controlplane,
@@ -23,7 +24,6 @@ from tests.harness import (
     postgres_database,
     wait_until,
 )
-from tests.upstream import FakeUpstream
 
 KEY = "sk-cached-provider-key-LEAKCHECK-0001"
 
@@ -75,7 +75,7 @@ def chat_through_bridged(bridged: Bridged, token: str) -> str:
     return response.json()["choices"][0]["message"]["content"]
 
 
-def chat_through_proxyd(proxyd: Proxyd, upstream: FakeUpstream, token: str) -> str:
+def chat_through_proxyd(proxyd: Proxyd, upstream: MockUpstream, token: str) -> str:
     trust = ssl.create_default_context(cafile=str(proxyd.ca_path))
     with httpx.Client(proxy=proxyd.proxy_url(token), verify=trust, timeout=30) as client:
         response = client.post(
@@ -96,7 +96,7 @@ def cached_version(process: Bridged | Proxyd, secrets: Secrets) -> int:
 @pytest.mark.faults
 def test_restart_while_the_controlplane_is_down_serves_the_cache(
     controlplane: Controlplane, mitm: tuple[Bridged, Proxyd], token: str,
-    secrets: Secrets, tls_upstream_a: FakeUpstream,
+    secrets: Secrets, tls_upstream_a: MockUpstream,
 ) -> None:  # fmt: skip
     bridged, proxyd = mitm
     created = controlplane.admin.create_provider(
@@ -148,7 +148,7 @@ def another_database(like: str, directory: Path) -> Iterator[str]:
 
 def test_a_new_database_replaces_a_cache_with_a_higher_version(
     controlplane: Controlplane, bridged: Bridged, token: str, secrets: Secrets,
-    tmp_path: Path, upstream_a: FakeUpstream, upstream_b: FakeUpstream,
+    tmp_path: Path, upstream_a: MockUpstream, upstream_b: MockUpstream,
 ) -> None:  # fmt: skip
     """A database restored or replaced starts its revisions lower than the cache's: the
     database's identity in the snapshot makes the subscriber take it anyway."""
@@ -175,7 +175,7 @@ def test_a_new_database_replaces_a_cache_with_a_higher_version(
 
 def test_a_restored_backup_is_taken_though_its_revision_is_lower(
     controlplane: Controlplane, bridged: Bridged, token: str, secrets: Secrets,
-    tmp_path: Path, upstream_a: FakeUpstream,
+    tmp_path: Path, upstream_a: MockUpstream,
 ) -> None:  # fmt: skip
     """Restored from a backup, the database has its old identity and a revision below what
     bridged holds: the controlplane moves its revision past bridged's, so bridged takes

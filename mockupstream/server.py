@@ -1,12 +1,14 @@
 """A local stand-in for the LLM providers: answers like OpenAI (chat completions,
 responses, models) and Anthropic (messages, count_tokens), streaming or not, and
-records every request it sees. Runs its own event loop in a thread so that both sync
-and async tests can use it."""
+records every request it sees. Runs its own event loop in a thread, so that both sync
+and async code can use it: the tests and benchmarks play the providers with it, and a
+newcomer tries the gateway with it (`make demo-upstream`)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import ssl
 import threading
 import time
@@ -14,8 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-
-from tests.harness import free_port
 
 OPENAI_USAGE = {"prompt_tokens": 11, "completion_tokens": 7, "cached_tokens": 3}
 RESPONSES_USAGE = {"input_tokens": 21, "output_tokens": 9, "cached_tokens": 5}
@@ -41,7 +41,7 @@ class Seen:
 
 
 @dataclass
-class FakeUpstream:
+class MockUpstream:
     name: str = "A"
     chunks: int = 4
     chunk_delay: float = 0.0
@@ -58,21 +58,26 @@ class FakeUpstream:
     hold: threading.Event | None = None
     record: bool = True  # benchmarks turn it off: `seen` would grow without end
     bytes_received: int = 0  # request body bytes, whether recorded or not
+    host: str = "127.0.0.1"
+    port: int = 0  # 0: any free one
 
     def __post_init__(self) -> None:
-        self.port = free_port()
+        if not self.port:
+            with socket.socket() as s:
+                s.bind((self.host, 0))
+                self.port = s.getsockname()[1]
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._runner: web.AppRunner | None = None
 
     @property
     def url(self) -> str:
-        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     def text(self) -> str:
         return f"hello from {self.name}"
 
-    def start(self) -> FakeUpstream:
+    def start(self) -> MockUpstream:
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
         return self
@@ -90,7 +95,7 @@ class FakeUpstream:
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=self.tls).start()
+        await web.TCPSite(self._runner, self.host, self.port, ssl_context=self.tls).start()
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
