@@ -27,6 +27,7 @@ from controlplane.client.channel import keepalive_options
 from controlplane.client.lifecycle import wait_for_signal
 from controlplane.config import ControlplaneConfig
 from controlplane.fleet import Fleet
+from controlplane.limits import SERVER_REQUEST_LIMIT, LimitInterceptor
 from controlplane.publisher import SnapshotPublisher
 from controlplane.registry import SubscriberRegistry
 from controlplane.store import Database, KeyRing
@@ -55,6 +56,7 @@ def server_options(keepalive_seconds: float) -> list[tuple[str, int]]:
         ("grpc.http2.max_ping_strikes", 0),
         ("grpc.http2.bdp_probe", 0),
         ("grpc.max_send_message_length", 256 * 1024 * 1024),
+        ("grpc.max_receive_message_length", SERVER_REQUEST_LIMIT),  # per service: limits.py
     ]
 
 
@@ -85,7 +87,10 @@ async def serve(config: ControlplaneConfig) -> None:
     await publisher.publish_now()  # never serve a Watch without a snapshot
 
     server = grpc.aio.server(
-        interceptors=[AuthInterceptor(credentials)],
+        interceptors=[
+            AuthInterceptor(credentials),
+            LimitInterceptor(config.max_calls, config.max_streams),
+        ],
         options=server_options(config.keepalive_seconds),
     )
     admin_pb2_grpc.add_AdminServicer_to_server(

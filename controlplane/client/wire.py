@@ -12,3 +12,10 @@ HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
      "transfer-encoding", "upgrade", "proxy-connection"}
 )  # fmt: skip
+
+# The largest request the controlplane takes from a data plane, per service
+# (controlplane/limits.py). A usage batch: bridged's largest is about 2.8 MiB
+# (bridged/usage_reporter.py). An Ack lists every provider row the subscriber skipped,
+# one row per provider: about 130 bytes a row, 1.3 MB at 10,000 providers.
+MAX_USAGE_REQUEST_BYTES = 4 * 1024 * 1024
+MAX_SYNC_REQUEST_BYTES = 4 * 1024 * 1024
