@@ -12,6 +12,7 @@ from prometheus_client import Counter, Gauge
 from aibridge.v1 import sync_pb2, sync_pb2_grpc
 from controlplane.auth import Credentials, Role
 from controlplane.cache import SnapshotCache
+from controlplane.client.wire import SKIPPED_REASON_MAX
 from controlplane.publisher import SnapshotPublisher
 from controlplane.registry import Skipped, SubscriberRegistry
 from controlplane.store import revision
@@ -116,7 +117,9 @@ class SyncService(sync_pb2_grpc.SyncServicer):
                 grpc.StatusCode.NOT_FOUND,
                 f"no {role} subscriber {request.subscriber_id!r} is connected",
             )
-        skipped = [Skipped(s.provider_id, s.name, s.reason[:500]) for s in request.skipped]
+        skipped = [
+            Skipped(s.provider_id, s.name, s.reason[:SKIPPED_REASON_MAX]) for s in request.skipped
+        ]
         self.registry.ack(state, request.version, request.error, skipped)
         ACKS.labels(role.value, "rejected" if request.error else "applied").inc()
         if request.error:

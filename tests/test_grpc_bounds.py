@@ -4,6 +4,7 @@ requests up to its own size, and calls and streams beyond their bounds wait or a
 
 from __future__ import annotations
 
+import asyncio
 import re
 import urllib.request
 from collections.abc import Iterator
@@ -15,9 +16,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from aibridge.v1 import admin_pb2, admin_pb2_grpc, sync_pb2, sync_pb2_grpc
 from controlplane import config
-from controlplane.client.channel import auth_metadata
+from controlplane.client.channel import auth_metadata, channel_options
+from controlplane.client.subscriber import ApplyResult, SkippedProvider, Subscriber
 from tests.grpc_flood import Flood, rss_mb
-from tests.harness import Controlplane, Secrets, refused, wait_until
+from tests.harness import Controlplane, Secrets, async_wait_until, refused, wait_until
 
 RSS_GROWTH_MB = 100  # issue 11: the flood must leave the controlplane's RSS under +100 MB
 
@@ -114,6 +116,60 @@ def test_an_admin_request_over_its_limit_is_refused_by_size(
     # The server-wide limit (the usage batches') still holds for everyone.
     huge = admin_pb2.CreateProviderRequest(name="huge", display_name="x" * 5_000_000)
     assert refused(cp, grpc.StatusCode.RESOURCE_EXHAUSTED, cp.admin.CreateProvider, huge)
+
+
+def test_large_acknowledgements_are_taken(sqlite_controlplane: Controlplane) -> None:
+    """An Ack lists every provider row the subscriber skipped. At 10,000 providers with
+    reasons of a realistic length it is about 2 MB and goes whole; with every reason at
+    the 500 characters kept it would pass the Sync limit (4 MiB), so the subscriber sends
+    the rows that fit and says how many it left out."""
+    cp = sqlite_controlplane
+
+    def rows(reason: str) -> list[SkippedProvider]:
+        return [
+            SkippedProvider(f"prv_{n:032x}", f"provider-{n:05d}", f"{reason} {n}")
+            for n in range(10_000)
+        ]
+
+    def skipped_of(subscriber_id: str) -> list[admin_pb2.SkippedProviderInfo]:
+        with grpc.insecure_channel(cp.address, options=channel_options()) as channel:
+            stub = admin_pb2_grpc.AdminStub(channel)
+            status = stub.GetStatus(
+                admin_pb2.GetStatusRequest(), metadata=auth_metadata(cp.secrets.admin), timeout=15
+            )
+        found = [s for s in status.subscribers if s.id == subscriber_id]
+        return list(found[0].skipped) if found and found[0].applied_version else []
+
+    async def scenario() -> None:
+        usual = rows("host api.example.com:443 is already routed to provider-00000:")
+        longest = rows("x" * 600)
+        subscribers = [
+            Subscriber([cp.address], "proxyd", cp.secrets.proxyd,
+                       lambda _s, skipped=skipped: ApplyResult(skipped=skipped),
+                       subscriber_id=name)
+            for name, skipped in (("usual", usual), ("longest", longest))
+        ]  # fmt: skip
+
+        def both() -> tuple[list, list] | None:  # type: ignore[type-arg]
+            whole, cut = skipped_of("usual"), skipped_of("longest")
+            return (whole, cut) if whole and cut else None
+
+        tasks = [asyncio.create_task(s.run()) for s in subscribers]
+        try:
+            whole, cut = await async_wait_until(both, 30, "both acknowledgements")
+            assert [(s.provider_id, s.name, s.reason) for s in whole] == [
+                (r.provider_id, r.name, r.reason) for r in usual
+            ]
+            kept, last = cut[:-1], cut[-1]
+            assert 6_000 < len(kept) < 10_000
+            assert all(len(s.reason) == 500 for s in kept)
+            assert last.reason.startswith(f"and {10_000 - len(kept)} more skipped providers")
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(scenario())
 
 
 def watch(cp: Controlplane, subscriber_id: str) -> grpc.Future:  # type: ignore[type-arg]
