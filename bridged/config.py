@@ -95,8 +95,8 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
         "--usage-batch-size",
         type=int,
         default=DEFAULT_BATCH_SIZE,
-        help=f"usage records per batch (1 to {DEFAULT_BATCH_SIZE}: more could pass gRPC's "
-        "4 MiB message limit)",
+        help=f"usage records per batch (1 to {DEFAULT_BATCH_SIZE}: more could pass the "
+        "controlplane's 4 MiB limit on usage requests)",
     )
     flag("--usage-flush-interval", type=float, default=1.0, help="seconds between usage batches")
     flag(

@@ -100,24 +100,21 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 def _refusing(
     handler: grpc.RpcMethodHandler, code: grpc.StatusCode, message: str
 ) -> grpc.RpcMethodHandler:
-    """A handler of the same kind as `handler` that only refuses."""
+    """A handler that refuses without reading the request. It takes a stream of requests:
+    grpc.aio receives such a stream's messages only when the handler reads them, whereas
+    for a unary request it receives and parses the whole message before the handler runs."""
 
-    async def refuse(_request: Any, context: grpc.aio.ServicerContext) -> None:
+    async def refuse(_requests: Any, context: grpc.aio.ServicerContext) -> None:
         await context.abort(code, message)
 
-    async def refuse_stream(_request: Any, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]
+    async def refuse_stream(_requests: Any, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]
         await context.abort(code, message)
         yield  # pragma: no cover - makes this an async generator
 
-    kind = {
-        "unary_unary": (grpc.unary_unary_rpc_method_handler, refuse),
-        "unary_stream": (grpc.unary_stream_rpc_method_handler, refuse_stream),
-    }
-    for attr, (make, behaviour) in kind.items():
-        if getattr(handler, attr) is not None:
-            return make(
-                behaviour,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-    raise TypeError(f"no refusing handler for {handler}")
+    if handler.response_streaming:
+        return grpc.stream_stream_rpc_method_handler(
+            refuse_stream, response_serializer=handler.response_serializer
+        )
+    return grpc.stream_unary_rpc_method_handler(
+        refuse, response_serializer=handler.response_serializer
+    )

@@ -36,6 +36,8 @@ class ControlplaneConfig:
     revision_check_interval: float
     shutdown_grace: float
     keepalive_seconds: float
+    max_calls: int
+    max_streams: int
     controlplane_id: str
     log_format: str
     log_level: str
@@ -100,6 +102,20 @@ def parse(
         default=10.0,
         help="ping idle subscribers this often; one silent for half as long again is dropped",
     )
+    flag(
+        "--max-calls",
+        type=int,
+        default=16,
+        help="unary calls each gRPC service runs at once; up to --max-streams more wait "
+        "their turn for at most 5 s, then are refused (RESOURCE_EXHAUSTED)",
+    )
+    flag(
+        "--max-streams",
+        type=int,
+        default=1000,
+        help="streams open at once per gRPC service (Sync/Watch: one per subscriber); "
+        "more are refused (RESOURCE_EXHAUSTED)",
+    )
     flag("--controlplane-id", help="name of this replica (default: host-pid-random)")
     flag("--log-format", default="text", choices=["text", "json"], help="log line format")
     flag("--log-level", default="info", help="debug, info, warning or error")
@@ -108,6 +124,8 @@ def parse(
     state_dir = Path(a.state_dir)
     if bool(a.tls_cert) != bool(a.tls_key):
         p.error("--tls-cert and --tls-key go together")
+    if a.max_calls < 1 or a.max_streams < 1:
+        p.error("--max-calls and --max-streams must be at least 1")
     if a.tls_client_ca and not a.tls_cert:
         p.error("--tls-client-ca needs --tls-cert and --tls-key")
     encryption_keys = a.encryption_keys or state.load_or_create(
@@ -138,6 +156,8 @@ def parse(
         revision_check_interval=a.revision_check_interval,
         shutdown_grace=a.shutdown_grace,
         keepalive_seconds=a.keepalive_seconds,
+        max_calls=a.max_calls,
+        max_streams=a.max_streams,
         controlplane_id=a.controlplane_id
         or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
         log_format=a.log_format,

@@ -27,6 +27,7 @@ from controlplane.client.channel import keepalive_options
 from controlplane.client.lifecycle import wait_for_signal
 from controlplane.config import ControlplaneConfig
 from controlplane.fleet import Fleet
+from controlplane.limits import SERVER_REQUEST_LIMIT, LimitInterceptor
 from controlplane.publisher import SnapshotPublisher
 from controlplane.registry import SubscriberRegistry
 from controlplane.store import Database, KeyRing
@@ -42,12 +43,20 @@ log = logging.getLogger(__name__)
 
 def server_options(keepalive_seconds: float) -> list[tuple[str, int]]:
     """Pings find dead subscribers whose stream would otherwise look open forever; clients
-    may ping as often as once a second without being told to go away."""
+    may ping as often as once a second without being told to go away.
+
+    No BDP probing: it grows the window every new stream starts with to megabytes, which
+    a client may fill before any handler decides whether to read the request (a flood of
+    refused calls cost gigabytes). At gRPC's default, 64 KiB, a refused or waiting call
+    costs that much at most; a request being read is granted a window for its whole
+    message anyway, so a large one loses at most a round trip."""
     return [
         *keepalive_options(keepalive_seconds),
         ("grpc.http2.min_ping_interval_without_data_ms", 1_000),
         ("grpc.http2.max_ping_strikes", 0),
+        ("grpc.http2.bdp_probe", 0),
         ("grpc.max_send_message_length", 256 * 1024 * 1024),
+        ("grpc.max_receive_message_length", SERVER_REQUEST_LIMIT),  # per service: limits.py
     ]
 
 
@@ -79,7 +88,10 @@ async def serve(config: ControlplaneConfig) -> None:
     await publisher.publish_now()  # never serve a Watch without a snapshot
 
     server = grpc.aio.server(
-        interceptors=[AuthInterceptor(credentials)],
+        interceptors=[
+            AuthInterceptor(credentials),
+            LimitInterceptor(config.max_calls, config.max_streams),
+        ],
         options=server_options(config.keepalive_seconds),
     )
     admin_pb2_grpc.add_AdminServicer_to_server(

@@ -13,6 +13,7 @@ from prometheus_client import Counter, Gauge
 from aibridge.v1 import sync_pb2, sync_pb2_grpc
 from controlplane.auth import Credentials, Role
 from controlplane.cache import SnapshotCache
+from controlplane.client.wire import SKIPPED_REASON_MAX
 from controlplane.publisher import SnapshotPublisher
 from controlplane.registry import Skipped, SubscriberRegistry, SubscriberState, instance_of
 from controlplane.store import revision
@@ -123,7 +124,9 @@ class SyncService(sync_pb2_grpc.SyncServicer):
         self, request: sync_pb2.AckRequest, context: grpc.aio.ServicerContext
     ) -> sync_pb2.AckResponse:
         state = await self._entry_of(request, context, connected=True)
-        skipped = [Skipped(s.provider_id, s.name, s.reason[:500]) for s in request.skipped]
+        skipped = [
+            Skipped(s.provider_id, s.name, s.reason[:SKIPPED_REASON_MAX]) for s in request.skipped
+        ]
         self.registry.ack(state, request.version, request.error, skipped)
         ACKS.labels(state.role.value, "rejected" if request.error else "applied").inc()
         if request.error:

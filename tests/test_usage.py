@@ -18,6 +18,7 @@ from bridged.forward import Exchange, Forwarder
 from bridged.routes import OPENAI_ENDPOINTS, Caller, Route, _route
 from bridged.usage_reporter import DEFAULT_BATCH_SIZE
 from controlplane.client.access import Call
+from controlplane.client.wire import MAX_USAGE_REQUEST_BYTES
 from controlplane.usage import MAX_BATCH
 from tests.harness import Controlplane, ctl
 
@@ -244,7 +245,7 @@ def test_a_default_batch_of_the_largest_records_fits_a_grpc_message(
     shared_controlplane: Controlplane,
 ) -> None:
     """bridged's default batch of its largest records is one call that the controlplane
-    takes: under gRPC's 4 MiB limit, or every batch would be refused and retried."""
+    takes: under its limit on usage requests, or every batch would be refused and retried."""
     record = largest_record()
     assert len(record.model) == 200 and len(record.user_agent) == 500
     largest = []
@@ -254,7 +255,7 @@ def test_a_default_batch_of_the_largest_records_fits_a_grpc_message(
         copy.request_id = f"large-{n}"
         largest.append(copy)
     size = usage_pb2.ReportUsageRequest(interceptions=largest).ByteSize()
-    assert 2**21 < size < 2**22  # about 2.8 MiB
+    assert 2**21 < size < MAX_USAGE_REQUEST_BYTES  # about 2.8 MiB
     stored = report(shared_controlplane, largest, shared_controlplane.secrets.bridged)
     assert stored == DEFAULT_BATCH_SIZE
 

@@ -30,6 +30,7 @@ from controlplane.client.channel import (
     open_aio_channel,
 )
 from controlplane.client.snapshot_file import SnapshotFile
+from controlplane.client.wire import MAX_SYNC_REQUEST_BYTES, SKIPPED_REASON_MAX
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ ProviderSnapshot = snapshot_pb2.ProviderSnapshot
 
 # Seconds a data plane starting beside its controlplane waits quietly for it to answer.
 STARTUP = 10.0
+ACK_ERROR_MAX = 1000  # characters of a rejection the controlplane keeps
 
 
 @dataclass(frozen=True)
@@ -286,21 +288,55 @@ class Subscriber:
         error: str = "",
         skipped: Sequence[SkippedProvider] = (),
     ) -> None:
-        request = sync_pb2.AckRequest(
-            subscriber_id=self.subscriber_id,
-            instance_key=self._instance_key,
-            version=version,
-            error=error,
-            skipped=[
-                sync_pb2.SkippedProvider(provider_id=s.provider_id, name=s.name, reason=s.reason)
-                for s in skipped
-            ],
-        )
+        request = ack_request(self.subscriber_id, self._instance_key, version, error, skipped)
         try:
             await stub.Ack(request, metadata=auth_metadata(self._token), timeout=self._ack_timeout)
         except grpc.aio.AioRpcError as exc:
             # The stream will fail too if the controlplane is gone; the next session re-acks.
             log.warning("ack of version %d failed: %s", version, exc.code().name)
+
+
+def ack_request(
+    subscriber_id: str,
+    instance_key: str,
+    version: int,
+    error: str,
+    skipped: Sequence[SkippedProvider],
+) -> sync_pb2.AckRequest:
+    """An Ack the controlplane takes, whatever the snapshot held: the error and each reason
+    cut to what the controlplane keeps, and the skipped rows past its limit on Sync
+    requests left out (a last row says how many), so that it is never refused for its size."""
+    request = sync_pb2.AckRequest(
+        subscriber_id=subscriber_id,
+        instance_key=instance_key,
+        version=version,
+        error=error[:ACK_ERROR_MAX],
+    )
+    rows = [
+        sync_pb2.SkippedProvider(
+            provider_id=s.provider_id, name=s.name, reason=s.reason[:SKIPPED_REASON_MAX]
+        )
+        for s in skipped
+    ]
+    room = MAX_SYNC_REQUEST_BYTES - request.ByteSize() - 1024  # 1 KiB for that last row
+    kept = 0
+    for row in rows:
+        room -= row.ByteSize() + 4  # and the field's tag and length
+        if room < 0:
+            break
+        kept += 1
+    request.skipped.extend(rows[:kept])
+    if kept < len(rows):
+        request.skipped.add(
+            reason=f"and {len(rows) - kept} more skipped providers, not listed: the "
+            f"acknowledgement would pass the controlplane's {MAX_SYNC_REQUEST_BYTES} bytes"
+        )
+        log.warning(
+            "acknowledging version %d with %d of its %d skipped providers: the rest would "
+            "pass the controlplane's limit of %d bytes (each was logged when skipped)",
+            version, kept, len(rows), MAX_SYNC_REQUEST_BYTES,
+        )  # fmt: skip
+    return request
 
 
 _CONFIG_ERRORS = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
