@@ -84,7 +84,7 @@ def test_claude_code_and_codex_through_proxyd(
     ca = str(proxyd.ca_path)
     proxy = {"HTTPS_PROXY": proxyd.proxy_url(token), "NO_PROXY": ""}
 
-    # Node's variable for Claude Code; Codex is a native binary that reads SSL_CERT_FILE.
+    # Node's variable for Claude Code; Codex is a native binary: CODEX_CA_CERTIFICATE.
     run = claude_code(
         "say hi", tmp_path / "claude", base_url=anthropic_url, token=CLIENTS_OWN_KEY,
         extra_env=proxy | {"NODE_EXTRA_CA_CERTS": ca},
@@ -96,7 +96,7 @@ def test_claude_code_and_codex_through_proxyd(
 
     run = codex(
         "say hi", tmp_path / "codex", base_url=openai_url, token=CLIENTS_OWN_KEY,
-        extra_env=proxy | {"SSL_CERT_FILE": ca},
+        extra_env=proxy | {"CODEX_CA_CERTIFICATE": ca},
     )  # fmt: skip
     assert run.returncode == 0, run.output
     assert "hello from B" in run.output, run.output
