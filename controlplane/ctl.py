@@ -299,23 +299,7 @@ def _build_providers(commands: argparse._SubParsersAction, common: argparse.Argu
     create.add_argument("name", metavar="NAME")
     create.add_argument("--type", required=True, help="openai, anthropic, openai-compatible, …")
     create.add_argument("--base-url", required=True, metavar="URL")
-    create.add_argument(
-        "--key",
-        action="append",
-        default=[],
-        dest="keys",
-        type=KeySource.given,
-        metavar="KEY|-",
-        help="API key, or - to read it from standard input (repeat for failover, in order)",
-    )
-    create.add_argument(
-        "--key-file",
-        action="append",
-        dest="keys",
-        type=KeySource.file,
-        metavar="PATH",
-        help="read an API key from PATH (keeps it out of the process list and shell history)",
-    )
+    _add_key_sources(create, "--key", "keys", "an API key (repeat for failover, in order)")
     create.add_argument("--display-name", metavar="TEXT")
     create.add_argument("--disabled", action="store_true", help="create it disabled")
     _add_mutation_options(create)
@@ -329,23 +313,7 @@ def _build_providers(commands: argparse._SubParsersAction, common: argparse.Argu
     toggle.add_argument("--enable", dest="enabled", action="store_const", const=True)
     toggle.add_argument("--disable", dest="enabled", action="store_const", const=False)
     update.add_argument("--display-name", metavar="TEXT")
-    update.add_argument(
-        "--add-key",
-        action="append",
-        default=[],
-        dest="add_keys",
-        type=KeySource.given,
-        metavar="KEY|-",
-        help="append an API key, or - to read it from standard input (repeatable)",
-    )
-    update.add_argument(
-        "--add-key-file",
-        action="append",
-        dest="add_keys",
-        type=KeySource.file,
-        metavar="PATH",
-        help="append an API key read from PATH (repeatable)",
-    )
+    _add_key_sources(update, "--add-key", "add_keys", "an API key to append (repeatable)")
     update.add_argument(
         "--remove-key",
         action="append",
@@ -361,6 +329,18 @@ def _build_providers(commands: argparse._SubParsersAction, common: argparse.Argu
     delete.add_argument("ref", metavar="NAME|ID")
     _add_mutation_options(delete)
     delete.set_defaults(func=cmd_providers_delete)
+
+
+def _add_key_sources(parser: argparse.ArgumentParser, flag: str, dest: str, what: str) -> None:
+    """FLAG KEY|- and FLAG-file PATH, into one list: a key's source keeps its place."""
+    parser.add_argument(
+        flag, action="append", default=[], dest=dest, type=KeySource.given, metavar="KEY|-",
+        help=f"{what}; - reads it from standard input",
+    )  # fmt: skip
+    parser.add_argument(
+        f"{flag}-file", action="append", dest=dest, type=KeySource.file, metavar="PATH",
+        help=f"{what}, read from PATH (kept out of the process list and shell history)",
+    )  # fmt: skip
 
 
 def _build_tokens(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
