@@ -45,8 +45,7 @@ _ID_COUNTER = itertools.count()
 class Exchange:
     """One call through the gateway, for its usage record and metrics."""
 
-    call: Call  # for the access log, which holds the request id
-    started: float
+    call: Call  # the access log's record: the request id, and when it started
     started_wall: float
     caller: Caller
     route: Route
@@ -89,7 +88,7 @@ class Forwarder:
             metrics.IN_FLIGHT.dec()
 
     async def _handle(self, request: web.Request, call: Call) -> web.StreamResponse:
-        started, started_wall = time.monotonic(), time.time()
+        started_wall = time.time()
         table = self.state.table  # read once: a reload never changes this request's view
         name = call.provider = request.match_info["provider"]
         path = call.route
@@ -124,7 +123,6 @@ class Forwarder:
         call.bytes_in = len(held.body)
         exchange = Exchange(
             call=call,
-            started=started,
             started_wall=started_wall,
             caller=caller,
             route=route,
@@ -223,7 +221,7 @@ class Forwarder:
         try:
             async for chunk in upstream.content.iter_any():
                 if not x.ttfb:
-                    x.ttfb = time.monotonic() - x.started
+                    x.ttfb = time.monotonic() - x.call.started
                 await response.write(chunk)  # the client gets it before we look at it
                 x.call.bytes_out += len(chunk)
                 if extractor is not None:
@@ -254,7 +252,7 @@ class Forwarder:
         return error_response(x.route.family, status, code, message, headers)
 
     def _record(self, x: Exchange) -> None:
-        duration = time.monotonic() - x.started
+        duration = time.monotonic() - x.call.started
         route_name = x.endpoint.route or "passthrough"
         metrics.REQUESTS.labels(x.route.name, route_name, str(x.status)).inc()
         metrics.UPSTREAM_SECONDS.labels(x.route.name, route_name).observe(duration)

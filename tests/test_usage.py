@@ -232,7 +232,7 @@ def largest_record() -> usage_pb2.Interception:
     assert isinstance(route, Route)
     exchange = Exchange(
         call=Call("POST", "/v1/chat/completions", time.monotonic(), request_id="r" * 64),
-        started=time.monotonic(), started_wall=time.time(),
+        started_wall=time.time(),
         caller=Caller("tok_" + "f" * 16, "t" * 63, 0), route=route,
         endpoint=OPENAI_ENDPOINTS[0], user_agent="🦙" * 5000, model="🦙" * 5000, status=200,
     )  # fmt: skip
