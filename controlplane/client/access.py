@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass
 
@@ -49,7 +50,23 @@ def log_call(call: Call) -> None:
         "error": call.error, "ms": round(seconds * 1000, 1), "in": call.bytes_in,
         "out": call.bytes_out,
     }  # fmt: skip
-    ACCESS.info(" ".join(f"{k}={_text(v)}" for k, v in fields.items()), extra={"access": fields})
+    ACCESS.info(_Line(fields), extra={"access": fields})
+
+
+class _Line:
+    """The text of a line, made only if a text formatter asks (JSON takes the fields)."""
+
+    __slots__ = ("fields",)
+
+    def __init__(self, fields: dict[str, object]) -> None:
+        self.fields = fields
+
+    def __str__(self) -> str:
+        return " ".join(f"{k}={_text(v)}" for k, v in self.fields.items())
+
+
+# Printable ASCII but for space, `"`, `=` and `\`: a token that needs no quotes.
+_PLAIN = re.compile(r'[!#-<>-\[\]-~]+')
 
 
 def _text(value: object) -> str:
@@ -59,6 +76,4 @@ def _text(value: object) -> str:
     text = str(value)
     if not text:
         return "-"
-    if not text.isascii() or any(c in ' "=\\' or not c.isprintable() for c in text):
-        return json.dumps(text)
-    return text
+    return text if _PLAIN.fullmatch(text) else json.dumps(text)
