@@ -18,6 +18,8 @@ _PROBES = frozenset({"/healthz", "/readyz", "/metrics"})  # polled constantly: n
 class AccessLogger(AbstractAccessLogger):
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         call = request.get(CALL)
+        if call is not None and call.logged:
+            return
         if call is None:  # not a provider's route
             if request.path in _PROBES:
                 return

@@ -5,7 +5,12 @@ the second, twenty concurrent 30 MB bodies took bridged from 200 MB to 1.4 GB.
 
 A body announced by Content-Length is counted in full before it is read, so that the
 bodies admitted are the ones that can all be held (rather than every body refused half
-way), and it stays counted until its request is over.
+way). Being counted before it arrives, it must then arrive at MIN_RATE at least: a
+caller trickling bytes must not hold the bound for everyone. It stays counted until an
+upstream answers (no replay is needed after that) or the request is over.
+
+A compressed body (Content-Encoding) is read as aiohttp inflates it, counted as it
+arrives: its Content-Length is not its size.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from aiohttp import web
 
 SENT_WHOLE = 256 * 1024  # a body up to this size goes to the socket in one write
 PIECE = 64 * 1024
+MIN_RATE = 256 * 1024  # bytes a second an announced body must arrive at, on average
 
 
 class BodyRefused(Exception):
@@ -34,6 +40,7 @@ class HeldBody:
     _bodies: RequestBodies
 
     def release(self) -> None:
+        """No longer counted (once an upstream answered, or at the end): idempotent."""
         self._bodies.held -= len(self.body)
         self.body = bytearray()
 
@@ -48,7 +55,7 @@ class RequestBodies:
     async def read(self, request: web.Request) -> HeldBody:
         """The request's body, counted until `release()`; raises BodyRefused."""
         length = request.content_length
-        if length is None:
+        if length is None or "Content-Encoding" in request.headers:
             return HeldBody(await self._read_chunked(request), self)
         self._take(length)
         try:
@@ -62,8 +69,9 @@ class RequestBodies:
         body = bytearray(length)
         view = memoryview(body)
         filled = 0
+        deadline = asyncio.get_running_loop().time() + self.idle_timeout + length / MIN_RATE
         while filled < length:
-            chunk = await self._next(request)
+            chunk = await self._next(request, deadline)
             if not chunk:
                 raise BodyRefused(400, "incomplete_body", None, "the request body ended early")
             chunk = chunk[: length - filled]  # aiohttp stops at Content-Length anyway
@@ -75,7 +83,7 @@ class RequestBodies:
         """A body of unannounced length (chunked): counted as it arrives."""
         body = bytearray()
         try:
-            while chunk := await self._next(request):
+            while chunk := await self._next(request, None):
                 if len(body) + len(chunk) > self.max_body_bytes:
                     raise self._too_large()
                 self._take(len(chunk))
@@ -85,14 +93,17 @@ class RequestBodies:
             raise
         return body
 
-    async def _next(self, request: web.Request) -> bytes:
+    async def _next(self, request: web.Request, deadline: float | None) -> bytes:
+        """The next piece of the body, within the idle timeout and the body's deadline."""
+        when = asyncio.get_running_loop().time() + self.idle_timeout
         try:
-            async with asyncio.timeout(self.idle_timeout):
+            async with asyncio.timeout_at(when if deadline is None else min(when, deadline)):
                 return await request.content.readany()
         except TimeoutError:
             raise BodyRefused(
                 408, "request_timeout", "body_idle",
-                f"the request body stopped arriving for {self.idle_timeout:g}s",
+                f"the request body stopped arriving, or arrives slower than {MIN_RATE} bytes "
+                "a second",
             ) from None  # fmt: skip
 
     def _take(self, size: int) -> None:

@@ -23,7 +23,7 @@ from multidict import CIMultiDict
 from aibridge.v1 import usage_pb2
 from bridged import metrics
 from bridged.access import CALL, Call
-from bridged.bodies import SENT_WHOLE, BodyRefused, RequestBodies, upstream_payload
+from bridged.bodies import SENT_WHOLE, BodyRefused, HeldBody, RequestBodies, upstream_payload
 from bridged.errors import error_response, family_for_path
 from bridged.headers import STRIPPED_RESPONSE, upstream_request_headers
 from bridged.keys import KeyHealth
@@ -32,6 +32,7 @@ from bridged.routes import Caller, Endpoint, Route, RouteTable
 from bridged.upstreams import UpstreamPools
 from bridged.usage import Usage, UsageExtractor
 from bridged.usage_reporter import UsageReporter
+from controlplane.client import access
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,14 @@ class Forwarder:
             if not response.prepared:  # a refusal: its id, for the access log's line
                 response.headers["x-aibridge-request-id"] = call.request_id
             return response
+        except BaseException as exc:
+            # aiohttp writes no access line for a handler cancelled (its client left) or
+            # broken after its answer began (the provider went silent or cut it short).
+            if isinstance(exc, asyncio.CancelledError) or call.status:
+                call.status = call.status or 499
+                call.logged = True
+                access.log_call(call)
+            raise
         finally:
             metrics.IN_FLIGHT.dec()
 
@@ -132,34 +141,37 @@ class Forwarder:
         if endpoint.intercepted:
             exchange.model, exchange.streaming = _request_fields(held.body)
         try:
-            return await self._exchange(request, exchange, path, held.body)
+            return await self._exchange(request, exchange, path, held)
         except asyncio.CancelledError:
             exchange.status = exchange.status or 499  # the client left before the answer
             raise
         finally:
             held.release()
+            call.status = exchange.status
             try:
                 self._record(exchange)
             except Exception:  # the answer matters more than its record
                 log.exception("usage of request %s not recorded", call.request_id)
 
     async def _exchange(
-        self, request: web.Request, x: Exchange, path: str, body: bytearray
+        self, request: web.Request, x: Exchange, path: str, held: HeldBody
     ) -> web.StreamResponse:
         route = x.route
         if not route.keys:
             return self._fail(x, 502, "no_keys", f"provider {route.name!r} has no keys")
         url = route.upstream_url(path, request.rel_url.raw_query_string)
         headers = upstream_request_headers(request.headers, x.endpoint.intercepted)
-        if len(body) > SENT_WHOLE:
-            headers.append(("Content-Length", str(len(body))))  # sent in pieces, not chunked
+        if len(held.body) > SENT_WHOLE:  # sent in pieces, not chunked
+            headers.append(("Content-Length", str(len(held.body))))
         keys = self.keys.usable(route.keys)
         rate_limited = False
+        forbidden: Kept | None = None  # a refusal of this request by a key, not the last
         async with self.pools.use(route.origin) as session:
             for attempt, key in enumerate(keys, 1):
                 try:
                     upstream = await session.request(
-                        request.method, url, data=upstream_payload(body), allow_redirects=False,
+                        request.method, url, data=upstream_payload(held.body),
+                        allow_redirects=False,
                         headers=[*headers, *route.auth_headers(key.secret).items()],
                     )  # fmt: skip
                 except TimeoutError:
@@ -175,7 +187,7 @@ class Forwarder:
                         rate_limited = True
                         metrics.KEY_FAILOVERS.labels(route.name, "rate_limited").inc()
                         continue
-                    if upstream.status == 401:
+                    if upstream.status == 401 and x.endpoint.intercepted:
                         rest = self.keys.unauthorized(key)
                         log.warning(
                             "provider %s refused key %s (401); it rests %.0fs",
@@ -183,12 +195,17 @@ class Forwarder:
                         )  # fmt: skip
                         metrics.KEY_FAILOVERS.labels(route.name, "unauthorized").inc()
                         continue
-                    self.keys.answered(key)
-                    if upstream.status == 403 and attempt < len(keys):
-                        # About this request (its model, say): the next key may serve it,
-                        # and this one keeps serving the others. The last 403 is relayed.
+                    if upstream.status != 401:
+                        self.keys.answered(key)
+                    if upstream.status in (401, 403) and attempt < len(keys):
+                        # About this request (its model; a pass-through a restricted key
+                        # may not use): the next key may serve it, and this one keeps
+                        # serving the others. The refusal is kept, for the client if no
+                        # key serves it.
+                        forbidden = await Kept.read(upstream)
                         metrics.KEY_FAILOVERS.labels(route.name, "forbidden").inc()
                         continue
+                    held.release()  # answered: nothing will be replayed
                     return await self._respond(request, x, upstream)
         retry_after = self.keys.rate_limit_retry_after(route.keys)
         if rate_limited or retry_after is not None:
@@ -196,6 +213,9 @@ class Forwarder:
                 x, 429, "all_keys_rate_limited", "every key of this provider is rate limited",
                 {"Retry-After": str(retry_after or 1)},
             )  # fmt: skip
+        if forbidden is not None:
+            x.status = forbidden.status
+            return forbidden.response(x.call.request_id)
         return self._fail(x, 502, "all_keys_refused", "the provider refused every key")
 
     async def _respond(
@@ -291,6 +311,30 @@ class Forwarder:
                 user_agent=_text(x.user_agent[:500]),
             )
         )
+
+
+@dataclass(frozen=True)
+class Kept:
+    """An upstream's refusal of one request, kept while the next key is tried."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+    @classmethod
+    async def read(cls, upstream: aiohttp.ClientResponse) -> Kept:
+        headers = tuple(
+            (k, v) for k, v in upstream.headers.items() if k.lower() not in STRIPPED_RESPONSE
+        )
+        return cls(upstream.status, headers, await upstream.content.read(_KEPT_BODY_MAX))
+
+    def response(self, request_id: str) -> web.Response:
+        headers = CIMultiDict(self.headers)
+        headers["x-aibridge-request-id"] = request_id
+        return web.Response(status=self.status, body=self.body, headers=headers)
+
+
+_KEPT_BODY_MAX = 64 * 1024  # an error message; more is not one
 
 
 def authenticate(request: web.Request, table: RouteTable) -> Caller | None:

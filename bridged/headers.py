@@ -23,11 +23,12 @@ FORWARDED_REQUEST_HEADERS = frozenset({
     "anthropic-version", "anthropic-beta", "anthropic-dangerous-direct-browser-access",
     "openai-beta",
     # Retries and tracing.
-    "idempotency-key", "x-client-request-id", "traceparent", "tracestate",
+    "idempotency-key", "x-client-request-id", "traceparent", "tracestate", "baggage",
     # Claude Code's application and session.
     "x-app", "x-claude-code-session-id",
-    # Codex CLI's originator and session (the upstream keys its prompt cache by them).
-    "originator", "session-id", "thread-id",
+    # Codex CLI's originator, session and subagent (the upstream keys its prompt cache by
+    # the session).
+    "originator", "session-id", "thread-id", "x-openai-subagent",
 })  # fmt: skip
 # The SDKs' platform and retry headers (x-stainless-os, x-stainless-retry-count, ...), and
 # Codex's turn metadata (x-codex-turn-metadata, x-codex-window-id, ...).
@@ -41,8 +42,9 @@ def upstream_request_headers(
 ) -> list[tuple[str, str]]:
     """The client's headers that the upstream gets, repeated ones included; the caller
     adds the provider's key."""
-    named = headers.get("Connection")
-    hop = {t.strip().lower() for t in named.split(",")} if named else ()
+    hop = {
+        t.strip().lower() for named in headers.getall("Connection", ()) for t in named.split(",")
+    }
     out = [
         (name, value)
         for name, value in headers.items()

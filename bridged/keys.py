@@ -2,10 +2,11 @@
 
 A key rests when the upstream turns it away, and a later request tries it again:
 - 429 rests it for the upstream's Retry-After (the rate limit is the provider's);
-- 401 rests it for a cooldown that doubles while it keeps failing (60 s to an hour by
-  default) and is forgotten once the key is answered again;
-- 403 rests nothing: it concerns this request (a model, a region), so the request fails
-  over to the next key and the key serves the others.
+- 401 on a recorded endpoint rests it for a cooldown that doubles while it keeps
+  failing (60 s to an hour by default) and is forgotten once the key is answered again;
+- 403, and 401 on a pass-through endpoint (a restricted key may lack the scope to list
+  models, say), rest nothing: they concern this request, so the request fails over to
+  the next key and the key serves the others.
 No single request can take a key away from every caller for longer than a cooldown.
 Rests are by key id and outlive reloads: the provider's opinion of a key does not
 change with the snapshot, and a replaced key has a new id.
@@ -51,11 +52,17 @@ class KeyHealth:
         self._rate_limited_until[key.id] = time.monotonic() + min(max(delay, 0.0), MAX_COOLDOWN)
 
     def unauthorized(self, key: ProviderKey) -> float:
-        """Rests a key the upstream answered 401; returns for how long."""
+        """Rests a key the upstream answered 401; returns for how long it rests. The rest
+        doubles only when a try after a rest fails again: the 401s of requests that were
+        in flight together count as one."""
+        now = time.monotonic()
+        until = self._unauthorized_until.get(key.id, 0.0)
+        if until > now:
+            return until - now
         streak = self._unauthorized_streak.get(key.id, 0)
         self._unauthorized_streak[key.id] = streak + 1
         rest = self.unauthorized_cooldown * 2 ** min(streak, UNAUTHORIZED_BACKOFF_STEPS)
-        self._unauthorized_until[key.id] = time.monotonic() + rest
+        self._unauthorized_until[key.id] = now + rest
         return rest
 
     def answered(self, key: ProviderKey) -> None:

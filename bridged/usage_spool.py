@@ -48,6 +48,8 @@ class UsageSpool:
         """Every record in the spool, which is emptied; unreadable files are set aside."""
         records: list[usage_pb2.Interception] = []
         for path in sorted(self.directory.glob(f"*{_SUFFIX}")):
+            if path.name.startswith("."):
+                continue  # claimed by a process, or set aside as damaged
             claimed = path.with_name(f".taken-{os.getpid()}-{path.name}")
             try:
                 os.rename(path, claimed)  # another process took it first: skip it

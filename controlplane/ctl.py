@@ -377,7 +377,7 @@ class CtlError(Exception):
 
 def read_keys(sources: Sequence[KeySource]) -> list[str]:
     """Each source's key. A file (or standard input) holds one key, surrounding
-    whitespace aside: a cloud credential may span lines."""
+    whitespace aside. From a terminal, `-` asks for it without echoing it."""
     if sum(source.path == "-" for source in sources) > 1:
         raise CtlError("only one key can come from standard input (-); use --key-file for more")
     keys = []
@@ -386,7 +386,9 @@ def read_keys(sources: Sequence[KeySource]) -> list[str]:
             keys.append(source.key)
             continue
         try:
-            if source.path == "-":
+            if source.path == "-" and sys.stdin.isatty():
+                text = getpass.getpass("provider key (not shown): ")
+            elif source.path == "-":
                 text = sys.stdin.read()
             else:
                 text = Path(source.path).read_text()

@@ -21,6 +21,8 @@ from controlplane.store.db import Database, DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
+MAX_VERSION = 2**62  # revisions are signed 64-bit in the database; this leaves room to grow
+
 SUBSCRIBERS = Gauge("aibridge_controlplane_subscribers", "Connected subscribers", ["role"])
 SNAPSHOTS_SENT = Counter("aibridge_controlplane_snapshots_sent_total", "Snapshots sent", ["role"])
 ACKS = Counter("aibridge_controlplane_acks_total", "Acknowledgements", ["role", "result"])
@@ -58,6 +60,13 @@ class SyncService(sync_pb2_grpc.SyncServicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"instance_key: required ({MIN_KEY} to {MAX_KEY} characters), a random secret "
                 "made once per process, that Ack and Leave send too",
+            )
+        if request.applied_version > MAX_VERSION:
+            # A restored database moves its revision past what a subscriber holds: a made-up
+            # version near 2^64 would leave no revision for any later change.
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"applied_version: {request.applied_version} is beyond any revision",
             )
         state = self.registry.connect(
             subscriber_id,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import ssl
 import threading
 import time
@@ -59,13 +58,9 @@ class MockUpstream:
     record: bool = True  # benchmarks turn it off: `seen` would grow without end
     bytes_received: int = 0  # request body bytes, whether recorded or not
     host: str = "127.0.0.1"
-    port: int = 0  # 0: any free one
+    port: int = 0  # 0: any free one, known once started (bound at once: no one can take it)
 
     def __post_init__(self) -> None:
-        if not self.port:
-            with socket.socket() as s:
-                s.bind((self.host, 0))
-                self.port = s.getsockname()[1]
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._runner: web.AppRunner | None = None
@@ -95,7 +90,9 @@ class MockUpstream:
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port, ssl_context=self.tls).start()
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.tls)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()

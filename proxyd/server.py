@@ -13,6 +13,7 @@ import binascii
 import hashlib
 import json
 import logging
+import re
 import ssl
 import time
 
@@ -92,8 +93,9 @@ class ProxyServer:
         if not isinstance(request, h11.Request):
             return
         call = Call(
-            request.method.decode("latin-1"), request.target.decode("latin-1"), time.monotonic()
-        )
+            request.method.decode("latin-1"), _loggable(request.target.decode("latin-1")),
+            time.monotonic(),
+        )  # fmt: skip
         if request.method == b"CONNECT":
             await self._connect(conn, request, reader, writer, call)
         elif request.target.startswith(b"/"):
@@ -236,6 +238,15 @@ async def _refuse(
     await reply(conn, writer, status, reason, body, headers=headers)
     call.status, call.error, call.bytes_out = status, code, len(body)
     access.log_call(call)
+
+
+def _loggable(target: str) -> str:
+    """A request target as the access log shows it: without a query or the userinfo of an
+    absolute URL (a client proxying plain HTTP may put a key in either)."""
+    return _USERINFO.sub("//", target.partition("?")[0])
+
+
+_USERINFO = re.compile(r"//[^/@]*@")
 
 
 def _sha256(token: str) -> str:

@@ -54,7 +54,7 @@ class TunnelPolicy:
 
     def address_allowed(self, address: str) -> bool:
         ip = ipaddress.ip_address(address)
-        if isinstance(ip, ipaddress.IPv4Address):
+        if isinstance(ip, ipaddress.IPv4Address) or any(ip in n for n in self.allowed):
             return self._reachable(ip)
         embedded = embedded_ipv4(ip)
         if any(ip in network for network in _V4_IN_LAST_32_BITS):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import os
 import signal
 import socket
@@ -41,10 +42,37 @@ PYTHON = sys.executable
 PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=5"
 
 
+def _port_block() -> Iterator[int]:
+    """Ports for the processes a test starts: below the kernel's ephemeral range, where
+    outgoing connections and bind(0) take theirs (a port freed by bind(0) could be taken
+    again before the process bound it), in a block of its own for each xdist worker."""
+    low = 32768  # Linux's default, if the file says otherwise nothing
+    with contextlib.suppress(OSError, ValueError):
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    size = 2000
+    first = 10_000 + worker * size
+    if first + size > low:  # an unusual range: fall back on the kernel's choice
+        while True:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                yield s.getsockname()[1]
+    yield from itertools.cycle(range(first, first + size))
+
+
+_PORTS = _port_block()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on, and that nothing else in this run will be given."""
+    for port in _PORTS:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use: a process of another run, or a test's that still lives
+            return port
+    raise AssertionError("no free port")
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:

@@ -31,9 +31,11 @@ def text_lines(log: str) -> list[dict[str, Any]]:
     return lines
 
 
-def chat(url: str, token: str, path: str = "/v1/chat/completions") -> httpx.Response:
+def chat(
+    url: str, token: str, path: str = "/v1/chat/completions", timeout: float = 30
+) -> httpx.Response:
     return httpx.post(url + path, json=CHAT, headers={"Authorization": f"Bearer {token}"},
-                      timeout=30)  # fmt: skip
+                      timeout=timeout)  # fmt: skip
 
 
 def test_bridged_and_proxyd_write_a_line_per_request(
@@ -123,3 +125,22 @@ def test_json_lines_and_off(
     finally:
         as_json.stop()
         quiet.stop()
+
+
+def test_a_call_whose_client_leaves_has_its_line(
+    controlplane: Controlplane, bridged: Bridged, token: str, upstream_a: MockUpstream
+) -> None:
+    """aiohttp writes no line for a handler it cancels: the request path does (499)."""
+    admin = controlplane.admin
+    admin.wait_applied(admin.create_provider("llm", upstream_a.url + "/v1", keys=[KEY]).revision)
+    upstream_a.silent = True  # it never answers
+    try:
+        chat(bridged.provider_url("llm"), token, timeout=1)
+    except httpx.TimeoutException:
+        pass
+    [line] = wait_until(lambda: text_lines(bridged.log()))
+    assert (line["token"], line["provider"], line["status"], line["error"]) == (
+        "tester", "llm", "499", "-",
+    )  # fmt: skip
+    assert float(line["ms"]) >= 900
+    upstream_a.silent = False

@@ -4,12 +4,13 @@ the headers the gateway forwards, and each call is recorded."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from aibridge.v1 import admin_pb2
 from bridged.headers import FORWARDED_REQUEST_HEADERS, FORWARDED_REQUEST_PREFIXES
 from mockupstream import MockUpstream, Seen
-from tests.agents import claude_code, codex
+from tests.agents import AgentRun, claude_code, codex
 from tests.conftest import UpstreamPKI
 from tests.harness import Bridged, Controlplane, Proxyd, wait_until
 
@@ -30,6 +31,26 @@ def forwarded_only(seen: list[Seen], gateway_token: str) -> None:
             ), name
         assert gateway_token not in repr(request.headers)
         assert CLIENTS_OWN_KEY not in repr(request.headers)
+
+
+def sent_directly(run: Callable[..., AgentRun], home: Path, path: str) -> set[str]:
+    """The header names an agent sends when it talks to a provider itself."""
+    direct = MockUpstream("direct").start()
+    try:
+        run("say hi", home, base_url=direct.url + path, token=CLIENTS_OWN_KEY)
+        assert direct.seen, "the agent sent nothing"
+        return {name for request in direct.seen for name in request.headers}
+    finally:
+        direct.stop()
+
+
+def reached(upstream: MockUpstream) -> set[str]:
+    return {name for request in upstream.seen for name in request.headers}
+
+
+# What the agents send that the gateway replaces (their credential: the provider's key
+# goes the provider's way) or that is about their own hop.
+NOT_PASSED_ON = {"authorization", "x-api-key", "connection"}
 
 
 def recorded(controlplane: Controlplane, provider: str) -> int:
@@ -55,6 +76,10 @@ def test_claude_code_and_codex_through_bridged(
     assert upstream_a.seen[-1].headers["anthropic-version"] == "2023-06-01"
     assert "claude-code" in upstream_a.seen[-1].headers["anthropic-beta"]
     forwarded_only(upstream_a.seen, token)
+    # Everything Claude Code sends a provider itself reaches it through the gateway too.
+    assert sent_directly(claude_code, tmp_path / "claude-direct", "") - reached(upstream_a) <= (
+        NOT_PASSED_ON
+    )
 
     run = codex(
         "say hi", tmp_path / "codex", base_url=bridged.provider_url("gpt") + "/v1", token=token
@@ -64,6 +89,9 @@ def test_claude_code_and_codex_through_bridged(
     assert upstream_b.seen and {s.key for s in upstream_b.seen} == {OPENAI_KEY}
     assert upstream_b.seen[-1].headers["originator"] == "codex_exec"
     forwarded_only(upstream_b.seen, token)
+    assert sent_directly(codex, tmp_path / "codex-direct", "/v1") - reached(upstream_b) <= (
+        NOT_PASSED_ON
+    )
 
     wait_until(lambda: recorded(controlplane, "claude") >= 1, what="Claude Code's call recorded")
     wait_until(lambda: recorded(controlplane, "gpt") >= 1, what="Codex's call recorded")

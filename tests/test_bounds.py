@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import http.client
+import json
 import re
 import socket
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -188,6 +191,49 @@ def test_a_body_that_stops_arriving_is_refused(
         assert buffered(bridged) == 0
         assert upstream_a.seen == []
         assert chat(bridged, token).status_code == 200
+    finally:
+        bridged.stop()
+
+
+def test_bodies_that_trickle_or_come_compressed(
+    controlplane: Controlplane, token: str, tmp_path: Path, secrets: Secrets,
+    upstream_a: MockUpstream,
+) -> None:  # fmt: skip
+    """A body counted in full before it arrives must arrive at 256 KiB/s on average: a
+    byte now and then must not hold the bound. A compressed body is read inflated, whole."""
+    bridged = Bridged(
+        [controlplane.address], tmp_path, secrets, extra_args=("--keepalive-timeout", "1")
+    ).start()
+    try:
+        admin = controlplane.admin
+        created = admin.create_provider("llm", upstream_a.url + "/v1", keys=[KEY])
+        admin.wait_applied(created.revision)
+        with socket.create_connection(("127.0.0.1", bridged.port), timeout=30) as sock:
+            sock.sendall(
+                b"POST /api/v2/aibridge/llm/v1/chat/completions HTTP/1.1\r\n"
+                b"Host: gateway\r\nAuthorization: Bearer " + token.encode() + b"\r\n"
+                b"Content-Length: 1048576\r\n\r\n"  # 1 MiB: due within 1 s + 4 s
+            )
+            started = time.monotonic()
+            sock.settimeout(0.5)
+            head = b""
+            while not head and time.monotonic() - started < 20:
+                with contextlib.suppress(TimeoutError):
+                    sock.sendall(b"x")  # every half second: never idle for 1 s
+                    head = sock.recv(4096)
+        assert head.startswith(b"HTTP/1.1 408 "), head
+        assert 4 <= time.monotonic() - started < 15
+        assert buffered(bridged) == 0
+
+        body = json.dumps({"model": "m", "messages": [], "pad": "x" * 6000}).encode()
+        compressed = httpx.post(
+            bridged.provider_url("llm") + "/v1/chat/completions", content=gzip.compress(body),
+            headers={"Authorization": f"Bearer {token}", "Content-Encoding": "gzip",
+                     "Content-Type": "application/json"}, timeout=30,
+        )  # fmt: skip
+        assert compressed.status_code == 200, compressed.text
+        assert upstream_a.seen[-1].body == body
+        assert "content-encoding" not in upstream_a.seen[-1].headers
     finally:
         bridged.stop()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -20,6 +21,8 @@ KEY1 = "sk-failover-first-key-000000000001"
 KEY2 = "sk-failover-second-key-00000000002"
 KEY3 = "sk-failover-third-key-000000000003"
 KEY4 = "sk-failover-fourth-key-00000000004"
+KEY5 = "sk-failover-fifth-key-000000000005"
+KEY6 = "sk-failover-sixth-key-000000000006"
 # Unusual spacing and key order: a re-encoded body would differ from what the client sent.
 BODY = b'{"messages":[{"role":"user","content":"hi"}],  "model":"gpt",\n"temperature":0.5}'
 
@@ -156,28 +159,31 @@ def test_a_401_rests_the_key_for_a_cooldown_that_grows(
     upstream_a.key_status.update({KEY1: 401, KEY2: 401})
 
     # Every key refused: 502, not a rate limit, and nothing to retry after.
+    sent = time.monotonic()  # the rests begin after this
     refused = chat(bridged, "revoked", token)
     assert refused.status_code == 502, refused.text
     assert refused.json()["error"]["code"] == "all_keys_refused"
     assert "Retry-After" not in refused.headers
     assert keys_seen(upstream_a) == [KEY1, KEY2]
     assert failovers(bridged, "revoked", "unauthorized") == 2
-    failed_at = time.monotonic()
     # They rest: the next call does not reach the upstream...
     assert chat(bridged, "revoked", token).status_code == 502
     assert len(upstream_a.seen) == 2
 
     # ...until a later call tries them again (after 1 s), and they rest twice as long.
-    def retried(count: int) -> bool:
+    # (Each rest begins after the request that caused it was sent, and is over before the
+    # request that found it over has returned: the bounds below cannot be met early.)
+    def retried(count: int) -> float:
+        """When the call that tried the keys again was sent; 0 while they rest."""
+        sent = time.monotonic()
         assert chat(bridged, "revoked", token).status_code == 502
-        return len(upstream_a.seen) >= count
+        return sent if len(upstream_a.seen) >= count else 0.0
 
-    wait_until(lambda: retried(4), 10, "the keys to be tried again")
+    second_sent = wait_until(lambda: retried(4), 10, "the keys to be tried again")
     assert keys_seen(upstream_a, 2) == [KEY1, KEY2]
-    assert time.monotonic() - failed_at >= 1.0
-    failed_again_at = time.monotonic()
+    assert time.monotonic() - sent >= 1.0
     wait_until(lambda: retried(6), 10, "the keys to be tried a third time")
-    assert time.monotonic() - failed_again_at >= 2.0, "the cooldown did not double"
+    assert time.monotonic() - second_sent >= 2.0, "the cooldown did not double"
 
     # A key the upstream takes again is back in line, first as before.
     del upstream_a.key_status[KEY1]
@@ -212,3 +218,45 @@ def test_a_403_fails_over_for_that_request_only(
     assert keys_seen(upstream_a, 4) == [KEY3, KEY4]
     assert chat(bridged, "forbidden", token).status_code == 403
     assert keys_seen(upstream_a, 6) == [KEY3, KEY4]
+
+
+def test_concurrent_401s_count_once_and_a_refusal_reaches_the_client(
+    controlplane: Controlplane, quick_cooldown: Bridged, token: str, upstream_a: MockUpstream
+) -> None:
+    """Requests in flight together that all meet a 401 rest the key once (its first
+    cooldown, not 2^8 of them); a pass-through's 401 and a 403 concern their request, and
+    when no key serves it the client gets the provider's refusal, not a retryable 502."""
+    bridged = quick_cooldown
+    admin = controlplane.admin
+    admin.create_provider("pair", upstream_a.url + "/v1", keys=[KEY1, KEY2])
+    admin.create_provider("mixed", upstream_a.url + "/v1", keys=[KEY3, KEY4])
+    created = admin.create_provider("scoped", upstream_a.url + "/v1", keys=[KEY5, KEY6])
+    admin.wait_applied(created.revision)
+    upstream_a.key_status.update({KEY1: 401, KEY2: 401})
+
+    def post() -> int:
+        return chat(bridged, "pair", token).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(lambda _: post(), range(8))) == [502] * 8
+    # One cooldown (1 s): the keys are tried again soon, not in minutes.
+    del upstream_a.key_status[KEY1]
+    wait_until(lambda: post() == 200, 10, "KEY1 tried again after its first cooldown")
+
+    # A 403 then a 401: the client learns of the 403, as the provider put it.
+    upstream_a.key_status.update({KEY3: 403, KEY4: 401})
+    refused = chat(bridged, "mixed", token)
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["error"]["message"] == "key says 403"
+    assert refused.headers["x-aibridge-request-id"]
+
+    # A 401 on a pass-through endpoint (a key without the scope to list models) fails
+    # over for that request, and rests nothing.
+    upstream_a.key_status[KEY5] = 401
+    start = len(upstream_a.seen)
+    models = httpx.get(bridged.provider_url("scoped") + "/v1/models",
+                       headers={"Authorization": f"Bearer {token}"}, timeout=30)  # fmt: skip
+    assert models.status_code == 200, models.text
+    assert keys_seen(upstream_a, start) == [KEY5, KEY6]
+    assert chat(bridged, "scoped", token).status_code == 200
+    assert keys_seen(upstream_a, start + 2) == [KEY5, KEY6]  # KEY5 was not resting

@@ -32,6 +32,7 @@ class Call:
     status: int = 0
     error: str = ""  # the gateway's error code, when it refused or failed the call
     bytes_out: int = 0
+    logged: bool = False  # its line is written (by the request path, not aiohttp)
 
 
 def configure(enabled: bool) -> None:
@@ -45,8 +46,8 @@ def enabled() -> bool:
 def log_call(call: Call) -> None:
     seconds = time.monotonic() - call.started
     fields = {
-        "id": call.request_id, "token": call.token, "provider": call.provider,
-        "method": call.method, "route": call.route[:300], "status": call.status,
+        "id": call.request_id, "token": call.token, "provider": call.provider[:100],
+        "method": call.method[:20], "route": call.route[:300], "status": call.status,
         "error": call.error, "ms": round(seconds * 1000, 1), "in": call.bytes_in,
         "out": call.bytes_out,
     }  # fmt: skip
@@ -66,7 +67,7 @@ class _Line:
 
 
 # Printable ASCII but for space, `"`, `=` and `\`: a token that needs no quotes.
-_PLAIN = re.compile(r'[!#-<>-\[\]-~]+')
+_PLAIN = re.compile(r"[!#-<>-\[\]-~]+")
 
 
 def _text(value: object) -> str:

@@ -104,6 +104,7 @@ class Subscriber:
         self.from_cache = False  # serving the snapshot saved by an earlier run
         self._skipped: Sequence[SkippedProvider] = ()  # of the applied snapshot, for re-acks
         self._stub: sync_pb2_grpc.SyncStub | None = None  # of the open session, for leave()
+        self._leaving = False
 
     @property
     def connected(self) -> bool:
@@ -165,6 +166,7 @@ class Subscriber:
         """Tells the controlplane this process is shutting down for good, so that no wait
         holds for it; call it just before cancelling run(). A subscriber that vanishes
         without it is waited for during a wait's fleet grace: it may be reconnecting."""
+        self._leaving = True  # a snapshot arriving from now on is not acknowledged
         if self._stub is None:
             return  # not connected: nobody to tell
         request = sync_pb2.LeaveRequest(
@@ -288,6 +290,8 @@ class Subscriber:
         error: str = "",
         skipped: Sequence[SkippedProvider] = (),
     ) -> None:
+        if self._leaving:
+            return  # the controlplane has forgotten this process: an ack would be refused
         request = ack_request(self.subscriber_id, self._instance_key, version, error, skipped)
         try:
             await stub.Ack(request, metadata=auth_metadata(self._token), timeout=self._ack_timeout)
