@@ -166,76 +166,74 @@ def test_bridged_bounds_the_request_bytes_it_holds(
     assert chat(bridged, token).status_code == 200
 
 
-def test_a_body_that_stops_arriving_is_refused(
-    controlplane: Controlplane, token: str, tmp_path: Path, secrets: Secrets,
-    upstream_a: MockUpstream,
-) -> None:  # fmt: skip
-    """A counted body must not be held forever by a client that stops sending it."""
+@pytest.fixture
+def impatient(
+    controlplane: Controlplane, tmp_path: Path, secrets: Secrets, upstream_a: MockUpstream
+) -> Iterator[Bridged]:
+    """bridged with a 1 s --keepalive-timeout, and a provider "llm" on upstream A."""
     bridged = Bridged(
         [controlplane.address], tmp_path, secrets, extra_args=("--keepalive-timeout", "1")
     ).start()
     try:
-        admin = controlplane.admin
-        created = admin.create_provider("llm", upstream_a.url + "/v1", keys=[KEY])
-        admin.wait_applied(created.revision)
-        with socket.create_connection(("127.0.0.1", bridged.port), timeout=15) as sock:
-            sock.sendall(
-                b"POST /api/v2/aibridge/llm/v1/chat/completions HTTP/1.1\r\n"
-                b"Host: gateway\r\nAuthorization: Bearer " + token.encode() + b"\r\n"
-                b"Content-Length: 1000\r\n\r\n" + b'{"model": "m", "pad": "'
-            )
-            head = sock.recv(4096)
-        assert head.startswith(b"HTTP/1.1 408 "), head
-        assert b"request_timeout" in head
-        assert limit_hits(bridged, "bridged", "body_idle") == 1
-        assert buffered(bridged) == 0
-        assert upstream_a.seen == []
-        assert chat(bridged, token).status_code == 200
+        created = controlplane.admin.create_provider("llm", upstream_a.url + "/v1", keys=[KEY])
+        controlplane.admin.wait_applied(created.revision)
+        yield bridged
     finally:
         bridged.stop()
+
+
+def test_a_body_that_stops_arriving_is_refused(
+    impatient: Bridged, token: str, upstream_a: MockUpstream
+) -> None:
+    """A counted body must not be held forever by a client that stops sending it."""
+    bridged = impatient
+    with socket.create_connection(("127.0.0.1", bridged.port), timeout=15) as sock:
+        sock.sendall(
+            b"POST /api/v2/aibridge/llm/v1/chat/completions HTTP/1.1\r\n"
+            b"Host: gateway\r\nAuthorization: Bearer " + token.encode() + b"\r\n"
+            b"Content-Length: 1000\r\n\r\n" + b'{"model": "m", "pad": "'
+        )
+        head = sock.recv(4096)
+    assert head.startswith(b"HTTP/1.1 408 "), head
+    assert b"request_timeout" in head
+    assert limit_hits(bridged, "bridged", "body_idle") == 1
+    assert buffered(bridged) == 0
+    assert upstream_a.seen == []
+    assert chat(bridged, token).status_code == 200
 
 
 def test_bodies_that_trickle_or_come_compressed(
-    controlplane: Controlplane, token: str, tmp_path: Path, secrets: Secrets,
-    upstream_a: MockUpstream,
-) -> None:  # fmt: skip
+    impatient: Bridged, token: str, upstream_a: MockUpstream
+) -> None:
     """A body counted in full before it arrives must arrive at 256 KiB/s on average: a
     byte now and then must not hold the bound. A compressed body is read inflated, whole."""
-    bridged = Bridged(
-        [controlplane.address], tmp_path, secrets, extra_args=("--keepalive-timeout", "1")
-    ).start()
-    try:
-        admin = controlplane.admin
-        created = admin.create_provider("llm", upstream_a.url + "/v1", keys=[KEY])
-        admin.wait_applied(created.revision)
-        with socket.create_connection(("127.0.0.1", bridged.port), timeout=30) as sock:
-            sock.sendall(
-                b"POST /api/v2/aibridge/llm/v1/chat/completions HTTP/1.1\r\n"
-                b"Host: gateway\r\nAuthorization: Bearer " + token.encode() + b"\r\n"
-                b"Content-Length: 1048576\r\n\r\n"  # 1 MiB: due within 1 s + 4 s
-            )
-            started = time.monotonic()
-            sock.settimeout(0.5)
-            head = b""
-            while not head and time.monotonic() - started < 20:
-                with contextlib.suppress(TimeoutError):
-                    sock.sendall(b"x")  # every half second: never idle for 1 s
-                    head = sock.recv(4096)
-        assert head.startswith(b"HTTP/1.1 408 "), head
-        assert 4 <= time.monotonic() - started < 15
-        assert buffered(bridged) == 0
+    bridged = impatient
+    with socket.create_connection(("127.0.0.1", bridged.port), timeout=30) as sock:
+        sock.sendall(
+            b"POST /api/v2/aibridge/llm/v1/chat/completions HTTP/1.1\r\n"
+            b"Host: gateway\r\nAuthorization: Bearer " + token.encode() + b"\r\n"
+            b"Content-Length: 1048576\r\n\r\n"  # 1 MiB: due within 1 s + 4 s
+        )
+        started = time.monotonic()
+        sock.settimeout(0.5)
+        head = b""
+        while not head and time.monotonic() - started < 20:
+            with contextlib.suppress(TimeoutError):
+                sock.sendall(b"x")  # every half second: never idle for 1 s
+                head = sock.recv(4096)
+    assert head.startswith(b"HTTP/1.1 408 "), head
+    assert 4 <= time.monotonic() - started < 15
+    assert buffered(bridged) == 0
 
-        body = json.dumps({"model": "m", "messages": [], "pad": "x" * 6000}).encode()
-        compressed = httpx.post(
-            bridged.provider_url("llm") + "/v1/chat/completions", content=gzip.compress(body),
-            headers={"Authorization": f"Bearer {token}", "Content-Encoding": "gzip",
-                     "Content-Type": "application/json"}, timeout=30,
-        )  # fmt: skip
-        assert compressed.status_code == 200, compressed.text
-        assert upstream_a.seen[-1].body == body
-        assert "content-encoding" not in upstream_a.seen[-1].headers
-    finally:
-        bridged.stop()
+    body = json.dumps({"model": "m", "messages": [], "pad": "x" * 6000}).encode()
+    compressed = httpx.post(
+        bridged.provider_url("llm") + "/v1/chat/completions", content=gzip.compress(body),
+        headers={"Authorization": f"Bearer {token}", "Content-Encoding": "gzip",
+                 "Content-Type": "application/json"}, timeout=30,
+    )  # fmt: skip
+    assert compressed.status_code == 200, compressed.text
+    assert upstream_a.seen[-1].body == body
+    assert "content-encoding" not in upstream_a.seen[-1].headers
 
 
 def buffered(bridged: Bridged) -> int:
