@@ -142,13 +142,30 @@ def mitm(
     controlplane: Controlplane, tmp_path: Path, secrets: Secrets, pki: UpstreamPKI
 ) -> Iterator[tuple[Bridged, Proxyd]]:
     """bridged (trusting the test upstreams' CA) with proxyd in front of it."""
+    with proxyd_before_bridged(controlplane, tmp_path, secrets, pki) as pair:
+        yield pair
+
+
+@contextlib.contextmanager
+def proxyd_before_bridged(
+    controlplane: Controlplane,
+    tmp_path: Path,
+    secrets: Secrets,
+    pki: UpstreamPKI,
+    proxyd_args: tuple[str, ...] = (),
+) -> Iterator[tuple[Bridged, Proxyd]]:
+    """bridged (trusting the test upstreams' CA) with proxyd, given `proxyd_args`, in front."""
     bridged = Bridged(
         [controlplane.address], tmp_path, secrets,
         extra_args=("--upstream-ca-file", str(pki.ca.cert_path)),
     ).start()  # fmt: skip
-    proxyd = Proxyd([controlplane.address], bridged.url, tmp_path, secrets).start()
     try:
-        yield bridged, proxyd
+        proxyd = Proxyd(
+            [controlplane.address], bridged.url, tmp_path, secrets, extra_args=proxyd_args
+        ).start()
+        try:
+            yield bridged, proxyd
+        finally:
+            proxyd.stop()
     finally:
-        proxyd.stop()
         bridged.stop()

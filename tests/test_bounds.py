@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from mockupstream import MockUpstream
-from tests.conftest import UpstreamPKI
+from tests.conftest import UpstreamPKI, proxyd_before_bridged
 from tests.harness import (
     Bridged,
     Controlplane,
@@ -246,20 +246,10 @@ def buffered(bridged: Bridged) -> int:
 def small_proxyd(
     controlplane: Controlplane, tmp_path: Path, secrets: Secrets, pki: UpstreamPKI
 ) -> Iterator[Proxyd]:
-    bridged = Bridged(
-        [controlplane.address], tmp_path, secrets,
-        extra_args=("--upstream-ca-file", str(pki.ca.cert_path)),
-    ).start()  # fmt: skip
-    proxyd = Proxyd(
-        [controlplane.address], bridged.url, tmp_path, secrets,
-        extra_args=("--max-connections", "2", "--max-header-bytes", "4096",
-                    "--max-body-bytes", "2000", "--cert-cache-size", "1"),
-    ).start()  # fmt: skip
-    try:
+    small = ("--max-connections", "2", "--max-header-bytes", "4096",
+             "--max-body-bytes", "2000", "--cert-cache-size", "1")  # fmt: skip
+    with proxyd_before_bridged(controlplane, tmp_path, secrets, pki, small) as (_, proxyd):
         yield proxyd
-    finally:
-        proxyd.stop()
-        bridged.stop()
 
 
 def test_proxyd_bounds(

@@ -8,7 +8,7 @@ from pathlib import Path
 from aibridge.v1 import admin_pb2
 from mockupstream import MockUpstream
 from tests.agents import claude_code, codex
-from tests.conftest import UpstreamPKI
+from tests.conftest import UpstreamPKI, proxyd_before_bridged
 from tests.harness import Bridged, Controlplane, Proxyd, Secrets
 from tests.proxy_client import HTTPConnection, connect, tls
 
@@ -49,16 +49,10 @@ def test_a_disabled_providers_host_stays_intercepted(
 ) -> None:  # fmt: skip
     """With loopback tunnels allowed, a host that proxyd stops intercepting would be
     reachable directly, with the client's own key and no record."""
-    bridged = Bridged(
-        [controlplane.address], tmp_path, secrets,
-        extra_args=("--upstream-ca-file", str(pki.ca.cert_path)),
-    ).start()  # fmt: skip
-    proxyd = Proxyd(
-        [controlplane.address], bridged.url, tmp_path, secrets,
-        extra_args=("--allow-private-cidrs", "127.0.0.0/8",
-                    "--tunnel-ports", str(tls_upstream_a.port)),
-    ).start()  # fmt: skip
-    try:
+    loopback_tunnels = ("--allow-private-cidrs", "127.0.0.0/8",
+                        "--tunnel-ports", str(tls_upstream_a.port))  # fmt: skip
+    with proxyd_before_bridged(controlplane, tmp_path, secrets, pki, loopback_tunnels) as pair:
+        _bridged, proxyd = pair
         admin = controlplane.admin
         host = f"localhost:{tls_upstream_a.port}"
         base_url = f"https://{host}/v1"
@@ -90,9 +84,6 @@ def test_a_disabled_providers_host_stays_intercepted(
         admin.wait_applied(deleted.revision)
         assert post_through(proxyd, host, token, pki.ca.cert_path).status == 200
         assert len(tls_upstream_a.seen) == 3
-    finally:
-        proxyd.stop()
-        bridged.stop()
 
 
 def post_through(proxyd: Proxyd, host: str, token: str, ca: Path):  # type: ignore[no-untyped-def]
