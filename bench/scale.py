@@ -179,7 +179,7 @@ def in_process(path: Path, n: int, keyring: KeyRing, options: argparse.Namespace
     db = Database(f"sqlite:///{path}")
     rounds, cap = options.rounds, options.seconds
     out = []
-    # As the data planes do at start (controlplane.client.runtime): what exists now is
+    # As the data planes do at start (common.runtime): what exists now is
     # not walked by every full collection while the steps are timed.
     gc.collect()
     gc.freeze()

@@ -1,7 +1,7 @@
 """Many real subscribers in one process, for the propagation and scale benchmarks:
 python -m bench.subscribers ADDRESS ROLE COUNT PREFIX   (the credential in BENCH_TOKEN)
 
-Runs COUNT `controlplane.client.subscriber.Subscriber`s in one asyncio loop, ids
+Runs COUNT `common.subscriber.Subscriber`s in one asyncio loop, ids
 PREFIX-0 … PREFIX-{COUNT-1}, and writes one line per applied snapshot to stdout:
 "subscriber_id version monotonic_seconds". CLOCK_MONOTONIC is system-wide on Linux, so
 the parent compares these times with its own. The apply function does nothing else:
@@ -27,8 +27,8 @@ TOKEN_ENV = "BENCH_TOKEN"
 
 
 async def run(address: str, role: str, count: int, prefix: str, token: str) -> None:
-    from controlplane.client.lifecycle import wait_for_signal
-    from controlplane.client.subscriber import ApplyResult, ProviderSnapshot, Subscriber
+    from common.lifecycle import wait_for_signal
+    from common.subscriber import ApplyResult, ProviderSnapshot, Subscriber
 
     out = sys.stdout
 

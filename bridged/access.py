@@ -8,8 +8,8 @@ from time import monotonic
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from controlplane.client import access
-from controlplane.client.access import Call
+from common import access
+from common.access import Call
 
 CALL = web.RequestKey("call", Call)
 _PROBES = frozenset({"/healthz", "/readyz", "/metrics"})  # polled constantly: not calls

@@ -21,9 +21,9 @@ from bridged.reload import RouteState
 from bridged.upstreams import UpstreamPools
 from bridged.usage_reporter import UsageReporter
 from bridged.usage_spool import UsageSpool
-from controlplane.client import access
-from controlplane.client.lifecycle import wait_for_signal
-from controlplane.client.metrics import expose_gc_pauses, expose_subscriber
+from common import access
+from common.lifecycle import wait_for_signal
+from common.metrics import expose_gc_pauses, expose_subscriber
 
 log = logging.getLogger(__name__)
 

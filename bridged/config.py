@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bridged.usage_reporter import DEFAULT_BATCH_SIZE
-from controlplane.client import dataplane
-from controlplane.client.flags import add_flag
+from common import dataplane
+from common.flags import add_flag
 
 
 @dataclass(frozen=True)

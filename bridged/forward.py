@@ -32,7 +32,7 @@ from bridged.routes import Caller, Endpoint, Route, RouteTable
 from bridged.upstreams import UpstreamPools
 from bridged.usage import Usage, UsageExtractor
 from bridged.usage_reporter import UsageReporter
-from controlplane.client import access
+from common import access
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from multidict import CIMultiDictProxy
 
-from controlplane.client.wire import HOP_BY_HOP
+from common.wire import HOP_BY_HOP
 
 FORWARDED_REQUEST_HEADERS = frozenset({
     # Content negotiation and the client's name.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from bridged import config as config_module
 from bridged.app import serve
-from controlplane.client import runtime
-from controlplane.client.logs import setup_logging
+from common import runtime
+from common.logs import setup_logging
 
 
 def main(argv: list[str] | None = None) -> None:

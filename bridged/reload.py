@@ -13,7 +13,7 @@ from bridged import metrics
 from bridged.keys import KeyHealth
 from bridged.routes import RouteBuilder, RouteTable
 from bridged.upstreams import UpstreamPools
-from controlplane.client.subscriber import ApplyResult
+from common.subscriber import ApplyResult
 
 log = logging.getLogger(__name__)
 

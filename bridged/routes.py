@@ -16,8 +16,8 @@ from urllib.parse import quote
 from yarl import URL
 
 from aibridge.v1 import snapshot_pb2
-from controlplane.client.subscriber import SkippedProvider
-from controlplane.client.wire import OPENAI_COMPATIBLE_TYPES
+from common.subscriber import SkippedProvider
+from common.wire import OPENAI_COMPATIBLE_TYPES
 
 
 @dataclass(frozen=True)

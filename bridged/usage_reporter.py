@@ -16,7 +16,7 @@ import grpc
 
 from aibridge.v1 import usage_pb2, usage_pb2_grpc
 from bridged import metrics
-from controlplane.client.channel import ClientTLS, auth_metadata, open_aio_channel
+from common.channel import ClientTLS, auth_metadata, open_aio_channel
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from common import state
+from common.channel import DEFAULT_CONTROLPLANE
+from common.flags import add_flag
 from controlplane.auth import Role
-from controlplane.client import state
-from controlplane.client.channel import DEFAULT_CONTROLPLANE
-from controlplane.client.flags import add_flag
 from controlplane.store.keyring import KeyRing
 
 

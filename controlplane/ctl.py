@@ -27,14 +27,14 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from aibridge.v1 import admin_pb2, admin_pb2_grpc
-from controlplane.client.channel import (
+from common.channel import (
     DEFAULT_CONTROLPLANE,
     ClientTLS,
     auth_metadata,
     open_channel,
 )
-from controlplane.client.flags import add_flag
-from controlplane.client.state import ADMIN_TOKEN_FILE, DEFAULT_STATE_DIR, read_if_exists
+from common.flags import add_flag
+from common.state import ADMIN_TOKEN_FILE, DEFAULT_STATE_DIR, read_if_exists
 
 EXIT_OK = 0
 EXIT_ERROR = 1

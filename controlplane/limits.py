@@ -34,7 +34,7 @@ from typing import Any
 import grpc
 from prometheus_client import Counter, Gauge
 
-from controlplane.client.wire import MAX_SYNC_REQUEST_BYTES, MAX_USAGE_REQUEST_BYTES
+from common.wire import MAX_SYNC_REQUEST_BYTES, MAX_USAGE_REQUEST_BYTES
 
 KiB = 1024
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import sys
 
+from common import runtime
+from common.logs import setup_logging
 from controlplane import config as config_module
-from controlplane.client import runtime
-from controlplane.client.logs import setup_logging
 from controlplane.server import serve
 from controlplane.store import DatabaseUnavailable
 

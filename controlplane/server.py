@@ -20,11 +20,11 @@ from aibridge.v1 import (
     usage_pb2,
     usage_pb2_grpc,
 )
+from common.channel import keepalive_options
+from common.lifecycle import wait_for_signal
 from controlplane.admin import AdminService
 from controlplane.auth import AuthInterceptor, Credentials
 from controlplane.cache import SnapshotCache
-from controlplane.client.channel import keepalive_options
-from controlplane.client.lifecycle import wait_for_signal
 from controlplane.config import ControlplaneConfig
 from controlplane.fleet import Fleet
 from controlplane.limits import SERVER_REQUEST_LIMIT, LimitInterceptor

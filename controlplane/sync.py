@@ -11,9 +11,9 @@ import grpc
 from prometheus_client import Counter, Gauge
 
 from aibridge.v1 import sync_pb2, sync_pb2_grpc
+from common.wire import SKIPPED_REASON_MAX
 from controlplane.auth import Credentials, Role
 from controlplane.cache import SnapshotCache
-from controlplane.client.wire import SKIPPED_REASON_MAX
 from controlplane.publisher import SnapshotPublisher
 from controlplane.registry import Skipped, SubscriberRegistry, SubscriberState, instance_of
 from controlplane.store import revision

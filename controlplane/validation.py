@@ -6,7 +6,7 @@ import re
 import unicodedata
 from urllib.parse import urlsplit
 
-from controlplane.client.wire import PROVIDER_TYPES
+from common.wire import PROVIDER_TYPES
 from controlplane.errors import InvalidArgument
 
 NAME_PATTERN = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")  # whole string: fullmatch

@@ -6,9 +6,9 @@ import asyncio
 import contextlib
 import logging
 
-from controlplane.client import access
-from controlplane.client.lifecycle import wait_for_signal
-from controlplane.client.metrics import expose_gc_pauses, expose_subscriber
+from common import access
+from common.lifecycle import wait_for_signal
+from common.metrics import expose_gc_pauses, expose_subscriber
 from proxyd.certs import CertificateAuthority
 from proxyd.config import ProxydConfig
 from proxyd.mitm import Interceptor

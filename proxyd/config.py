@@ -9,8 +9,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from controlplane.client import dataplane
-from controlplane.client.flags import add_flag
+from common import dataplane
+from common.flags import add_flag
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

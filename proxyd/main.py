@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from controlplane.client import runtime
-from controlplane.client.logs import setup_logging
+from common import runtime
+from common.logs import setup_logging
 from proxyd import config as config_module
 from proxyd.app import serve
 

@@ -15,9 +15,9 @@ import time
 import aiohttp
 import h11
 
-from controlplane.client import access
-from controlplane.client.access import Call
-from controlplane.client.wire import HOP_BY_HOP
+from common import access
+from common.access import Call
+from common.wire import HOP_BY_HOP
 from proxyd import metrics
 from proxyd.http import json_error, next_event, refuse_malformed, reply
 from proxyd.reload import RouterState

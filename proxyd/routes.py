@@ -18,7 +18,7 @@ from types import MappingProxyType
 from yarl import URL
 
 from aibridge.v1 import snapshot_pb2
-from controlplane.client import SkippedProvider
+from common import SkippedProvider
 
 
 @dataclass(frozen=True)

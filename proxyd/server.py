@@ -20,8 +20,8 @@ import time
 import h11
 from prometheus_client import generate_latest
 
-from controlplane.client import Subscriber, access
-from controlplane.client.access import Call
+from common import Subscriber, access
+from common.access import Call
 from proxyd import metrics
 from proxyd.certs import CertificateAuthority
 from proxyd.http import next_event, refuse_malformed, reply

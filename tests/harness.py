@@ -27,14 +27,14 @@ import psycopg
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from aibridge.v1 import admin_pb2, admin_pb2_grpc
-from controlplane.client.state import (
+from common.state import (
     ADMIN_TOKEN_FILE,
     BRIDGED_TOKEN_FILE,
     DEFAULT_STATE_DIR,
     ENCRYPTION_KEYS_FILE,
     PROXYD_TOKEN_FILE,
 )
-from controlplane.client.subscriber import ApplyResult, ProviderSnapshot, Subscriber
+from common.subscriber import ApplyResult, ProviderSnapshot, Subscriber
 from mockupstream import OPENAI_USAGE
 
 REPO = Path(__file__).resolve().parents[1]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from controlplane.client.subscriber import Subscriber
+from common.subscriber import Subscriber
 
 
 async def main(address: str, role: str, token: str, subscriber_id: str, keepalive: float) -> None:

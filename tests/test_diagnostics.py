@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from controlplane.client.runtime import EVENT_LOOPS
+from common.runtime import EVENT_LOOPS
 from tests.harness import PYTHON, REPO, Bridged, Controlplane, ManagedProcess, clean_env, wait_until
 
 
@@ -43,7 +43,7 @@ def test_usr1_after_the_loop_has_closed_still_prints_the_threads(
     USR1: it must print its threads, not die of the signal's default action."""
     code = (
         "import asyncio, sys\n"
-        "from controlplane.client import logs, runtime\n"
+        "from common import logs, runtime\n"
         "logs.setup_logging('text', 'INFO', 'test')\n"
         f"runtime.run(asyncio.sleep(0), {event_loop!r})\n"
         "print('loop closed', flush=True)\n"

@@ -35,7 +35,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aibridge.v1 import admin_pb2
-from controlplane.client.wire import PROVIDER_TYPES
+from common.wire import PROVIDER_TYPES
 from mockupstream import MockUpstream
 from tests.conftest import UpstreamPKI
 from tests.harness import (

@@ -140,7 +140,7 @@ def decrypted_cache(path: Path, credential: str) -> bytes | None:
     """bridged's snapshot cache opened with its credential: a positive control that the
     file searched for plaintext keys really holds them, encrypted."""
     try:
-        from controlplane.client.snapshot_file import SnapshotFile
+        from common.snapshot_file import SnapshotFile
     except ImportError:  # no cache in this version
         return None
     if not path.exists():

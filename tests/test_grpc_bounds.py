@@ -15,9 +15,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from aibridge.v1 import admin_pb2, admin_pb2_grpc, sync_pb2, sync_pb2_grpc
+from common.channel import auth_metadata, channel_options
+from common.subscriber import ApplyResult, SkippedProvider, Subscriber
 from controlplane import config
-from controlplane.client.channel import auth_metadata, channel_options
-from controlplane.client.subscriber import ApplyResult, SkippedProvider, Subscriber
 from tests.grpc_flood import Flood, rss_mb
 from tests.harness import (
     Controlplane,

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from aibridge.v1 import admin_pb2, snapshot_pb2
-from controlplane.client.snapshot_file import SnapshotFile
+from common.snapshot_file import SnapshotFile
 from mockupstream import MockUpstream
 from tests.harness import (
     Bridged,

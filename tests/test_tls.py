@@ -12,7 +12,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from controlplane.client.channel import ClientTLS
+from common.channel import ClientTLS
 from tests.certs import CertFiles, issue, make_ca
 from tests.harness import (
     Controlplane,

@@ -17,8 +17,8 @@ from aibridge.v1 import admin_pb2, snapshot_pb2, usage_pb2, usage_pb2_grpc
 from bridged.forward import Exchange, Forwarder
 from bridged.routes import OPENAI_ENDPOINTS, Caller, Route, _route
 from bridged.usage_reporter import DEFAULT_BATCH_SIZE
-from controlplane.client.access import Call
-from controlplane.client.wire import MAX_USAGE_REQUEST_BYTES
+from common.access import Call
+from common.wire import MAX_USAGE_REQUEST_BYTES
 from controlplane.usage import MAX_BATCH
 from tests.harness import Controlplane, ctl
 

@@ -8,7 +8,7 @@ import grpc
 import pytest
 
 from aibridge.v1 import admin_pb2, sync_pb2, sync_pb2_grpc
-from controlplane.client.subscriber import ApplyResult, SkippedProvider
+from common.subscriber import ApplyResult, SkippedProvider
 from tests.harness import (
     Controlplane,
     RecordingSubscriber,
@@ -144,7 +144,7 @@ def test_wait_returns_only_once_applied(controlplane: Controlplane, secrets: Sec
                 await gate.wait()
             return ApplyResult()
 
-        from controlplane.client.subscriber import Subscriber
+        from common.subscriber import Subscriber
 
         sub = Subscriber([cp.address], "bridged", secrets.bridged, slow_apply, subscriber_id="slow")
         task = asyncio.create_task(sub.run())
@@ -188,7 +188,7 @@ def test_skipped_rows_are_reported(controlplane: Controlplane, secrets: Secrets)
                 ]
             )
 
-        from controlplane.client.subscriber import Subscriber
+        from common.subscriber import Subscriber
 
         created = cp.admin.create_provider("odd")
         sub = Subscriber([cp.address], "proxyd", secrets.proxyd, apply, subscriber_id="sk")

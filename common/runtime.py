@@ -15,7 +15,7 @@ from typing import Any
 
 import uvloop
 
-from controlplane.client.logs import dump_threads_on_usr1
+from common.logs import dump_threads_on_usr1
 
 EVENT_LOOPS = ("uvloop", "asyncio")
 

@@ -12,7 +12,7 @@ from prometheus_client import REGISTRY, Gauge
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
-from controlplane.client.subscriber import Subscriber
+from common.subscriber import Subscriber
 
 
 def expose_subscriber(process: str, subscriber: Subscriber) -> None:

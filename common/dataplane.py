@@ -8,10 +8,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from controlplane.client import runtime, state
-from controlplane.client.channel import DEFAULT_CONTROLPLANE, ClientTLS
-from controlplane.client.snapshot_file import SnapshotFile
-from controlplane.client.subscriber import Apply, Subscriber
+from common import runtime, state
+from common.channel import DEFAULT_CONTROLPLANE, ClientTLS
+from common.snapshot_file import SnapshotFile
+from common.subscriber import Apply, Subscriber
 
 Flag = Callable[..., None]
 

@@ -23,14 +23,14 @@ from dataclasses import dataclass, field
 import grpc
 
 from aibridge.v1 import snapshot_pb2, sync_pb2, sync_pb2_grpc
-from controlplane.client.channel import (
+from common.channel import (
     DEFAULT_KEEPALIVE_SECONDS,
     ClientTLS,
     auth_metadata,
     open_aio_channel,
 )
-from controlplane.client.snapshot_file import SnapshotFile
-from controlplane.client.wire import MAX_SYNC_REQUEST_BYTES, SKIPPED_REASON_MAX
+from common.snapshot_file import SnapshotFile
+from common.wire import MAX_SYNC_REQUEST_BYTES, SKIPPED_REASON_MAX
 
 log = logging.getLogger(__name__)
 
