@@ -17,6 +17,7 @@ from tests.harness import (
     Controlplane,
     RecordingSubscriber,
     Secrets,
+    admin_state,
     clean_env,
     ctl,
 )
@@ -213,6 +214,65 @@ def test_stale_expect_revision_is_aborted(controlplane: Controlplane) -> None:
     fresh = ctl(cp, "providers", "update", "p", "--disable", "--expect-revision", str(current))
     assert fresh.returncode == 0, fresh.stderr
     assert printed_revision(fresh.stdout) == current + 1
+
+
+# Every mutation command, each twice (--json, then readable), in an order where each
+# finds what it changes: they share one path for --expect-revision, --json and --wait.
+MUTATIONS = [
+    ("providers", "create", "a", "--type", "openai", "--base-url", BASE_URL, "--key", KEY_A),
+    ("providers", "create", "b", "--type", "openai", "--base-url", BASE_URL),
+    ("providers", "update", "a", "--disable"),
+    ("providers", "update", "b", "--display-name", "B"),
+    ("tokens", "create", "ta"),
+    ("tokens", "create", "tb", "--expires-in", "1h"),
+    ("tokens", "revoke", "ta"),
+    ("tokens", "revoke", "tb"),
+    ("providers", "delete", "a"),
+    ("providers", "delete", "b"),
+]
+
+
+def test_every_mutation_expects_a_revision_and_waits(
+    controlplane: Controlplane, secrets: Secrets
+) -> None:
+    """A stale --expect-revision refuses the change and changes nothing; the current one
+    makes it, and --wait returns once the subscriber applied it, with --json or without."""
+    cp = controlplane
+
+    async def scenario() -> None:
+        recording = RecordingSubscriber(
+            [cp.address], "bridged", secrets.bridged, subscriber_id="bridged-mutations"
+        ).start()
+        try:
+            await recording.subscriber.wait_ready(15)
+            for i, command in enumerate(MUTATIONS):
+                as_json = i % 2 == 0
+                before = await asyncio.to_thread(admin_state, cp)
+                current = before[0]
+                stale = await asyncio.to_thread(
+                    ctl, cp, *command, "--expect-revision", str(current - 1), "--wait"
+                )
+                assert stale.returncode == 1, (command, stale.stdout, stale.stderr)
+                assert stale.stdout == "" and stale.stderr.startswith("error: ABORTED: "), command
+                assert await asyncio.to_thread(admin_state, cp) == before, command
+
+                flags = ["--expect-revision", str(current), "--wait", "--wait-timeout", "15"]
+                made = await asyncio.to_thread(
+                    ctl, cp, *command, *flags, *(["--json"] if as_json else [])
+                )
+                assert made.returncode == 0, (command, made.stderr)
+                if as_json:  # one JSON document, nothing after it
+                    revision = json.loads(made.stdout)["revision"]
+                else:
+                    revision = printed_revision(made.stdout)
+                    last = made.stdout.splitlines()[-1]
+                    assert last == f"revision {revision} applied by every subscriber", command
+                assert revision == current + 1, command
+                assert recording.version >= revision, command
+        finally:
+            await recording.stop()
+
+    asyncio.run(scenario())
 
 
 def test_status_lists_a_connected_subscriber(controlplane: Controlplane, secrets: Secrets) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from controlplane import ctl
+from controlplane.ctl.commands import providers
 
 GLOBAL_ENV = (
     "AIBRIDGE_JSON",
@@ -43,7 +44,7 @@ def parse(*argv: str) -> argparse.Namespace:
 def test_json_before_or_after_subcommand(argv: list[str]) -> None:
     args = parse(*argv)
     assert args.json is True
-    assert args.func is ctl.cmd_providers_list
+    assert args.func is providers.cmd_list
 
 
 def test_global_defaults() -> None:
@@ -171,6 +172,37 @@ def test_update_options() -> None:
     assert args.wait_timeout == 30.0
     assert parse("providers", "update", "openai", "--enable").enabled is True
     assert parse("providers", "update", "openai", "--name", "x").enabled is None
+
+
+MUTATION_COMMANDS = [
+    ["providers", "create", "p", "--type", "openai", "--base-url", "https://x.example/v1"],
+    ["providers", "update", "p", "--disable"],
+    ["providers", "delete", "p"],
+    ["tokens", "create", "t"],
+    ["tokens", "revoke", "t"],
+]
+
+
+@pytest.mark.parametrize("command", MUTATION_COMMANDS, ids=" ".join)
+def test_every_mutation_takes_the_same_options(command: list[str]) -> None:
+    defaults = parse(*command)
+    assert (defaults.expect_revision, defaults.wait) == (None, False)
+    assert (defaults.wait_timeout, defaults.fleet_grace) == (30.0, 30.0)
+    given = parse(
+        *command, "--expect-revision", "7", "--wait", "--wait-timeout", "2", "--fleet-grace", "0"
+    )
+    assert (given.expect_revision, given.wait) == (7, True)
+    assert (given.wait_timeout, given.fleet_grace) == (2.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    "command", [["status"], ["providers", "list"], ["tokens", "list"], ["usage"], ["audit"]]
+)
+def test_reads_take_no_mutation_options(command: list[str]) -> None:
+    for option in (["--wait"], ["--expect-revision", "1"]):
+        with pytest.raises(SystemExit) as exc:
+            parse(*command, *option)
+        assert exc.value.code == 2
 
 
 def test_update_with_nothing_to_change_is_usage_error() -> None:

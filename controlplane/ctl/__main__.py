@@ -1,0 +1,5 @@
+"""`python -m controlplane.ctl`: aibridgectl."""
+
+from controlplane.ctl.cli import main
+
+main()

@@ -1,0 +1,59 @@
+"""The command line: the parser of every command, and running one of them."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+import grpc
+
+from controlplane.ctl.api import connect, describe_rpc_error
+from controlplane.ctl.commands import audit, providers, status, tokens, usage
+from controlplane.ctl.errors import EXIT_ERROR, EXIT_INTERRUPTED, CtlError
+from controlplane.ctl.options import add_global_options
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aibridgectl",
+        description="Administer an aibridge controlplane: providers, tokens, usage, audit.",
+    )
+    add_global_options(parser, suppress=False)
+    common = argparse.ArgumentParser(add_help=False)
+    add_global_options(common, suppress=True)
+
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for group in (status, providers, tokens, usage, audit):
+        group.register(commands, common)
+    return parser
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Runs one command and returns its exit code (argparse errors raise SystemExit(2))."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # Rules argparse cannot express; these exit 2 like every other usage error.
+    check: Callable[[argparse.Namespace], str | None] | None = getattr(args, "check", None)
+    problem = check(args) if check is not None else None
+    if problem:
+        parser.error(problem)
+    try:
+        with connect(args) as ctx:
+            return int(args.func(ctx, args))
+    except CtlError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except grpc.RpcError as exc:
+        print(f"error: {describe_rpc_error(exc, args.controlplane)}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as exc:  # unreadable TLS files
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    sys.exit(run(argv))

@@ -1,0 +1,172 @@
+"""`aibridgectl providers list|get|create|update|delete`: upstream providers."""
+
+from __future__ import annotations
+
+import argparse
+
+from aibridge.v1 import admin_pb2
+from controlplane.ctl.api import Context
+from controlplane.ctl.errors import EXIT_OK
+from controlplane.ctl.keys import add_key_sources, read_keys
+from controlplane.ctl.mutation import add_mutation_options, mutate
+from controlplane.ctl.output import emit_json, fmt_time, key_values, table, yes_no
+
+
+def register(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    group = commands.add_parser("providers", parents=[common], help="upstream providers")
+    sub = group.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
+
+    sub.add_parser("list", parents=[common], help="list providers").set_defaults(func=cmd_list)
+
+    get = sub.add_parser("get", parents=[common], help="show one provider")
+    get.add_argument("ref", metavar="NAME|ID")
+    get.set_defaults(func=cmd_get)
+
+    create = sub.add_parser("create", parents=[common], help="add a provider")
+    create.add_argument("name", metavar="NAME")
+    create.add_argument("--type", required=True, help="openai, anthropic, openai-compatible, …")
+    create.add_argument("--base-url", required=True, metavar="URL")
+    add_key_sources(create, "--key", "keys", "an API key (repeat for failover, in order)")
+    create.add_argument("--display-name", metavar="TEXT")
+    create.add_argument("--disabled", action="store_true", help="create it disabled")
+    add_mutation_options(create)
+    create.set_defaults(func=cmd_create)
+
+    update = sub.add_parser("update", parents=[common], help="change a provider")
+    update.add_argument("ref", metavar="NAME|ID")
+    update.add_argument("--name", metavar="NEW", help="rename it")
+    update.add_argument("--base-url", metavar="URL")
+    toggle = update.add_mutually_exclusive_group()
+    toggle.add_argument("--enable", dest="enabled", action="store_const", const=True)
+    toggle.add_argument("--disable", dest="enabled", action="store_const", const=False)
+    update.add_argument("--display-name", metavar="TEXT")
+    add_key_sources(update, "--add-key", "add_keys", "an API key to append (repeatable)")
+    update.add_argument(
+        "--remove-key",
+        action="append",
+        default=[],
+        dest="remove_key_ids",
+        metavar="KEY_ID",
+        help="remove a key by its id (repeatable)",
+    )
+    add_mutation_options(update)
+    update.set_defaults(func=cmd_update, check=check_update)
+
+    delete = sub.add_parser("delete", parents=[common], help="delete a provider")
+    delete.add_argument("ref", metavar="NAME|ID")
+    add_mutation_options(delete)
+    delete.set_defaults(func=cmd_delete)
+
+
+def check_update(args: argparse.Namespace) -> str | None:
+    changes = [
+        args.name is not None,
+        args.base_url is not None,
+        args.enabled is not None,
+        args.display_name is not None,
+        args.add_keys,
+        args.remove_key_ids,
+    ]
+    if not any(changes):
+        return (
+            "providers update: nothing to change (give --name, --base-url, "
+            "--enable/--disable, --display-name, --add-key or --remove-key)"
+        )
+    return None
+
+
+def _print_provider(provider: admin_pb2.Provider) -> None:
+    print(
+        key_values(
+            [
+                ("id", provider.id),
+                ("name", provider.name),
+                ("type", provider.type),
+                ("display name", provider.display_name or "-"),
+                ("enabled", yes_no(provider.enabled)),
+                ("base url", provider.base_url),
+                ("created", fmt_time(provider, "created_at")),
+                ("updated", fmt_time(provider, "updated_at")),
+                ("keys", str(len(provider.keys))),
+            ]
+        )
+    )
+    if provider.keys:
+        rows = [[k.id, k.hint, fmt_time(k, "created_at")] for k in provider.keys]
+        print("\n" + table(["KEY_ID", "HINT", "CREATED"], rows))
+
+
+def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
+    response = ctx.call(ctx.stub.ListProviders, admin_pb2.ListProvidersRequest())
+    if ctx.json:
+        emit_json(response)
+        return EXIT_OK
+    if not response.providers:
+        print(f"no providers (revision {response.revision})")
+        return EXIT_OK
+    rows = [
+        [p.name, p.type, yes_no(p.enabled), p.base_url, str(len(p.keys)), p.id]
+        for p in response.providers
+    ]
+    print(table(["NAME", "TYPE", "ENABLED", "BASE_URL", "KEYS", "ID"], rows))
+    return EXIT_OK
+
+
+def cmd_get(ctx: Context, args: argparse.Namespace) -> int:
+    provider = ctx.call(ctx.stub.GetProvider, admin_pb2.GetProviderRequest(ref=args.ref))
+    if ctx.json:
+        emit_json(provider)
+    else:
+        _print_provider(provider)
+    return EXIT_OK
+
+
+def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
+    request = admin_pb2.CreateProviderRequest(
+        name=args.name,
+        type=args.type,
+        base_url=args.base_url,
+        display_name=args.display_name or "",
+        disabled=args.disabled,
+        keys=read_keys(args.keys),
+    )
+
+    def describe(response: admin_pb2.ProviderResponse) -> None:
+        p = response.provider
+        state = "" if p.enabled else ", disabled"
+        print(
+            f"created provider {p.name} ({p.id}) with {len(p.keys)} key(s){state} "
+            f"at revision {response.revision}"
+        )
+
+    return mutate(ctx, args, ctx.stub.CreateProvider, request, describe)
+
+
+def cmd_update(ctx: Context, args: argparse.Namespace) -> int:
+    request = admin_pb2.UpdateProviderRequest(
+        ref=args.ref, add_keys=read_keys(args.add_keys), remove_key_ids=args.remove_key_ids
+    )
+    if args.name is not None:
+        request.name = args.name
+    if args.base_url is not None:
+        request.base_url = args.base_url
+    if args.enabled is not None:
+        request.enabled = args.enabled
+    if args.display_name is not None:
+        request.display_name = args.display_name
+
+    def describe(response: admin_pb2.ProviderResponse) -> None:
+        p = response.provider
+        print(f"updated provider {p.name} ({p.id}) at revision {response.revision}")
+
+    return mutate(ctx, args, ctx.stub.UpdateProvider, request, describe)
+
+
+def cmd_delete(ctx: Context, args: argparse.Namespace) -> int:
+    def describe(response: admin_pb2.DeleteProviderResponse) -> None:
+        print(f"deleted provider {response.name} ({response.id}) at revision {response.revision}")
+
+    request = admin_pb2.DeleteProviderRequest(ref=args.ref)
+    return mutate(ctx, args, ctx.stub.DeleteProvider, request, describe)

@@ -1,0 +1,70 @@
+"""`aibridgectl usage`: usage totals, grouped by provider, model or token."""
+
+from __future__ import annotations
+
+import argparse
+
+from aibridge.v1 import admin_pb2
+from controlplane.ctl.api import Context
+from controlplane.ctl.errors import EXIT_OK
+from controlplane.ctl.options import parse_time, to_timestamp
+from controlplane.ctl.output import emit_json, table
+
+USAGE_GROUPS = ("provider", "model", "token")
+_COUNTS = (
+    "requests",
+    "errors",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+)
+
+
+def register(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    usage = commands.add_parser("usage", parents=[common], help="usage totals")
+    usage.add_argument(
+        "--since",
+        type=parse_time,
+        metavar="T",
+        help="ISO 8601 time (naive is UTC) or a duration ago, like 24h",
+    )
+    usage.add_argument("--until", type=parse_time, metavar="T", help="same forms as --since")
+    usage.add_argument(
+        "--provider", metavar="NAME|ID", help="only this provider, under every name it has had"
+    )
+    usage.add_argument(
+        "--by", choices=USAGE_GROUPS, default="provider", help="group rows by (default provider)"
+    )
+    usage.set_defaults(func=cmd_usage, check=check_usage)
+
+
+def check_usage(args: argparse.Namespace) -> str | None:
+    if args.since and args.until and args.since > args.until:
+        return "usage: --since is after --until"
+    return None
+
+
+def cmd_usage(ctx: Context, args: argparse.Namespace) -> int:
+    request = admin_pb2.QueryUsageRequest(provider=args.provider or "", group_by=args.by)
+    if args.since is not None:
+        request.since.CopyFrom(to_timestamp(args.since))
+    if args.until is not None:
+        request.until.CopyFrom(to_timestamp(args.until))
+    response = ctx.call(ctx.stub.QueryUsage, request)
+    if ctx.json:
+        emit_json(response)
+        return EXIT_OK
+    if not response.rows:
+        print("no usage recorded in that period")
+        return EXIT_OK
+    rows = [[r.key, *(str(getattr(r, f)) for f in _COUNTS)] for r in response.rows]
+    totals = [sum(getattr(r, f) for r in response.rows) for f in _COUNTS]
+    rows.append(["TOTAL", *(str(t) for t in totals)])
+    group = (response.group_by or args.by).upper()
+    print(
+        table([group, "REQUESTS", "ERRORS", "INPUT", "OUTPUT", "CACHE_READ", "CACHE_WRITE"], rows)
+    )
+    return EXIT_OK

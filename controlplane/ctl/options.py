@@ -1,0 +1,134 @@
+"""Command-line values (durations, times, numbers) and the options every command accepts."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from common.channel import DEFAULT_CONTROLPLANE
+from common.flags import add_flag
+from common.state import DEFAULT_STATE_DIR
+
+DEFAULT_TIMEOUT = 10.0
+
+_DURATION = re.compile(r"^(\d+)([smhdw]?)$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: str) -> int:
+    """`90s`, `15m`, `12h`, `30d`, `2w` or plain seconds → seconds (positive)."""
+    match = _DURATION.match(value.strip().lower())
+    if not match:
+        raise argparse.ArgumentTypeError(
+            f"invalid duration {value!r}: use seconds or a number with s, m, h, d or w "
+            "(like 90s, 15m, 12h, 30d, 2w)"
+        )
+    seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"invalid duration {value!r}: must be positive")
+    return seconds
+
+
+def parse_time(value: str, now: datetime | None = None) -> datetime:
+    """ISO 8601 (naive means UTC) or a duration meaning that long before `now`."""
+    text = value.strip()
+    if _DURATION.match(text.lower()):
+        current = now if now is not None else datetime.now(UTC)
+        return current - timedelta(seconds=parse_duration(text))
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid time {value!r}: use ISO 8601 (2026-11-01, 2026-11-01T10:00:00Z) "
+            "or a duration meaning that long ago (24h, 7d)"
+        ) from None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def to_timestamp(value: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def non_negative_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {value}")
+    return number
+
+
+def positive_int(value: str) -> int:
+    number = non_negative_int(value)
+    if number == 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return number
+
+
+def positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {value!r}") from None
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {value}")
+    return number
+
+
+def add_global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    """The options accepted anywhere on the line.
+
+    The top-level parser holds the real defaults; every subparser gets the same options
+    with SUPPRESS so that leaving them out after the subcommand does not overwrite a value
+    given before it.
+    """
+    env = os.environ
+
+    def flag(name: str, default: Any, help: str, **kwargs: Any) -> None:
+        if suppress:
+            parser.add_argument(name, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kwargs)
+        else:
+            add_flag(parser, name, default=default, help=help, **kwargs)
+
+    flag("--json", False, "print the API response as one JSON document", action="store_true")
+    flag(
+        "--controlplane",
+        DEFAULT_CONTROLPLANE,
+        "controlplane gRPC address (host:port)",
+        metavar="ADDR",
+    )
+    # Named after the secret it holds, not after the flag: AIBRIDGE_ADMIN_TOKEN.
+    if suppress:
+        parser.add_argument("--token", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    else:
+        parser.add_argument(
+            "--token",
+            default=env.get("AIBRIDGE_ADMIN_TOKEN"),
+            help="admin token [env AIBRIDGE_ADMIN_TOKEN; default: <state-dir>/admin.token]",
+        )
+    flag("--state-dir", DEFAULT_STATE_DIR, "local state directory", metavar="DIR")
+    flag(
+        "--timeout",
+        DEFAULT_TIMEOUT,
+        "deadline of each call, in seconds",
+        type=positive_float,
+        metavar="SECONDS",
+    )
+    flag(
+        "--ca-cert",
+        None,
+        "CA certificate that signs the controlplane's certificate",
+        metavar="PATH",
+    )
+    flag("--client-cert", None, "client certificate for mutual TLS", metavar="PATH")
+    flag("--client-key", None, "client certificate's private key", metavar="PATH")

@@ -1,0 +1,104 @@
+"""What aibridgectl prints: an API response as JSON, or as tables and `key: value` lines."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from aibridge.v1 import admin_pb2
+
+# --- JSON ----------------------------------------------------------------------------------
+
+_INT64 = {
+    FieldDescriptor.TYPE_INT64,
+    FieldDescriptor.TYPE_UINT64,
+    FieldDescriptor.TYPE_SINT64,
+    FieldDescriptor.TYPE_FIXED64,
+    FieldDescriptor.TYPE_SFIXED64,
+}
+
+
+def _is_repeated(f: FieldDescriptor) -> bool:
+    # `label` is deprecated in newer protobuf releases, `is_repeated` missing in older ones.
+    is_repeated = getattr(f, "is_repeated", None)
+    return bool(is_repeated) if is_repeated is not None else f.label == f.LABEL_REPEATED
+
+
+def _numbers(message: Message, data: dict[str, Any]) -> dict[str, Any]:
+    """Proto JSON writes 64-bit integers as strings; scripts want numbers (`.revision + 1`)."""
+    for f in message.DESCRIPTOR.fields:
+        if f.name not in data:
+            continue
+        value = getattr(message, f.name)
+        repeated = _is_repeated(f)
+        if f.type in _INT64:
+            data[f.name] = [int(v) for v in value] if repeated else int(value)
+        elif f.message_type is not None and f.message_type.full_name != "google.protobuf.Timestamp":
+            if repeated:
+                data[f.name] = [_numbers(m, d) for m, d in zip(value, data[f.name], strict=True)]
+            else:
+                data[f.name] = _numbers(value, data[f.name])
+    return data
+
+
+def to_json(message: Message) -> dict[str, Any]:
+    data = json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+    return _numbers(message, data)
+
+
+def emit_json(message: Message) -> None:
+    print(json.dumps(to_json(message), indent=2, ensure_ascii=False))
+
+
+# --- readable ------------------------------------------------------------------------------
+
+
+def fmt_time(message: Message, field: str, unset: str = "-") -> str:
+    if not message.HasField(field):
+        return unset
+    ts: Timestamp = getattr(message, field)
+    return ts.ToDatetime(tzinfo=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def presence(subscriber: admin_pb2.Subscriber, now: datetime) -> str:
+    """`connected`, or `disconnected 12s ago`."""
+    if subscriber.connected:
+        return "connected"
+    if not subscriber.HasField("disconnected_at"):
+        return "disconnected"
+    since = now - subscriber.disconnected_at.ToDatetime(tzinfo=UTC)
+    return f"disconnected {max(int(since.total_seconds()), 0)}s ago"
+
+
+def _cell(value: str) -> str:
+    # One row per line, whatever the server put in a free-text field.
+    text = " ".join(str(value).split())
+    return text or "-"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    cells = [list(headers)] + [[_cell(v) for v in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = []
+    for row in cells:
+        padded = [v.ljust(w) for v, w in zip(row[:-1], widths[:-1], strict=True)]
+        lines.append("  ".join([*padded, row[-1]]).rstrip())
+    return "\n".join(lines)
+
+
+def key_values(pairs: Sequence[tuple[str, str]]) -> str:
+    width = max(len(k) for k, _ in pairs) + 1
+    return "\n".join(f"{(k + ':').ljust(width)}  {v}" for k, v in pairs)
+
+
+def yes_no(value: bool) -> str:
+    return "yes" if value else "no"
