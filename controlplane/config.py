@@ -54,7 +54,7 @@ FLAGS = (
         "--metrics-listen",
         default="127.0.0.1:9464",
         env_var="AIBRIDGE_CONTROLPLANE_METRICS_LISTEN",
-        help="HTTP address for /metrics and /healthz; empty to disable",
+        help="HTTP address for /metrics, /healthz and /readyz; empty to disable",
     ),
     Flag(
         "--state-dir",
