@@ -44,10 +44,6 @@ class Flag:
     def env(self) -> str:
         return self.env_var or env_name(self.name)
 
-    @property
-    def dest(self) -> str:
-        return self.name.lstrip("-").replace("-", "_")
-
 
 class Invalid(ValueError):
     """Values each flag accepts but the settings refuse together; reported like argparse's
