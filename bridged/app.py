@@ -7,7 +7,6 @@ import contextlib
 import logging
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bridged import client_errors, metrics
 from bridged.access import AccessLogger
@@ -21,7 +20,7 @@ from bridged.reload import RouteState
 from bridged.upstreams import UpstreamPools
 from bridged.usage_reporter import UsageReporter
 from bridged.usage_spool import UsageSpool
-from common import access
+from common import access, probes
 from common.lifecycle import wait_for_signal
 from common.metrics import expose_gc_pauses, expose_subscriber
 
@@ -60,28 +59,15 @@ class Gateway:
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.config.max_body_bytes)
-        app.router.add_get("/healthz", self.healthz)
-        app.router.add_get("/readyz", self.readyz)
-        app.router.add_get("/metrics", self.metrics)
+        probes.add_routes(app.router, probes.subscriber_readiness(self.version, self.subscriber))
         app.router.add_route("*", PREFIX + "/{provider}/{tail:.*}", self.forwarder.handle)
         app.router.add_route("*", "/{tail:.*}", self.not_found)
         return app
 
-    async def healthz(self, _request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
-
-    async def readyz(self, _request: web.Request) -> web.Response:
+    def version(self) -> int | None:
+        """The version of the route table served, None before the first snapshot."""
         table = self.state.table
-        body = {
-            "ready": table is not None,
-            "version": table.version if table else 0,
-            "controlplane_connected": self.subscriber.connected,
-            "from_cache": self.subscriber.from_cache,
-        }
-        return web.json_response(body, status=200 if table is not None else 503)
-
-    async def metrics(self, _request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return table.version if table is not None else None
 
     async def not_found(self, request: web.Request) -> web.Response:
         return error_response(

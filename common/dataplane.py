@@ -3,17 +3,16 @@ to reach it, and the listen address. One set of flags, read the same way by both
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from common import runtime, state
 from common.channel import DEFAULT_CONTROLPLANE, ClientTLS
+from common.flags import Flag, Invalid
 from common.snapshot_file import SnapshotFile
 from common.subscriber import Apply, Subscriber
-
-Flag = Callable[..., None]
 
 
 @dataclass(frozen=True)
@@ -28,80 +27,89 @@ class ControlplaneLink:
         return Subscriber(self.addresses, role, self.token, apply, tls=self.tls, cache=cache)
 
 
-def add_flags(flag: Flag, role: str) -> None:
-    # fmt: off
-    flag(
-        "--controlplane",
-        default=DEFAULT_CONTROLPLANE,
-        help="controlplane gRPC address; comma-separated for several replicas",
+def flags(role: str) -> tuple[Flag, ...]:
+    """The flags both data planes take, in the order their --help lists them."""
+    return (
+        Flag(
+            "--controlplane",
+            default=DEFAULT_CONTROLPLANE,
+            help="controlplane gRPC address; comma-separated for several replicas",
+        ),
+        Flag(
+            "--state-dir",
+            type=Path,
+            default=state.DEFAULT_STATE_DIR,
+            help="where make run keeps generated secrets",
+        ),
+        Flag(
+            "--snapshot-cache",
+            env_var=f"AIBRIDGE_{role.upper()}_SNAPSHOT_CACHE",  # one file per role, never shared
+            help=f"file keeping the last snapshot, served when a start finds no controlplane "
+            f"('off' disables it; default: STATE_DIR/{role}.snapshot)",
+        ),
+        Flag(
+            f"--{role}-token",
+            help=f"credential for the snapshot stream (default: STATE_DIR/{role}.token)",
+        ),
+        Flag(
+            "--controlplane-ca-cert",
+            env_var="AIBRIDGE_CA_CERT",
+            help="CA that signed the controlplane's certificate (enables TLS)",
+        ),
+        Flag(
+            "--controlplane-client-cert",
+            env_var="AIBRIDGE_CLIENT_CERT",
+            help="client certificate for the controlplane (mTLS)",
+        ),
+        Flag(
+            "--controlplane-client-key",
+            env_var="AIBRIDGE_CLIENT_KEY",
+            help="key of --controlplane-client-cert",
+        ),
+        Flag(
+            "--event-loop",
+            default="uvloop",
+            choices=list(runtime.EVENT_LOOPS),
+            help="asyncio event loop implementation",
+        ),
+        Flag("--log-format", default="text", choices=["text", "json"], help="log line format"),
+        Flag(
+            "--access-log",
+            default="on",
+            choices=["on", "off"],
+            help="a log line per request (id, token name, provider, route, status, error, bytes)",
+        ),
+        Flag("--log-level", default="info", help="debug, info, warning or error"),
     )
-    flag(
-        "--state-dir",
-        default=state.DEFAULT_STATE_DIR,
-        help="where make run keeps generated secrets",
-    )
-    flag(
-        "--snapshot-cache",
-        env_var=f"AIBRIDGE_{role.upper()}_SNAPSHOT_CACHE",  # one file per role, never shared
-        help=f"file keeping the last snapshot, served when a start finds no controlplane "
-        f"('off' disables it; default: STATE_DIR/{role}.snapshot)",
-    )
-    flag(
-        f"--{role}-token",
-        help=f"credential for the snapshot stream (default: STATE_DIR/{role}.token)",
-    )
-    flag(
-        "--controlplane-ca-cert",
-        env_var="AIBRIDGE_CA_CERT",
-        help="CA that signed the controlplane's certificate (enables TLS)",
-    )
-    flag(
-        "--controlplane-client-cert",
-        env_var="AIBRIDGE_CLIENT_CERT",
-        help="client certificate for the controlplane (mTLS)",
-    )
-    flag(
-        "--controlplane-client-key",
-        env_var="AIBRIDGE_CLIENT_KEY",
-        help="key of --controlplane-client-cert",
-    )
-    flag(
-        "--event-loop",
-        default="uvloop",
-        choices=list(runtime.EVENT_LOOPS),
-        help="asyncio event loop implementation",
-    )
-    flag("--log-format", default="text", choices=["text", "json"], help="log line format")
-    flag(
-        "--access-log",
-        default="on",
-        choices=["on", "off"],
-        help="a log line per request (id, token name, provider, route, status, error, bytes)",
-    )
-    flag("--log-level", default="info", help="debug, info, warning or error")
-    # fmt: on
 
 
-def link(args: argparse.Namespace, role: str) -> ControlplaneLink:
-    token = getattr(args, f"{role}_token") or state.load_or_create(
-        Path(args.state_dir) / f"{role}.token", lambda: state.new_credential(f"ab{role[0]}")
+def derived(values: Mapping[str, Any], role: str) -> dict[str, Any]:
+    """The settings both data planes derive from `flags(role)`; call it after validating,
+    since it may create the token file."""
+    return {"controlplane": link(values, role), "access_log": values["access_log"] == "on"}
+
+
+def link(values: Mapping[str, Any], role: str) -> ControlplaneLink:
+    state_dir: Path = values["state_dir"]
+    token = values[f"{role}_token"] or state.load_or_create(
+        state_dir / f"{role}.token", lambda: state.new_credential(f"ab{role[0]}")
     )
     tls = ClientTLS(
-        _path(args.controlplane_ca_cert),
-        _path(args.controlplane_client_cert),
-        _path(args.controlplane_client_key),
+        _path(values["controlplane_ca_cert"]),
+        _path(values["controlplane_client_cert"]),
+        _path(values["controlplane_client_key"]),
     )
-    addresses = tuple(x.strip() for x in args.controlplane.split(",") if x.strip())
-    cache = args.snapshot_cache or str(Path(args.state_dir) / f"{role}.snapshot")
+    addresses = tuple(x.strip() for x in values["controlplane"].split(",") if x.strip())
+    cache = values["snapshot_cache"] or str(state_dir / f"{role}.snapshot")
     return ControlplaneLink(
         addresses, token, tls if tls.enabled else None, None if cache == "off" else Path(cache)
     )
 
 
-def listen_address(parser: argparse.ArgumentParser, value: str) -> tuple[str, int]:
+def listen_address(value: str) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
     if not port.isdigit():
-        parser.error(f"--listen: expected HOST:PORT, not {value!r}")
+        raise Invalid(f"--listen: expected HOST:PORT, not {value!r}")
     return host.strip("[]") or "127.0.0.1", int(port)
 
 

@@ -11,7 +11,6 @@ import grpc
 from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from aibridge.v1 import (
     admin_pb2,
@@ -20,6 +19,7 @@ from aibridge.v1 import (
     usage_pb2,
     usage_pb2_grpc,
 )
+from common import probes
 from common.channel import keepalive_options
 from common.lifecycle import wait_for_signal
 from controlplane.admin import AdminService
@@ -122,7 +122,7 @@ async def serve(config: ControlplaneConfig) -> None:
             db.libpq_conninfo(), publisher.changed, config.revision_check_interval
         )
         background.append(asyncio.create_task(listener.run(), name="listen"))
-    metrics = await _start_metrics(config.metrics_listen)
+    metrics = await _start_metrics(config.metrics_listen, _readiness(health_servicer, cache))
 
     await server.start()
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
@@ -184,22 +184,26 @@ def _bind(server: grpc.aio.Server, config: ControlplaneConfig) -> None:
     server.add_secure_port(config.listen, credentials)
 
 
-async def _start_metrics(listen: str) -> web.AppRunner | None:
+async def _start_metrics(listen: str, readiness: probes.Readiness) -> web.AppRunner | None:
     if not listen:
         return None
-
-    async def metrics(_request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    async def healthz(_request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
-
     app = web.Application()
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/healthz", healthz)
+    probes.add_routes(app.router, readiness)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     host, _, port = listen.rpartition(":")
     await web.TCPSite(runner, host.strip("[]") or "127.0.0.1", int(port)).start()
     log.info("metrics on http://%s/metrics", listen)
     return runner
+
+
+def _readiness(servicer: health.aio.HealthServicer, cache: SnapshotCache) -> probes.Readiness:
+    """Ready while the gRPC health service says SERVING: not while the database is down
+    or once shutdown has begun."""
+
+    async def readiness() -> dict[str, object]:
+        checked = await servicer.Check(health_pb2.HealthCheckRequest(service=""), None)
+        serving = checked.status == health_pb2.HealthCheckResponse.SERVING
+        return {"ready": serving, "version": cache.version}
+
+    return readiness

@@ -11,16 +11,14 @@ import asyncio
 import base64
 import binascii
 import hashlib
-import json
 import logging
 import re
 import ssl
 import time
 
 import h11
-from prometheus_client import generate_latest
 
-from common import Subscriber, access
+from common import Subscriber, access, probes
 from common.access import Call
 from proxyd import metrics
 from proxyd.certs import CertificateAuthority
@@ -60,6 +58,7 @@ class ProxyServer:
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
         self.subscriber = subscriber
+        self.readiness = probes.subscriber_readiness(self._version, subscriber)
         self.connections: set[asyncio.Task[None]] = set()
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -199,27 +198,19 @@ class ProxyServer:
         finally:
             access.log_call(call)  # the tunnel's line, once it is over
 
+    def _version(self) -> int | None:
+        """The version of the host map served, None before the first snapshot."""
+        router = self.state.router
+        return router.version if router is not None else None
+
     async def _local(
         self, conn: h11.Connection, request: h11.Request, writer: asyncio.StreamWriter
     ) -> None:
         path = request.target.split(b"?")[0]
-        router = self.state.router
-        if path == b"/healthz":
-            await reply(
-                conn, writer, 200, "OK", b'{"status": "ok"}', content_type="application/json"
-            )
-        elif path == b"/readyz":
-            body = json.dumps(
-                {"ready": router is not None, "version": router.version if router else 0,
-                 "controlplane_connected": self.subscriber.connected,
-                 "from_cache": self.subscriber.from_cache}
-            ).encode()  # fmt: skip
-            status = 200 if router is not None else 503
-            await reply(conn, writer, status, "OK" if status == 200 else "Service Unavailable",
-                        body, content_type="application/json")  # fmt: skip
-        elif path == b"/metrics":
-            await reply(conn, writer, 200, "OK", generate_latest(),
-                        content_type="text/plain; version=0.0.4; charset=utf-8")  # fmt: skip
+        probe = await probes.answer(path.decode("latin-1"), self.readiness)
+        if probe is not None:
+            await reply(conn, writer, probe.status, probe.reason, probe.body,
+                        content_type=probe.content_type)  # fmt: skip
         elif path == b"/ca.pem":
             await reply(
                 conn, writer, 200, "OK", self.ca.cert_pem, content_type="application/x-pem-file"
