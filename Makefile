@@ -8,7 +8,7 @@ CLIENTS := $(VENV)/clients/.installed
 PROTOS := $(wildcard protos/aibridge/v1/*.proto)
 GENERATED := protos/aibridge/v1/.generated
 
-.PHONY: run demo-upstream test test-faults bench protos lint clean
+.PHONY: run demo-upstream test test-faults bench protos lint constraints clean
 
 run: $(INSTALLED) $(GENERATED)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start
@@ -38,11 +38,23 @@ $(GENERATED): $(PROTOS) $(INSTALLED)
 		--grpc_python_out=protos $(PROTOS)
 	touch $@
 
-$(INSTALLED): pyproject.toml
+# The versions in constraints.txt: the ones the tests last passed with.
+$(INSTALLED): pyproject.toml setup.py constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
+
+# Refresh constraints.txt to the newest releases pyproject.toml allows (resolved in a
+# scratch venv); then `make test` installs them, and the file is committed if it passes.
+constraints:
+	rm -rf $(VENV)-constraints
+	$(PYTHON) -m venv $(VENV)-constraints
+	$(VENV)-constraints/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)-constraints/bin/python -m pip install --quiet '.[dev]'
+	{ echo "# The versions \`make test\` passed with; \`make constraints\` refreshes them."; \
+	  $(VENV)-constraints/bin/python -m pip freeze --exclude aibridge; } > constraints.txt
+	rm -rf $(VENV)-constraints
 
 $(CLIENTS): tests/clients/package.json tests/clients/package-lock.json
 	mkdir -p $(VENV)/clients
@@ -52,6 +64,8 @@ $(CLIENTS): tests/clients/package.json tests/clients/package-lock.json
 
 lint: $(INSTALLED) $(GENERATED)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) $(GENERATED) protos/aibridge/v1/*_pb2*.py protos/aibridge/v1/*_pb2*.pyi

@@ -87,5 +87,5 @@ class GcPauses:
 def expose_gc_pauses(process: str) -> GcPauses:
     pauses = GcPauses(process)
     gc.callbacks.append(pauses.callback)
-    REGISTRY.register(pauses)  # type: ignore[arg-type]
+    REGISTRY.register(pauses)
     return pauses

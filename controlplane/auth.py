@@ -9,7 +9,7 @@ Health and reflection are open so that probes and grpcurl work.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from enum import StrEnum
 from typing import Any
 
@@ -39,7 +39,7 @@ class Credentials:
             raise ValueError("each role needs its own credential")
         self._tokens = [(token.encode(), role) for role, token in tokens.items()]
 
-    def role_of(self, metadata: Sequence[tuple[str, Any]] | None) -> Role | None:
+    def role_of(self, metadata: Iterable[tuple[str, Any]] | None) -> Role | None:
         presented = _bearer(metadata)
         if presented is None:
             return None
@@ -50,7 +50,7 @@ class Credentials:
         return found
 
 
-def _bearer(metadata: Sequence[tuple[str, Any]] | None) -> bytes | None:
+def _bearer(metadata: Iterable[tuple[str, Any]] | None) -> bytes | None:
     for key, value in metadata or ():
         if key == "authorization":
             text = value.decode() if isinstance(value, bytes) else str(value)
@@ -75,9 +75,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
         details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         method = details.method
         handler = await continuation(details)
         if handler is None or method.startswith(_OPEN_PREFIXES):

@@ -183,9 +183,11 @@ class LimitInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
         details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(details)
         if handler is None:  # no such method: grpc answers UNIMPLEMENTED, unread
             return None
@@ -206,6 +208,7 @@ def _bounded(handler: grpc.RpcMethodHandler, bounds: ServiceBounds) -> grpc.RpcM
     )
     if not (inspect.iscoroutinefunction(behaviour) or inspect.isasyncgenfunction(behaviour)):
         raise TypeError(f"{behaviour} is not async: grpc.aio would run it in a thread")
+    call: Callable[..., Any] = behaviour  # async, as checked (grpc's stubs type it sync)
 
     async def one_request(context: Any) -> Any:
         request = await bounds.receive(context, parse)
@@ -229,7 +232,7 @@ def _bounded(handler: grpc.RpcMethodHandler, bounds: ServiceBounds) -> grpc.RpcM
     async def unary(_requests: Any, context: Any) -> Any:
         await bounds.take_call(context)
         try:
-            return await behaviour(await one_request(context), context)
+            return await call(await one_request(context), context)
         except BaseException as exc:
             _forget_locals(exc)
             raise
@@ -252,7 +255,7 @@ def _bounded(handler: grpc.RpcMethodHandler, bounds: ServiceBounds) -> grpc.RpcM
                     async for response in responses:
                         yield response
             else:
-                await behaviour(request, context)  # writes with context.write
+                await call(request, context)  # writes with context.write
         except BaseException as exc:
             _forget_locals(exc)
             raise

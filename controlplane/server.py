@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import grpc
 from aiohttp import web
@@ -202,7 +203,8 @@ def _readiness(servicer: health.aio.HealthServicer, cache: SnapshotCache) -> pro
     or once shutdown has begun."""
 
     async def readiness() -> dict[str, object]:
-        checked = await servicer.Check(health_pb2.HealthCheckRequest(service=""), None)
+        no_context: Any = None  # Check needs one only to refuse an unknown service
+        checked = await servicer.Check(health_pb2.HealthCheckRequest(service=""), no_context)
         serving = checked.status == health_pb2.HealthCheckResponse.SERVING
         return {"ready": serving, "version": cache.version}
 

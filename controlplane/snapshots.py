@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from sqlalchemy import Connection, Row, select
+from sqlalchemy import ColumnElement, Connection, Row, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -119,10 +119,10 @@ class SnapshotBuilder:
         """`entries` with the providers stamped after revision `after` (every live one
         if None) read, encoded and put in, and the deleted ones taken out."""
         if after is None:
-            changed = Provider.deleted_at.is_(None)
+            changed: ColumnElement[bool] = Provider.deleted_at.is_(None)
         else:
             changed = Provider.changed_revision > after
-        keys: dict[str, list[Row[Any]]] = defaultdict(list)
+        keys: dict[str, list[Row[*tuple[Any, ...]]]] = defaultdict(list)
         for key in connection.execute(
             select(
                 ProviderKey.provider_id, ProviderKey.id, ProviderKey.ciphertext,
@@ -146,7 +146,9 @@ class SnapshotBuilder:
                 entries[p.id] = (p.name, p.changed_by, *self._encode(p, keys[p.id]))
         return entries
 
-    def _encode(self, p: Row[Any], keys: list[Row[Any]]) -> tuple[bytes, bytes]:
+    def _encode(
+        self, p: Row[*tuple[Any, ...]], keys: list[Row[*tuple[Any, ...]]]
+    ) -> tuple[bytes, bytes]:
         """The provider's entry in bridged's cut and in proxyd's, each as the bytes of a
         ProviderSnapshot that holds only it."""
         entry = snapshot_pb2.SnapshotProvider(

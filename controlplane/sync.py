@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 from prometheus_client import Counter, Gauge
@@ -203,7 +204,7 @@ def add_sync_service(service: SyncService, server: grpc.aio.Server) -> None:
     """`sync_pb2_grpc.add_SyncServicer_to_server`, except that Watch answers with
     snapshots already encoded (each is serialised once, for every watcher): a handler
     with no response serializer sends the bytes it is given."""
-    handlers = {
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
         "Watch": grpc.unary_stream_rpc_method_handler(
             service.Watch, request_deserializer=sync_pb2.WatchRequest.FromString
         ),

@@ -22,7 +22,9 @@ USAGE_STORED = Counter("aibridge_controlplane_usage_stored_total", "Interception
 _FIELDS = [f.name for f in usage_pb2.Interception.DESCRIPTOR.fields if f.name != "started_at"]
 # A string longer than its column would fail the whole batch on every retry: clip it.
 _LIMITS = {
-    c.name: c.type.length for c in Interception.__table__.columns if getattr(c.type, "length", None)
+    c.name: length
+    for c in Interception.__table__.columns
+    if (length := getattr(c.type, "length", None))
 }
 
 

@@ -248,7 +248,7 @@ class MockUpstream:
                 message | {"content": [{"type": "text", "text": self.text()}], "usage": usage}
             )
         start_usage = usage | {"output_tokens": 1}
-        events = [
+        events: list[tuple[str, dict[str, Any]]] = [
             ("message_start", {"type": "message_start", "message": message | {
                 "content": [], "stop_reason": None, "usage": start_usage}}),
             ("content_block_start", {"type": "content_block_start", "index": 0,

@@ -15,6 +15,7 @@ import logging
 import re
 import ssl
 import time
+from collections.abc import Sequence
 
 import h11
 
@@ -257,7 +258,7 @@ def _authority(target: str) -> tuple[str, int] | None:
     return host, number
 
 
-def _proxy_token(headers: list[tuple[bytes, bytes]]) -> str | None:
+def _proxy_token(headers: Sequence[tuple[bytes, bytes]]) -> str | None:
     """The password of `Proxy-Authorization: Basic` (or the user, when no password)."""
     for name, value in headers:
         if name.lower() != b"proxy-authorization":

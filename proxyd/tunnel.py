@@ -80,7 +80,7 @@ class TunnelPolicy:
             infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except (OSError, UnicodeError):  # UnicodeError: a name IDNA cannot encode
             return "cannot resolve the host"
-        addresses = [info[4][0] for info in infos]
+        addresses = [str(info[4][0]) for info in infos]
         allowed = [a for a in addresses if self.address_allowed(a)]
         if not allowed:
             return "the host's address is in a private range"

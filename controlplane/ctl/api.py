@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from google.protobuf.message import Message
 
 from aibridge.v1 import admin_pb2_grpc
 from common.channel import ClientTLS, auth_metadata, open_channel
@@ -29,7 +28,7 @@ class Context:
     timeout: float
     json: bool
 
-    def call(self, rpc: Callable[..., Any], request: Message) -> Any:
+    def call(self, rpc: Callable[..., Any], request: object) -> Any:
         """`rpc` (a method of `stub`) with the call's deadline and credentials."""
         return rpc(request, timeout=self.timeout, metadata=self.metadata)
 

@@ -25,19 +25,13 @@ _INT64 = {
 }
 
 
-def _is_repeated(f: FieldDescriptor) -> bool:
-    # `label` is deprecated in newer protobuf releases, `is_repeated` missing in older ones.
-    is_repeated = getattr(f, "is_repeated", None)
-    return bool(is_repeated) if is_repeated is not None else f.label == f.LABEL_REPEATED
-
-
 def _numbers(message: Message, data: dict[str, Any]) -> dict[str, Any]:
     """Proto JSON writes 64-bit integers as strings; scripts want numbers (`.revision + 1`)."""
     for f in message.DESCRIPTOR.fields:
         if f.name not in data:
             continue
         value = getattr(message, f.name)
-        repeated = _is_repeated(f)
+        repeated = f.is_repeated  # protobuf >= 7 (pyproject.toml) has it; `label` is gone
         if f.type in _INT64:
             data[f.name] = [int(v) for v in value] if repeated else int(value)
         elif f.message_type is not None and f.message_type.full_name != "google.protobuf.Timestamp":

@@ -85,7 +85,7 @@ class Database:
                 connect_args={"check_same_thread": False, "timeout": 10},
             )
             _sqlite_begin(self.engine)
-            self._write_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
+            self._write_engine: Engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
             self._read_engine = self.engine
         elif self.is_postgres:
             self.engine = create_engine(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import secrets
 from dataclasses import dataclass, field
 
@@ -182,7 +183,9 @@ class Providers:
         return hint
 
     @staticmethod
-    def _remove_keys(session: Session, provider: Provider, key_ids: list[str]) -> list[str]:
+    def _remove_keys(
+        session: Session, provider: Provider, key_ids: builtins.list[str]
+    ) -> builtins.list[str]:  # `list` here is Providers.list
         removed = []
         for key_id in key_ids:
             key = session.get(ProviderKey, key_id) if validation.possible_id(key_id) else None

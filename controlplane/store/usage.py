@@ -92,7 +92,7 @@ class UsageLog:
         rows = [
             UsageTotals(
                 names.get(key, last_name) if column is _BY_ID else str(key),
-                *(int(v or 0) for v in counts),
+                *(int(v or 0) for v in counts),  # type: ignore[misc, arg-type]  # six counts
                 provider_id=str(key) if column is _BY_ID else "",
             )
             for key, *counts, last_name in found
