@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from common.backoff import Backoff, Sleep
 from controlplane.cache import SnapshotCache
 from controlplane.snapshots import SnapshotBuilder
 from controlplane.store.db import Database, DatabaseUnavailable
@@ -42,6 +42,7 @@ class SnapshotPublisher:
         controlplane_id: str,
         check_interval: float,
         on_database: Callable[[bool], None] = lambda _up: None,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.db = db
         self._on_database = on_database  # told when the database is found down or back
@@ -51,6 +52,7 @@ class SnapshotPublisher:
         self._dirty = asyncio.Event()
         # Its own thread: admin calls queued on the default pool must not delay a snapshot.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot")
+        self._backoff = Backoff(0.1, 5.0, sleep=sleep)
 
     def changed(self) -> None:
         self._dirty.set()
@@ -67,7 +69,6 @@ class SnapshotPublisher:
             log.info("snapshot version %d published", snapshot.version)
 
     async def run(self) -> None:
-        failures = 0
         while True:
             try:
                 await asyncio.wait_for(self._dirty.wait(), timeout=self.check_interval)
@@ -77,20 +78,18 @@ class SnapshotPublisher:
             self._dirty.clear()
             try:
                 await self.publish_now()
-                failures = 0
+                self._backoff.reset()
                 self._on_database(True)
+                continue
             except DatabaseUnavailable as exc:
                 self._on_database(False)
-                failures += 1
-                SNAPSHOT_BUILD_FAILURES.inc()
                 log.warning("snapshot build failed, database unavailable: %s", exc)
-                self._dirty.set()  # try again after a pause
-                await asyncio.sleep(min(5.0, 0.1 * 2**failures) * random.uniform(0.5, 1.0))
             except Exception:
-                SNAPSHOT_BUILD_FAILURES.inc()
                 log.exception("snapshot build failed")
-                self._dirty.set()
-                await asyncio.sleep(1.0)
+            SNAPSHOT_BUILD_FAILURES.inc()
+            self._dirty.set()  # try again after a pause
+            self._backoff.failed()
+            await self._backoff.pause()
 
     async def _revision_moved(self) -> bool:
         try:
