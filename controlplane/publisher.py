@@ -4,6 +4,9 @@ Three things say "the revision may have moved": a mutation committed through thi
 replica, a NOTIFY from another replica, and a periodic check (the safety net for a
 lost notification). Each only marks the cache dirty; one loop rebuilds, so a burst
 of changes costs one rebuild per pass, never a queue.
+
+It also moves the revision forward when a subscriber shows the database went back in
+time, so that the gRPC stream handling never writes to the database itself.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from controlplane.cache import SnapshotCache
 from controlplane.snapshots import SnapshotBuilder
 from controlplane.store.db import Database, DatabaseUnavailable
 from controlplane.store.keyring import KeyRing
+from controlplane.store.revision import advance_past
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +94,23 @@ class SnapshotPublisher:
             self._dirty.set()  # try again after a pause
             self._backoff.failed()
             await self._backoff.pause()
+
+    async def advance_past(self, version: int, reason: str) -> None:
+        """A subscriber holds `version`, above this database's revision, on the same
+        database: the database went back in time (a restored backup). The revision moves
+        past it, or the subscribers would ignore every change until the counter caught
+        up; the new revision is then published. Raises DatabaseUnavailable."""
+        advanced = await asyncio.to_thread(advance_past, self.db, version, reason)
+        if advanced is None:
+            return  # another subscriber's report moved it already
+        log.warning(
+            "%s, above this database's revision: the database went back in time "
+            "(a restored backup?); revision moved to %d so that every subscriber "
+            "takes its current state",
+            reason,
+            advanced,
+        )
+        self.changed()
 
     async def _revision_moved(self) -> bool:
         try:

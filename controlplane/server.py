@@ -106,7 +106,7 @@ async def serve(config: ControlplaneConfig) -> None:
         ),
         server,
     )
-    add_sync_service(SyncService(cache, registry, credentials, db, publisher), server)
+    add_sync_service(SyncService(cache, registry, credentials, publisher), server)
     usage_pb2_grpc.add_UsageServicer_to_server(UsageService(UsageLog(db)), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(SERVICE_NAMES, server)
