@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from aiohttp import web
@@ -21,8 +20,8 @@ from bridged.upstreams import UpstreamPools
 from bridged.usage_reporter import UsageReporter
 from bridged.usage_spool import UsageSpool
 from common import access, probes
-from common.lifecycle import wait_for_signal
 from common.metrics import expose_gc_pauses, expose_subscriber
+from common.supervise import SHUTDOWN_MARGIN, Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +84,9 @@ async def serve(config: BridgedConfig) -> None:
             log.info(
                 "%d usage records left by an earlier run: sending them", gateway.reporter.pending
             )
-    subscription = asyncio.create_task(gateway.subscriber.run(), name="subscriber")
-    reporting = asyncio.create_task(gateway.reporter.run(), name="usage")
+    supervisor = Supervisor(shutdown_limit=config.shutdown_grace + SHUTDOWN_MARGIN)
+    subscription = supervisor.start(gateway.subscriber.run(), "subscriber")
+    reporting = supervisor.start(gateway.reporter.run(), "usage")
     client_errors.install()
     access.configure(config.access_log)
     # handler_cancellation: a client that leaves ends its request at once (and the call
@@ -105,23 +105,20 @@ async def serve(config: BridgedConfig) -> None:
     await site.start()
     log.info("bridged serving on http://%s:%d%s/{provider}/", config.host, config.port, PREFIX)
 
-    await wait_for_signal()
+    await supervisor.wait()
     log.info(
         "shutting down: no new connections; %.0fs for requests in flight", config.shutdown_grace
     )
     await runner.cleanup()  # stops listening, then waits for in-flight requests
-    reporting.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await reporting
+    await supervisor.stop(reporting)
     if not await gateway.reporter.flush(timeout=5.0, last=True):
         await _spool_the_rest(gateway)
     await gateway.reporter.close()
     await gateway.subscriber.leave()  # so that no admin's --wait holds for this process
-    subscription.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await subscription
+    await supervisor.stop(subscription)
     await gateway.pools.close()
     log.info("stopped")
+    supervisor.check()
 
 
 async def _spool_the_rest(gateway: Gateway) -> None:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import random
 
 import grpc
 
 from aibridge.v1 import usage_pb2, usage_pb2_grpc
 from bridged import metrics
+from common.backoff import Backoff, Sleep
 from common.channel import ClientTLS, auth_metadata, open_aio_channel
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,7 @@ class UsageReporter:
         batch_size: int,
         flush_interval: float,
         capacity: int,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._addresses = addresses
         self._token = token
@@ -51,6 +52,7 @@ class UsageReporter:
         self._wake = asyncio.Event()
         self._address_index = 0
         self._channel: grpc.aio.Channel | None = None  # kept open between batches
+        self._backoff = Backoff(0.2, 10.0, sleep=sleep)
 
     def record(self, interception: usage_pb2.Interception) -> None:
         if len(self._buffer) == self._buffer.maxlen:
@@ -72,7 +74,6 @@ class UsageReporter:
         return records
 
     async def run(self) -> None:
-        failures = 0
         while True:
             try:
                 await asyncio.wait_for(self._wake.wait(), self._flush_interval)
@@ -82,10 +83,11 @@ class UsageReporter:
             # Only what is buffered now: chasing the records that arrive while a batch is
             # on its way would turn steady traffic into a stream of tiny calls.
             if await self.flush(up_to=len(self._buffer)):
-                failures = 0
+                self._backoff.reset()
             else:
-                failures += 1
-                await asyncio.sleep(min(10.0, 0.2 * 2**failures) * random.uniform(0.5, 1.0))
+                self._backoff.failed()
+                await self._backoff.pause()
+                self._wake.set()  # the pause was the wait: the batch goes again now
 
     async def flush(
         self, timeout: float = 10.0, up_to: int | None = None, last: bool = False

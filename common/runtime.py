@@ -1,6 +1,7 @@
 """How a process runs its event loop: uvloop for the data planes unless told otherwise,
-the objects made at start-up frozen out of the garbage collector's full passes, and
-every file it creates readable by its own user only."""
+the objects made at start-up frozen out of the garbage collector's full passes, every
+file it creates readable by its own user only, and status 1 if a supervised background
+task failed."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Any
 import uvloop
 
 from common.logs import dump_threads_on_usr1
+from common.supervise import BackgroundTaskFailed
 
 EVENT_LOOPS = ("uvloop", "asyncio")
 
@@ -28,10 +30,13 @@ def run(main: Coroutine[Any, Any, None], event_loop: str) -> None:
     # that walks them all is pause time for nothing.
     gc.collect()
     gc.freeze()
-    if event_loop == "uvloop":
-        uvloop.run(_with_task_dumps(main))
-    else:
-        asyncio.run(_with_task_dumps(main))
+    try:
+        if event_loop == "uvloop":
+            uvloop.run(_with_task_dumps(main))
+        else:
+            asyncio.run(_with_task_dumps(main))
+    except BackgroundTaskFailed:
+        sys.exit(1)  # logged, with its traceback, when it failed
 
 
 async def _with_task_dumps(main: Coroutine[Any, Any, None]) -> None:

@@ -12,7 +12,6 @@ import asyncio
 import inspect
 import logging
 import os
-import random
 import secrets
 import socket
 import time
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from aibridge.v1 import snapshot_pb2, sync_pb2, sync_pb2_grpc
+from common.backoff import Backoff, Sleep
 from common.channel import (
     DEFAULT_KEEPALIVE_SECONDS,
     ClientTLS,
@@ -73,6 +73,7 @@ class Subscriber:
         ack_timeout: float = 5.0,
         keepalive_seconds: float = DEFAULT_KEEPALIVE_SECONDS,
         cache: SnapshotFile | None = None,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         if not addresses:
             raise ValueError("at least one controlplane address is needed")
@@ -88,8 +89,8 @@ class Subscriber:
         self._token = token
         self._apply = apply
         self._tls = tls
-        self._backoff_base = backoff_base
-        self._backoff_max = backoff_max
+        # Jittered: replicas do not reconnect in step.
+        self._backoff = Backoff(backoff_base, backoff_max, sleep=sleep)
         self._ack_timeout = ack_timeout
         self._keepalive_seconds = keepalive_seconds
         self._cache = cache
@@ -118,7 +119,6 @@ class Subscriber:
 
     async def run(self) -> None:
         """Runs until cancelled. Never raises for a lost or refused connection."""
-        failures = 0
         index = 0
         started = time.monotonic()
         while True:
@@ -127,7 +127,7 @@ class Subscriber:
             try:
                 async for _ in self._session(address):
                     got_snapshot = True
-                    failures = 0
+                    self._backoff.reset()
                 self.last_error = "stream ended"
                 # The controlplane closed it: it is shutting down, and another may answer.
                 log.info("controlplane %s ended the stream; reconnecting", address)
@@ -155,12 +155,12 @@ class Subscriber:
             finally:
                 self.connected_to = None
             if not got_snapshot:
-                failures += 1
-                if self.current is None and failures >= len(self.addresses):
+                self._backoff.failed()
+                if self.current is None and self._backoff.failures >= len(self.addresses):
                     await self._serve_cached()  # every address failed: start from the cache
             # Try the next address: the one that failed may be the one that is down.
             index += 1
-            await asyncio.sleep(self._backoff(failures))
+            await self._backoff.pause()
 
     async def leave(self, timeout: float = 2.0) -> None:
         """Tells the controlplane this process is shutting down for good, so that no wait
@@ -184,12 +184,6 @@ class Subscriber:
             # grpc cancels a call whose channel closes under it: the controlplane ended the
             # stream meanwhile, and forgets this process by itself.
             log.info("controlplane ended the stream before this shutdown was told")
-
-    def _backoff(self, failures: int) -> float:
-        if failures == 0:
-            return self._backoff_base * random.random()
-        ceiling = min(self._backoff_max, self._backoff_base * 2 ** min(failures, 10))
-        return random.uniform(ceiling / 2, ceiling)  # jitter: replicas do not reconnect in step
 
     async def _session(self, address: str):  # type: ignore[no-untyped-def]
         async with open_aio_channel(address, self._tls, self._keepalive_seconds) as channel:

@@ -4,23 +4,27 @@ Three things say "the revision may have moved": a mutation committed through thi
 replica, a NOTIFY from another replica, and a periodic check (the safety net for a
 lost notification). Each only marks the cache dirty; one loop rebuilds, so a burst
 of changes costs one rebuild per pass, never a queue.
+
+It also moves the revision forward when a subscriber shows the database went back in
+time, so that the gRPC stream handling never writes to the database itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from common.backoff import Backoff, Sleep
 from controlplane.cache import SnapshotCache
 from controlplane.snapshots import SnapshotBuilder
 from controlplane.store.db import Database, DatabaseUnavailable
 from controlplane.store.keyring import KeyRing
+from controlplane.store.revision import advance_past
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,7 @@ class SnapshotPublisher:
         controlplane_id: str,
         check_interval: float,
         on_database: Callable[[bool], None] = lambda _up: None,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.db = db
         self._on_database = on_database  # told when the database is found down or back
@@ -51,6 +56,7 @@ class SnapshotPublisher:
         self._dirty = asyncio.Event()
         # Its own thread: admin calls queued on the default pool must not delay a snapshot.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot")
+        self._backoff = Backoff(0.1, 5.0, sleep=sleep)
 
     def changed(self) -> None:
         self._dirty.set()
@@ -67,7 +73,6 @@ class SnapshotPublisher:
             log.info("snapshot version %d published", snapshot.version)
 
     async def run(self) -> None:
-        failures = 0
         while True:
             try:
                 await asyncio.wait_for(self._dirty.wait(), timeout=self.check_interval)
@@ -77,20 +82,35 @@ class SnapshotPublisher:
             self._dirty.clear()
             try:
                 await self.publish_now()
-                failures = 0
+                self._backoff.reset()
                 self._on_database(True)
+                continue
             except DatabaseUnavailable as exc:
                 self._on_database(False)
-                failures += 1
-                SNAPSHOT_BUILD_FAILURES.inc()
                 log.warning("snapshot build failed, database unavailable: %s", exc)
-                self._dirty.set()  # try again after a pause
-                await asyncio.sleep(min(5.0, 0.1 * 2**failures) * random.uniform(0.5, 1.0))
             except Exception:
-                SNAPSHOT_BUILD_FAILURES.inc()
                 log.exception("snapshot build failed")
-                self._dirty.set()
-                await asyncio.sleep(1.0)
+            SNAPSHOT_BUILD_FAILURES.inc()
+            self._dirty.set()  # try again after a pause
+            self._backoff.failed()
+            await self._backoff.pause()
+
+    async def advance_past(self, version: int, reason: str) -> None:
+        """A subscriber holds `version`, above this database's revision, on the same
+        database: the database went back in time (a restored backup). The revision moves
+        past it, or the subscribers would ignore every change until the counter caught
+        up; the new revision is then published. Raises DatabaseUnavailable."""
+        advanced = await asyncio.to_thread(advance_past, self.db, version, reason)
+        if advanced is None:
+            return  # another subscriber's report moved it already
+        log.warning(
+            "%s, above this database's revision: the database went back in time "
+            "(a restored backup?); revision moved to %d so that every subscriber "
+            "takes its current state",
+            reason,
+            advanced,
+        )
+        self.changed()
 
     async def _revision_moved(self) -> bool:
         try:

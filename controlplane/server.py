@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -22,7 +21,7 @@ from aibridge.v1 import (
 )
 from common import probes
 from common.channel import keepalive_options
-from common.lifecycle import wait_for_signal
+from common.supervise import SHUTDOWN_MARGIN, Supervisor
 from controlplane.admin import AdminService
 from controlplane.auth import AuthInterceptor, Credentials
 from controlplane.cache import SnapshotCache
@@ -108,21 +107,20 @@ async def serve(config: ControlplaneConfig) -> None:
         ),
         server,
     )
-    add_sync_service(SyncService(cache, registry, credentials, db, publisher), server)
+    add_sync_service(SyncService(cache, registry, credentials, publisher), server)
     usage_pb2_grpc.add_UsageServicer_to_server(UsageService(UsageLog(db)), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(SERVICE_NAMES, server)
     _bind(server, config)
 
-    background = [
-        asyncio.create_task(publisher.run(), name="publisher"),
-        asyncio.create_task(fleet.run(), name="fleet"),
-    ]
+    supervisor = Supervisor(shutdown_limit=config.shutdown_grace + SHUTDOWN_MARGIN)
+    supervisor.start(publisher.run(), "publisher")
+    supervisor.start(fleet.run(), "fleet")
     if db.is_postgres:
         listener = RevisionListener(
             db.libpq_conninfo(), publisher.changed, config.revision_check_interval
         )
-        background.append(asyncio.create_task(listener.run(), name="listen"))
+        supervisor.start(listener.run(), "listen")
     metrics = await _start_metrics(config.metrics_listen, _readiness(health_servicer, cache))
 
     await server.start()
@@ -135,21 +133,20 @@ async def serve(config: ControlplaneConfig) -> None:
         cache.version,
     )
 
-    await wait_for_signal()
+    await supervisor.wait()
     log.info("shutting down")
     await health_servicer.enter_graceful_shutdown()
     stopping = asyncio.create_task(server.stop(config.shutdown_grace))
     await asyncio.sleep(0)  # new calls are refused from here on
     cache.close()
     await stopping
-    for task in background:
-        task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await asyncio.gather(*background, return_exceptions=True)
-    await fleet.publish()  # every stream has ended: the others wait for them to come back
+    await supervisor.stop()
+    if "fleet" not in supervisor.failed:  # a broken mirror would only fail again
+        await fleet.publish()  # every stream has ended: the others wait for them to come back
     if metrics is not None:
         await metrics.cleanup()
     db.dispose()
+    supervisor.check()
 
 
 def _health_follows_database(servicer: health.aio.HealthServicer) -> Callable[[bool], None]:

@@ -3,7 +3,6 @@ Leave forgets one that shuts down cleanly."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,8 +16,7 @@ from controlplane.auth import Credentials, Role
 from controlplane.cache import SnapshotCache
 from controlplane.publisher import SnapshotPublisher
 from controlplane.registry import Skipped, SubscriberRegistry, SubscriberState, instance_of
-from controlplane.store import revision
-from controlplane.store.db import Database, DatabaseUnavailable
+from controlplane.store.db import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +35,11 @@ class SyncService(sync_pb2_grpc.SyncServicer):
         cache: SnapshotCache,
         registry: SubscriberRegistry,
         credentials: Credentials,
-        db: Database,
         publisher: SnapshotPublisher,
     ) -> None:
         self.cache = cache
         self.registry = registry
         self.credentials = credentials
-        self.db = db
         self.publisher = publisher
 
     async def Watch(
@@ -102,8 +98,9 @@ class SyncService(sync_pb2_grpc.SyncServicer):
 
     async def _check_ahead(self, request: sync_pb2.WatchRequest, role: Role) -> None:
         """A subscriber ahead of this database's revision, on the same database: the
-        database went back in time (a restored backup). Its revision moves past the
-        subscriber's, or the subscribers would ignore it until the counter caught up."""
+        database went back in time (a restored backup). The publisher moves its revision
+        past the subscriber's, or the subscribers would ignore it until the counter caught
+        up."""
         current = self.cache.current()
         if (
             current is None
@@ -114,21 +111,9 @@ class SyncService(sync_pb2_grpc.SyncServicer):
             return
         reason = f"subscriber {request.subscriber_id} holds version {request.applied_version}"
         try:
-            advanced = await asyncio.to_thread(
-                revision.advance_past, self.db, request.applied_version, reason
-            )
+            await self.publisher.advance_past(request.applied_version, reason)
         except DatabaseUnavailable as exc:
             log.warning("cannot check %s against the database: %s", reason, exc)
-            return
-        if advanced is not None:
-            log.warning(
-                "%s, above this database's revision: the database went back in time "
-                "(a restored backup?); revision moved to %d so that every subscriber "
-                "takes its current state",
-                reason,
-                advanced,
-            )
-            self.publisher.changed()
 
     async def Ack(
         self, request: sync_pb2.AckRequest, context: grpc.aio.ServicerContext

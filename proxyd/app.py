@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from common import access
-from common.lifecycle import wait_for_signal
 from common.metrics import expose_gc_pauses, expose_subscriber
+from common.supervise import SHUTDOWN_MARGIN, Supervisor
 from proxyd.certs import CertificateAuthority
 from proxyd.config import ProxydConfig
 from proxyd.mitm import Interceptor
@@ -47,7 +46,8 @@ async def serve(config: ProxydConfig) -> None:
         idle_timeout=config.idle_timeout,
         subscriber=subscriber,
     )
-    subscription = asyncio.create_task(subscriber.run(), name="subscriber")
+    supervisor = Supervisor(shutdown_limit=SHUTDOWN_GRACE + SHUTDOWN_MARGIN)
+    supervisor.start(subscriber.run(), "subscriber")
     server = await asyncio.start_server(
         proxy.handle, config.host, config.port, limit=config.max_header_bytes * 2, backlog=1024
     )
@@ -56,7 +56,7 @@ async def serve(config: ProxydConfig) -> None:
         config.host, config.port, config.bridged_url,
     )  # fmt: skip
 
-    await wait_for_signal()
+    await supervisor.wait()
     log.info("shutting down")
     server.close()
     if proxy.connections:
@@ -64,8 +64,7 @@ async def serve(config: ProxydConfig) -> None:
         for task in pending:
             task.cancel()
     await subscriber.leave()  # so that no admin's --wait holds for this process
-    subscription.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await subscription
+    await supervisor.stop()
     await interceptor.close()
     log.info("stopped")
+    supervisor.check()

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Callable
 
 import psycopg
 from prometheus_client import Gauge
 
+from common.backoff import Backoff, Sleep
 from controlplane.store.db import NOTIFY_CHANNEL
 
 log = logging.getLogger(__name__)
@@ -24,14 +24,19 @@ LISTENING = Gauge("aibridge_controlplane_listening", "1 while the LISTEN connect
 
 class RevisionListener:
     def __init__(
-        self, conninfo: str, on_change: Callable[[], None], liveness_interval: float
+        self,
+        conninfo: str,
+        on_change: Callable[[], None],
+        liveness_interval: float,
+        *,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.conninfo = conninfo
         self.on_change = on_change
         self.liveness_interval = liveness_interval
+        self._backoff = Backoff(0.1, 5.0, sleep=sleep)
 
     async def run(self) -> None:
-        self._attempt = 0
         while True:
             try:
                 await self._listen()
@@ -39,9 +44,8 @@ class RevisionListener:
                 log.warning("LISTEN connection lost: %s", _first_line(exc))
             finally:
                 LISTENING.set(0)
-            self._attempt += 1
-            delay = min(5.0, 0.1 * 2 ** min(self._attempt, 6))
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            self._backoff.failed()
+            await self._backoff.pause()
 
     async def _listen(self) -> None:
         conn = await psycopg.AsyncConnection.connect(
@@ -56,7 +60,7 @@ class RevisionListener:
         async with conn:
             await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
             LISTENING.set(1)
-            self._attempt = 0
+            self._backoff.reset()
             log.info("listening for revisions on %s", NOTIFY_CHANNEL)
             self.on_change()  # anything committed while nobody listened
             while True:
