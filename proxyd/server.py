@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hashlib
 import json
 import logging
 import re
@@ -125,18 +124,18 @@ class ProxyServer:
                           "no_snapshot")  # fmt: skip
             return
         token = _proxy_token(request.headers)
-        verifier = None if token is None else router.verify(_sha256(token))
-        if token is None or verifier is None:
+        caller = None if token is None else router.callers.verify(token)
+        if token is None or caller is None:
             await _refuse(
                 conn, writer, call, 407, "Proxy Authentication Required",
                 "a gateway token is required: http://user:TOKEN@proxy", "invalid_token",
                 headers=[PROXY_AUTHENTICATE],
             )  # fmt: skip
             return
-        call.token = verifier.name
+        call.token = caller.name
         key = host_key(host, port)
         if router.route(key) is not None:
-            await self._intercept(conn, reader, writer, host, key, token, verifier.name)
+            await self._intercept(conn, reader, writer, host, key, token, caller.name)
         elif self.tunnel == "deny":
             await _refuse(conn, writer, call, 403, "Forbidden", "only provider hosts are allowed",
                           "tunnel_denied")  # fmt: skip
@@ -247,10 +246,6 @@ def _loggable(target: str) -> str:
 
 
 _USERINFO = re.compile(r"//[^/@]*@")
-
-
-def _sha256(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _authority(target: str) -> tuple[str, int] | None:
