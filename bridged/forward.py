@@ -26,7 +26,7 @@ from bridged.bodies import SENT_WHOLE, BodyRefused, HeldBody, RequestBodies, ups
 from bridged.errors import error_response, family_for_path
 from bridged.headers import STRIPPED_RESPONSE, upstream_request_headers
 from bridged.keys import KeyHealth
-from bridged.reload import RouteState
+from bridged.reload import LiveRouteTable
 from bridged.routes import Endpoint, Route, RouteTable
 from bridged.upstreams import UpstreamPools
 from bridged.usage import Usage, UsageExtractor
@@ -62,7 +62,7 @@ class Exchange:
 class Forwarder:
     def __init__(
         self,
-        state: RouteState,
+        state: LiveRouteTable,
         pools: UpstreamPools,
         keys: KeyHealth,
         reporter: UsageReporter,

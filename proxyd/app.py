@@ -12,7 +12,7 @@ from common.metrics import expose_gc_pauses, expose_subscriber
 from proxyd.certs import CertificateAuthority
 from proxyd.config import ProxydConfig
 from proxyd.mitm import Interceptor
-from proxyd.reload import RouterState
+from proxyd.reload import LiveHostRouter
 from proxyd.server import ProxyServer
 from proxyd.tunnel import TunnelPolicy
 
@@ -26,7 +26,7 @@ async def serve(config: ProxydConfig) -> None:
     ca = CertificateAuthority.load_or_create(
         config.ca_cert, config.ca_key, config.state_dir, config.cert_cache_size
     )
-    state = RouterState()
+    state = LiveHostRouter()
     link = config.controlplane
     subscriber = link.subscriber("proxyd", state.apply)
     expose_subscriber("proxyd", subscriber)

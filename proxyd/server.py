@@ -25,7 +25,7 @@ from proxyd import metrics
 from proxyd.certs import CertificateAuthority
 from proxyd.http import next_event, refuse_malformed, reply
 from proxyd.mitm import Interceptor
-from proxyd.reload import RouterState
+from proxyd.reload import LiveHostRouter
 from proxyd.routes import host_key
 from proxyd.tunnel import TunnelPolicy, splice
 
@@ -39,7 +39,7 @@ HEAD_TIMEOUT = 15.0
 class ProxyServer:
     def __init__(
         self,
-        state: RouterState,
+        state: LiveHostRouter,
         ca: CertificateAuthority,
         interceptor: Interceptor,
         policy: TunnelPolicy,
