@@ -27,7 +27,7 @@ from proxyd.http import next_event, refuse_malformed, reply
 from proxyd.mitm import Interceptor
 from proxyd.reload import LiveHostRouter
 from proxyd.routes import host_key
-from proxyd.tunnel import TunnelPolicy, splice
+from proxyd.tunnel import AddressNotAllowed, DialFailed, TunnelPolicy, splice
 
 log = logging.getLogger(__name__)
 
@@ -178,12 +178,13 @@ class ProxyServer:
             await _refuse(conn, writer, call, 403, "Forbidden", f"port {port} is not allowed",
                           "port_not_allowed")  # fmt: skip
             return
-        upstream = await self.policy.dial(host, port)
-        if isinstance(upstream, str):
-            if "private" in upstream:
-                await _refuse(conn, writer, call, 403, "Forbidden", upstream, "address_not_allowed")
-            else:
-                await _refuse(conn, writer, call, 502, "Bad Gateway", upstream, "tunnel_failed")
+        try:
+            upstream = await self.policy.dial(host, port)
+        except AddressNotAllowed as refused:
+            await _refuse(conn, writer, call, 403, "Forbidden", str(refused), "address_not_allowed")
+            return
+        except DialFailed as failed:
+            await _refuse(conn, writer, call, 502, "Bad Gateway", str(failed), "tunnel_failed")
             return
         metrics.SESSIONS.labels("tunnelled").inc()
         writer.write(
