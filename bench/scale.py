@@ -6,9 +6,9 @@ For each size, against a SQLite database filled directly through the store's mod
   rebuild the same after one row changed (what a mutation costs): the changed row
           read and encoded again, every live provider's id and token compared
   decode  ProviderSnapshot.FromString (what the subscriber's gRPC stub does on receipt)
-  apply   bridged.reload.RouteState.apply (a fresh route table + swap), and a reload
+  apply   bridged.reload.LiveRouteTable.apply (a fresh route table + swap), and a reload
           (one row of n changed: the others' routes are reused), and
-          proxyd.reload.RouterState.apply (build_host_router + swap), in this process
+          proxyd.reload.LiveHostRouter.apply (build_host_router + swap), in this process
   send    a real controlplane on that database and one real subscriber per role in a
           worker process (bench/subscribers.py): from the mutation call's return to the
           subscriber's apply function (build + encode + transfer + decode), with the
@@ -57,7 +57,7 @@ from bench.common import (
 from bench.soak import gc_metrics, gc_summary
 from bench.subscribers import SubscriberWorkers
 from bridged.keys import KeyHealth
-from bridged.reload import RouteState
+from bridged.reload import LiveRouteTable
 from bridged.upstreams import UpstreamPools
 from controlplane.auth import Role
 from controlplane.snapshots import SnapshotBuilder
@@ -65,7 +65,7 @@ from controlplane.store.db import Database
 from controlplane.store.keyring import KeyRing
 from controlplane.store.models import Provider, ProviderKey, utcnow
 from controlplane.store.tokens import Tokens
-from proxyd.reload import RouterState
+from proxyd.reload import LiveHostRouter
 from tests.harness import Bridged, Controlplane, Secrets, free_port, wait_until
 
 TARGET_MS = 100.0
@@ -238,13 +238,13 @@ def in_process(path: Path, n: int, keyring: KeyRing, options: argparse.Namespace
                 def fresh(
                     snap: snapshot_pb2.ProviderSnapshot = snap, pools: UpstreamPools = pools
                 ) -> Any:
-                    return RouteState(pools, KeyHealth(30)).apply(snap)
+                    return LiveRouteTable(pools, KeyHealth(30)).apply(snap)
 
                 apply_ms, result = timed(fresh, rounds, cap)
                 step("apply", "bridged", apply_ms, hosts=hosts)
                 # What a reload costs: every row compared, the changed one rebuilt (the
                 # two snapshots alternate, so each apply sees one row change).
-                state = RouteState(UpstreamPools(10, 300), KeyHealth(30))
+                state = LiveRouteTable(UpstreamPools(10, 300), KeyHealth(30))
                 state.apply(snap)
                 changed = snapshot_pb2.ProviderSnapshot()
                 changed.CopyFrom(snap)
@@ -256,7 +256,7 @@ def in_process(path: Path, n: int, keyring: KeyRing, options: argparse.Namespace
                 assert state.table is not None and len(state.table.routes) == n, result
                 step("reload", "bridged", apply_ms, hosts=hosts)
             else:
-                router = RouterState()
+                router = LiveHostRouter()
                 apply_ms, result = timed(functools.partial(router.apply, snap), rounds, cap)
                 routed = len(router.router.hosts) if router.router else 0
                 assert routed == n, result.skipped[:3]

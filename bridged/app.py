@@ -15,7 +15,7 @@ from bridged.connections import LimitedSite
 from bridged.errors import error_response, family_for_path
 from bridged.forward import Forwarder
 from bridged.keys import KeyHealth
-from bridged.reload import RouteState
+from bridged.reload import LiveRouteTable
 from bridged.upstreams import UpstreamPools
 from bridged.usage_reporter import UsageReporter
 from bridged.usage_spool import UsageSpool
@@ -35,7 +35,7 @@ class Gateway:
             config.connect_timeout, config.idle_read_timeout, config.upstream_ca_file
         )
         self.keys = KeyHealth(config.default_cooldown, config.unauthorized_cooldown)
-        self.state = RouteState(self.pools, self.keys)
+        self.state = LiveRouteTable(self.pools, self.keys)
         link = config.controlplane
         self.subscriber = link.subscriber("bridged", self.state.apply)
         self.reporter = UsageReporter(

@@ -6,7 +6,6 @@ Everything a request needs is read from one route table, taken once at its start
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import itertools
 import logging
 import os
@@ -27,12 +26,13 @@ from bridged.bodies import SENT_WHOLE, BodyRefused, HeldBody, RequestBodies, ups
 from bridged.errors import error_response, family_for_path
 from bridged.headers import STRIPPED_RESPONSE, upstream_request_headers
 from bridged.keys import KeyHealth
-from bridged.reload import RouteState
-from bridged.routes import Caller, Endpoint, Route, RouteTable
+from bridged.reload import LiveRouteTable
+from bridged.routes import Endpoint, Route, RouteTable
 from bridged.upstreams import UpstreamPools
 from bridged.usage import Usage, UsageExtractor
 from bridged.usage_reporter import UsageReporter
 from common import access
+from common.tokens import Caller
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class Exchange:
 class Forwarder:
     def __init__(
         self,
-        state: RouteState,
+        state: LiveRouteTable,
         pools: UpstreamPools,
         keys: KeyHealth,
         reporter: UsageReporter,
@@ -348,14 +348,7 @@ def authenticate(request: web.Request, table: RouteTable) -> Caller | None:
         token = request.headers.get("x-api-key", "").strip()
     if not token:
         return None
-    try:
-        digest = hashlib.sha256(token.encode()).hexdigest()
-    except UnicodeEncodeError:  # bytes that are not UTF-8 (kept as surrogates): no token
-        return None
-    caller = table.callers.get(digest)
-    if caller is None or (caller.expires_at and caller.expires_at <= time.time()):
-        return None
-    return caller
+    return table.callers.verify(token)
 
 
 def _request_fields(body: bytearray) -> tuple[str, bool]:

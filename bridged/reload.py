@@ -1,7 +1,6 @@
-"""The one place a snapshot becomes the live route table: build it, swap it, tidy up.
-
-Requests read `RouteState.table` once at their start and keep that value, so a swap
-never touches a request in flight.
+"""The one place a snapshot becomes bridged's live route table: build it, swap it, tidy
+up. Requests read `LiveRouteTable.table` once at their start and keep that value, so a
+swap never touches a request in flight. (proxyd's counterpart: proxyd/reload.py.)
 """
 
 from __future__ import annotations
@@ -18,7 +17,9 @@ from common.subscriber import ApplyResult
 log = logging.getLogger(__name__)
 
 
-class RouteState:
+class LiveRouteTable:
+    """The route table requests are served from, replaced whole by each snapshot."""
+
     def __init__(self, pools: UpstreamPools, keys: KeyHealth) -> None:
         self.table: RouteTable | None = None
         self._pools = pools

@@ -17,6 +17,8 @@ from yarl import URL
 
 from aibridge.v1 import snapshot_pb2
 from common.subscriber import SkippedProvider
+from common.tokens import Callers
+from common.urls import BadBaseURL, parse_base_url
 from common.wire import OPENAI_COMPATIBLE_TYPES
 
 
@@ -71,7 +73,7 @@ class Route(NamedTuple):
     name: str
     type: str
     enabled: bool
-    base_url: str  # normalised as yarl writes it, without a trailing slash
+    base_url: str  # read by common.urls: as yarl writes it, without a trailing slash
     origin: str  # scheme://host[:port]: the key of its connection pool
     keys: tuple[ProviderKey, ...]
 
@@ -106,17 +108,10 @@ class Route(NamedTuple):
 
 
 @dataclass(frozen=True)
-class Caller:
-    token_id: str
-    name: str
-    expires_at: int  # unix seconds, 0 = never
-
-
-@dataclass(frozen=True)
 class RouteTable:
     version: int
     routes: Mapping[str, Route] = field(default_factory=dict)
-    callers: Mapping[str, Caller] = field(default_factory=dict)  # by token SHA-256
+    callers: Callers = field(default_factory=Callers)
 
     @property
     def origins(self) -> frozenset[str]:
@@ -153,62 +148,20 @@ class RouteBuilder:
             else:
                 routes[p.name] = result
         self._rows, self._results = rows, results
-        callers = {t.sha256: Caller(t.id, t.name, t.expires_at) for t in snapshot.tokens}
-        table = RouteTable(snapshot.version, MappingProxyType(routes), MappingProxyType(callers))
+        table = RouteTable(snapshot.version, MappingProxyType(routes), Callers(snapshot.tokens))
         return table, skipped
-
-
-# The usual base_url, checked without a URL parser (at 10,000 providers, parsing was
-# most of a fresh table): http(s), a lowercase ASCII host, a port written plainly (no
-# leading zero), a path of plain segments. yarl accepts all of these and writes them
-# back unchanged but for a default port, which it drops (tests/test_bridged_routes.py
-# holds the two to the same answer); any other base_url is parsed by yarl.
-_PLAIN_URL = re.compile(
-    r"(https?)://([a-z0-9-]+(?:\.[a-z0-9-]+)*)(?::([1-9][0-9]{0,4}))?"
-    r"((?:/[A-Za-z0-9_~!$&'()*+,;=:@-][A-Za-z0-9._~!$&'()*+,;=:@-]*)*)/?"
-)
-_DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 
 def _route(p: snapshot_pb2.SnapshotProvider) -> Route | str:
     """The provider's Route, or why it cannot have one."""
     if p.type != "anthropic" and p.type not in OPENAI_COMPATIBLE_TYPES:
         return f"unknown provider type {p.type!r}"
-    where = _plain_url(p.base_url) or _parsed_url(p.base_url)
-    if isinstance(where, str):
-        return where
-    base_url, origin = where
-    keys = tuple(ProviderKey(k.id, k.secret, k.hint) for k in p.keys)
-    return Route(p.id, p.name, p.type, p.enabled, base_url, origin, keys)
-
-
-def _plain_url(url: str) -> tuple[str, str] | None:
-    """(base_url, origin) of a plain base_url, as yarl would write them; None if the
-    URL is not plain."""
-    match = _PLAIN_URL.fullmatch(url)
-    if match is None:
-        return None
-    scheme, host, port, path = match.groups()
-    if port is not None and not 0 < int(port) < 65536:
-        return None
-    authority = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
-    origin = f"{scheme}://{authority}"
-    return origin + path, origin
-
-
-def _parsed_url(text: str) -> tuple[str, str] | str:
-    """(base_url, origin) as yarl writes them, or why the URL cannot be a base_url."""
     try:
-        url = URL(text)
-        _ = url.port
-    except (ValueError, TypeError) as exc:
-        return f"unusable base_url: {exc}"
-    # raw_host: no IDNA decoding (costly, and not needed to tell that there is a host).
-    if url.scheme not in ("http", "https") or not url.raw_host:
-        return "unusable base_url: must be an absolute http(s) URL with a host"
-    if url.query_string or url.fragment:
-        return "unusable base_url: must not have a query or fragment"
-    return str(url).rstrip("/"), str(url.origin())
+        where = parse_base_url(p.base_url)
+    except BadBaseURL as bad:
+        return f"unusable base_url: {bad}"
+    keys = tuple(ProviderKey(k.id, k.secret, k.hint) for k in p.keys)
+    return Route(p.id, p.name, p.type, p.enabled, where.url, where.origin, keys)
 
 
 def _quote_path(path: str) -> str:

@@ -22,8 +22,9 @@ from operator import attrgetter
 
 from sqlalchemy import delete, select
 
+from common.subscriber import SkippedProvider
 from controlplane.auth import Role
-from controlplane.registry import MEMORY, Skipped, SubscriberRegistry, SubscriberState
+from controlplane.registry import MEMORY, SubscriberRegistry, SubscriberState
 from controlplane.store.db import Database, DatabaseUnavailable
 from controlplane.store.models import SubscriberRow, utcnow
 
@@ -200,7 +201,7 @@ def _state(row: SubscriberRow, stale_before: datetime) -> SubscriberState:
         applied_version=row.applied_version,
         sent_version=row.sent_version,
         last_error=row.last_error,
-        skipped=tuple(Skipped(**k) for k in json.loads(row.skipped)),
+        skipped=tuple(SkippedProvider(**k) for k in json.loads(row.skipped)),
         controlplane_id=row.controlplane_id,
         disconnected_at=disconnected_at,
         left=row.left_cleanly,

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from common.subscriber import SkippedProvider
 from controlplane.auth import Role
 from controlplane.store.models import utcnow
 
@@ -33,13 +34,6 @@ def instance_of(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-@dataclass(frozen=True)
-class Skipped:
-    provider_id: str
-    name: str
-    reason: str
-
-
 @dataclass
 class SubscriberState:
     id: str
@@ -50,7 +44,7 @@ class SubscriberState:
     applied_version: int = 0
     sent_version: int = 0
     last_error: str = ""
-    skipped: tuple[Skipped, ...] = ()
+    skipped: tuple[SkippedProvider, ...] = ()
     controlplane_id: str = ""
     # When it was last seen connected; None while its stream is open.
     disconnected_at: datetime | None = None
@@ -121,7 +115,7 @@ class SubscriberRegistry:
         self._notify()
 
     def ack(
-        self, state: SubscriberState, version: int, error: str, skipped: Iterable[Skipped]
+        self, state: SubscriberState, version: int, error: str, skipped: Iterable[SkippedProvider]
     ) -> None:
         if error:
             state.last_error = f"version {version}: {error}"[:1000]

@@ -11,11 +11,12 @@ import grpc
 from prometheus_client import Counter, Gauge
 
 from aibridge.v1 import sync_pb2, sync_pb2_grpc
+from common.subscriber import SkippedProvider
 from common.wire import SKIPPED_REASON_MAX
 from controlplane.auth import Credentials, Role
 from controlplane.cache import SnapshotCache
 from controlplane.publisher import SnapshotPublisher
-from controlplane.registry import Skipped, SubscriberRegistry, SubscriberState, instance_of
+from controlplane.registry import SubscriberRegistry, SubscriberState, instance_of
 from controlplane.store.db import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,8 @@ class SyncService(sync_pb2_grpc.SyncServicer):
     ) -> sync_pb2.AckResponse:
         state = await self._entry_of(request, context, connected=True)
         skipped = [
-            Skipped(s.provider_id, s.name, s.reason[:SKIPPED_REASON_MAX]) for s in request.skipped
+            SkippedProvider(s.provider_id, s.name, s.reason[:SKIPPED_REASON_MAX])
+            for s in request.skipped
         ]
         self.registry.ack(state, request.version, request.error, skipped)
         ACKS.labels(state.role.value, "rejected" if request.error else "applied").inc()

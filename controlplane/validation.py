@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from urllib.parse import urlsplit
 
+from common.urls import BadBaseURL, parse_base_url
 from common.wire import PROVIDER_TYPES
 from controlplane.errors import InvalidArgument
 
@@ -37,25 +37,12 @@ def provider_type(value: str) -> str:
 
 
 def base_url(value: str) -> str:
-    if not value:
-        raise InvalidArgument("base_url", "is required")
-    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in value):
-        raise InvalidArgument("base_url", "must not contain whitespace or control characters")
+    """The rule the data planes apply too (common.urls); stored as given, less a
+    trailing slash."""
     try:
-        parts = urlsplit(value)
-        port = parts.port  # raises on a malformed port
-    except ValueError as exc:
-        raise InvalidArgument("base_url", f"is malformed ({exc})") from None
-    if parts.scheme not in ("http", "https"):
-        raise InvalidArgument("base_url", "must be an absolute http:// or https:// URL")
-    if not parts.hostname:
-        raise InvalidArgument("base_url", "must have a host")
-    if parts.username is not None or parts.password is not None:
-        raise InvalidArgument("base_url", "must not carry credentials; add a key instead")
-    if parts.query or parts.fragment:
-        raise InvalidArgument("base_url", "must not have a query or fragment")
-    if port == 0:
-        raise InvalidArgument("base_url", "has port 0")
+        parse_base_url(value)
+    except BadBaseURL as bad:
+        raise InvalidArgument("base_url", str(bad)) from None
     return value.rstrip("/")
 
 
@@ -63,7 +50,7 @@ def base_url_for_type(provider_type: str, url: str) -> str:
     """The conventions of each family's base_url (DESIGN.md, bridged): an Anthropic
     base_url is the host root, since clients and the gateway add /v1/messages; one that
     ends in /v1 would send /v1/v1/messages, which Claude Code reports as a model problem."""
-    if provider_type == "anthropic" and urlsplit(url).path.rstrip("/").endswith("/v1"):
+    if provider_type == "anthropic" and parse_base_url(url).path.endswith("/v1"):
         raise InvalidArgument(
             "base_url",
             "an anthropic provider's base_url is the host root without /v1 (like "

@@ -11,7 +11,7 @@ from common.supervise import SHUTDOWN_MARGIN, Supervisor
 from proxyd.certs import CertificateAuthority
 from proxyd.config import ProxydConfig
 from proxyd.mitm import Interceptor
-from proxyd.reload import RouterState
+from proxyd.reload import LiveHostRouter
 from proxyd.server import ProxyServer
 from proxyd.tunnel import TunnelPolicy
 
@@ -25,7 +25,7 @@ async def serve(config: ProxydConfig) -> None:
     ca = CertificateAuthority.load_or_create(
         config.ca_cert, config.ca_key, config.state_dir, config.cert_cache_size
     )
-    state = RouterState()
+    state = LiveHostRouter()
     link = config.controlplane
     subscriber = link.subscriber("proxyd", state.apply)
     expose_subscriber("proxyd", subscriber)

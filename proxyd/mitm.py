@@ -20,7 +20,7 @@ from common.access import Call
 from common.wire import HOP_BY_HOP
 from proxyd import metrics
 from proxyd.http import json_error, next_event, refuse_malformed, reply
-from proxyd.reload import RouterState
+from proxyd.reload import LiveHostRouter
 from proxyd.routes import HostRoute
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ STRIPPED_RESPONSE = HOP_BY_HOP
 class Interceptor:
     def __init__(
         self,
-        state: RouterState,
+        state: LiveHostRouter,
         bridged_url: str,
         max_body_bytes: int,
         max_header_bytes: int,

@@ -1,5 +1,7 @@
-"""The one place a snapshot becomes proxyd's live host map. Each request looks the map
-up afresh, so requests on an already open connection follow the newest routing."""
+"""The one place a snapshot becomes proxyd's live host router: build it, swap it. Each
+request reads `LiveHostRouter.router` afresh, so requests on an already open connection
+follow the newest routing. (bridged's counterpart: bridged/reload.py.)
+"""
 
 from __future__ import annotations
 
@@ -13,7 +15,10 @@ from proxyd.routes import HostRouter, build_host_router
 log = logging.getLogger(__name__)
 
 
-class RouterState:
+class LiveHostRouter:
+    """The host router CONNECTs and requests are routed by, replaced whole by each
+    snapshot."""
+
     def __init__(self) -> None:
         self.router: HostRouter | None = None
 

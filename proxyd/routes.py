@@ -10,22 +10,23 @@ reported). The choice never depends on arrival order.
 
 from __future__ import annotations
 
-import time
+import contextlib
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from yarl import URL
-
 from aibridge.v1 import snapshot_pb2
 from common import SkippedProvider
+from common.tokens import Callers
+from common.urls import BadBaseURL, parse_base_url
 
 
 @dataclass(frozen=True)
 class HostRoute:
     provider: str
     type: str
-    base_path: str  # the base_url's path, without a trailing slash
+    base_path: str  # the base_url's path as sent, without a trailing slash
 
     def bridged_path(self, path: str) -> str:
         """The path bridged expects under /api/v2/aibridge/{provider}.
@@ -42,32 +43,25 @@ class HostRoute:
 
 
 @dataclass(frozen=True)
-class Verifier:
-    token_id: str
-    name: str
-    expires_at: int
-
-
-@dataclass(frozen=True)
 class HostRouter:
     version: int
     hosts: Mapping[str, HostRoute] = field(default_factory=dict)  # "host:port" → route
-    verifiers: Mapping[str, Verifier] = field(default_factory=dict)  # sha256 → token
+    callers: Callers = field(default_factory=Callers)
 
     def route(self, host_port: str) -> HostRoute | None:
         return self.hosts.get(host_port.lower())
 
-    def verify(self, token_sha256: str) -> Verifier | None:
-        verifier = self.verifiers.get(token_sha256)
-        if verifier is None or (verifier.expires_at and verifier.expires_at <= time.time()):
-            return None
-        return verifier
-
 
 def host_key(host: str, port: int) -> str:
-    # `api.openai.com.` is the same host: it must not slip past interception.
+    # `api.openai.com.` is the same host, and so is each spelling of an IPv6 address
+    # (common.urls writes a base_url's in its shortest form): none may slip past
+    # interception.
     host = host.lower().strip("[]").rstrip(".")
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if ":" not in host:
+        return f"{host}:{port}"
+    with contextlib.suppress(ValueError):
+        host = ipaddress.IPv6Address(host).compressed
+    return f"[{host}]:{port}"
 
 
 def build_host_router(
@@ -78,17 +72,11 @@ def build_host_router(
     skipped: list[SkippedProvider] = []
     for p in sorted(snapshot.providers, key=lambda p: (not p.enabled, p.name)):
         try:
-            url = URL(p.base_url)
-            port = url.port
-        except (ValueError, TypeError) as exc:
-            skipped.append(SkippedProvider(p.id, p.name, f"malformed base_url: {exc}"))
+            url = parse_base_url(p.base_url)
+        except BadBaseURL as bad:
+            skipped.append(SkippedProvider(p.id, p.name, f"unusable base_url: {bad}"))
             continue
-        # raw_host: an internationalised host as clients send it in CONNECT (punycode),
-        # and no IDNA decoding, which would cost more than the rest of the row.
-        if not p.base_url or url.scheme not in ("http", "https") or not url.raw_host or not port:
-            skipped.append(SkippedProvider(p.id, p.name, "base_url has no http(s) host"))
-            continue
-        key = host_key(url.raw_host, port)
+        key = host_key(url.host, url.port)
         if key in hosts:
             if not p.enabled:
                 continue  # the host is intercepted all the same: nothing is lost
@@ -96,8 +84,7 @@ def build_host_router(
                 SkippedProvider(p.id, p.name, f"host {key} is already routed to {owner[key]}")
             )
             continue
-        hosts[key] = HostRoute(p.name, p.type, url.path.rstrip("/"))
+        hosts[key] = HostRoute(p.name, p.type, url.path)
         owner[key] = p.name
-    verifiers = {t.sha256: Verifier(t.id, t.name, t.expires_at) for t in snapshot.tokens}
-    router = HostRouter(snapshot.version, MappingProxyType(hosts), MappingProxyType(verifiers))
+    router = HostRouter(snapshot.version, MappingProxyType(hosts), Callers(snapshot.tokens))
     return router, skipped

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hashlib
 import logging
 import re
 import ssl
@@ -25,9 +24,9 @@ from proxyd import metrics
 from proxyd.certs import CertificateAuthority
 from proxyd.http import next_event, refuse_malformed, reply
 from proxyd.mitm import Interceptor
-from proxyd.reload import RouterState
+from proxyd.reload import LiveHostRouter
 from proxyd.routes import host_key
-from proxyd.tunnel import TunnelPolicy, splice
+from proxyd.tunnel import AddressNotAllowed, DialFailed, TunnelPolicy, splice
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +38,7 @@ HEAD_TIMEOUT = 15.0
 class ProxyServer:
     def __init__(
         self,
-        state: RouterState,
+        state: LiveHostRouter,
         ca: CertificateAuthority,
         interceptor: Interceptor,
         policy: TunnelPolicy,
@@ -125,18 +124,18 @@ class ProxyServer:
                           "no_snapshot")  # fmt: skip
             return
         token = _proxy_token(request.headers)
-        verifier = None if token is None else router.verify(_sha256(token))
-        if token is None or verifier is None:
+        caller = None if token is None else router.callers.verify(token)
+        if token is None or caller is None:
             await _refuse(
                 conn, writer, call, 407, "Proxy Authentication Required",
                 "a gateway token is required: http://user:TOKEN@proxy", "invalid_token",
                 headers=[PROXY_AUTHENTICATE],
             )  # fmt: skip
             return
-        call.token = verifier.name
+        call.token = caller.name
         key = host_key(host, port)
         if router.route(key) is not None:
-            await self._intercept(conn, reader, writer, host, key, token, verifier.name)
+            await self._intercept(conn, reader, writer, host, key, token, caller.name)
         elif self.tunnel == "deny":
             await _refuse(conn, writer, call, 403, "Forbidden", "only provider hosts are allowed",
                           "tunnel_denied")  # fmt: skip
@@ -179,12 +178,13 @@ class ProxyServer:
             await _refuse(conn, writer, call, 403, "Forbidden", f"port {port} is not allowed",
                           "port_not_allowed")  # fmt: skip
             return
-        upstream = await self.policy.dial(host, port)
-        if isinstance(upstream, str):
-            if "private" in upstream:
-                await _refuse(conn, writer, call, 403, "Forbidden", upstream, "address_not_allowed")
-            else:
-                await _refuse(conn, writer, call, 502, "Bad Gateway", upstream, "tunnel_failed")
+        try:
+            upstream = await self.policy.dial(host, port)
+        except AddressNotAllowed as refused:
+            await _refuse(conn, writer, call, 403, "Forbidden", str(refused), "address_not_allowed")
+            return
+        except DialFailed as failed:
+            await _refuse(conn, writer, call, 502, "Bad Gateway", str(failed), "tunnel_failed")
             return
         metrics.SESSIONS.labels("tunnelled").inc()
         writer.write(
@@ -239,10 +239,6 @@ def _loggable(target: str) -> str:
 
 
 _USERINFO = re.compile(r"//[^/@]*@")
-
-
-def _sha256(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _authority(target: str) -> tuple[str, int] | None:

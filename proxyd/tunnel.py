@@ -44,6 +44,14 @@ def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
     return [v4 for v4 in found if v4 is not None]
 
 
+class DialFailed(Exception):
+    """The tunnel's host could not be reached (a 502); the message says why."""
+
+
+class AddressNotAllowed(DialFailed):
+    """Every address of the host is one the policy refuses (a 403: no retry will help)."""
+
+
 @dataclass(frozen=True)
 class TunnelPolicy:
     ports: frozenset[int]
@@ -71,25 +79,24 @@ class TunnelPolicy:
         # (100.64/10, where some clouds keep their metadata service), reserved...
         return ip.is_global and not ip.is_multicast
 
-    async def dial(
-        self, host: str, port: int
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | str:
-        """Connects to the first allowed address of `host`, or says why not."""
+    async def dial(self, host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Connects to the first allowed address of `host`; raises DialFailed (or its
+        AddressNotAllowed) saying why not."""
         loop = asyncio.get_running_loop()
         try:
             infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except (OSError, UnicodeError):  # UnicodeError: a name IDNA cannot encode
-            return "cannot resolve the host"
+            raise DialFailed("cannot resolve the host") from None
         addresses = [str(info[4][0]) for info in infos]
         allowed = [a for a in addresses if self.address_allowed(a)]
         if not allowed:
-            return "the host's address is in a private range"
+            raise AddressNotAllowed("the host's address is in a private range")
         try:
             return await asyncio.wait_for(
                 asyncio.open_connection(allowed[0], port), CONNECT_TIMEOUT
             )
         except (OSError, TimeoutError):
-            return "cannot connect to the host"
+            raise DialFailed("cannot connect to the host") from None
 
 
 async def splice(

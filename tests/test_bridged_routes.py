@@ -6,7 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aibridge.v1 import snapshot_pb2
-from bridged.routes import ProviderKey, Route, _parsed_url, _plain_url, _route
+from bridged.routes import ProviderKey, Route, _route
+from common.urls import _parsed_url, _plain_url
 
 
 def route(type: str, base_url: str) -> Route:

@@ -90,9 +90,13 @@ def insert_copy(url: str, template: str, **changes: str) -> None:
 
 
 BAD_ROWS = {  # name → (id, base_url, the reason proxyd gives)
-    "empty": ("prv_rowsempty00001", "", "base_url has no http(s) host"),
-    "malformed": ("prv_rowsmalformed1", "https://host:notaport/v1", "malformed base_url"),
-    "hostless": ("prv_rowshostless01", "https:///v1", "base_url has no http(s) host"),
+    "empty": ("prv_rowsempty00001", "", "unusable base_url: is required"),
+    "malformed": (
+        "prv_rowsmalformed1",
+        "https://host:notaport/v1",
+        "unusable base_url: is malformed",
+    ),
+    "hostless": ("prv_rowshostless01", "https:///v1", "unusable base_url: must have a host"),
 }
 
 

@@ -7,6 +7,7 @@ import ipaddress
 
 import pytest
 
+from common.urls import parse_base_url
 from proxyd.mitm import safe_target
 from proxyd.routes import host_key
 from proxyd.tunnel import TunnelPolicy
@@ -65,3 +66,13 @@ def test_only_plain_paths_are_forwarded(target: bytes, safe: bool) -> None:
 def test_hosts_are_keyed_without_case_brackets_or_trailing_dot() -> None:
     assert host_key("API.OpenAI.com.", 443) == "api.openai.com:443"
     assert host_key("[::1]", 8443) == "[::1]:8443"
+
+
+def test_every_spelling_of_an_ipv6_address_is_one_host() -> None:
+    # As a CONNECT may write them, and as the base_url's host reads (shortest form).
+    for spelling in ("[0:0:0:0:0:0:0:1]", "[::0:1]", "::1"):
+        assert host_key(spelling, 443) == "[::1]:443"
+    assert host_key("[::FFFF:127.0.0.1]", 443) == "[::ffff:7f00:1]:443"
+    assert host_key(parse_base_url("https://[::ffff:127.0.0.1]/v1").host, 443) == (
+        "[::ffff:7f00:1]:443"
+    )

@@ -1,6 +1,7 @@
 """Gateway tokens through the gRPC admin API: shown once, stored and published only as a
 hash, revocable by name or id, and every refused request changes nothing. Runs on SQLite
-and PostgreSQL."""
+and PostgreSQL. Then the one verifier both data planes check a presented token with
+(common/tokens.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ import grpc
 import pytest
 import sqlalchemy as sa
 
-from aibridge.v1 import admin_pb2
+from aibridge.v1 import admin_pb2, snapshot_pb2
+from bridged.routes import RouteBuilder
+from common.tokens import Caller, Callers, token_digest
+from proxyd.routes import build_host_router
 from tests.harness import Controlplane, RecordingSubscriber, Secrets, refused
 
 
@@ -163,6 +167,10 @@ def test_expiring_token_carries_its_expiry_to_admin_and_verifier(
             assert verifier.sha256 == sha256(created.token)
             assert abs(verifier.expires_at - (time.time() + 3600)) < 5
             assert abs(verifier.expires_at - expires_at.timestamp()) < 1
+            # What the data planes make of it: the caller, until it expires.
+            callers = Callers(recording.current.tokens)
+            assert callers.verify(created.token) == (created.info.id, "temp", verifier.expires_at)
+            assert callers.verify(created.token, now=verifier.expires_at) is None
             return created
         finally:
             await recording.stop()
@@ -215,3 +223,39 @@ def test_create_validation(
         shared_controlplane, grpc.StatusCode.INVALID_ARGUMENT,
         shared_controlplane.admin.CreateToken, admin_pb2.CreateTokenRequest(**fields), field,
     )  # fmt: skip
+
+
+def test_a_digest_is_the_sha256_the_snapshot_carries() -> None:
+    assert token_digest("abt_ü-token") == hashlib.sha256("abt_ü-token".encode()).hexdigest()
+
+
+def test_the_verifier_knows_each_token_until_it_expires() -> None:
+    callers = Callers([
+        snapshot_pb2.TokenVerifier(id="tok_1", name="forever", sha256=sha256("abt_one")),
+        snapshot_pb2.TokenVerifier(
+            id="tok_2", name="brief", sha256=sha256("abt_two"), expires_at=1_000
+        ),
+    ])  # fmt: skip
+    assert callers.verify("abt_one", now=4e9) == Caller("tok_1", "forever", 0)
+    assert callers.verify("abt_two", now=999.5) == Caller("tok_2", "brief", 1_000)
+    assert callers.verify("abt_two", now=1_000) is None  # expired at its second
+    assert callers.verify("abt_two") is None  # the clock says so too, long since
+    assert callers.verify("abt_three", now=0) is None
+    assert callers.verify("", now=0) is None
+    # A header value that was not UTF-8 reaches the verifier as lone surrogates.
+    assert callers.verify("abt_\udcff", now=0) is None
+
+
+def test_both_data_planes_let_in_the_same_callers() -> None:
+    snapshot = snapshot_pb2.ProviderSnapshot(
+        version=7,
+        tokens=[
+            snapshot_pb2.TokenVerifier(id="tok_1", name="a", sha256=sha256("abt_a")),
+            snapshot_pb2.TokenVerifier(id="tok_2", name="b", sha256=sha256("abt_b"), expires_at=5),
+        ],
+    )
+    table, _ = RouteBuilder().build(snapshot)
+    router, _ = build_host_router(snapshot)
+    for presented, now in [("abt_a", 0), ("abt_b", 4), ("abt_b", 5), ("abt_c", 0)]:
+        assert table.callers.verify(presented, now) == router.callers.verify(presented, now)
+    assert table.callers.verify("abt_b", 4) == Caller("tok_2", "b", 5)

@@ -15,9 +15,10 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from aibridge.v1 import admin_pb2, snapshot_pb2, usage_pb2, usage_pb2_grpc
 from bridged.forward import Exchange, Forwarder
-from bridged.routes import OPENAI_ENDPOINTS, Caller, Route, _route
+from bridged.routes import OPENAI_ENDPOINTS, Route, _route
 from bridged.usage_reporter import DEFAULT_BATCH_SIZE
 from common.access import Call
+from common.tokens import Caller
 from common.wire import MAX_USAGE_REQUEST_BYTES
 from controlplane.usage import MAX_BATCH
 from tests.harness import Controlplane, ctl

@@ -1,18 +1,16 @@
-"""Gateway tokens: the plaintext is returned once at creation; only its SHA-256 is stored.
-
-Tokens are 256 random bits, so a fast hash is the right verifier: there is nothing to
-brute-force, and the data plane can check one per request without a round trip.
+"""Gateway tokens: the plaintext is returned once at creation; only its digest is stored
+(common.tokens: the data planes check presented tokens against the same digest).
 """
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from common.tokens import token_digest
 from controlplane import validation
 from controlplane.errors import AlreadyExists, InvalidArgument, NotFound
 from controlplane.store import audit
@@ -22,10 +20,6 @@ from controlplane.store.models import GatewayToken, Revision, utcnow
 ID_PREFIX = "tok_"
 TOKEN_PREFIX = "abt_"
 MAX_EXPIRY = timedelta(days=3650)
-
-
-def token_sha256(plaintext: str) -> str:
-    return hashlib.sha256(plaintext.encode()).hexdigest()
 
 
 class Tokens:
@@ -60,7 +54,7 @@ class Tokens:
             token = GatewayToken(
                 id=ID_PREFIX + secrets.token_hex(8),
                 name=name,
-                sha256=token_sha256(plaintext),
+                sha256=token_digest(plaintext),
                 hint=plaintext[: len(TOKEN_PREFIX) + 4] + "…",
                 created_at=now,
                 expires_at=expires_at,
