@@ -8,11 +8,10 @@ from time import monotonic
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from common import access
+from common import access, probes
 from common.access import Call
 
 CALL = web.RequestKey("call", Call)
-_PROBES = frozenset({"/healthz", "/readyz", "/metrics"})  # polled constantly: not calls
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -21,7 +20,7 @@ class AccessLogger(AbstractAccessLogger):
         if call is not None and call.logged:
             return
         if call is None:  # not a provider's route
-            if request.path in _PROBES:
+            if request.path in probes.PATHS:  # polled constantly: not calls
                 return
             call = Call(request.method, request.path, started=monotonic() - time)
         call.status = response.status

@@ -1,7 +1,8 @@
 """Request bodies, read whole (a request failed over to the next key is replayed byte for
 byte) within bounds: `--max-body-bytes` for one body, `--max-buffered-bytes` for all the
 bodies held at once, and `--keepalive-timeout` for a body that stops arriving. Without
-the second, twenty concurrent 30 MB bodies took bridged from 200 MB to 1.4 GB.
+the second, a few large bodies at once grow bridged by gigabytes (docs/benchmarks.md,
+section 7).
 
 A body announced by Content-Length is counted in full before it is read, so that the
 bodies admitted are the ones that can all be held (rather than every body refused half

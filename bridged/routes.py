@@ -16,10 +16,9 @@ from urllib.parse import quote
 from yarl import URL
 
 from aibridge.v1 import snapshot_pb2
-from common.subscriber import SkippedProvider
 from common.tokens import Callers
 from common.urls import BadBaseURL, parse_base_url
-from common.wire import OPENAI_COMPATIBLE_TYPES
+from common.wire import OPENAI_COMPATIBLE_TYPES, SkippedProvider
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,10 @@ from common.channel import ClientTLS, auth_metadata, open_aio_channel
 log = logging.getLogger(__name__)
 
 # Records per ReportUsage call. Each call costs the request path far more than its
-# records do (gRPC's threads take the GIL from the event loop), so batches are large:
-# at 200, p99 at concurrency 1 was 2.2-2.8 ms and throughput 2,800-3,300 req/s; at
-# 1,000, 1.0-1.5 ms and 3,800-3,900 (docs/benchmarks.md). A record is at most about
-# 2.9 KB (forward.py cuts the model to 200 characters and the user agent to 500, 4 bytes
-# each at worst), so a batch of this size stays under the controlplane's limit on usage
+# records do (gRPC's threads take the GIL from the event loop), so batches are large
+# (docs/benchmarks.md, section 1, measures the sizes). A record is at most about 2.9 KB
+# (forward.py cuts the model to 200 characters and the user agent to 500, 4 bytes each
+# at worst), so a batch of this size stays under the controlplane's limit on usage
 # requests, MAX_USAGE_REQUEST_BYTES (4 MiB; tests/test_usage.py sends one); it is also
 # the largest --usage-batch-size allowed.
 DEFAULT_BATCH_SIZE = 1000

@@ -4,7 +4,7 @@ to reach it, and the listen address. One set of flags, read the same way by both
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from common.subscriber import Apply, Subscriber
 @dataclass(frozen=True)
 class ControlplaneLink:
     addresses: tuple[str, ...]
-    token: str
+    token: str = field(repr=False)  # a secret: never in a printed config
     tls: ClientTLS | None
     snapshot_cache: Path | None
 

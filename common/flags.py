@@ -24,6 +24,9 @@ Settings = TypeVar("Settings", bound="DataclassInstance")
 Finish = Callable[[Mapping[str, Any]], Mapping[str, Any]]
 
 
+SWITCH_ON = ("1", "true", "yes", "on")
+
+
 def env_name(flag: str) -> str:
     """`--database-url` → `AIBRIDGE_DATABASE_URL`."""
     return "AIBRIDGE_" + flag.lstrip("-").replace("-", "_").upper()
@@ -39,6 +42,8 @@ class Flag:
     type: Callable[[str], Any] = str  # also applied to the variable's value
     choices: Sequence[str] | None = None
     env_var: str | None = None  # when not env_name(name)
+    metavar: str | None = None
+    switch: bool = False  # takes no value (on when given); its variable: 1, true, yes, on
 
     @property
     def env(self) -> str:
@@ -79,43 +84,56 @@ def parser_for(
 ) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=description)
     for flag in flags:
+        add_argument(parser, flag, env)
+    return parser
+
+
+def add_argument(
+    parser: argparse.ArgumentParser,
+    flag: Flag,
+    env: Mapping[str, str] | None = None,
+    *,
+    hidden: bool = False,
+) -> None:
+    """Adds `flag` to `parser`, its variable in `env` (None: os.environ) standing for its
+    default. `hidden`: no default and no help (aibridgectl repeats its global flags so on
+    every subcommand, so that one left out there keeps the value given before it)."""
+    env = os.environ if env is None else env
+    if flag.switch:
+        value = env[flag.env].lower() in SWITCH_ON if flag.env in env else bool(flag.default)
+        options: dict[str, Any] = {"action": "store_true", "default": value}
+    else:
         # A variable's text is the flag's default: argparse converts it with `type` only
         # when the flag is absent, and reports a bad value as it would the flag's own.
-        parser.add_argument(
-            flag.name,
-            default=env.get(flag.env, flag.default),
-            type=flag.type,
-            choices=flag.choices,
-            help=flag_help(flag.help, flag.env),
-        )
-    return parser
+        options = {
+            "default": env.get(flag.env, flag.default),
+            "type": flag.type if flag.choices is None else _one_of(flag.choices, flag.type),
+            "choices": flag.choices,
+            "metavar": flag.metavar,
+        }
+    options["help"] = flag_help(flag.help, flag.env)
+    if hidden:
+        options.update(default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    parser.add_argument(flag.name, **options)
+
+
+def _one_of(choices: Sequence[str], convert: Callable[[str], Any]) -> Callable[[str], Any]:
+    """`convert`, refusing a value outside `choices`: argparse checks the choices of a
+    value given on the command line but not of a default, which is where a variable's
+    value goes (`AIBRIDGE_TUNNEL=DENY` must not leave tunnels open)."""
+
+    def checked(value: str) -> Any:
+        if value not in choices:
+            shown = ", ".join(map(repr, choices))
+            raise argparse.ArgumentTypeError(f"invalid choice: {value!r} (choose from {shown})")
+        return convert(value)
+
+    return checked
 
 
 def optional_path(value: str) -> Path | None:
     """A path flag whose empty value means none."""
     return Path(value) if value else None
-
-
-def add_flag(
-    parser: argparse.ArgumentParser,
-    flag: str,
-    *,
-    env: Mapping[str, str] | None = None,
-    default: Any = None,
-    env_var: str | None = None,
-    help: str = "",
-    **kwargs: Any,
-) -> None:
-    """Adds `flag`, whose default comes from its AIBRIDGE_* variable when that is set.
-    (For parsers `parse` does not build: aibridgectl's.)"""
-    environ = os.environ if env is None else env
-    name = env_var or env_name(flag)
-    value = environ.get(name, default)
-    if value is not None and kwargs.get("type") is not None and isinstance(value, str):
-        value = kwargs["type"](value)
-    if kwargs.get("action") == "store_true" and isinstance(value, str):
-        value = value.lower() in ("1", "true", "yes", "on")
-    parser.add_argument(flag, default=value, help=flag_help(help, name), **kwargs)
 
 
 def flag_help(help: str, env: str) -> str:

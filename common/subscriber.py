@@ -30,7 +30,7 @@ from common.channel import (
     open_aio_channel,
 )
 from common.snapshot_file import SnapshotFile
-from common.wire import MAX_SYNC_REQUEST_BYTES, SKIPPED_REASON_MAX
+from common.wire import MAX_SYNC_REQUEST_BYTES, SKIPPED_REASON_MAX, SkippedProvider
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +39,6 @@ ProviderSnapshot = snapshot_pb2.ProviderSnapshot
 # Seconds a data plane starting beside its controlplane waits quietly for it to answer.
 STARTUP = 10.0
 ACK_ERROR_MAX = 1000  # characters of a rejection the controlplane keeps
-
-
-@dataclass(frozen=True)
-class SkippedProvider:
-    provider_id: str
-    name: str
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -149,7 +142,10 @@ class Subscriber:
             except asyncio.CancelledError:
                 self.connected_to = None  # shutting down: nothing was lost
                 raise
-            except Exception as exc:  # a bug or a surprise must not end the subscription
+            except Exception as exc:
+                # Fail static: whatever went wrong, the process keeps serving the snapshot
+                # it has and keeps trying (a bad snapshot is rejected in its ack, and
+                # every failure is in last_error, the log and the fleet's status).
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("subscription to %s failed", address)
             finally:

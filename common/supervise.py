@@ -11,6 +11,7 @@ is worse than one restarted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
@@ -88,11 +89,15 @@ def _exit_after(seconds: float, failed: str) -> None:
     even if the event loop is stuck, or the interpreter waits for a thread at exit."""
 
     def expire() -> None:
-        log.critical(
-            "shutdown after %s failed has taken over %.0fs: exiting now (status 1)",
-            failed, seconds,
-        )  # fmt: skip
-        logging.shutdown()  # flush what is logged
+        # Neither the logging module nor a blocking write: the wedged main thread may
+        # hold a handler's lock, or be stuck writing to a full stderr itself.
+        message = (
+            f"shutdown after {failed} failed has taken over {seconds:.0f}s: "
+            "exiting now (status 1)\n"
+        )
+        with contextlib.suppress(OSError):
+            os.set_blocking(2, False)
+            os.write(2, message.encode())
         os._exit(1)
 
     timer = threading.Timer(seconds, expire)

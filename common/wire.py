@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 # OpenAI-compatible kinds speak OpenAI's wire format at their own base URL.
 OPENAI_COMPATIBLE_TYPES = ("openai", "openai-compatible", "azure-openai", "openrouter", "ollama")
 PROVIDER_TYPES = ("openai", "anthropic", *OPENAI_COMPATIBLE_TYPES[1:])
@@ -23,3 +25,13 @@ HOP_BY_HOP = frozenset(
 MAX_USAGE_REQUEST_BYTES = 4 * 1024 * 1024
 MAX_SYNC_REQUEST_BYTES = 4 * 1024 * 1024
 SKIPPED_REASON_MAX = 500  # characters of a skipped provider's reason that are kept
+
+
+@dataclass(frozen=True)
+class SkippedProvider:
+    """A provider row a data plane could not use (the others it serves), as its ack
+    reports it and the controlplane keeps it."""
+
+    provider_id: str
+    name: str
+    reason: str

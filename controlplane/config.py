@@ -6,7 +6,7 @@ import os
 import socket
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +28,11 @@ class ServerTLS:
 class ControlplaneConfig:
     listen: str
     metrics_listen: str
-    database_url: str
+    # Secrets (a database URL may hold a password): never in a printed config.
+    database_url: str = field(repr=False)
     state_dir: Path
-    encryption_keys: str
-    credentials: Mapping[Role, str]
+    encryption_keys: str = field(repr=False)
+    credentials: Mapping[Role, str] = field(repr=False)
     tls: ServerTLS | None
     revision_check_interval: float
     shutdown_grace: float

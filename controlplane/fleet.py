@@ -22,7 +22,7 @@ from operator import attrgetter
 
 from sqlalchemy import delete, select
 
-from common.subscriber import SkippedProvider
+from common.wire import SkippedProvider
 from controlplane.auth import Role
 from controlplane.registry import MEMORY, SubscriberRegistry, SubscriberState
 from controlplane.store.db import Database, DatabaseUnavailable

@@ -35,6 +35,9 @@ SNAPSHOT_BUILD_SECONDS = Histogram(
 SNAPSHOT_BUILD_FAILURES = Counter(
     "aibridge_controlplane_snapshot_build_failures_total", "Snapshot builds that failed"
 )
+# Consecutive unexpected build failures (not the database being away) after which the
+# publisher gives up and its process ends, to be restarted.
+MAX_UNEXPECTED_FAILURES = 10
 
 
 class SnapshotPublisher:
@@ -57,6 +60,7 @@ class SnapshotPublisher:
         # Its own thread: admin calls queued on the default pool must not delay a snapshot.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot")
         self._backoff = Backoff(0.1, 5.0, sleep=sleep)
+        self._ahead: tuple[int, str] | None = None  # the highest version a subscriber holds
 
     def changed(self) -> None:
         self._dirty.set()
@@ -73,6 +77,7 @@ class SnapshotPublisher:
             log.info("snapshot version %d published", snapshot.version)
 
     async def run(self) -> None:
+        unexpected = 0  # consecutive failures that were not the database being away
         while True:
             try:
                 await asyncio.wait_for(self._dirty.wait(), timeout=self.check_interval)
@@ -81,28 +86,48 @@ class SnapshotPublisher:
                     continue
             self._dirty.clear()
             try:
+                await self._advance_past_subscribers()
                 await self.publish_now()
                 self._backoff.reset()
+                unexpected = 0
                 self._on_database(True)
                 continue
             except DatabaseUnavailable as exc:
                 self._on_database(False)
                 log.warning("snapshot build failed, database unavailable: %s", exc)
             except Exception:
+                unexpected += 1
+                if unexpected >= MAX_UNEXPECTED_FAILURES:
+                    # A build that fails every time is a bug a retry will not fix; a
+                    # controlplane serving an old snapshot as if all were well is worse
+                    # than one restarted (the supervisor ends the process).
+                    raise
                 log.exception("snapshot build failed")
             SNAPSHOT_BUILD_FAILURES.inc()
             self._dirty.set()  # try again after a pause
             self._backoff.failed()
             await self._backoff.pause()
 
-    async def advance_past(self, version: int, reason: str) -> None:
+    def subscriber_ahead(self, version: int, reason: str) -> None:
         """A subscriber holds `version`, above this database's revision, on the same
-        database: the database went back in time (a restored backup). The revision moves
-        past it, or the subscribers would ignore every change until the counter caught
-        up; the new revision is then published. Raises DatabaseUnavailable."""
-        advanced = await asyncio.to_thread(advance_past, self.db, version, reason)
+        database: the database went back in time (a restored backup). The publisher's
+        loop moves the revision past it, or the subscribers would ignore every change
+        until the counter caught up, and publishes the new revision."""
+        if self._ahead is None or version > self._ahead[0]:
+            self._ahead = (version, reason)
+        self._dirty.set()
+
+    async def _advance_past_subscribers(self) -> None:
+        """Raises DatabaseUnavailable (the advance is then tried again with the build)."""
+        if self._ahead is None:
+            return
+        version, reason = self._ahead
+        advanced = await asyncio.get_running_loop().run_in_executor(
+            self._executor, advance_past, self.db, version, reason
+        )
+        self._ahead = None
         if advanced is None:
-            return  # another subscriber's report moved it already
+            return  # the revision is past it already (another replica moved it)
         log.warning(
             "%s, above this database's revision: the database went back in time "
             "(a restored backup?); revision moved to %d so that every subscriber "
@@ -110,7 +135,6 @@ class SnapshotPublisher:
             reason,
             advanced,
         )
-        self.changed()
 
     async def _revision_moved(self) -> bool:
         try:

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from common.subscriber import SkippedProvider
+from common.wire import SkippedProvider
 from controlplane.auth import Role
 from controlplane.store.models import utcnow
 

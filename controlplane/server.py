@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from typing import Any
 
 import grpc
 from aiohttp import web
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health as grpc_health
+from grpc_health.v1 import health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from aibridge.v1 import (
@@ -27,6 +26,7 @@ from controlplane.auth import AuthInterceptor, Credentials
 from controlplane.cache import SnapshotCache
 from controlplane.config import ControlplaneConfig
 from controlplane.fleet import Fleet
+from controlplane.health import Health
 from controlplane.limits import SERVER_REQUEST_LIMIT, LimitInterceptor
 from controlplane.publisher import SnapshotPublisher
 from controlplane.registry import SubscriberRegistry
@@ -64,7 +64,7 @@ SERVICE_NAMES = (
     admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
     sync_pb2.DESCRIPTOR.services_by_name["Sync"].full_name,
     usage_pb2.DESCRIPTOR.services_by_name["Usage"].full_name,
-    health.SERVICE_NAME,
+    grpc_health.SERVICE_NAME,
     reflection.SERVICE_NAME,
 )
 
@@ -80,10 +80,10 @@ async def serve(config: ControlplaneConfig) -> None:
     registry = SubscriberRegistry(config.controlplane_id)
     fleet = Fleet(db, registry, config.controlplane_id)
     await fleet.recall()
-    health_servicer = health.aio.HealthServicer()
+    health = Health()
     publisher = SnapshotPublisher(
         db, keyring, cache, config.controlplane_id, config.revision_check_interval,
-        on_database=_health_follows_database(health_servicer),
+        on_database=health.database,
     )  # fmt: skip
     await publisher.publish_now()  # never serve a Watch without a snapshot
 
@@ -109,7 +109,7 @@ async def serve(config: ControlplaneConfig) -> None:
     )
     add_sync_service(SyncService(cache, registry, credentials, publisher), server)
     usage_pb2_grpc.add_UsageServicer_to_server(UsageService(UsageLog(db)), server)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
     reflection.enable_server_reflection(SERVICE_NAMES, server)
     _bind(server, config)
 
@@ -121,10 +121,10 @@ async def serve(config: ControlplaneConfig) -> None:
             db.libpq_conninfo(), publisher.changed, config.revision_check_interval
         )
         supervisor.start(listener.run(), "listen")
-    metrics = await _start_metrics(config.metrics_listen, _readiness(health_servicer, cache))
+    metrics = await _start_metrics(config.metrics_listen, health.readiness(cache))
 
     await server.start()
-    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    await health.started()
     log.info(
         "controlplane %s serving gRPC on %s (%s) at revision %d",
         config.controlplane_id,
@@ -135,7 +135,7 @@ async def serve(config: ControlplaneConfig) -> None:
 
     await supervisor.wait()
     log.info("shutting down")
-    await health_servicer.enter_graceful_shutdown()
+    await health.stopping()
     stopping = asyncio.create_task(server.stop(config.shutdown_grace))
     await asyncio.sleep(0)  # new calls are refused from here on
     cache.close()
@@ -147,25 +147,6 @@ async def serve(config: ControlplaneConfig) -> None:
         await metrics.cleanup()
     db.dispose()
     supervisor.check()
-
-
-def _health_follows_database(servicer: health.aio.HealthServicer) -> Callable[[bool], None]:
-    """NOT_SERVING while the database is down: admin calls would only answer UNAVAILABLE.
-    (Watch streams keep serving the last snapshot meanwhile.)"""
-    last = [True]
-
-    def changed(up: bool) -> None:
-        if up != last[0]:
-            last[0] = up
-            status = (
-                health_pb2.HealthCheckResponse.SERVING
-                if up
-                else (health_pb2.HealthCheckResponse.NOT_SERVING)
-            )
-            log.warning("database %s", "is back" if up else "unavailable: health NOT_SERVING")
-            asyncio.get_running_loop().create_task(servicer.set("", status))
-
-    return changed
 
 
 def _bind(server: grpc.aio.Server, config: ControlplaneConfig) -> None:
@@ -193,16 +174,3 @@ async def _start_metrics(listen: str, readiness: probes.Readiness) -> web.AppRun
     await web.TCPSite(runner, host.strip("[]") or "127.0.0.1", int(port)).start()
     log.info("metrics on http://%s/metrics", listen)
     return runner
-
-
-def _readiness(servicer: health.aio.HealthServicer, cache: SnapshotCache) -> probes.Readiness:
-    """Ready while the gRPC health service says SERVING: not while the database is down
-    or once shutdown has begun."""
-
-    async def readiness() -> dict[str, object]:
-        no_context: Any = None  # Check needs one only to refuse an unknown service
-        checked = await servicer.Check(health_pb2.HealthCheckRequest(service=""), no_context)
-        serving = checked.status == health_pb2.HealthCheckResponse.SERVING
-        return {"ready": serving, "version": cache.version}
-
-    return readiness

@@ -11,13 +11,11 @@ import grpc
 from prometheus_client import Counter, Gauge
 
 from aibridge.v1 import sync_pb2, sync_pb2_grpc
-from common.subscriber import SkippedProvider
-from common.wire import SKIPPED_REASON_MAX
+from common.wire import SKIPPED_REASON_MAX, SkippedProvider
 from controlplane.auth import Credentials, Role
 from controlplane.cache import SnapshotCache
 from controlplane.publisher import SnapshotPublisher
 from controlplane.registry import SubscriberRegistry, SubscriberState, instance_of
-from controlplane.store.db import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +80,8 @@ class SyncService(sync_pb2_grpc.SyncServicer):
             context.peer(),
             request.applied_version,
         )
-        await self._check_ahead(request, role)
         try:
+            self._check_ahead(request)
             with self.cache.watch() as watch:
                 while True:
                     snapshot = await watch.next()
@@ -97,7 +95,7 @@ class SyncService(sync_pb2_grpc.SyncServicer):
             SUBSCRIBERS.labels(role.value).dec()
             log.info("subscriber %s (%s) disconnected", subscriber_id, role)
 
-    async def _check_ahead(self, request: sync_pb2.WatchRequest, role: Role) -> None:
+    def _check_ahead(self, request: sync_pb2.WatchRequest) -> None:
         """A subscriber ahead of this database's revision, on the same database: the
         database went back in time (a restored backup). The publisher moves its revision
         past the subscriber's, or the subscribers would ignore it until the counter caught
@@ -111,10 +109,7 @@ class SyncService(sync_pb2_grpc.SyncServicer):
         ):
             return
         reason = f"subscriber {request.subscriber_id} holds version {request.applied_version}"
-        try:
-            await self.publisher.advance_past(request.applied_version, reason)
-        except DatabaseUnavailable as exc:
-            log.warning("cannot check %s against the database: %s", reason, exc)
+        self.publisher.subscriber_ahead(request.applied_version, reason)
 
     async def Ack(
         self, request: sync_pb2.AckRequest, context: grpc.aio.ServicerContext

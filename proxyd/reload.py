@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 
 from aibridge.v1 import snapshot_pb2
-from common import ApplyResult
+from common.subscriber import ApplyResult
 from proxyd import metrics
 from proxyd.routes import HostRouter, build_host_router
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from aibridge.v1 import snapshot_pb2
-from common import SkippedProvider
 from common.tokens import Callers
 from common.urls import BadBaseURL, parse_base_url
+from common.wire import SkippedProvider
 
 
 @dataclass(frozen=True)

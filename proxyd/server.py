@@ -18,8 +18,9 @@ from collections.abc import Sequence
 
 import h11
 
-from common import Subscriber, access, probes
+from common import access, probes
 from common.access import Call
+from common.subscriber import Subscriber
 from proxyd import metrics
 from proxyd.certs import CertificateAuthority
 from proxyd.http import next_event, refuse_malformed, reply

@@ -4,13 +4,15 @@ the controlplane's metrics listener, bridged's port, and proxyd's proxy port."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
+from typing import Any
 
 import httpx
-from grpc_health.v1 import health, health_pb2
+from grpc_health.v1 import health_pb2
 
 from controlplane.cache import SnapshotCache
-from controlplane.server import _readiness
+from controlplane.health import NOT_SERVING, SERVING, Health
 from tests.harness import Bridged, Controlplane, Proxyd, Secrets, free_port
 
 JSON = "application/json"
@@ -87,17 +89,36 @@ def test_a_data_plane_without_a_snapshot_is_alive_but_not_ready(
         bridged.stop()
 
 
-def test_the_controlplane_is_ready_while_its_grpc_health_is_serving() -> None:
-    """NOT_SERVING (database down, or shutting down) makes /readyz answer 503."""
+def test_the_controlplane_is_ready_once_started_while_its_database_is_up() -> None:
+    """/readyz and the gRPC health service give one answer: not before the gRPC server
+    has started, not while the database is down, not once shutdown has begun."""
+
+    async def grpc_status(health: Health) -> int:
+        no_context: Any = None  # Check needs one only to refuse an unknown service
+        checked = await health.servicer.Check(health_pb2.HealthCheckRequest(), no_context)
+        return int(checked.status)
+
+    async def settles(health: Health, expected: int) -> None:
+        deadline = time.monotonic() + 5
+        while await grpc_status(health) != expected:
+            assert time.monotonic() < deadline, "the gRPC health status did not follow"
+            await asyncio.sleep(0.01)
 
     async def scenario() -> None:
-        servicer = health.aio.HealthServicer()
-        readiness = _readiness(servicer, SnapshotCache())
-        assert await readiness() == {"ready": True, "version": 0}
-        await servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+        health = Health()
+        readiness = health.readiness(SnapshotCache())
         assert await readiness() == {"ready": False, "version": 0}
-        await servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-        await servicer.enter_graceful_shutdown()
+        await health.started()
+        assert await readiness() == {"ready": True, "version": 0}
+        await settles(health, SERVING)
+        health.database(False)
         assert (await readiness())["ready"] is False
+        await settles(health, NOT_SERVING)
+        health.database(True)
+        assert (await readiness())["ready"] is True
+        await settles(health, SERVING)
+        await health.stopping()
+        assert (await readiness())["ready"] is False
+        await settles(health, NOT_SERVING)
 
     asyncio.run(scenario())

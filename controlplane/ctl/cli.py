@@ -21,12 +21,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Administer an aibridge controlplane: providers, tokens, usage, audit.",
     )
     add_global_options(parser, suppress=False)
-    common = argparse.ArgumentParser(add_help=False)
-    add_global_options(common, suppress=True)
+    everywhere = argparse.ArgumentParser(add_help=False)
+    add_global_options(everywhere, suppress=True)
 
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for group in (status, providers, tokens, usage, audit):
-        group.register(commands, common)
+        group.register(commands, everywhere)
     return parser
 
 

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import os
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from common.channel import DEFAULT_CONTROLPLANE
-from common.flags import add_flag
+from common.flags import Flag, add_argument
 from common.state import DEFAULT_STATE_DIR
 
 DEFAULT_TIMEOUT = 10.0
@@ -85,50 +84,44 @@ def positive_float(value: str) -> float:
     return number
 
 
-def add_global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
-    """The options accepted anywhere on the line.
-
-    The top-level parser holds the real defaults; every subparser gets the same options
-    with SUPPRESS so that leaving them out after the subcommand does not overwrite a value
-    given before it.
-    """
-    env = os.environ
-
-    def flag(name: str, default: Any, help: str, **kwargs: Any) -> None:
-        if suppress:
-            parser.add_argument(name, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kwargs)
-        else:
-            add_flag(parser, name, default=default, help=help, **kwargs)
-
-    flag("--json", False, "print the API response as one JSON document", action="store_true")
-    flag(
+# The options accepted anywhere on the line, with their AIBRIDGE_* variables.
+GLOBAL_FLAGS = (
+    Flag("--json", switch=True, help="print the API response as one JSON document"),
+    Flag(
         "--controlplane",
-        DEFAULT_CONTROLPLANE,
-        "controlplane gRPC address (host:port)",
+        default=DEFAULT_CONTROLPLANE,
         metavar="ADDR",
-    )
-    # Named after the secret it holds, not after the flag: AIBRIDGE_ADMIN_TOKEN.
-    if suppress:
-        parser.add_argument("--token", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    else:
-        parser.add_argument(
-            "--token",
-            default=env.get("AIBRIDGE_ADMIN_TOKEN"),
-            help="admin token [env AIBRIDGE_ADMIN_TOKEN; default: <state-dir>/admin.token]",
-        )
-    flag("--state-dir", DEFAULT_STATE_DIR, "local state directory", metavar="DIR")
-    flag(
+        help="controlplane gRPC address (host:port)",
+    ),
+    # Named after the secret it holds, not after the flag.
+    Flag(
+        "--token",
+        env_var="AIBRIDGE_ADMIN_TOKEN",
+        help="admin token (default: <state-dir>/admin.token)",
+    ),
+    Flag("--state-dir", default=DEFAULT_STATE_DIR, metavar="DIR", help="local state directory"),
+    Flag(
         "--timeout",
-        DEFAULT_TIMEOUT,
-        "deadline of each call, in seconds",
+        default=DEFAULT_TIMEOUT,
         type=positive_float,
         metavar="SECONDS",
-    )
-    flag(
+        help="deadline of each call, in seconds",
+    ),
+    Flag(
         "--ca-cert",
-        None,
-        "CA certificate that signs the controlplane's certificate",
         metavar="PATH",
-    )
-    flag("--client-cert", None, "client certificate for mutual TLS", metavar="PATH")
-    flag("--client-key", None, "client certificate's private key", metavar="PATH")
+        help="CA certificate that signs the controlplane's certificate",
+    ),
+    Flag("--client-cert", metavar="PATH", help="client certificate for mutual TLS"),
+    Flag("--client-key", metavar="PATH", help="client certificate's private key"),
+)
+
+
+def add_global_options(
+    parser: argparse.ArgumentParser, *, suppress: bool, env: Mapping[str, str] | None = None
+) -> None:
+    """The global options, on the top-level parser (which holds the real defaults) or,
+    with `suppress`, on a subparser: there they have no default, so that leaving one out
+    after the subcommand does not overwrite a value given before it."""
+    for flag in GLOBAL_FLAGS:
+        add_argument(parser, flag, env, hidden=suppress)
