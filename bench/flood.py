@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import sys
 import tempfile
 import threading
 import time
@@ -174,4 +173,4 @@ def report(results: list[dict[str, Any]], options: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

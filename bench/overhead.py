@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -41,7 +41,9 @@ CHUNK_DELAY = 0.02
 METRICS = ("p50_ms_c1", "p99_ms_c1", "p50_ms_c16", "p99_ms_c16", "rps_c16", "ttfb_ms", "gap_ms")
 
 
-async def load(url: str, headers: dict[str, str], concurrency: int, requests: int, cap: float):
+async def load(
+    url: str, headers: dict[str, str], concurrency: int, requests: int, cap: float
+) -> tuple[list[float], float]:
     """Returns (latencies in seconds, elapsed) for `requests` calls, `concurrency` at a time."""
     latencies: list[float] = []
     remaining = requests
@@ -64,16 +66,19 @@ async def load(url: str, headers: dict[str, str], concurrency: int, requests: in
         return latencies, time.perf_counter() - started
 
 
-async def stream_timings(url: str, headers: dict[str, str], requests: int, cap: float):
+async def stream_timings(
+    url: str, headers: dict[str, str], requests: int, cap: float
+) -> tuple[list[float], list[float]]:
     """(time to first byte, mean gap between chunks) of each stream, one at a time."""
-    first, gaps = [], []
+    first: list[float] = []
+    gaps: list[float] = []
     deadline = time.perf_counter() + cap
     async with aiohttp.ClientSession() as session:
         for _ in range(requests):
             if time.perf_counter() > deadline:
                 break
             started = time.perf_counter()
-            arrivals = []
+            arrivals: list[float] = []
             async with session.post(url, json=STREAM_BODY, headers=headers) as response:
                 async for _chunk in response.content.iter_any():
                     arrivals.append(time.perf_counter())
@@ -116,7 +121,9 @@ def main(argv: list[str] | None = None) -> None:
         token = cp.admin.CreateToken(admin_pb2.CreateTokenRequest(name="bench"))
         cp.admin.wait_applied(token.revision)
         for port in (pass_fast, pass_slow):
-            wait_until(lambda p=port: http_up(f"http://127.0.0.1:{p}/models"), what="pass-through")
+            wait_until(
+                functools.partial(http_up, f"http://127.0.0.1:{port}/models"), what="pass-through"
+            )
         chat = "/chat/completions"
         sides = {
             "direct": (f"http://127.0.0.1:{fast}/v1{chat}", f"http://127.0.0.1:{slow}/v1{chat}"),
@@ -172,21 +179,22 @@ def report(rows: dict[tuple[str, str], list[float]]) -> None:
     def added(side: str, metric: str) -> float:
         return medians[(side, metric)] - medians[("direct", metric)]
 
-    summary = []
+    summary: list[list[object]] = []
     for side in sides[1:]:
-        summary.append([
-            side, added(side, "p50_ms_c1"), added(side, "p99_ms_c1"),
+        numbers = [
+            added(side, "p50_ms_c1"), added(side, "p99_ms_c1"),
             medians[(side, "rps_c16")] / medians[("direct", "rps_c16")] * 100,
             medians[(side, "rps_c16")] / medians[("passthrough", "rps_c16")] * 100,
             added(side, "ttfb_ms"), added(side, "gap_ms"),
-        ])  # fmt: skip
+        ]  # fmt: skip
+        summary.append([side, *numbers])
         emit("overhead", side=side, metric="summary", **dict(zip(
             ["added_p50_ms_c1", "added_p99_ms_c1", "pct_of_direct_rps", "pct_of_passthrough_rps",
-             "added_ttfb_ms", "added_gap_ms"], (round(x, 3) for x in summary[-1][1:]), strict=True
+             "added_ttfb_ms", "added_gap_ms"], (round(x, 3) for x in numbers), strict=True
         )))  # fmt: skip
     table("against direct", ["side", "+p50 c1", "+p99 c1", "% direct rps", "% passthrough rps",
                              "+ttfb", "+gap"], summary)  # fmt: skip
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import functools
 import os
 import shlex
 import shutil
@@ -29,6 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -268,7 +270,7 @@ class Side:
         connector = aiohttp.TCPConnector(limit=concurrency, ssl=self.tls or True)
         return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60))
 
-    def kwargs(self) -> dict[str, object]:
+    def kwargs(self) -> dict[str, Any]:
         proxy_headers = None
         if self.proxy_auth is not None:
             credentials = base64.b64encode(":".join(self.proxy_auth).encode()).decode()
@@ -277,13 +279,15 @@ class Side:
 
 
 async def _call(session: aiohttp.ClientSession, side: Side) -> None:
-    async with session.post(side.url, json=BODY, **side.kwargs()) as response:  # type: ignore[arg-type]
+    async with session.post(side.url, json=BODY, **side.kwargs()) as response:
         body = await response.read()
         if response.status != 200:
             raise RuntimeError(f"{side.name}: {response.status} {body[:300]!r}")
 
 
-async def load(side: Side, concurrency: int, requests: int, cap: float):
+async def load(
+    side: Side, concurrency: int, requests: int, cap: float
+) -> tuple[list[float], float]:
     """(latencies in seconds, elapsed) of up to `requests` calls, `concurrency` at a time,
     stopping after `cap` seconds; connections are opened (CONNECT, TLS) and warmed first."""
     latencies: list[float] = []
@@ -307,13 +311,13 @@ async def load(side: Side, concurrency: int, requests: int, cap: float):
 
 async def streams(side: Side, count: int, cap: float) -> list[tuple[float, float]]:
     """(time to the first body byte, time to the end) of streamed chats, one at a time."""
-    times = []
+    times: list[tuple[float, float]] = []
     async with side.session(1) as session:
         await _call(session, side)  # open the connection
         deadline = time.perf_counter() + cap
         while len(times) < count and (not times or time.perf_counter() < deadline):
             started = time.perf_counter()
-            async with session.post(side.url, json=STREAM_BODY, **side.kwargs()) as response:  # type: ignore[arg-type]
+            async with session.post(side.url, json=STREAM_BODY, **side.kwargs()) as response:
                 first = await response.content.readany()
                 ttfb = time.perf_counter() - started
                 rest = await response.read()
@@ -364,7 +368,9 @@ async def measure_gateways(sides: list[Side], options: argparse.Namespace) -> Ro
     return rows
 
 
-async def measure_mitm(sides: list[Side], slow: dict[str, Side], options: argparse.Namespace):
+async def measure_mitm(
+    sides: list[Side], slow: dict[str, Side], options: argparse.Namespace
+) -> Rows:
     """Throughput at c=16, p50 at c=1, and streams from an upstream that pauses between
     chunks: the first byte must come about when the upstream sends it, not at the end."""
     rows: Rows = {}
@@ -571,7 +577,7 @@ def main() -> int:
         token = cp.admin.CreateToken(admin_pb2.CreateTokenRequest(name="bench"))
         cp.admin.wait_applied(token.revision)
         for helper in helpers:
-            helper.wait(lambda port=helper.port: port_open(port), 30)
+            helper.wait(functools.partial(port_open, helper.port), 30)
         gateway_headers = {"Authorization": f"Bearer {token.token}"}
 
         # 1. Gateways on a plain HTTP upstream.

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -35,7 +34,7 @@ from pathlib import Path
 from aibridge.v1 import admin_pb2
 from bench.common import emit, machine_load, percentile, table
 from bench.subscribers import SubscriberWorkers
-from tests.harness import Controlplane, Secrets, postgres_database, wait_until
+from tests.harness import AdminClient, Controlplane, Secrets, postgres_database, wait_until
 
 TARGET_P99_MS = 50.0
 OTHER_PROVIDERS = 9  # a realistic small snapshot: ten providers, one key each, one token
@@ -138,7 +137,9 @@ def measure(cp: Controlplane, secrets: Secrets, n: int, options: argparse.Namesp
     }  # fmt: skip
 
 
-def one_mutation(admin, workers: SubscriberWorkers, label: str, ack_view: bool):  # type: ignore[no-untyped-def]
+def one_mutation(
+    admin: AdminClient, workers: SubscriberWorkers, label: str, ack_view: bool
+) -> dict[str, float] | None:
     called = time.monotonic()
     request = admin_pb2.UpdateProviderRequest(ref="bench", display_name=label)
     response = admin.UpdateProvider(request)
@@ -244,4 +245,4 @@ def report(results: list[dict], options: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -32,11 +32,10 @@ import itertools
 import logging
 import os
 import statistics
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -214,9 +213,8 @@ def in_process(path: Path, n: int, keyring: KeyRing, options: argparse.Namespace
     asyncio.set_event_loop(loop)
     for role in (Role.BRIDGED, Role.PROXYD):
         data = snapshot.encoded[role]  # encoded by the build, once for every subscriber
-        decode_ms, decoded = timed(
-            lambda data=data: snapshot_pb2.ProviderSnapshot.FromString(data), rounds, cap
-        )
+        decode = functools.partial(snapshot_pb2.ProviderSnapshot.FromString, data)
+        decode_ms, decoded = timed(decode, rounds, cap)
         step("decode", role.value, decode_ms, bytes=len(data))
         assert len(decoded.providers) == n
         # Every provider on a host of its own (as many Azure or self-hosted deployments
@@ -246,13 +244,18 @@ def in_process(path: Path, n: int, keyring: KeyRing, options: argparse.Namespace
                 # two snapshots alternate, so each apply sees one row change).
                 state = LiveRouteTable(UpstreamPools(10, 300), KeyHealth(30))
                 state.apply(snap)
-                changed = snapshot_pb2.ProviderSnapshot()
-                changed.CopyFrom(snap)
-                changed.providers[0].display_name += " (changed)"
-                turns = itertools.cycle([changed, snap])
-                apply_ms, result = timed(
-                    lambda state=state, turns=turns: state.apply(next(turns)), rounds, cap
-                )
+                edited = snapshot_pb2.ProviderSnapshot()
+                edited.CopyFrom(snap)
+                edited.providers[0].display_name += " (changed)"
+                turns = itertools.cycle([edited, snap])
+
+                def reload(
+                    state: LiveRouteTable = state,
+                    turns: Iterator[snapshot_pb2.ProviderSnapshot] = turns,
+                ) -> Any:
+                    return state.apply(next(turns))
+
+                apply_ms, result = timed(reload, rounds, cap)
                 assert state.table is not None and len(state.table.routes) == n, result
                 step("reload", "bridged", apply_ms, hosts=hosts)
             else:
@@ -312,7 +315,8 @@ def send_times(cp: Controlplane, secrets: Secrets, n: int, options: argparse.Nam
                 "cp_build_ms": (after[0] - before[0]) * 1000 / builds if builds else float("nan"),
             }
             for role, times in got.items():
-                row[f"{role}_ms"] = (next(iter(times.values())) - returned) * 1000  # type: ignore[union-attr]
+                assert times is not None  # checked above
+                row[f"{role}_ms"] = (next(iter(times.values())) - returned) * 1000
             if i:
                 rows.append(row)
             if time.monotonic() > deadline:
@@ -569,4 +573,4 @@ def report(steps: list[dict], sends: list[dict], swap: dict[str, Any] | None) ->
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

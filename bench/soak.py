@@ -29,7 +29,6 @@ import asyncio
 import itertools
 import os
 import ssl
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -467,4 +466,4 @@ def report(
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 from tests.harness import PYTHON, REPO, clean_env
 
@@ -32,7 +33,7 @@ async def run(address: str, role: str, count: int, prefix: str, token: str) -> N
 
     out = sys.stdout
 
-    def recorder(subscriber_id: str):  # type: ignore[no-untyped-def]
+    def recorder(subscriber_id: str) -> Callable[[ProviderSnapshot], ApplyResult]:
         def apply(snapshot: ProviderSnapshot) -> ApplyResult:
             out.write(f"{subscriber_id} {snapshot.version} {time.monotonic():.6f}\n")
             out.flush()
@@ -119,9 +120,10 @@ class SubscriberWorkers:
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
-                times = {sid: self._reached(sid, version) for sid in self.ids}
-                if all(t is not None for t in times.values()):
-                    return times  # type: ignore[return-value]
+                reached = {sid: self._reached(sid, version) for sid in self.ids}
+                times = {sid: t for sid, t in reached.items() if t is not None}
+                if len(times) == len(reached):
+                    return times
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None

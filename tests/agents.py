@@ -33,6 +33,13 @@ def _binary(name: str) -> str:
     return str(path)
 
 
+def _text(output: str | bytes | None) -> str:
+    """What a TimeoutExpired caught, which can be bytes even with text=True."""
+    if isinstance(output, bytes):
+        return output.decode(errors="replace")
+    return output or ""
+
+
 def _run(command: list[str], env: dict[str, str], cwd: Path, timeout: float) -> AgentRun:
     started = time.monotonic()
     try:
@@ -41,9 +48,7 @@ def _run(command: list[str], env: dict[str, str], cwd: Path, timeout: float) -> 
             text=True, timeout=timeout,
         )  # fmt: skip
     except subprocess.TimeoutExpired as exc:
-        output = (exc.stdout or "") + (exc.stderr or "")
-        if isinstance(output, bytes):
-            output = output.decode(errors="replace")
+        output = _text(exc.stdout) + _text(exc.stderr)
         raise AssertionError(f"{command[0]} still running after {timeout}s:\n{output}") from None
     return AgentRun(result.returncode, result.stdout + result.stderr, time.monotonic() - started)
 

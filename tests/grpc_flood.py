@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import time
+from typing import Any
 
 import grpc
 
@@ -27,7 +28,9 @@ METHOD = "/aibridge.v1.Admin/CreateProvider"
 TOKEN_ENV = "FLOOD_TOKEN"
 
 
-async def flood(address: str, calls: int, channels: int, field_bytes: int, seconds: float) -> dict:  # type: ignore[type-arg]
+async def flood(
+    address: str, calls: int, channels: int, field_bytes: int, seconds: float
+) -> dict[str, Any]:
     token = os.environ.get(TOKEN_ENV, "")
     metadata = (("authorization", f"Bearer {token}"),) if token else None
     payload = admin_pb2.CreateProviderRequest(
@@ -35,7 +38,10 @@ async def flood(address: str, calls: int, channels: int, field_bytes: int, secon
         display_name="x" * field_bytes,
     ).SerializeToString()  # fmt: skip
     opened = [grpc.aio.insecure_channel(address) for _ in range(channels)]
-    stubs = [c.unary_unary(METHOD) for c in opened]  # no serializers: bytes as they are
+    # No serializers: bytes as they are.
+    stubs: list[grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]] = [
+        c.unary_unary(METHOD) for c in opened
+    ]
     codes: collections.Counter[str] = collections.Counter()
     details: dict[str, str] = {}
     deadline = time.monotonic() + seconds
@@ -75,7 +81,7 @@ class Flood:
     def running(self) -> bool:
         return self.proc.poll() is None
 
-    def result(self) -> dict:  # type: ignore[type-arg]
+    def result(self) -> dict[str, Any]:
         out, _ = self.proc.communicate(timeout=self.seconds + 60)
         assert self.proc.returncode == 0, f"the flood exited {self.proc.returncode}"
         return json.loads(out.decode().strip().splitlines()[-1])

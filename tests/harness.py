@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Protocol, Self, cast
 
 import grpc
 import httpx
@@ -73,6 +73,21 @@ def free_port() -> int:
                 continue  # in use: a process of another run, or a test's that still lives
             return port
     raise AssertionError("no free port")
+
+
+class HealthClient(Protocol):
+    """grpc_health's HealthStub: its typeshed stub declares none of the methods it sets."""
+
+    Check: grpc.UnaryUnaryMultiCallable[
+        health_pb2.HealthCheckRequest, health_pb2.HealthCheckResponse
+    ]
+    Watch: grpc.UnaryStreamMultiCallable[
+        health_pb2.HealthCheckRequest, health_pb2.HealthCheckResponse
+    ]
+
+
+def health_stub(channel: grpc.Channel) -> HealthClient:
+    return cast(HealthClient, health_pb2_grpc.HealthStub(channel))
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
@@ -180,7 +195,9 @@ class AdminClient:
     def __getattr__(self, name: str) -> Callable[..., Any]:
         return functools.partial(getattr(self.stub, name), metadata=self.metadata, timeout=15)
 
-    def create_provider(self, name: str, base_url: str = "https://api.example.com/v1", **kw: Any):
+    def create_provider(
+        self, name: str, base_url: str = "https://api.example.com/v1", **kw: Any
+    ) -> admin_pb2.ProviderResponse:
         kw.setdefault("type", "openai")
         return self.CreateProvider(
             admin_pb2.CreateProviderRequest(name=name, base_url=base_url, **kw)
@@ -251,7 +268,10 @@ class ManagedProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    url = ""  # HTTP processes: where /healthz, /readyz and /metrics are
+    @property
+    def url(self) -> str:
+        """HTTP processes: where /healthz, /readyz and /metrics are."""
+        return ""
 
     def wait_http(self, path: str, timeout: float = 30.0) -> None:
         def answers() -> bool:
@@ -354,7 +374,7 @@ class Controlplane(ManagedProcess):
         def serving() -> bool:
             self.check_alive()
             with self._open_channel() as channel:
-                stub = health_pb2_grpc.HealthStub(channel)
+                stub = health_stub(channel)
                 try:
                     reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
                 except grpc.RpcError:
@@ -460,6 +480,12 @@ class RecordingSubscriber:
     def current(self) -> ProviderSnapshot | None:
         return self.subscriber.current
 
+    @property
+    def snapshot(self) -> ProviderSnapshot:
+        """The applied snapshot, once there is one (after a `wait_version`)."""
+        assert self.subscriber.current is not None, "no snapshot applied yet"
+        return self.subscriber.current
+
     def start(self) -> RecordingSubscriber:
         self.task = asyncio.get_running_loop().create_task(self.subscriber.run())
         return self
@@ -485,7 +511,7 @@ class RecordingSubscriber:
 def ctl(
     cp: Controlplane, *args: str, env: dict[str, str] | None = None, check: bool = False,
     stdin: str = "",
-):  # fmt: skip
+) -> subprocess.CompletedProcess[str]:  # fmt: skip
     """Runs `aibridgectl` as a user would, against `cp`, with `stdin` as its input."""
     environ = (
         clean_env()
@@ -506,7 +532,11 @@ def ctl(
     return result
 
 
-def admin_state(cp: Controlplane) -> tuple[object, ...]:
+# Revision, providers, tokens (revoked too), audit length.
+AdminState = tuple[int, list[admin_pb2.Provider], list[admin_pb2.Token], int]
+
+
+def admin_state(cp: Controlplane) -> AdminState:
     """Revision, providers, tokens and audit length: what a refused mutation must leave alone."""
     providers = cp.admin.ListProviders(admin_pb2.ListProvidersRequest())
     tokens = cp.admin.ListTokens(admin_pb2.ListTokensRequest(include_revoked=True))
@@ -514,7 +544,13 @@ def admin_state(cp: Controlplane) -> tuple[object, ...]:
     return providers.revision, list(providers.providers), list(tokens.tokens), len(audit.entries)
 
 
-def refused(cp: Controlplane, code: grpc.StatusCode, call, request, field: str = "") -> str:  # type: ignore[no-untyped-def]
+def refused(
+    cp: Controlplane,
+    code: grpc.StatusCode,
+    call: Callable[[Any], object],
+    request: object,
+    field: str = "",
+) -> str:
     """Calls an admin method that must fail with `code`, naming `field`, changing nothing."""
     before = admin_state(cp)
     try:
@@ -524,6 +560,7 @@ def refused(cp: Controlplane, code: grpc.StatusCode, call, request, field: str =
         details = exc.details()
     else:
         raise AssertionError(f"expected {code.name}, the call succeeded")
+    assert details is not None, "a refusal without details"
     if field:
         assert details.startswith(f"{field}:"), details
     assert admin_state(cp) == before, "a refused mutation changed something"
@@ -554,7 +591,9 @@ class Proxyd(DataPlane):
         return ["--bridged", self.bridged_url]
 
 
-def stream_in_background(bridged: Bridged, provider: str, token: str) -> tuple:  # type: ignore[type-arg]
+def stream_in_background(
+    bridged: Bridged, provider: str, token: str
+) -> tuple[threading.Thread, dict[str, object], threading.Event]:
     """Starts a streaming chat with usage; returns (thread, result dict, first-chunk event)."""
     result: dict[str, object] = {}
     first_chunk = threading.Event()
@@ -608,5 +647,5 @@ def providers_or_none(cp: Controlplane) -> admin_pb2.ListProvidersResponse | Non
 def health(cp: Controlplane) -> int:
     """The controlplane's standard gRPC health status."""
     with grpc.insecure_channel(cp.address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
+        stub = health_stub(channel)
         return stub.Check(health_pb2.HealthCheckRequest(), timeout=5).status

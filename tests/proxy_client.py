@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import h11
+from cryptography import x509
 
 
 @dataclass
@@ -48,6 +49,13 @@ def tls(sock: socket.socket, server_name: str, cafile: Path) -> ssl.SSLSocket:
     context = ssl.create_default_context(cafile=str(cafile))
     context.set_alpn_protocols(["http/1.1"])
     return context.wrap_socket(sock, server_hostname=server_name)
+
+
+def peer_certificate(secure: ssl.SSLSocket) -> x509.Certificate:
+    """The certificate the other end presented (verified contexts require one)."""
+    der = secure.getpeercert(binary_form=True)
+    assert der is not None, "the peer presented no certificate"
+    return x509.load_der_x509_certificate(der)
 
 
 class HTTPConnection:

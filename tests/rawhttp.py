@@ -8,6 +8,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 
 @dataclass
@@ -63,10 +64,18 @@ def send_quietly(sock: socket.socket, data: bytes) -> bool:
     return True
 
 
+class Readable(Protocol):
+    """What a reply is read from: a socket, or a stand-in for one."""
+
+    def settimeout(self, value: float) -> None: ...
+
+    def recv(self, size: int) -> bytes: ...
+
+
 class _Wire:
     """Bytes from a socket, with a deadline; remembers everything it read."""
 
-    def __init__(self, sock: socket.socket, deadline: float, reply: RawReply) -> None:
+    def __init__(self, sock: Readable, deadline: float, reply: RawReply) -> None:
         self.sock = sock
         self.deadline = deadline
         self.reply = reply
@@ -93,7 +102,7 @@ class _Wire:
         return True
 
 
-def read_reply(sock: socket.socket, timeout: float = 10.0) -> RawReply:
+def read_reply(sock: Readable, timeout: float = 10.0) -> RawReply:
     """Reads one final response (Content-Length, chunked, or until close) within `timeout`;
     interim 1xx responses are skipped."""
     reply = RawReply()

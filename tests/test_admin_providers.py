@@ -3,6 +3,8 @@ by a refused mutation. Runs on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 import pytest
 import sqlalchemy as sa
@@ -128,10 +130,14 @@ def test_raw_database_rows_hold_no_plaintext_key(controlplane: Controlplane) -> 
     ],
 )
 def test_create_validation(
-    shared_controlplane: Controlplane, request_fields: dict, field: str
+    shared_controlplane: Controlplane, request_fields: dict[str, Any], field: str
 ) -> None:
     controlplane = shared_controlplane
-    fields = {"name": "ok", "type": "openai", "base_url": "https://api.example.com/v1"}
+    fields: dict[str, Any] = {
+        "name": "ok",
+        "type": "openai",
+        "base_url": "https://api.example.com/v1",
+    }
     fields |= request_fields
     details = refused(
         controlplane, grpc.StatusCode.INVALID_ARGUMENT, controlplane.admin.CreateProvider,

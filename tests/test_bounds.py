@@ -61,7 +61,9 @@ def idle_connections(port: int, count: int) -> Iterator[list[socket.socket]]:
             s.close()
 
 
-def chat(bridged: Bridged, token: str, body: Any = b'{"model": "m", "messages": []}'):  # type: ignore[no-untyped-def]
+def chat(
+    bridged: Bridged, token: str, body: Any = b'{"model": "m", "messages": []}'
+) -> httpx.Response:
     return httpx.post(
         bridged.provider_url("llm") + "/v1/chat/completions",
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
@@ -111,7 +113,9 @@ def rss_bytes(process: ManagedProcess, field: str = "VmRSS") -> int:
     """The process's resident memory now (VmRSS), or at its peak (VmHWM)."""
     assert process.proc is not None
     status = Path(f"/proc/{process.proc.pid}/status").read_text()
-    return int(re.search(rf"^{field}:\s+(\d+) kB", status, re.M).group(1)) * 1024  # type: ignore[union-attr]
+    found = re.search(rf"^{field}:\s+(\d+) kB", status, re.M)
+    assert found is not None, f"no {field} in {process.name}'s status"
+    return int(found.group(1)) * 1024
 
 
 def test_bridged_bounds_the_request_bytes_it_holds(
@@ -270,7 +274,7 @@ def test_proxyd_bounds(
         finally:
             conn.close()
 
-    chat = {"model": "m", "messages": []}
+    chat: dict[str, object] = {"model": "m", "messages": []}
     # Two hosts through a cache of one certificate: the second evicts the first.
     assert intercepted("localhost", chat) == 200
     assert intercepted("127.0.0.1", chat) == 200

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from typing import Any
 
 import httpx
 
@@ -34,7 +35,7 @@ def test_reload_scenario(
 ) -> None:  # fmt: skip
     admin = controlplane.admin
 
-    def applied(response) -> None:  # type: ignore[no-untyped-def]
+    def applied(response: Any) -> None:
         admin.wait_applied(response.revision)
 
     # Create a provider → routes to upstream A.

@@ -34,7 +34,8 @@ def test_anthropic_paths_map_onto_the_host_root() -> None:
 def test_the_allowlist_refuses_dot_segments_and_unknown_paths() -> None:
     r = route("openai", "https://api.example/v1")
     assert r.endpoint("GET", "/v1/models/gpt-4o") is not None
-    assert r.endpoint("POST", "/v1/chat/completions").route == "chat.completions"
+    chat = r.endpoint("POST", "/v1/chat/completions")
+    assert chat is not None and chat.route == "chat.completions"
     for path in ("/v1/models/../files", "/v1/models/./x", "/v1//chat/completions", "/v1/files"):
         assert r.endpoint("GET", path) is None and r.endpoint("POST", path) is None
 

@@ -32,21 +32,24 @@ class Gateway:
     token: str
     openai_upstream: MockUpstream
     anthropic_upstream: MockUpstream
-    # httpx.Request (openai) or httpx2.Request (anthropic): the same interface.
+    # httpx2.Request: the SDKs' own flavour of httpx.
     sent: list[Any] = field(default_factory=list)
 
     def openai(self) -> openai.OpenAI:
         return openai.OpenAI(
             base_url=f"{self.bridged.provider_url('oai')}/v1", api_key=self.token,
-            http_client=httpx.Client(event_hooks={"request": [self.sent.append]}),
+            http_client=openai.DefaultHttpxClient(event_hooks={"request": [self.sent.append]}),
             timeout=15, max_retries=0,
         )  # fmt: skip
 
-    def anthropic(self, **credentials: str) -> anthropic.Anthropic:
+    def anthropic(
+        self, api_key: str | None = None, auth_token: str | None = None
+    ) -> anthropic.Anthropic:
         return anthropic.Anthropic(
+            api_key=api_key, auth_token=auth_token,
             base_url=self.bridged.provider_url("ant"), default_headers={"anthropic-beta": BETA},
             http_client=anthropic.DefaultHttpxClient(event_hooks={"request": [self.sent.append]}),
-            timeout=15, max_retries=0, **credentials,
+            timeout=15, max_retries=0,
         )  # fmt: skip
 
     def assert_no_gateway_token(self, seen: list[Seen]) -> None:
@@ -143,7 +146,9 @@ def test_openai_responses_plain_and_streamed(gateway: Gateway) -> None:
     assert types[0] == "response.created" and types[-1] == "response.completed"
     deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
     assert deltas == "hello from A"
-    completed = events[-1].response  # type: ignore[union-attr]
+    last = events[-1]
+    assert last.type == "response.completed"
+    completed = last.response
     assert completed.output_text == "hello from A"
     assert completed.usage is not None
     assert completed.usage.input_tokens == RESPONSES_USAGE["input_tokens"]

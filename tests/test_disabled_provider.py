@@ -10,7 +10,7 @@ from mockupstream import MockUpstream
 from tests.agents import claude_code, codex
 from tests.conftest import UpstreamPKI, proxyd_before_bridged
 from tests.harness import Bridged, Controlplane, Proxyd, Secrets
-from tests.proxy_client import HTTPConnection, connect, tls
+from tests.proxy_client import HTTPConnection, Reply, connect, tls
 
 KEY = "sk-disabled-provider-key-0000001"
 CHAT = {"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}
@@ -86,7 +86,7 @@ def test_a_disabled_providers_host_stays_intercepted(
         assert len(tls_upstream_a.seen) == 3
 
 
-def post_through(proxyd: Proxyd, host: str, token: str, ca: Path):  # type: ignore[no-untyped-def]
+def post_through(proxyd: Proxyd, host: str, token: str, ca: Path) -> Reply:
     """A chat completion over a fresh CONNECT, trusting `ca` for the TLS inside."""
     status, sock = connect(proxyd.port, host, token)
     assert status == 200, f"CONNECT answered {status}"

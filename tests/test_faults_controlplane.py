@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import re
 import signal
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
@@ -26,11 +28,13 @@ import pytest
 from grpc_health.v1 import health_pb2
 
 from aibridge.v1 import admin_pb2, sync_pb2, sync_pb2_grpc
+from common.subscriber import ProviderSnapshot
 from mockupstream import OPENAI_USAGE, MockUpstream
 from tests import proxy_client
 from tests.conftest import UpstreamPKI
 from tests.harness import (
     PG_ADMIN_DSN,
+    AdminClient,
     Bridged,
     Controlplane,
     Proxyd,
@@ -128,10 +132,9 @@ def admin_view(providers: admin_pb2.ListProvidersResponse) -> set[tuple]:
     }
 
 
-def snapshot_view(snapshot: object) -> set[tuple]:
+def snapshot_view(snapshot: ProviderSnapshot) -> set[tuple]:
     return {
-        (p.id, p.name, p.type, p.display_name, p.enabled, p.base_url)
-        for p in snapshot.providers  # type: ignore[attr-defined]
+        (p.id, p.name, p.type, p.display_name, p.enabled, p.base_url) for p in snapshot.providers
     }
 
 
@@ -366,7 +369,7 @@ class Burst:
         self.revisions: list[int] = []  # of every call that succeeded
         self.refused: list[str] = []  # every call that failed, with its code
 
-    def attempt(self, what: str, method, request) -> bool:  # type: ignore[no-untyped-def]
+    def attempt(self, what: str, method: Callable[[Any], Any], request: object) -> bool:
         try:
             revision = method(request).revision
         except grpc.RpcError as exc:
@@ -459,7 +462,7 @@ def test_database_sessions_killed_during_admin_writes(
 
             # Both replicas answer again, and the state is exactly the successful calls.
             for cp in (a, b):
-                await asyncio.to_thread(wait_until, lambda cp=cp: providers_or_none(cp), 30,
+                await asyncio.to_thread(wait_until, functools.partial(providers_or_none, cp), 30,
                                         f"{cp.name} to answer")  # fmt: skip
             listing = await asyncio.to_thread(a.admin.ListProviders,
                                               admin_pb2.ListProvidersRequest())  # fmt: skip
@@ -479,8 +482,8 @@ def test_database_sessions_killed_during_admin_writes(
             final = listing.revision
             await on_a.wait_version(final, timeout=20)
             await on_b.wait_version(final, timeout=20)
-            assert snapshot_view(on_a.current) == admin_view(listing)
-            assert snapshot_view(on_b.current) == admin_view(listing)
+            assert snapshot_view(on_a.snapshot) == admin_view(listing)
+            assert snapshot_view(on_b.snapshot) == admin_view(listing)
             await asyncio.to_thread(b.admin.wait_applied, final, 20)
             assert readyz(bridged)["version"] == final
             if got:
@@ -488,10 +491,12 @@ def test_database_sessions_killed_during_admin_writes(
             gone = [r.split(":")[0].split()[1] for r in burst.refused if r.startswith("create ")]
             for name in gone[:3]:
                 assert chat(bridged, name, token).status_code == 404
+
+            def serving(cp: Controlplane) -> bool:
+                return health(cp) == health_pb2.HealthCheckResponse.SERVING
+
             for cp in (a, b):
-                await asyncio.to_thread(
-                    wait_until, lambda cp=cp: health(cp) == health_pb2.HealthCheckResponse.SERVING
-                )
+                await asyncio.to_thread(wait_until, functools.partial(serving, cp))
         finally:
             await on_a.stop()
             await on_b.stop()
@@ -510,7 +515,7 @@ class Churn:
     """Creates, updates, renames, disables and deletes "churn" providers of its own, paced
     at `rate` per second, bounded by `max_ops` and `seconds`; every call must succeed."""
 
-    def __init__(self, tag: str, admin, upstream_url: str, seed: int) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, tag: str, admin: AdminClient, upstream_url: str, seed: int) -> None:
         self.tag = tag
         self.admin = admin
         self.upstream_url = upstream_url
@@ -623,14 +628,14 @@ def test_reload_storm_never_disturbs_a_stable_provider(
                 await asyncio.to_thread(cp.admin.wait_applied, final, 20)
                 for recorder in recorders:
                     await recorder.wait_version(final)
-                    assert recorder.current.version == final
-                    assert snapshot_view(recorder.current) == admin_view(listing)
+                    assert recorder.snapshot.version == final
+                    assert snapshot_view(recorder.snapshot) == admin_view(listing)
                 keys = {p.name: [k.id for k in p.keys] for p in listing.providers if p.enabled}
                 assert {
-                    p.name: [k.id for k in p.keys] for p in recorders[0].current.providers
+                    p.name: [k.id for k in p.keys] for p in recorders[0].snapshot.providers
                     if p.enabled
                 } == keys  # fmt: skip
-                assert all(not p.keys for p in recorders[1].current.providers)
+                assert all(not p.keys for p in recorders[1].snapshot.providers)
                 assert readyz(bridged)["version"] == readyz(proxyd)["version"] == final
 
                 # bridged serves exactly the final state.
@@ -688,6 +693,7 @@ def test_a_stalled_subscriber_costs_neither_the_others_nor_memory(
             await asyncio.to_thread(
                 wait_until, lambda: ("bridged", "stalled", cp.name) in subscribers(cp)
             )
+            assert cp.proc is not None
             rss_before = vmrss(cp.proc.pid)
 
             last = start
@@ -717,7 +723,7 @@ def test_a_stalled_subscriber_costs_neither_the_others_nor_memory(
             assert superseded_snapshots(cp) > 0
 
             # It reads again: the latest, not a backlog, and the final state.
-            def drain() -> list:  # type: ignore[type-arg]
+            def drain() -> list[ProviderSnapshot]:
                 got = []
                 for snapshot in stalled:  # bounded by the call's deadline and the count
                     got.append(snapshot)
@@ -732,7 +738,7 @@ def test_a_stalled_subscriber_costs_neither_the_others_nor_memory(
             assert len(versions) <= 5, f"a backlog: {versions}"
             listing = cp.admin.ListProviders(admin_pb2.ListProvidersRequest())
             assert snapshot_view(got[-1]) == admin_view(listing)
-            assert snapshot_view(prompt.current) == admin_view(listing)
+            assert snapshot_view(prompt.snapshot) == admin_view(listing)
             print(f"slowest prompt wait {slowest:.2f}s, RSS {rss_before >> 20} → "
                   f"{rss_after >> 20} MB, stalled read {versions}")  # fmt: skip
         finally:

@@ -22,7 +22,7 @@ import re
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -39,6 +39,7 @@ from common.wire import PROVIDER_TYPES
 from mockupstream import MockUpstream
 from tests.conftest import UpstreamPKI
 from tests.harness import (
+    AdminState,
     Bridged,
     Controlplane,
     Proxyd,
@@ -116,7 +117,7 @@ def references(cp: Controlplane) -> st.SearchStrategy[str]:
 
 
 # Text protobuf can carry: any code point but a surrogate.
-CHARS = st.characters(exclude_categories=("Cs",))
+CHARS = st.characters(exclude_categories=["Cs"])
 SPECIALS = st.sampled_from([
     "", "\x00", "\n", "\r\n", " ", "\t", "\x7f", "\x85", "\u2028", "\ufeff", "\u200b",
     "\U0010ffff", "😀", "é", "İ", "ß", "%00", "'", '"', "\\", "--", ";", "/", "../", "?", "#",
@@ -247,8 +248,8 @@ class Outcome:
     response: Any
     code: grpc.StatusCode | None
     details: str
-    before: tuple[object, ...]
-    after: tuple[object, ...]
+    before: AdminState
+    after: AdminState
 
     @property
     def refused(self) -> bool:
@@ -259,7 +260,7 @@ def attempt(
     cp: Controlplane,
     call: Callable[[Any], Any],
     request: Any,
-    secrets: list[str] = (),  # type: ignore[assignment]
+    secrets: Sequence[str] = (),
 ) -> Outcome:
     """One admin call; a refusal must be one of REFUSALS, name its field when it is an
     INVALID_ARGUMENT, repeat no secret, and leave the state exactly as it was."""
@@ -590,7 +591,8 @@ def test_a_long_reference_is_refused_cleanly(fuzz_cp: Controlplane) -> None:
                 call(message)
             except grpc.RpcError as exc:
                 answers[(label, ref[0], len(ref))] = exc.code().name
-                assert len(exc.details()) < 200, exc.details()
+                details = exc.details()
+                assert details is not None and len(details) < 200, details
     assert set(answers.values()) == {"INVALID_ARGUMENT"}, answers
 
 
@@ -605,7 +607,8 @@ def test_display_names_refuse_every_control_character(fuzz_cp: Controlplane) -> 
             )
         except grpc.RpcError as exc:
             assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT, exc.details()
-            assert exc.details().startswith("display_name:")
+            details = exc.details()
+            assert details is not None and details.startswith("display_name:")
         else:
             accepted.append(created.provider.display_name)
     assert not accepted, f"display names with control characters accepted: {accepted!r}"
@@ -860,12 +863,12 @@ def test_bridged_body_limits(gateway: Gateway) -> None:
             first = b""
         if first.startswith(b"HTTP/1.1 100"):
             send_quietly(sock, over)
-            reply = read_reply(_Replay(sock, first.partition(b"\r\n\r\n")[2]), 15)  # type: ignore[arg-type]
+            reply = read_reply(_Replay(sock, first.partition(b"\r\n\r\n")[2]), 15)
         elif not first:
             send_quietly(sock, over)
             reply = read_reply(sock, 15)
         else:  # a final answer before the body
-            reply = read_reply(_Replay(sock, first), 15)  # type: ignore[arg-type]
+            reply = read_reply(_Replay(sock, first), 15)
         assert reply.status == 413, reply
     assert len(gw.upstream.seen) == seen, "an oversized body reached the upstream"
 
@@ -929,10 +932,11 @@ def test_bridged_forwards_bad_json_without_failing_itself(gateway: Gateway) -> N
         assert reply.status != 0 and not reply.timed_out, (body[:40], reply)
         not_bridged_5xx(reply)
     # Every one of them was recorded.
-    for provider in (openai, anthropic):
-        wait_until(
-            lambda p=provider: gw.usage_requests(p) == len(BAD_BODIES), 10, f"{provider}'s usage"
-        )
+    wait_until(
+        lambda: all(gw.usage_requests(p) == len(BAD_BODIES) for p in (openai, anthropic)),
+        10,
+        "both providers' usage",
+    )
     assert_bridged_healthy(gw, baseline)
 
 

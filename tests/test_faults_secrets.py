@@ -28,6 +28,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
@@ -256,10 +257,9 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
 
         # Through bridged: failover past a refused key, Anthropic, streaming, a wrong
         # token, every key refused, and the client's own key sent along.
-        def post(provider: str, path: str, headers: dict[str, str], **kw: object) -> int:
+        def post(provider: str, path: str, headers: dict[str, str], **kw: Any) -> int:
             return httpx.post(
-                f"{bridged.provider_url(provider)}{path}", headers=headers, timeout=30,
-                **kw,  # type: ignore[arg-type]
+                f"{bridged.provider_url(provider)}{path}", headers=headers, timeout=30, **kw,
             ).status_code  # fmt: skip
 
         bearer = {"Authorization": f"Bearer {alice}"}

@@ -7,22 +7,23 @@ from __future__ import annotations
 import asyncio
 import re
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from aibridge.v1 import admin_pb2, admin_pb2_grpc, sync_pb2, sync_pb2_grpc
 from common.channel import auth_metadata, channel_options
-from common.subscriber import ApplyResult, SkippedProvider, Subscriber
+from common.subscriber import ApplyResult, ProviderSnapshot, SkippedProvider, Subscriber
 from controlplane import config
 from tests.grpc_flood import Flood, rss_mb
 from tests.harness import (
     Controlplane,
     Secrets,
     async_wait_until,
+    health_stub,
     instance_key,
     refused,
     wait_until,
@@ -147,17 +148,21 @@ def test_large_acknowledgements_are_taken(sqlite_controlplane: Controlplane) -> 
         found = [s for s in status.subscribers if s.id == subscriber_id]
         return list(found[0].skipped) if found and found[0].applied_version else []
 
+    def reporting(skipped: list[SkippedProvider]) -> Callable[[ProviderSnapshot], ApplyResult]:
+        return lambda _s: ApplyResult(skipped=skipped)
+
     async def scenario() -> None:
         usual = rows("host api.example.com:443 is already routed to provider-00000:")
         longest = rows("x" * 600)
         subscribers = [
-            Subscriber([cp.address], "proxyd", cp.secrets.proxyd,
-                       lambda _s, skipped=skipped: ApplyResult(skipped=skipped),
+            Subscriber([cp.address], "proxyd", cp.secrets.proxyd, reporting(skipped),
                        subscriber_id=name)
             for name, skipped in (("usual", usual), ("longest", longest))
         ]  # fmt: skip
 
-        def both() -> tuple[list, list] | None:  # type: ignore[type-arg]
+        Skipped = list[admin_pb2.SkippedProviderInfo]
+
+        def both() -> tuple[Skipped, Skipped] | None:
             whole, cut = skipped_of("usual"), skipped_of("longest")
             return (whole, cut) if whole and cut else None
 
@@ -179,7 +184,7 @@ def test_large_acknowledgements_are_taken(sqlite_controlplane: Controlplane) -> 
     asyncio.run(scenario())
 
 
-def watch(cp: Controlplane, subscriber_id: str, key: str = "") -> grpc.Future:  # type: ignore[type-arg]
+def watch(cp: Controlplane, subscriber_id: str, key: str = "") -> grpc.Future[object]:
     """A Watch stream that has its first snapshot and never acknowledges anything."""
     channel = grpc.insecure_channel(cp.address)
     request = sync_pb2.WatchRequest(
@@ -220,7 +225,9 @@ def test_unary_calls_beyond_the_bound_wait_their_turn_or_are_refused(
     with pytest.raises(grpc.RpcError) as busy:
         admin.GetStatus(admin_pb2.GetStatusRequest(), metadata=metadata, timeout=2)
     assert busy.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert busy.value.details().startswith("aibridge.v1.Admin is busy: 2 calls in progress")
+    details = busy.value.details()
+    assert details is not None
+    assert details.startswith("aibridge.v1.Admin is busy: 2 calls in progress")
 
     # Up to --max-streams calls wait; the next is refused at once.
     queued = [
@@ -236,7 +243,7 @@ def test_unary_calls_beyond_the_bound_wait_their_turn_or_are_refused(
 
     # Other services have turns of their own.
     with grpc.insecure_channel(cp.address) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
+        health = health_stub(channel)
         check = health.Check(health_pb2.HealthCheckRequest(), timeout=5)
         assert check.status == health_pb2.HealthCheckResponse.SERVING
 
@@ -271,7 +278,7 @@ def test_streams_beyond_the_bound_are_refused_and_do_not_take_call_turns(
 
         streams.pop().cancel()
 
-        def another() -> grpc.Future | None:  # type: ignore[type-arg]
+        def another() -> grpc.Future[object] | None:
             try:
                 return watch(cp, "another")
             except grpc.RpcError:

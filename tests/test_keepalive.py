@@ -40,12 +40,13 @@ def test_subscriber_leaves_a_frozen_controlplane(
         try:
             await sub.wait_version(1)
             frozen, alive = (a, b) if sub.subscriber.connected_to == a.address else (b, a)
+            assert frozen.proc is not None
             frozen.proc.send_signal(signal.SIGSTOP)  # alive to TCP, silent to HTTP/2
             created = await asyncio.to_thread(alive.admin.create_provider, "after-freeze")
             await sub.wait_version(created.revision, timeout=20)
             assert sub.subscriber.connected_to == alive.address
         finally:
-            if frozen is not None:
+            if frozen is not None and frozen.proc is not None:
                 frozen.proc.send_signal(signal.SIGCONT)
             await sub.stop()
             await asyncio.to_thread(a.stop)

@@ -62,7 +62,7 @@ def test_rotation_across_restarts(database_url: str, tmp_path: Path) -> None:
                 admin_pb2.UpdateProviderRequest(ref="p", add_keys=[SECRET_2]),
             )
             await sub.wait_version(updated.revision)
-            assert [k.secret for k in sub.current.providers[0].keys] == [SECRET_1, SECRET_2]
+            assert [k.secret for k in sub.snapshot.providers[0].keys] == [SECRET_1, SECRET_2]
         finally:
             await sub.stop()
             await asyncio.to_thread(cp.stop)
@@ -76,7 +76,7 @@ def test_rotation_across_restarts(database_url: str, tmp_path: Path) -> None:
         sub = RecordingSubscriber([cp.address], "bridged", before.bridged).start()
         try:
             await sub.wait_version(updated.revision)
-            assert [k.secret for k in sub.current.providers[0].keys] == [SECRET_2]
+            assert [k.secret for k in sub.snapshot.providers[0].keys] == [SECRET_2]
             assert "cannot be decrypted" in cp.log()
         finally:
             await sub.stop()

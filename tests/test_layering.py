@@ -41,19 +41,19 @@ def top_level(modules: set[str]) -> set[str]:
 
 
 @pytest.mark.parametrize("package", ["common", "bridged", "proxyd"])
-def test_never_imports_the_database_or_the_controlplane(package):
+def test_never_imports_the_database_or_the_controlplane(package: str) -> None:
     loaded = top_level(loaded_after_importing(package))
     assert "sqlalchemy" not in loaded
     assert "alembic" not in loaded
     assert "controlplane" not in loaded
 
 
-def test_the_data_planes_never_import_each_other():
+def test_the_data_planes_never_import_each_other() -> None:
     assert "proxyd" not in top_level(loaded_after_importing("bridged"))
     assert "bridged" not in top_level(loaded_after_importing("proxyd"))
 
 
-def test_the_controlplane_never_imports_a_data_plane():
+def test_the_controlplane_never_imports_a_data_plane() -> None:
     loaded = top_level(loaded_after_importing("controlplane"))
     assert "common" in loaded
     assert not loaded & {"bridged", "proxyd"}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ssl
 import subprocess
 import threading
+from types import ModuleType
+from typing import Any
 
 import anthropic
 import httpx
@@ -16,10 +18,10 @@ from tests.harness import Bridged, Controlplane, Proxyd, wait_until
 
 KEY = "sk-proxied-provider-key-0001"
 CLIENT_KEY = "sk-client-side-dummy"
-MESSAGES = [{"role": "user", "content": "hi"}]
+MESSAGES: list[Any] = [{"role": "user", "content": "hi"}]
 
 
-def http_client(proxyd: Proxyd, token: str, sdk=httpx):  # type: ignore[no-untyped-def]
+def http_client(proxyd: Proxyd, token: str, sdk: ModuleType = httpx) -> Any:
     """An HTTP client that goes through proxyd (HTTPS_PROXY style) and trusts its CA. Each
     SDK may bring its own httpx flavour (anthropic's is httpx2): `sdk.DefaultHttpxClient`
     is that flavour's Client with the SDK's defaults."""
@@ -44,11 +46,11 @@ def test_sdks_and_curl_through_the_proxy(
         base_url=f"https://localhost:{a.port}/v1", api_key=CLIENT_KEY,
         http_client=http_client(proxyd, token, openai),
     )  # fmt: skip
-    answer = oai.chat.completions.create(model="m", messages=MESSAGES)  # type: ignore[arg-type]
+    answer = oai.chat.completions.create(model="m", messages=MESSAGES)
     assert answer.choices[0].message.content == "hello from A"
     chunks = list(
         oai.chat.completions.create(
-            model="m", messages=MESSAGES, stream=True,  # type: ignore[arg-type]
+            model="m", messages=MESSAGES, stream=True,
             stream_options={"include_usage": True},
         )
     )  # fmt: skip
@@ -61,9 +63,10 @@ def test_sdks_and_curl_through_the_proxy(
         base_url=f"https://localhost:{b.port}", api_key="dummy",
         http_client=http_client(proxyd, token, anthropic),
     )  # fmt: skip
-    message = ant.messages.create(model="c", max_tokens=5, messages=MESSAGES)  # type: ignore[arg-type]
-    assert message.content[0].text == "hello from B"  # type: ignore[union-attr]
-    with ant.messages.stream(model="c", max_tokens=5, messages=MESSAGES) as stream:  # type: ignore[arg-type]
+    message = ant.messages.create(model="c", max_tokens=5, messages=MESSAGES)
+    block = message.content[0]
+    assert block.type == "text" and block.text == "hello from B"
+    with ant.messages.stream(model="c", max_tokens=5, messages=MESSAGES) as stream:
         assert "".join(stream.text_stream) == "hello from B"
         assert stream.get_final_message().usage.input_tokens == ANTHROPIC_USAGE["input_tokens"]
 

@@ -14,7 +14,7 @@ from aibridge.v1 import admin_pb2
 from mockupstream import MockUpstream
 from tests.conftest import UpstreamPKI
 from tests.harness import Bridged, Controlplane, Proxyd, Secrets, wait_until
-from tests.proxy_client import HTTPConnection, connect, tls
+from tests.proxy_client import HTTPConnection, connect, peer_certificate, tls
 
 KEY = "sk-provider-key-policy-0001"
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
@@ -136,7 +136,7 @@ def test_tunnel_policy(
         status, sock = connect(allowing.port, target, token)
         assert status == 200
         with tls(sock, "127.0.0.1", pki.ca.cert_path) as secure:  # the test CA: not proxyd's
-            issuer = x509.load_der_x509_certificate(secure.getpeercert(binary_form=True)).issuer
+            issuer = peer_certificate(secure).issuer
             proxyd_ca = x509.load_pem_x509_certificate(allowing.ca_path.read_bytes())
             assert issuer == pki.ca.cert.subject and issuer != proxyd_ca.subject
             reply = HTTPConnection(secure, target).request(

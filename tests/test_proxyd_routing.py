@@ -4,17 +4,24 @@ the revision is applied."""
 from __future__ import annotations
 
 import ssl
+from typing import Any
 
 from aibridge.v1 import admin_pb2
 from mockupstream import MockUpstream
 from tests.harness import Bridged, Controlplane, Proxyd
-from tests.proxy_client import HTTPConnection, connect, tls
+from tests.proxy_client import HTTPConnection, Reply, connect, tls
 
 KEY = "sk-provider-key-for-proxyd-01"
 CHAT = {"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}
 
 
-def call(proxyd: Proxyd, host: str, port: int, token: str, path: str = "/v1/chat/completions"):  # type: ignore[no-untyped-def]
+# The CONNECT status, and the reply to the request inside when it was let through.
+Result = tuple[int, Reply | None]
+
+
+def call(
+    proxyd: Proxyd, host: str, port: int, token: str, path: str = "/v1/chat/completions"
+) -> Result:
     """One fresh CONNECT and one request; returns the CONNECT status and the reply."""
     status, sock = connect(proxyd.port, f"{host}:{port}", token)
     if status != 200:
@@ -27,14 +34,15 @@ def call(proxyd: Proxyd, host: str, port: int, token: str, path: str = "/v1/chat
         conn.close()
 
 
-def answered(result, upstream: MockUpstream) -> bool:  # type: ignore[no-untyped-def]
+def answered(result: Result, upstream: MockUpstream) -> bool:
     status, reply = result
     assert status == 200, f"CONNECT answered {status}"
+    assert reply is not None
     assert reply.status == 200, reply.body
     return reply.json()["choices"][0]["message"]["content"] == upstream.text()
 
 
-def not_intercepted(result) -> bool:  # type: ignore[no-untyped-def]
+def not_intercepted(result: Result) -> bool:
     # A host that is not a provider's is a tunnel candidate; loopback tunnels are refused.
     return result[0] == 403
 
@@ -56,7 +64,7 @@ def test_routing_follows_every_change(
     a, b = tls_upstream_a, tls_upstream_b
     update = admin_pb2.UpdateProviderRequest
 
-    def applied(response) -> None:  # type: ignore[no-untyped-def]
+    def applied(response: Any) -> None:
         admin.wait_applied(response.revision)
 
     # Empty map: nothing is intercepted.

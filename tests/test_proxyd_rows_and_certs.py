@@ -19,7 +19,7 @@ from aibridge.v1 import admin_pb2
 from mockupstream import MockUpstream
 from tests.certs import make_ca
 from tests.harness import Bridged, Controlplane, Proxyd, Secrets
-from tests.proxy_client import HTTPConnection, connect, tls
+from tests.proxy_client import HTTPConnection, Reply, connect, peer_certificate, tls
 
 KEY = "sk-provider-key-rows-certs-01"
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
@@ -29,7 +29,9 @@ def provider(cp: Controlplane, name: str, base_url: str) -> int:
     return cp.admin.create_provider(name, base_url, keys=[KEY]).revision
 
 
-def chat(proxyd: Proxyd, host: str, port: int, token: str, path: str = "/v1/chat/completions"):  # type: ignore[no-untyped-def]
+def chat(
+    proxyd: Proxyd, host: str, port: int, token: str, path: str = "/v1/chat/completions"
+) -> Reply:
     """One request on a fresh intercepted CONNECT, trusting proxyd's generated CA."""
     status, sock = connect(proxyd.port, f"{host}:{port}", token)
     assert status == 200, f"CONNECT {host}:{port} answered {status}"
@@ -179,7 +181,7 @@ def test_leaf_certificates_satisfy_strict_verifiers(
         context.set_alpn_protocols(["h2", "http/1.1"])
         with context.wrap_socket(sock, server_hostname=host) as secure:  # name and chain
             assert secure.selected_alpn_protocol() == "http/1.1"
-            leaf = x509.load_der_x509_certificate(secure.getpeercert(binary_form=True))
+            leaf = peer_certificate(secure)
         assert leaf.issuer == ca.subject
         sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         assert list(sans) == [san]
@@ -228,7 +230,7 @@ def test_a_given_ca_signs_the_leaves(
         context = ssl.create_default_context(cafile=str(own.cert_path))
         context.verify_flags |= ssl.VERIFY_X509_STRICT
         secure = context.wrap_socket(sock, server_hostname="localhost")
-        leaf = x509.load_der_x509_certificate(secure.getpeercert(binary_form=True))
+        leaf = peer_certificate(secure)
         assert leaf.issuer == own.cert.subject
         conn = HTTPConnection(secure, f"localhost:{a.port}")
         assert conn.request("POST", "/v1/chat/completions", CHAT).status == 200

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from pathlib import Path
 
 from aibridge.v1 import admin_pb2
 from tests.harness import Controlplane, RecordingSubscriber, Secrets
@@ -86,8 +87,8 @@ def test_subscribers_racing_mutations_end_at_the_final_state(
 
 
 def test_change_made_while_away_arrives_after_reconnect(
-    controlplane: Controlplane, secrets: Secrets, tmp_path
-) -> None:  # type: ignore[no-untyped-def]
+    controlplane: Controlplane, secrets: Secrets, tmp_path: Path
+) -> None:
     async def scenario() -> None:
         cp = controlplane
         created = cp.admin.create_provider("before")
@@ -96,7 +97,7 @@ def test_change_made_while_away_arrives_after_reconnect(
             await sub.wait_version(created.revision)
             await asyncio.to_thread(cp.stop)
             # Fail static: the subscriber keeps its snapshot while the controlplane is gone.
-            assert [p.name for p in sub.current.providers] == ["before"]
+            assert [p.name for p in sub.snapshot.providers] == ["before"]
 
             # The change is made through another controlplane the subscriber does not know.
             other = Controlplane(cp.database_url, cp.workdir, secrets, name="other")
@@ -112,7 +113,7 @@ def test_change_made_while_away_arrives_after_reconnect(
 
             await asyncio.to_thread(cp.start)
             await sub.wait_version(changed.revision)
-            assert [p.name for p in sub.current.providers] == ["after"]
+            assert [p.name for p in sub.snapshot.providers] == ["after"]
         finally:
             await sub.stop()
 

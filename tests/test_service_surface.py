@@ -6,17 +6,18 @@ from __future__ import annotations
 import re
 import time
 import urllib.request
+from collections.abc import Callable
 
 import grpc
 import pytest
 from google.protobuf import descriptor_pool
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
 from aibridge.v1 import admin_pb2, admin_pb2_grpc, sync_pb2, sync_pb2_grpc
-from tests.harness import Controlplane, Secrets, instance_key, wait_until
+from tests.harness import Controlplane, Secrets, health_stub, instance_key, wait_until
 
 SERVICES = {"aibridge.v1.Admin", "aibridge.v1.Sync", "aibridge.v1.Usage", "grpc.health.v1.Health"}
 
@@ -33,7 +34,7 @@ def credential(cp: Controlplane, who: str | None) -> tuple[tuple[str, str], ...]
     return (("authorization", f"Bearer {getattr(cp.secrets, who)}"),)
 
 
-def code_of(call) -> grpc.StatusCode:  # type: ignore[no-untyped-def]
+def code_of(call: Callable[[], object]) -> grpc.StatusCode:
     with pytest.raises(grpc.RpcError) as caught:
         call()
     return caught.value.code()
@@ -57,7 +58,7 @@ def metric_value(text: str, name: str) -> float | None:
 
 def test_health_serves_without_a_credential(shared_controlplane: Controlplane) -> None:
     with grpc.insecure_channel(shared_controlplane.address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
+        stub = health_stub(channel)
         reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=5)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
         watch = stub.Watch(health_pb2.HealthCheckRequest(), timeout=5)

@@ -95,7 +95,7 @@ def test_every_build_equals_a_build_from_nothing(
     keyring = KeyRing([Secrets().encryption_key])
     admin = Admin(db, keyring, seed=6)
     builder = SnapshotBuilder(db, keyring, CONTROLPLANE)
-    done = []
+    done: list[str] = []
     with caplog.at_level(logging.WARNING, logger="controlplane.snapshots"):
         for _ in range(40):
             for _ in range(random.Random(len(done)).randint(1, 3)):  # a burst, one build

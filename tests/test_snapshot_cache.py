@@ -8,6 +8,7 @@ import ssl
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -60,7 +61,7 @@ def test_unusable_files_are_ignored(tmp_path: Path) -> None:
     assert SnapshotFile(path, "abb_credential").load("bridged") is None
 
 
-def readyz(url: str) -> dict:  # type: ignore[type-arg]
+def readyz(url: str) -> dict[str, Any]:
     return httpx.get(url + "/readyz", timeout=5).json()
 
 
@@ -103,8 +104,10 @@ def test_restart_while_the_controlplane_is_down_serves_the_cache(
         "llm", f"https://localhost:{tls_upstream_a.port}/v1", keys=[KEY]
     )
     controlplane.admin.wait_applied(created.revision)
-    for process in (bridged, proxyd):
-        wait_until(lambda p=process: cached_version(p, secrets) == created.revision, 15, "cache")
+    both = (bridged, proxyd)
+    wait_until(
+        lambda: all(cached_version(p, secrets) == created.revision for p in both), 15, "cache"
+    )
     assert KEY not in (bridged.workdir / "state" / "bridged.snapshot").read_text()
 
     controlplane.kill()
@@ -123,9 +126,9 @@ def test_restart_while_the_controlplane_is_down_serves_the_cache(
     assert tls_upstream_a.seen[-1].key == KEY  # the key came out of bridged's cache
 
     controlplane.start()  # same port, same database, nothing changed meanwhile
-    for process in (bridged, proxyd):
-        # The controlplane confirms the cached version: no longer "from cache".
-        wait_until(lambda p=process: readyz(p.url)["from_cache"] is False, 30, "reconnect")
+    # The controlplane confirms the cached version: no longer "from cache".
+    wait_until(lambda: all(readyz(p.url)["from_cache"] is False for p in both), 30, "reconnect")
+    for process in both:
         assert readyz(process.url)["controlplane_connected"] is True
         assert f"aibridge_{process.role}_snapshot_from_cache 0.0" in process.metrics()
     # The processes stopped while the controlplane was down could not say goodbye: they
@@ -133,8 +136,9 @@ def test_restart_while_the_controlplane_is_down_serves_the_cache(
     controlplane.admin.wait_applied(created.revision, fleet_grace=0)
     changed = controlplane.admin.create_provider("other", "https://api.example.com/v1").revision
     controlplane.admin.wait_applied(changed, fleet_grace=0)
-    for process in (bridged, proxyd):
-        wait_until(lambda p=process: cached_version(p, secrets) == changed, 15, "cache replaced")
+    wait_until(
+        lambda: all(cached_version(p, secrets) == changed for p in both), 15, "cache replaced"
+    )
 
 
 @contextlib.contextmanager

@@ -155,6 +155,7 @@ def test_watch_without_an_instance_key_is_refused(shared_controlplane: Controlpl
             with pytest.raises(grpc.RpcError) as caught:
                 next(call)
             assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-            assert caught.value.details().startswith("instance_key: required")
+            details = caught.value.details()
+            assert details is not None and details.startswith("instance_key: required")
     status = json.loads(ctl(cp, "status", "--json", check=True).stdout)
     assert "keyless" not in [s["id"] for s in status["subscribers"]]

@@ -84,9 +84,10 @@ def test_a_controlplane_whose_fleet_mirror_breaks_exits_with_its_traceback(
         dbname = postgres_url.rsplit("/", 1)[1]
         with psycopg.connect(PG_ADMIN_DSN.replace("dbname=postgres", f"dbname={dbname}")) as conn:
             conn.execute("DROP TABLE subscribers")
-        assert cp.proc is not None
-        wait_until(lambda: cp.proc.poll() is not None, 30, "the controlplane to exit")
-        assert cp.proc.returncode == 1
+        proc = cp.proc
+        assert proc is not None
+        wait_until(lambda: proc.poll() is not None, 30, "the controlplane to exit")
+        assert proc.returncode == 1
         log = cp.log()
         assert "fleet failed" in log
         assert "Traceback (most recent call last)" in log

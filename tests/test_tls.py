@@ -7,10 +7,11 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from common.channel import ClientTLS
 from tests.certs import CertFiles, issue, make_ca
@@ -20,6 +21,7 @@ from tests.harness import (
     Secrets,
     async_wait_until,
     ctl,
+    health_stub,
 )
 
 
@@ -49,7 +51,7 @@ def pki(tmp_path: Path) -> Pki:
 class TLSControlplane(Controlplane):
     """Health-waits (and makes its admin client) over TLS, with `client_tls`'s trust."""
 
-    def __init__(self, *args, client_tls: ClientTLS, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *args: Any, client_tls: ClientTLS, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.client_tls = client_tls
 
@@ -99,7 +101,7 @@ def health_check(cp: Controlplane, credentials: grpc.ChannelCredentials | None) 
     )
     with channel:
         try:
-            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+            health_stub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
         except grpc.RpcError as exc:
             return exc.code()
     return grpc.StatusCode.OK

@@ -97,7 +97,7 @@ def test_verifier_is_published_on_create_and_withdrawn_on_revoke(
                 sha256(first.token): (first.info.id, "alice", 0),
                 sha256(second.token): (second.info.id, "bob", 0),
             }
-            raw = recording.current.SerializeToString()
+            raw = recording.snapshot.SerializeToString()
             assert first.token.encode() not in raw and second.token.encode() not in raw
 
             by_name = await asyncio.to_thread(
@@ -163,12 +163,12 @@ def test_expiring_token_carries_its_expiry_to_admin_and_verifier(
             expires_at = created.info.expires_at.ToDatetime(tzinfo=UTC)
             assert abs((expires_at - expected).total_seconds()) < 5
             await recording.wait_version(created.revision)
-            (verifier,) = recording.current.tokens
+            (verifier,) = recording.snapshot.tokens
             assert verifier.sha256 == sha256(created.token)
             assert abs(verifier.expires_at - (time.time() + 3600)) < 5
             assert abs(verifier.expires_at - expires_at.timestamp()) < 1
             # What the data planes make of it: the caller, until it expires.
-            callers = Callers(recording.current.tokens)
+            callers = Callers(recording.snapshot.tokens)
             assert callers.verify(created.token) == (created.info.id, "temp", verifier.expires_at)
             assert callers.verify(created.token, now=verifier.expires_at) is None
             return created

@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
+from typing import Any
 
 import grpc
 import pytest
@@ -79,7 +80,7 @@ def report(
         return stub.ReportUsage(request, metadata=metadata, timeout=15).stored
 
 
-def totals(cp: Controlplane, group_by: str = "", **kwargs) -> dict[str, tuple[int, ...]]:
+def totals(cp: Controlplane, group_by: str = "", **kwargs: Any) -> dict[str, tuple[int, ...]]:
     request = admin_pb2.QueryUsageRequest(group_by=group_by, **kwargs)
     response = cp.admin.QueryUsage(request)
     assert response.group_by == (group_by or "provider")
@@ -145,9 +146,10 @@ def test_only_bridged_may_report(
     shared_controlplane: Controlplane, credential: str | None, code: grpc.StatusCode
 ) -> None:
     cp = shared_controlplane
-    token = {
+    tokens: dict[str | None, str] = {
         "proxyd": cp.secrets.proxyd, "admin": cp.secrets.admin, "wrong": cp.secrets.bridged + "x",
-    }.get(credential)  # fmt: skip
+    }  # fmt: skip
+    token = tokens.get(credential)
     with pytest.raises(grpc.RpcError) as caught:
         report(cp, [interception("r1", timedelta(minutes=1))], token)
     assert caught.value.code() == code, caught.value.details()
@@ -168,7 +170,8 @@ def test_batch_with_an_empty_request_id_is_refused_whole(shared_controlplane: Co
     with pytest.raises(grpc.RpcError) as caught:
         report(cp, [interception("r1", timedelta(0)), nameless], cp.secrets.bridged)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert caught.value.details().startswith("request_id:"), caught.value.details()
+    details = caught.value.details()
+    assert details is not None and details.startswith("request_id:"), details
     assert totals(cp) == {}
 
 
@@ -177,7 +180,8 @@ def test_bad_group_by(shared_controlplane: Controlplane, group_by: str) -> None:
     with pytest.raises(grpc.RpcError) as caught:
         shared_controlplane.admin.QueryUsage(admin_pb2.QueryUsageRequest(group_by=group_by))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert caught.value.details().startswith("group_by:"), caught.value.details()
+    details = caught.value.details()
+    assert details is not None and details.startswith("group_by:"), details
 
 
 def test_usage_command(controlplane: Controlplane) -> None:
@@ -226,6 +230,7 @@ def largest_record() -> usage_pb2.Interception:
     far over its bound in 4-byte characters (the model as an upstream's answer names it)."""
     made: list[usage_pb2.Interception] = []
     reporter = SimpleNamespace(record=made.append)
+    # Only the reporter is used on this path; the rest stay unset.
     forwarder = Forwarder(None, None, None, reporter, None)  # type: ignore[arg-type]
     route = _route(snapshot_pb2.SnapshotProvider(
         id="prv_" + "f" * 16, name="p" * 63, type="openai", base_url="https://h.example/v1",

@@ -174,7 +174,8 @@ def test_the_fleet_grace_is_bounded(controlplane: Controlplane) -> None:
         with pytest.raises(grpc.RpcError) as caught:
             cp.admin.WaitForRevision(request)
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert caught.value.details().startswith("fleet_grace_seconds:")
+        details = caught.value.details()
+        assert details is not None and details.startswith("fleet_grace_seconds:")
 
 
 @pytest.mark.postgres

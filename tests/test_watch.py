@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import grpc
 import pytest
 
 from aibridge.v1 import admin_pb2, sync_pb2, sync_pb2_grpc
-from common.subscriber import ApplyResult, SkippedProvider
+from common.subscriber import ApplyResult, ProviderSnapshot, SkippedProvider
 from tests.harness import (
     Controlplane,
     RecordingSubscriber,
@@ -20,7 +21,7 @@ from tests.harness import (
 KEY = "sk-live-secret-KEY-0123456789abcdef"
 
 
-async def admin_call(cp: Controlplane, name: str, request):  # type: ignore[no-untyped-def]
+async def admin_call(cp: Controlplane, name: str, request: object) -> Any:
     return await asyncio.to_thread(getattr(cp.admin, name), request)
 
 
@@ -72,8 +73,8 @@ def test_proxyd_cut_never_holds_a_provider_key(
         try:
             await bridged.wait_version(token.revision)
             await proxyd.wait_version(token.revision)
-            assert KEY.encode() in bridged.current.SerializeToString()
-            cut = proxyd.current
+            assert KEY.encode() in bridged.snapshot.SerializeToString()
+            cut = proxyd.snapshot
             assert cut.role == "proxyd"
             assert KEY.encode() not in cut.SerializeToString()
             assert [(p.id, p.name, p.type, p.base_url, p.enabled) for p in cut.providers] == [
@@ -139,7 +140,7 @@ def test_wait_returns_only_once_applied(controlplane: Controlplane, secrets: Sec
         cp = controlplane
         gate = asyncio.Event()
 
-        async def slow_apply(snapshot):  # type: ignore[no-untyped-def]
+        async def slow_apply(snapshot: ProviderSnapshot) -> ApplyResult:
             if len(snapshot.providers) > 0:
                 await gate.wait()
             return ApplyResult()
@@ -181,7 +182,7 @@ def test_skipped_rows_are_reported(controlplane: Controlplane, secrets: Secrets)
     async def scenario() -> None:
         cp = controlplane
 
-        def apply(snapshot):  # type: ignore[no-untyped-def]
+        def apply(snapshot: ProviderSnapshot) -> ApplyResult:
             return ApplyResult(
                 skipped=[
                     SkippedProvider(p.id, p.name, "unusable base_url") for p in snapshot.providers
@@ -259,7 +260,7 @@ def test_reconnecting_subscriber_says_what_it_applied(
         sub.start()  # the same subscriber object resumes from its applied version
         try:
             await sub.wait_version(created.revision)
-            assert [p.name for p in sub.current.providers] == ["later"]
+            assert [p.name for p in sub.snapshot.providers] == ["later"]
             assert [s.version for s in sub.applied] == sorted({s.version for s in sub.applied})
         finally:
             await sub.stop()
