@@ -14,9 +14,10 @@ DEFAULT_AUDIT_LIMIT = 50
 
 
 def register(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    everywhere: argparse.ArgumentParser,
 ) -> None:
-    audit = commands.add_parser("audit", parents=[common], help="recent admin changes")
+    audit = commands.add_parser("audit", parents=[everywhere], help="recent admin changes")
     audit.add_argument(
         "--limit",
         type=positive_int,

@@ -13,18 +13,19 @@ from controlplane.ctl.output import emit_json, fmt_time, key_values, table, yes_
 
 
 def register(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    everywhere: argparse.ArgumentParser,
 ) -> None:
-    group = commands.add_parser("providers", parents=[common], help="upstream providers")
+    group = commands.add_parser("providers", parents=[everywhere], help="upstream providers")
     sub = group.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
 
-    sub.add_parser("list", parents=[common], help="list providers").set_defaults(func=cmd_list)
+    sub.add_parser("list", parents=[everywhere], help="list providers").set_defaults(func=cmd_list)
 
-    get = sub.add_parser("get", parents=[common], help="show one provider")
+    get = sub.add_parser("get", parents=[everywhere], help="show one provider")
     get.add_argument("ref", metavar="NAME|ID")
     get.set_defaults(func=cmd_get)
 
-    create = sub.add_parser("create", parents=[common], help="add a provider")
+    create = sub.add_parser("create", parents=[everywhere], help="add a provider")
     create.add_argument("name", metavar="NAME")
     create.add_argument("--type", required=True, help="openai, anthropic, openai-compatible, …")
     create.add_argument("--base-url", required=True, metavar="URL")
@@ -34,7 +35,7 @@ def register(
     add_mutation_options(create)
     create.set_defaults(func=cmd_create)
 
-    update = sub.add_parser("update", parents=[common], help="change a provider")
+    update = sub.add_parser("update", parents=[everywhere], help="change a provider")
     update.add_argument("ref", metavar="NAME|ID")
     update.add_argument("--name", metavar="NEW", help="rename it")
     update.add_argument("--base-url", metavar="URL")
@@ -54,7 +55,7 @@ def register(
     add_mutation_options(update)
     update.set_defaults(func=cmd_update, check=check_update)
 
-    delete = sub.add_parser("delete", parents=[common], help="delete a provider")
+    delete = sub.add_parser("delete", parents=[everywhere], help="delete a provider")
     delete.add_argument("ref", metavar="NAME|ID")
     add_mutation_options(delete)
     delete.set_defaults(func=cmd_delete)

@@ -13,11 +13,12 @@ from controlplane.ctl.output import emit_json, fmt_time, key_values, presence, t
 
 
 def register(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    everywhere: argparse.ArgumentParser,
 ) -> None:
     status = commands.add_parser(
         "status",
-        parents=[common],
+        parents=[everywhere],
         help="revision and every subscriber, connected or recently disconnected",
     )
     status.set_defaults(func=cmd_status)

@@ -13,12 +13,13 @@ from controlplane.ctl.output import emit_json, fmt_time, table
 
 
 def register(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    everywhere: argparse.ArgumentParser,
 ) -> None:
-    group = commands.add_parser("tokens", parents=[common], help="gateway tokens for clients")
+    group = commands.add_parser("tokens", parents=[everywhere], help="gateway tokens for clients")
     sub = group.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
 
-    create = sub.add_parser("create", parents=[common], help="issue a token (shown once)")
+    create = sub.add_parser("create", parents=[everywhere], help="issue a token (shown once)")
     create.add_argument("name", metavar="NAME")
     create.add_argument(
         "--expires-in",
@@ -29,11 +30,11 @@ def register(
     add_mutation_options(create)
     create.set_defaults(func=cmd_create)
 
-    lst = sub.add_parser("list", parents=[common], help="list tokens")
+    lst = sub.add_parser("list", parents=[everywhere], help="list tokens")
     lst.add_argument("--all", action="store_true", help="include revoked tokens")
     lst.set_defaults(func=cmd_list)
 
-    revoke = sub.add_parser("revoke", parents=[common], help="revoke a token")
+    revoke = sub.add_parser("revoke", parents=[everywhere], help="revoke a token")
     revoke.add_argument("ref", metavar="NAME|ID")
     add_mutation_options(revoke)
     revoke.set_defaults(func=cmd_revoke)

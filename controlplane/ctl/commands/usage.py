@@ -22,9 +22,10 @@ _COUNTS = (
 
 
 def register(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    everywhere: argparse.ArgumentParser,
 ) -> None:
-    usage = commands.add_parser("usage", parents=[common], help="usage totals")
+    usage = commands.add_parser("usage", parents=[everywhere], help="usage totals")
     usage.add_argument(
         "--since",
         type=parse_time,
