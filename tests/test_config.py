@@ -79,6 +79,10 @@ REFUSED = [
     ("proxyd", "AIBRIDGE_PROXY_CA_CERT", "ca.pem", "--ca-cert and --ca-key go together"),
     ("proxyd", "AIBRIDGE_TUNNEL_PORTS", "443,https", "invalid literal for int()"),
     ("proxyd", "AIBRIDGE_CERT_CACHE_SIZE", "lots", "argument --cert-cache-size: invalid int value"),
+    # argparse checks a flag's choices, not its default: a variable's value must be too.
+    ("proxyd", "AIBRIDGE_TUNNEL", "DENY", "argument --tunnel: invalid choice: 'DENY'"),
+    ("bridged", "AIBRIDGE_ACCESS_LOG", "yes", "argument --access-log: invalid choice: 'yes'"),
+    ("controlplane", "AIBRIDGE_LOG_FORMAT", "xml", "argument --log-format: invalid choice"),
 ]
 
 

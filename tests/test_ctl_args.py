@@ -73,6 +73,25 @@ def test_environment_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (args.controlplane, args.token, args.ca_cert) == ("env:9", "secret", "/ca.pem")
 
 
+@pytest.mark.parametrize(("value", "on"), [("1", True), ("yes", True), ("0", False), ("", False)])
+def test_a_switch_from_its_variable(monkeypatch: pytest.MonkeyPatch, value: str, on: bool) -> None:
+    monkeypatch.setenv("AIBRIDGE_JSON", value)
+    assert parse("status").json is on
+    assert parse("status", "--json").json is True
+
+
+def test_a_bad_variable_is_a_usage_error_and_a_good_flag_overrides_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Read like every process's flags (common/flags.py): once a traceback."""
+    monkeypatch.setenv("AIBRIDGE_TIMEOUT", "soon")
+    with pytest.raises(SystemExit) as exit:
+        parse("status")
+    assert exit.value.code == 2
+    assert "argument --timeout: invalid number 'soon'" in capsys.readouterr().err
+    assert parse("status", "--timeout", "4").timeout == 4.0
+
+
 @pytest.mark.parametrize(
     ("text", "seconds"),
     [

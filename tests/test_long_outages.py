@@ -25,7 +25,7 @@ from bridged.usage_reporter import UsageReporter
 from common.subscriber import Subscriber
 from controlplane.auth import Role
 from controlplane.cache import SnapshotCache
-from controlplane.publisher import SnapshotPublisher
+from controlplane.publisher import MAX_UNEXPECTED_FAILURES, SnapshotPublisher
 from controlplane.store import Database, DatabaseUnavailable, KeyRing
 from controlplane.store.models import Interception
 from controlplane.store.notify import RevisionListener
@@ -138,6 +138,51 @@ def test_publisher_outlives_a_database_outage_and_publishes_what_changed_meanwhi
             assert not running.done()
         finally:
             await stop(running)
+            db.dispose()
+
+    asyncio.run(scenario())
+
+
+class BrokenBuilds(Database):
+    """The real database, whose reads fail the way a bug would (not as an outage)."""
+
+    broken = False
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        if self.broken:
+            raise RuntimeError("a bug in the snapshot build (injected)")
+        with super().read() as session:
+            yield session
+
+
+def test_publisher_gives_up_on_a_build_that_fails_every_time(
+    database_url: str, secrets: Secrets
+) -> None:
+    """Unlike the database being away, a build that fails for any other reason is not
+    retried forever: the loop ends after MAX_UNEXPECTED_FAILURES in a row, so that its
+    supervisor restarts the process rather than it serving an old snapshot as if all
+    were well."""
+
+    async def scenario() -> None:
+        db = BrokenBuilds(database_url)
+        await asyncio.to_thread(db.migrate)
+        pauses = RecordedPauses()
+        cache = SnapshotCache()
+        keyring = KeyRing.parse(secrets.encryption_key)
+        publisher = SnapshotPublisher(db, keyring, cache, "cp-test", 600, sleep=pauses)
+        await publisher.publish_now()
+        running = asyncio.create_task(publisher.run())
+        try:
+            db.broken = True
+            publisher.changed()
+            await async_wait_until(running.done, 15, "the publisher to give up")
+            with pytest.raises(RuntimeError, match="injected"):
+                running.result()
+            assert len(pauses.delays) == MAX_UNEXPECTED_FAILURES - 1
+        finally:
+            if not running.done():
+                await stop(running)
             db.dispose()
 
     asyncio.run(scenario())
