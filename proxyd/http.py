@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from http import HTTPStatus
 
 import h11
@@ -77,3 +78,13 @@ async def refuse_malformed(
 def json_error(message: str, code: str) -> bytes:
     """OpenAI's error shape: the most common client behind the proxy parses it."""
     return json.dumps({"error": {"message": message, "type": "proxy_error", "code": code}}).encode()
+
+
+def loggable_target(target: bytes) -> str:
+    """A request target as the access log shows it: without a query or the userinfo of an
+    absolute URL (a client may put a key in either, in a CONNECT's stead or inside an
+    intercepted connection, where it is refused but still logged)."""
+    return _USERINFO.sub("//", target.decode("latin-1").partition("?")[0])
+
+
+_USERINFO = re.compile(r"//[^/@]*@")

@@ -19,7 +19,7 @@ from common import access
 from common.access import Call
 from common.wire import HOP_BY_HOP
 from proxyd import metrics
-from proxyd.http import json_error, next_event, refuse_malformed, reply
+from proxyd.http import json_error, loggable_target, next_event, refuse_malformed, reply
 from proxyd.reload import LiveHostRouter
 from proxyd.routes import HostRoute
 
@@ -76,7 +76,7 @@ class Interceptor:
             if not isinstance(event, h11.Request):
                 return  # ConnectionClosed, or the client gave up
             call = Call(
-                event.method.decode("latin-1"), event.target.decode("latin-1").partition("?")[0],
+                event.method.decode("latin-1"), loggable_target(event.target),
                 time.monotonic(), token=token_name,
             )  # fmt: skip
             try:

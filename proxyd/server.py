@@ -11,7 +11,6 @@ import asyncio
 import base64
 import binascii
 import logging
-import re
 import ssl
 import time
 from collections.abc import Sequence
@@ -23,7 +22,7 @@ from common.access import Call
 from common.subscriber import Subscriber
 from proxyd import metrics
 from proxyd.certs import CertificateAuthority
-from proxyd.http import next_event, refuse_malformed, reply
+from proxyd.http import loggable_target, next_event, refuse_malformed, reply
 from proxyd.mitm import Interceptor
 from proxyd.reload import LiveHostRouter
 from proxyd.routes import host_key
@@ -93,7 +92,7 @@ class ProxyServer:
         if not isinstance(request, h11.Request):
             return
         call = Call(
-            request.method.decode("latin-1"), _loggable(request.target.decode("latin-1")),
+            request.method.decode("latin-1"), loggable_target(request.target),
             time.monotonic(),
         )  # fmt: skip
         if request.method == b"CONNECT":
@@ -231,15 +230,6 @@ async def _refuse(
     await reply(conn, writer, status, reason, body, headers=headers)
     call.status, call.error, call.bytes_out = status, code, len(body)
     access.log_call(call)
-
-
-def _loggable(target: str) -> str:
-    """A request target as the access log shows it: without a query or the userinfo of an
-    absolute URL (a client proxying plain HTTP may put a key in either)."""
-    return _USERINFO.sub("//", target.partition("?")[0])
-
-
-_USERINFO = re.compile(r"//[^/@]*@")
 
 
 def _authority(target: str) -> tuple[str, int] | None:

@@ -82,8 +82,22 @@ def test_bridged_and_proxyd_write_a_line_per_request(
     finally:
         conn.close()
     assert reply.status == 200
-    denied, forwarded = wait_until(lambda: len(text_lines(proxyd.log())) >= 2 and
-                                   text_lines(proxyd.log()))  # fmt: skip
+    # Inside an intercepted connection, an absolute target is refused; its line keeps no
+    # userinfo, where a client may have put a key.
+    status, sock = connect(proxyd.port, f"localhost:{tls_upstream_a.port}", token)
+    conn = HTTPConnection(tls(sock, "localhost", proxyd.ca_path), "localhost")
+    try:
+        absolute = conn.request("GET", "https://u:sk-in-a-target@localhost/v1/models?k=sk-q")
+    finally:
+        conn.close()
+    assert absolute.status == 400
+    denied, forwarded, bad_target = wait_until(
+        lambda: len(text_lines(proxyd.log())) >= 3 and text_lines(proxyd.log())
+    )
+    assert (bad_target["route"], bad_target["status"], bad_target["error"]) == (
+        "https://localhost/v1/models", "400", "bad_target",
+    )  # fmt: skip
+    assert "sk-in-a-target" not in proxyd.log() and "sk-q" not in proxyd.log()
     assert (denied["method"], denied["route"], denied["status"], denied["error"]) == (
         "CONNECT", f"localhost:{tls_upstream_a.port}", "407", "invalid_token",
     )  # fmt: skip
