@@ -16,7 +16,7 @@ import secrets
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import grpc
@@ -30,7 +30,12 @@ from common.channel import (
     open_aio_channel,
 )
 from common.snapshot_file import SnapshotFile
-from common.wire import MAX_SYNC_REQUEST_BYTES, SKIPPED_REASON_MAX, SkippedProvider
+from common.wire import (
+    ACK_ERROR_MAX,
+    MAX_SYNC_REQUEST_BYTES,
+    SKIPPED_REASON_MAX,
+    SkippedProvider,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +43,6 @@ ProviderSnapshot = snapshot_pb2.ProviderSnapshot
 
 # Seconds a data plane starting beside its controlplane waits quietly for it to answer.
 STARTUP = 10.0
-ACK_ERROR_MAX = 1000  # characters of a rejection the controlplane keeps
 
 
 @dataclass(frozen=True)
@@ -181,7 +185,7 @@ class Subscriber:
             # stream meanwhile, and forgets this process by itself.
             log.info("controlplane ended the stream before this shutdown was told")
 
-    async def _session(self, address: str):  # type: ignore[no-untyped-def]
+    async def _session(self, address: str) -> AsyncIterator[ProviderSnapshot]:
         async with open_aio_channel(address, self._tls, self._keepalive_seconds) as channel:
             stub = sync_pb2_grpc.SyncStub(channel)
             request = sync_pb2.WatchRequest(

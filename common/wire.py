@@ -25,6 +25,7 @@ HOP_BY_HOP = frozenset(
 MAX_USAGE_REQUEST_BYTES = 4 * 1024 * 1024
 MAX_SYNC_REQUEST_BYTES = 4 * 1024 * 1024
 SKIPPED_REASON_MAX = 500  # characters of a skipped provider's reason that are kept
+ACK_ERROR_MAX = 1000  # characters of a rejected snapshot's error that are kept
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from common.wire import SkippedProvider
+from common.wire import ACK_ERROR_MAX, SkippedProvider
 from controlplane.auth import Role
 from controlplane.store.models import utcnow
 
@@ -118,7 +118,7 @@ class SubscriberRegistry:
         self, state: SubscriberState, version: int, error: str, skipped: Iterable[SkippedProvider]
     ) -> None:
         if error:
-            state.last_error = f"version {version}: {error}"[:1000]
+            state.last_error = f"version {version}: {error}"[:ACK_ERROR_MAX]
         else:
             # Acks arrive in order (the subscriber awaits each) and say what it holds now,
             # which may be lower than what it claimed on connecting: a snapshot of another
