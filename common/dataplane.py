@@ -91,9 +91,7 @@ def derived(values: Mapping[str, Any], role: str) -> dict[str, Any]:
 
 def link(values: Mapping[str, Any], role: str) -> ControlplaneLink:
     state_dir: Path = values["state_dir"]
-    token = values[f"{role}_token"] or state.load_or_create(
-        state_dir / f"{role}.token", lambda: state.new_credential(f"ab{role[0]}")
-    )
+    token = state.credential(state_dir, f"{role}.token", f"ab{role[0]}", values[f"{role}_token"])
     tls = ClientTLS(
         _path(values["controlplane_ca_cert"]),
         _path(values["controlplane_client_cert"]),

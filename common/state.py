@@ -25,6 +25,12 @@ def new_credential(prefix: str) -> str:
     return f"{prefix}_{secrets.token_urlsafe(32)}"
 
 
+def credential(state_dir: Path, filename: str, prefix: str, given: str | None = None) -> str:
+    """`given`, else the credential kept in `state_dir`/`filename`, made (`prefix`_...) by
+    the first process to start: the controlplane and a data plane read the same file."""
+    return given or load_or_create(state_dir / filename, lambda: new_credential(prefix))
+
+
 def load_or_create(path: Path, generate: Callable[[], str]) -> str:
     """Returns the secret in `path`, creating it (mode 0600) if it does not exist yet."""
     try:

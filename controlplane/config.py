@@ -139,9 +139,7 @@ def _finish(a: Mapping[str, Any]) -> dict[str, Any]:
     state_dir: Path = a["state_dir"]
 
     def credential(given: str | None, filename: str, prefix: str) -> str:
-        return given or state.load_or_create(
-            state_dir / filename, lambda: state.new_credential(prefix)
-        )
+        return state.credential(state_dir, filename, prefix, given)
 
     return {
         "database_url": a["database_url"] or f"sqlite:///{(state_dir / 'aibridge.db').resolve()}",
