@@ -133,7 +133,7 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
 
 
 def _finish(a: Mapping[str, Any]) -> dict[str, Any]:
-    host, port = dataplane.listen_address(a["listen"])
+    host, port = flags.listen_address(a["listen"])
     if a["max_body_bytes"] <= 0:
         raise Invalid("--max-body-bytes must be positive")
     if a["max_buffered_bytes"] < a["max_body_bytes"]:

@@ -10,7 +10,7 @@ from typing import Any
 
 from common import runtime, state
 from common.channel import DEFAULT_CONTROLPLANE, ClientTLS
-from common.flags import Flag, Invalid
+from common.flags import Flag
 from common.snapshot_file import SnapshotFile
 from common.subscriber import Apply, Subscriber
 
@@ -102,13 +102,6 @@ def link(values: Mapping[str, Any], role: str) -> ControlplaneLink:
     return ControlplaneLink(
         addresses, token, tls if tls.enabled else None, None if cache == "off" else Path(cache)
     )
-
-
-def listen_address(value: str) -> tuple[str, int]:
-    host, _, port = value.rpartition(":")
-    if not port.isdigit():
-        raise Invalid(f"--listen: expected HOST:PORT, not {value!r}")
-    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 def _path(value: str | None) -> Path | None:

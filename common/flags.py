@@ -131,6 +131,15 @@ def _one_of(choices: Sequence[str], convert: Callable[[str], Any]) -> Callable[[
     return checked
 
 
+def listen_address(value: str, flag: str = "--listen") -> tuple[str, int]:
+    """HOST:PORT as (host, port): no host is 127.0.0.1, an IPv6 one may be bracketed.
+    Raises Invalid."""
+    host, _, port = value.rpartition(":")
+    if not port.isdigit():
+        raise Invalid(f"{flag}: expected HOST:PORT, not {value!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
 def optional_path(value: str) -> Path | None:
     """A path flag whose empty value means none."""
     return Path(value) if value else None

@@ -136,6 +136,8 @@ def _finish(a: Mapping[str, Any]) -> dict[str, Any]:
         raise Invalid("--max-calls and --max-streams must be at least 1")
     if a["tls_client_ca"] and not a["tls_cert"]:
         raise Invalid("--tls-client-ca needs --tls-cert and --tls-key")
+    if a["metrics_listen"]:
+        flags.listen_address(a["metrics_listen"], "--metrics-listen")
     state_dir: Path = a["state_dir"]
 
     def credential(given: str | None, filename: str, prefix: str) -> str:

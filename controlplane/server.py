@@ -20,6 +20,7 @@ from aibridge.v1 import (
 )
 from common import probes
 from common.channel import keepalive_options
+from common.flags import listen_address
 from common.supervise import SHUTDOWN_MARGIN, Supervisor
 from controlplane.admin import AdminService
 from controlplane.auth import AuthInterceptor, Credentials
@@ -170,7 +171,7 @@ async def _start_metrics(listen: str, readiness: probes.Readiness) -> web.AppRun
     probes.add_routes(app.router, readiness)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    host, _, port = listen.rpartition(":")
-    await web.TCPSite(runner, host.strip("[]") or "127.0.0.1", int(port)).start()
+    host, port = listen_address(listen, "--metrics-listen")  # checked by config.parse
+    await web.TCPSite(runner, host, port).start()
     log.info("metrics on http://%s/metrics", listen)
     return runner

@@ -77,7 +77,7 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
 
 
 def _finish(a: Mapping[str, Any]) -> dict[str, Any]:
-    host, port = dataplane.listen_address(a["listen"])
+    host, port = flags.listen_address(a["listen"])
     if (a["ca_cert"] is None) != (a["ca_key"] is None):
         raise Invalid("--ca-cert and --ca-key go together")
     try:

@@ -73,6 +73,12 @@ REFUSED = [
     ("controlplane", "AIBRIDGE_MAX_CALLS", "0", "--max-calls and --max-streams must be at least 1"),
     ("controlplane", "AIBRIDGE_MAX_STREAMS", "many", "argument --max-streams: invalid int value"),
     ("controlplane", "AIBRIDGE_TLS_CERT", "cert.pem", "--tls-cert and --tls-key go together"),
+    (
+        "controlplane",
+        "AIBRIDGE_CONTROLPLANE_METRICS_LISTEN",
+        "nowhere",
+        "--metrics-listen: expected HOST:PORT",
+    ),
     ("bridged", "AIBRIDGE_MAX_CONNECTIONS", "0", "--max-connections must be positive"),
     ("bridged", "AIBRIDGE_BRIDGED_LISTEN", "nowhere", "--listen: expected HOST:PORT"),
     ("bridged", "AIBRIDGE_IDLE_READ_TIMEOUT", "soon", "--idle-read-timeout: invalid float"),
