@@ -10,7 +10,7 @@ from typing import Any
 
 from common import runtime, state
 from common.channel import DEFAULT_CONTROLPLANE, ClientTLS
-from common.flags import Flag
+from common.flags import Flag, optional_path
 from common.snapshot_file import SnapshotFile
 from common.subscriber import Apply, Subscriber
 
@@ -93,16 +93,12 @@ def link(values: Mapping[str, Any], role: str) -> ControlplaneLink:
     state_dir: Path = values["state_dir"]
     token = state.credential(state_dir, f"{role}.token", f"ab{role[0]}", values[f"{role}_token"])
     tls = ClientTLS(
-        _path(values["controlplane_ca_cert"]),
-        _path(values["controlplane_client_cert"]),
-        _path(values["controlplane_client_key"]),
+        optional_path(values["controlplane_ca_cert"]),
+        optional_path(values["controlplane_client_cert"]),
+        optional_path(values["controlplane_client_key"]),
     )
     addresses = tuple(x.strip() for x in values["controlplane"].split(",") if x.strip())
     cache = values["snapshot_cache"] or str(state_dir / f"{role}.snapshot")
     return ControlplaneLink(
         addresses, token, tls if tls.enabled else None, None if cache == "off" else Path(cache)
     )
-
-
-def _path(value: str | None) -> Path | None:
-    return Path(value) if value else None

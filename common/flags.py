@@ -140,7 +140,7 @@ def listen_address(value: str, flag: str = "--listen") -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-def optional_path(value: str) -> Path | None:
+def optional_path(value: str | None) -> Path | None:
     """A path flag whose empty value means none."""
     return Path(value) if value else None
 

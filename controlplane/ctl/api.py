@@ -15,6 +15,7 @@ import grpc
 
 from aibridge.v1 import admin_pb2_grpc
 from common.channel import ClientTLS, auth_metadata, open_channel
+from common.flags import optional_path
 from common.state import ADMIN_TOKEN_FILE, read_if_exists
 from controlplane.ctl.errors import CtlError
 
@@ -61,11 +62,9 @@ def resolve_tls(args: argparse.Namespace) -> ClientTLS:
         raise CtlError("--client-key needs --client-cert")
     if args.client_cert and not args.client_key:
         raise CtlError("--client-cert needs --client-key")
-
-    def path(value: str | None) -> Path | None:
-        return Path(value) if value else None
-
-    return ClientTLS(path(args.ca_cert), path(args.client_cert), path(args.client_key))
+    return ClientTLS(
+        optional_path(args.ca_cert), optional_path(args.client_cert), optional_path(args.client_key)
+    )
 
 
 @contextmanager
