@@ -26,9 +26,13 @@ class Seen:
     method: str
     path: str
     query: str
-    headers: dict[str, str]  # lowercased names; a repeated header's last value
     body: bytes
-    header_list: list[tuple[str, str]] = field(default_factory=list)  # as they came
+    header_list: list[tuple[str, str]]  # lowercased names, every one in the order they came
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The headers by lowercased name; a repeated header's last value."""
+        return dict(self.header_list)
 
     @property
     def key(self) -> str:
@@ -98,8 +102,7 @@ class MockUpstream:
         body = await request.read()
         self.bytes_received += len(body)
         seen = Seen(
-            request.method, request.path, request.query_string,
-            {k.lower(): v for k, v in request.headers.items()}, body,
+            request.method, request.path, request.query_string, body,
             [(k.lower(), v) for k, v in request.headers.items()],
         )  # fmt: skip
         if self.record:

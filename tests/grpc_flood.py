@@ -22,7 +22,7 @@ from typing import Any
 import grpc
 
 from aibridge.v1 import admin_pb2
-from tests.harness import PYTHON, REPO, clean_env
+from tests.harness import PYTHON, REPO, clean_env, rss_bytes
 
 METHOD = "/aibridge.v1.Admin/CreateProvider"
 TOKEN_ENV = "FLOOD_TOKEN"
@@ -94,11 +94,7 @@ class Flood:
 
 def rss_mb(pid: int) -> float:
     """A process's resident set (VmRSS), in MB."""
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
+    return rss_bytes(pid) / 2**20
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import contextlib
 import functools
 import itertools
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -24,6 +25,7 @@ from typing import Any, Protocol, Self, cast
 import grpc
 import httpx
 import psycopg
+import sqlalchemy as sa
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from aibridge.v1 import admin_pb2, admin_pb2_grpc
@@ -73,6 +75,14 @@ def free_port() -> int:
                 continue  # in use: a process of another run, or a test's that still lives
             return port
     raise AssertionError("no free port")
+
+
+def rss_bytes(pid: int, field: str = "VmRSS") -> int:
+    """Process `pid`'s resident memory now (VmRSS), or at its peak (VmHWM), in bytes."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    found = re.search(rf"^{field}:\s+(\d+) kB", status, re.M)
+    assert found is not None, f"no {field} in /proc/{pid}/status"
+    return int(found.group(1)) * 1024
 
 
 class HealthClient(Protocol):
@@ -177,6 +187,24 @@ def instance_key() -> str:
 def clean_env() -> dict[str, str]:
     """The environment without any AIBRIDGE_* a developer may have exported."""
     return {k: v for k, v in os.environ.items() if not k.startswith("AIBRIDGE_")}
+
+
+def insert_copy(url: str, template: str, **changes: str) -> None:
+    """A provider row written straight into the database, bypassing the admin API's
+    validation: a copy of `template`'s row with `changes`."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            row = dict(
+                conn.execute(sa.text("SELECT * FROM providers WHERE name = :n"), {"n": template})
+                .mappings().one()
+            )  # fmt: skip
+            row |= changes
+            columns = ", ".join(row)
+            values = ", ".join(f":{c}" for c in row)
+            conn.execute(sa.text(f"INSERT INTO providers ({columns}) VALUES ({values})"), row)
+    finally:
+        engine.dispose()
 
 
 class AdminClient:
@@ -532,6 +560,20 @@ def ctl(
     return result
 
 
+def printed_revision(text: str) -> int:
+    """The revision an `aibridgectl` change says it made ("... at revision N")."""
+    match = re.search(r"at revision (\d+)", text)
+    assert match, text
+    return int(match.group(1))
+
+
+def lagging_line(output: str, subscriber_id: str) -> str:
+    """The one line of `aibridgectl` output (a wait's laggards, status's subscribers)
+    that names `subscriber_id`."""
+    (line,) = [line for line in output.splitlines() if subscriber_id in line]
+    return line
+
+
 # Revision, providers, tokens (revoked too), audit length.
 AdminState = tuple[int, list[admin_pb2.Provider], list[admin_pb2.Token], int]
 
@@ -565,6 +607,15 @@ def refused(
         assert details.startswith(f"{field}:"), details
     assert admin_state(cp) == before, "a refused mutation changed something"
     return details
+
+
+def skipped_by(cp: Controlplane, role: str) -> dict[str, tuple[str, str]]:
+    """What the `role` subscriber reported skipping in its last acknowledgement, which is of
+    the current revision: name → (id, reason)."""
+    status = cp.admin.GetStatus(admin_pb2.GetStatusRequest())
+    (subscriber,) = [s for s in status.subscribers if s.role == role]
+    assert subscriber.applied_version == status.revision
+    return {s.name: (s.provider_id, s.reason) for s in subscriber.skipped}
 
 
 class Proxyd(DataPlane):
@@ -632,6 +683,12 @@ def finish_stream(thread: threading.Thread, result: dict[str, object]) -> None:
     assert text == "hello from A", body
     assert f'"prompt_tokens": {OPENAI_USAGE["prompt_tokens"]}' in body
     assert body.rstrip().endswith("data: [DONE]")
+
+
+def usage_requests(cp: Controlplane, provider: str) -> int:
+    """The calls through `provider` that the controlplane has recorded usage of."""
+    response = cp.admin.QueryUsage(admin_pb2.QueryUsageRequest(provider=provider))
+    return sum(row.requests for row in response.rows)
 
 
 def providers_or_none(cp: Controlplane) -> admin_pb2.ListProvidersResponse | None:

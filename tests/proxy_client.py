@@ -104,3 +104,20 @@ class HTTPConnection:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def request_through(
+    port: int, target: str, token: str | None, cafile: Path, method: str, path: str,
+    body: Any = None, *, host: str | None = None,
+) -> Reply:  # fmt: skip
+    """One request on a fresh CONNECT `target` to the proxy on `port`, trusting `cafile`
+    for the TLS inside, then closed. The Host header is `host`, else `target`."""
+    status, sock = connect(port, target, token)
+    if status != 200:
+        sock.close()
+        raise AssertionError(f"CONNECT {target} answered {status}")
+    conn = HTTPConnection(tls(sock, target.split(":")[0], cafile), host or target)
+    try:
+        return conn.request(method, path, body)
+    finally:
+        conn.close()

@@ -13,7 +13,7 @@ import httpx
 
 from mockupstream import MockUpstream
 from tests.harness import Bridged, Controlplane, Proxyd, Secrets, wait_until
-from tests.proxy_client import HTTPConnection, connect, tls
+from tests.proxy_client import connect, request_through
 
 KEY = "sk-access-log-provider-key-00001"
 CHAT = {"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}
@@ -75,21 +75,18 @@ def test_bridged_and_proxyd_write_a_line_per_request(
     status, sock = connect(proxyd.port, f"localhost:{tls_upstream_a.port}", "abt_wrong")
     sock.close()
     assert status == 407
-    status, sock = connect(proxyd.port, f"localhost:{tls_upstream_a.port}", token)
-    conn = HTTPConnection(tls(sock, "localhost", proxyd.ca_path), "localhost")
-    try:
-        reply = conn.request("POST", "/v1/chat/completions?x=1", CHAT)
-    finally:
-        conn.close()
+    target = f"localhost:{tls_upstream_a.port}"
+    reply = request_through(
+        proxyd.port, target, token, proxyd.ca_path, "POST", "/v1/chat/completions?x=1", CHAT,
+        host="localhost",
+    )  # fmt: skip
     assert reply.status == 200
     # Inside an intercepted connection, an absolute target is refused; its line keeps no
     # userinfo, where a client may have put a key.
-    status, sock = connect(proxyd.port, f"localhost:{tls_upstream_a.port}", token)
-    conn = HTTPConnection(tls(sock, "localhost", proxyd.ca_path), "localhost")
-    try:
-        absolute = conn.request("GET", "https://u:sk-in-a-target@localhost/v1/models?k=sk-q")
-    finally:
-        conn.close()
+    absolute = request_through(
+        proxyd.port, target, token, proxyd.ca_path,
+        "GET", "https://u:sk-in-a-target@localhost/v1/models?k=sk-q", host="localhost",
+    )  # fmt: skip
     assert absolute.status == 400
     denied, forwarded, bad_target = wait_until(
         lambda: len(text_lines(proxyd.log())) >= 3 and text_lines(proxyd.log())

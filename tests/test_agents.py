@@ -7,12 +7,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from aibridge.v1 import admin_pb2
 from bridged.headers import FORWARDED_REQUEST_HEADERS, FORWARDED_REQUEST_PREFIXES
 from mockupstream import MockUpstream, Seen
 from tests.agents import AgentRun, claude_code, codex
 from tests.conftest import UpstreamPKI
-from tests.harness import Bridged, Controlplane, Proxyd, wait_until
+from tests.harness import Bridged, Controlplane, Proxyd, usage_requests, wait_until
 
 ANTHROPIC_KEY = "sk-ant-agents-provider-key-0001"
 OPENAI_KEY = "sk-openai-agents-provider-key-02"
@@ -53,11 +52,6 @@ def reached(upstream: MockUpstream) -> set[str]:
 NOT_PASSED_ON = {"authorization", "x-api-key", "connection"}
 
 
-def recorded(controlplane: Controlplane, provider: str) -> int:
-    rows = controlplane.admin.QueryUsage(admin_pb2.QueryUsageRequest(provider=provider)).rows
-    return sum(r.requests for r in rows)
-
-
 def test_claude_code_and_codex_through_bridged(
     controlplane: Controlplane, bridged: Bridged, token: str, upstream_a: MockUpstream,
     upstream_b: MockUpstream, tmp_path: Path,
@@ -93,8 +87,10 @@ def test_claude_code_and_codex_through_bridged(
         NOT_PASSED_ON
     )
 
-    wait_until(lambda: recorded(controlplane, "claude") >= 1, what="Claude Code's call recorded")
-    wait_until(lambda: recorded(controlplane, "gpt") >= 1, what="Codex's call recorded")
+    wait_until(
+        lambda: usage_requests(controlplane, "claude") >= 1, what="Claude Code's call recorded"
+    )
+    wait_until(lambda: usage_requests(controlplane, "gpt") >= 1, what="Codex's call recorded")
 
 
 def test_claude_code_and_codex_through_proxyd(
@@ -131,5 +127,7 @@ def test_claude_code_and_codex_through_proxyd(
     assert {s.key for s in tls_upstream_b.seen} == {OPENAI_KEY}
     forwarded_only(tls_upstream_b.seen, token)
 
-    wait_until(lambda: recorded(controlplane, "claude") >= 1, what="Claude Code's call recorded")
-    wait_until(lambda: recorded(controlplane, "gpt") >= 1, what="Codex's call recorded")
+    wait_until(
+        lambda: usage_requests(controlplane, "claude") >= 1, what="Claude Code's call recorded"
+    )
+    wait_until(lambda: usage_requests(controlplane, "gpt") >= 1, what="Codex's call recorded")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import grpc
 import httpx
 import pytest
-import sqlalchemy as sa
 
 from aibridge.v1 import admin_pb2, snapshot_pb2
 from bridged.routes import Route, _route
@@ -17,8 +16,8 @@ from controlplane import validation
 from controlplane.errors import InvalidArgument
 from mockupstream import MockUpstream
 from proxyd.routes import build_host_router, host_key
-from tests.harness import Bridged, Controlplane, Proxyd, refused
-from tests.proxy_client import HTTPConnection, connect, tls
+from tests.harness import Bridged, Controlplane, Proxyd, insert_copy, refused, skipped_by
+from tests.proxy_client import connect, request_through
 
 # The cases on which the three parsers of old disagreed, or could have.
 USABLE = {  # base_url → (origin, path, host, port)
@@ -110,28 +109,6 @@ KEY = "sk-provider-key-base-urls-0001"
 LEAKY_ID = "prv_baseurlsleaky01"
 
 
-def insert_copy(database_url: str, template: str, **changes: str) -> None:
-    engine = sa.create_engine(database_url)
-    try:
-        with engine.begin() as conn:
-            row = dict(
-                conn.execute(sa.text("SELECT * FROM providers WHERE name = :n"), {"n": template})
-                .mappings().one()
-            )  # fmt: skip
-            row |= changes
-            columns, values = ", ".join(row), ", ".join(f":{c}" for c in row)
-            conn.execute(sa.text(f"INSERT INTO providers ({columns}) VALUES ({values})"), row)
-    finally:
-        engine.dispose()
-
-
-def skipped_by(cp: Controlplane, role: str) -> dict[str, tuple[str, str]]:
-    status = cp.admin.GetStatus(admin_pb2.GetStatusRequest())
-    (subscriber,) = [s for s in status.subscribers if s.role == role]
-    assert subscriber.applied_version == status.revision
-    return {s.name: (s.provider_id, s.reason) for s in subscriber.skipped}
-
-
 def test_a_base_url_with_credentials_is_skipped_by_both_data_planes(
     controlplane: Controlplane, mitm: tuple[Bridged, Proxyd], token: str,
     tls_upstream_a: MockUpstream, tls_upstream_b: MockUpstream,
@@ -167,13 +144,10 @@ def test_a_base_url_with_credentials_is_skipped_by_both_data_planes(
     assert good.json()["choices"][0]["message"]["content"] == "hello from B"
     # Through proxyd, too: the good provider's host is intercepted, the leaky one's not.
     host = f"127.0.0.1:{tls_upstream_b.port}"
-    status, sock = connect(proxyd.port, host, token)
-    assert status == 200
-    conn = HTTPConnection(tls(sock, "127.0.0.1", proxyd.ca_path), host)
-    try:
-        assert conn.request("POST", "/v1/chat/completions", chat).status == 200
-    finally:
-        conn.close()
+    reply = request_through(
+        proxyd.port, host, token, proxyd.ca_path, "POST", "/v1/chat/completions", chat
+    )
+    assert reply.status == 200
     status, sock = connect(proxyd.port, f"localhost:{tls_upstream_a.port}", token)
     sock.close()
     assert status == 403  # not a provider host: a tunnel, which loopback may not be

@@ -28,6 +28,7 @@ from tests.harness import (
     Proxyd,
     Secrets,
     async_wait_until,
+    rss_bytes,
     wait_until,
 )
 from tests.proxy_client import HTTPConnection, connect, tls
@@ -109,15 +110,6 @@ def test_bridged_connections_and_body(
         bridged.stop()
 
 
-def rss_bytes(process: ManagedProcess, field: str = "VmRSS") -> int:
-    """The process's resident memory now (VmRSS), or at its peak (VmHWM)."""
-    assert process.proc is not None
-    status = Path(f"/proc/{process.proc.pid}/status").read_text()
-    found = re.search(rf"^{field}:\s+(\d+) kB", status, re.M)
-    assert found is not None, f"no {field} in {process.name}'s status"
-    return int(found.group(1)) * 1024
-
-
 def test_bridged_bounds_the_request_bytes_it_holds(
     controlplane: Controlplane, bridged: Bridged, token: str, upstream_a: MockUpstream
 ) -> None:
@@ -128,7 +120,8 @@ def test_bridged_bounds_the_request_bytes_it_holds(
     admin = controlplane.admin
     admin.wait_applied(admin.create_provider("llm", upstream_a.url + "/v1", keys=[KEY]).revision)
     body = b'{"model": "m", "pad": "' + b"x" * (30 * 1024 * 1024 - 30) + b'"}'
-    before = rss_bytes(bridged)
+    assert bridged.proc is not None
+    before = rss_bytes(bridged.proc.pid)
 
     async def flood() -> list[int | str]:
         async with aiohttp.ClientSession() as session:
@@ -163,7 +156,7 @@ def test_bridged_bounds_the_request_bytes_it_holds(
 
     statuses = asyncio.run(flood())
     assert sorted(statuses, key=str) == [503] * 12 + ["held"] * 8
-    grown = rss_bytes(bridged, "VmHWM") - before
+    grown = rss_bytes(bridged.proc.pid, "VmHWM") - before
     assert grown < 600 * 1024 * 1024, f"bridged grew {grown / 2**20:.0f} MB"
     assert limit_hits(bridged, "bridged", "buffered_bytes") == 12
     upstream_a.silent = False

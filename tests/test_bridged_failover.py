@@ -13,9 +13,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from aibridge.v1 import admin_pb2
 from mockupstream import MockUpstream
-from tests.harness import Bridged, Controlplane, Secrets, wait_until
+from tests.harness import Bridged, Controlplane, Secrets, usage_requests, wait_until
 
 KEY1 = "sk-failover-first-key-000000000001"
 KEY2 = "sk-failover-second-key-00000000002"
@@ -54,11 +53,6 @@ def failovers(bridged: Bridged, provider: str, reason: str) -> float:
             }:
                 return sample.value
     return 0.0
-
-
-def usage_requests(controlplane: Controlplane, provider: str) -> int:
-    response = controlplane.admin.QueryUsage(admin_pb2.QueryUsageRequest(provider=provider))
-    return sum(row.requests for row in response.rows)
 
 
 def keys_seen(upstream: MockUpstream, start: int = 0) -> list[str]:

@@ -4,9 +4,7 @@ the process with argparse's usage line, the reason, and exit status 2."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +15,7 @@ import pytest
 from bridged import config as bridged_config
 from controlplane import config as controlplane_config
 from proxyd import config as proxyd_config
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.harness import PYTHON, REPO, clean_env
 
 
 @dataclass(frozen=True)
@@ -147,10 +144,9 @@ def test_the_program_exits_2_on_a_refused_variable(tmp_path: Path, process: str)
         "proxyd": ("AIBRIDGE_MAX_CONNECTIONS", "invalid int value"),
     }[process]
     value = "x" if process == "proxyd" else "0"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIBRIDGE_")}
     done = subprocess.run(
-        [sys.executable, "-m", PROCESSES[process].module, "--state-dir", str(tmp_path)],
-        cwd=ROOT, env={**env, variable: value}, capture_output=True, text=True, timeout=60,
+        [PYTHON, "-m", PROCESSES[process].module, "--state-dir", str(tmp_path)],
+        cwd=REPO, env={**clean_env(), variable: value}, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 2, done.stderr
     assert says in done.stderr and "Traceback" not in done.stderr

@@ -20,6 +20,8 @@ from tests.harness import (
     admin_state,
     clean_env,
     ctl,
+    lagging_line,
+    printed_revision,
 )
 
 KEY_A = "sk-test-AAAAAAAAAAAAAAAAAAAA-1111"
@@ -31,12 +33,6 @@ BASE_URL = "https://api.openai.com/v1"
 def assert_no_keys(result: subprocess.CompletedProcess[str]) -> None:
     for key in (KEY_A, KEY_B, KEY_C):
         assert key not in result.stdout and key not in result.stderr
-
-
-def printed_revision(text: str) -> int:
-    match = re.search(r"at revision (\d+)", text)
-    assert match, text
-    return int(match.group(1))
 
 
 def test_provider_lifecycle(controlplane: Controlplane) -> None:
@@ -290,8 +286,7 @@ def test_status_lists_a_connected_subscriber(controlplane: Controlplane, secrets
             readable = await asyncio.to_thread(ctl, cp, "status", check=True)
             assert re.search(rf"^revision:\s+{revision}$", readable.stdout, re.M)
             assert re.search(r"^subscribers:\s+1$", readable.stdout, re.M)
-            (row,) = [line for line in readable.stdout.splitlines() if "bridged-status" in line]
-            fields = row.split()
+            fields = lagging_line(readable.stdout, "bridged-status").split()
             assert fields[:2] == ["bridged-status", "bridged"] and fields[4] == str(revision)
 
             status = json.loads((await asyncio.to_thread(ctl, cp, "status", "--json")).stdout)

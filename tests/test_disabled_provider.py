@@ -10,7 +10,7 @@ from mockupstream import MockUpstream
 from tests.agents import claude_code, codex
 from tests.conftest import UpstreamPKI, proxyd_before_bridged
 from tests.harness import Bridged, Controlplane, Proxyd, Secrets
-from tests.proxy_client import HTTPConnection, Reply, connect, tls
+from tests.proxy_client import Reply, request_through
 
 KEY = "sk-disabled-provider-key-0000001"
 CHAT = {"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}
@@ -88,10 +88,4 @@ def test_a_disabled_providers_host_stays_intercepted(
 
 def post_through(proxyd: Proxyd, host: str, token: str, ca: Path) -> Reply:
     """A chat completion over a fresh CONNECT, trusting `ca` for the TLS inside."""
-    status, sock = connect(proxyd.port, host, token)
-    assert status == 200, f"CONNECT answered {status}"
-    conn = HTTPConnection(tls(sock, host.split(":")[0], ca), host)
-    try:
-        return conn.request("POST", "/v1/chat/completions", CHAT)
-    finally:
-        conn.close()
+    return request_through(proxyd.port, host, token, ca, "POST", "/v1/chat/completions", CHAT)

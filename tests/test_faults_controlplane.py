@@ -45,6 +45,7 @@ from tests.harness import (
     instance_key,
     postgres_database,
     providers_or_none,
+    rss_bytes,
     stream_in_background,
     wait_until,
 )
@@ -136,14 +137,6 @@ def snapshot_view(snapshot: ProviderSnapshot) -> set[tuple]:
     return {
         (p.id, p.name, p.type, p.display_name, p.enabled, p.base_url) for p in snapshot.providers
     }
-
-
-def vmrss(pid: int) -> int:
-    """Resident set size of process `pid`, in bytes."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError(f"no VmRSS for {pid}")
 
 
 @contextlib.contextmanager
@@ -694,7 +687,7 @@ def test_a_stalled_subscriber_costs_neither_the_others_nor_memory(
                 wait_until, lambda: ("bridged", "stalled", cp.name) in subscribers(cp)
             )
             assert cp.proc is not None
-            rss_before = vmrss(cp.proc.pid)
+            rss_before = rss_bytes(cp.proc.pid)
 
             last = start
             slowest = 0.0
@@ -708,7 +701,7 @@ def test_a_stalled_subscriber_costs_neither_the_others_nor_memory(
                     await prompt.wait_version(last, timeout=5)  # promptly, every time
                     slowest = max(slowest, time.monotonic() - began)
             await prompt.wait_version(last, timeout=5)
-            rss_after = vmrss(cp.proc.pid)
+            rss_after = rss_bytes(cp.proc.pid)
             grown = rss_after - rss_before
             assert grown < 100 * 2**20, f"controlplane RSS grew {grown / 2**20:.0f} MB"
 

@@ -5,24 +5,24 @@ broken or absent, and a key-holding process must not carry code it never runs. E
 check imports a package's modules in a fresh interpreter and looks at what got loaded.
 """
 
+import functools
 import pkgutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.harness import PYTHON, REPO
 
 
 def modules_of(package: str) -> list[str]:
     return [package] + [
         f"{package}.{info.name}"
-        for info in pkgutil.iter_modules([str(ROOT / package)])
+        for info in pkgutil.iter_modules([str(REPO / package)])
         if info.name != "__main__"  # running it would start the program
     ]
 
 
+@functools.cache
 def loaded_after_importing(package: str) -> set[str]:
     script = (
         "import importlib, sys\n"
@@ -31,7 +31,7 @@ def loaded_after_importing(package: str) -> set[str]:
         "print('\\n'.join(sorted(sys.modules)))\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, check=True, capture_output=True, text=True
+        [PYTHON, "-c", script], cwd=REPO, check=True, capture_output=True, text=True
     ).stdout
     return set(out.split())
 

@@ -11,14 +11,13 @@ import ssl
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from aibridge.v1 import admin_pb2
 from mockupstream import MockUpstream
 from tests.certs import make_ca
-from tests.harness import Bridged, Controlplane, Proxyd, Secrets
+from tests.harness import Bridged, Controlplane, Proxyd, Secrets, insert_copy, skipped_by
 from tests.proxy_client import HTTPConnection, Reply, connect, peer_certificate, tls
 
 KEY = "sk-provider-key-rows-certs-01"
@@ -65,32 +64,6 @@ def readyz(proxyd: Proxyd) -> tuple[int, dict]:
     return int(head.split(b" ", 2)[1]), json.loads(body)
 
 
-def proxyd_skipped(cp: Controlplane) -> dict[str, tuple[str, str]]:
-    """What proxyd reported skipping in its last acknowledgement: name → (id, reason)."""
-    status = cp.admin.GetStatus(admin_pb2.GetStatusRequest())
-    (subscriber,) = [s for s in status.subscribers if s.role == "proxyd"]
-    assert subscriber.applied_version == status.revision
-    return {s.name: (s.provider_id, s.reason) for s in subscriber.skipped}
-
-
-def insert_copy(url: str, template: str, **changes: str) -> None:
-    """A provider row written straight into the database, bypassing the admin API's
-    validation: a copy of `template`'s row with `changes`."""
-    engine = sa.create_engine(url)
-    try:
-        with engine.begin() as conn:
-            row = dict(
-                conn.execute(sa.text("SELECT * FROM providers WHERE name = :n"), {"n": template})
-                .mappings().one()
-            )  # fmt: skip
-            row |= changes
-            columns = ", ".join(row)
-            values = ", ".join(f":{c}" for c in row)
-            conn.execute(sa.text(f"INSERT INTO providers ({columns}) VALUES ({values})"), row)
-    finally:
-        engine.dispose()
-
-
 BAD_ROWS = {  # name → (id, base_url, the reason proxyd gives)
     "empty": ("prv_rowsempty00001", "", "unusable base_url: is required"),
     "malformed": (
@@ -120,7 +93,7 @@ def test_invalid_rows_are_skipped_and_reported(
     touched = admin.UpdateProvider(admin_pb2.UpdateProviderRequest(ref="valid", display_name="V"))
     admin.wait_applied(touched.revision)
 
-    skipped = proxyd_skipped(controlplane)
+    skipped = skipped_by(controlplane, "proxyd")
     assert set(skipped) == {*BAD_ROWS, "zzz"}
     for name, (row_id, _base_url, reason) in BAD_ROWS.items():
         assert skipped[name][0] == row_id
@@ -143,7 +116,7 @@ def test_invalid_rows_are_skipped_and_reported(
     for name in ("aaa", "zzz", "valid"):
         last = admin.DeleteProvider(admin_pb2.DeleteProviderRequest(ref=name))
     admin.wait_applied(last.revision)
-    assert set(proxyd_skipped(controlplane)) == set(BAD_ROWS)
+    assert set(skipped_by(controlplane, "proxyd")) == set(BAD_ROWS)
     assert connect_status(proxyd, f"localhost:{a.port}", token) == 403
     assert connect_status(proxyd, f"127.0.0.1:{b.port}", token) == 403
     assert metric(proxyd, "aibridge_proxyd_intercepted_hosts") == 0

@@ -16,8 +16,7 @@ def live_state(cp: Controlplane) -> tuple[int, list[tuple[str, str, bool]]]:
 
 
 def snapshot_state(sub: RecordingSubscriber) -> list[tuple[str, str, bool]]:
-    assert sub.current is not None
-    return sorted((p.name, p.base_url, p.enabled) for p in sub.current.providers)
+    return sorted((p.name, p.base_url, p.enabled) for p in sub.snapshot.providers)
 
 
 def mutate_randomly(cp: Controlplane, count: int, seed: int) -> None:

@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from aibridge.v1 import admin_pb2, sync_pb2, sync_pb2_grpc
+from common.channel import auth_metadata
 from tests.harness import (
     Bridged,
     Controlplane,
@@ -23,12 +24,9 @@ from tests.harness import (
     async_wait_until,
     ctl,
     instance_key,
+    lagging_line,
     wait_until,
 )
-
-
-def bearer(token: str) -> tuple[tuple[str, str], ...]:
-    return (("authorization", f"Bearer {token}"),)
 
 
 def fingerprint(key: str) -> str:
@@ -65,14 +63,14 @@ def test_an_impostor_under_bridgeds_id_cannot_replace_it_nor_ack_for_it(
         stub = sync_pb2_grpc.SyncStub(channel)
         watch = stub.Watch(
             sync_pb2.WatchRequest(subscriber_id=real.id, role="bridged", instance_key=key),
-            metadata=bearer(secrets.bridged),
+            metadata=auth_metadata(secrets.bridged),
             timeout=60,
         )
         try:
             next(watch)  # it is registered
             # The impostor acknowledges a version far ahead: that is its own business ...
             ack = sync_pb2.AckRequest(subscriber_id=real.id, instance_key=key, version=999999)
-            stub.Ack(ack, metadata=bearer(secrets.bridged), timeout=10)
+            stub.Ack(ack, metadata=auth_metadata(secrets.bridged), timeout=10)
             # ... so bridged, frozen, cannot apply the next change, and the wait says so.
             assert bridged.proc is not None
             bridged.proc.send_signal(signal.SIGSTOP)
@@ -81,7 +79,7 @@ def test_an_impostor_under_bridgeds_id_cannot_replace_it_nor_ack_for_it(
             finally:
                 bridged.proc.send_signal(signal.SIGCONT)
             assert result.returncode == 3, (result.stdout, result.stderr)
-            (lagging,) = [line for line in result.stderr.splitlines() if real.id in line]
+            lagging = lagging_line(result.stderr, real.id)
             assert "connected" in lagging and "disconnected" not in lagging
             # Both are listed: two processes under one id is an anomaly, and it shows.
             assert len(real.instance) == 12 and real.instance != impostor[0]
@@ -91,7 +89,7 @@ def test_an_impostor_under_bridgeds_id_cannot_replace_it_nor_ack_for_it(
             for other in (instance_key(), ""):
                 forged = sync_pb2.AckRequest(subscriber_id=real.id, instance_key=other, version=9)
                 with pytest.raises(grpc.RpcError) as caught:
-                    stub.Ack(forged, metadata=bearer(secrets.bridged), timeout=10)
+                    stub.Ack(forged, metadata=auth_metadata(secrets.bridged), timeout=10)
                 assert caught.value.code() == grpc.StatusCode.NOT_FOUND
         finally:
             watch.cancel()
@@ -105,7 +103,7 @@ def test_an_impostor_under_bridgeds_id_cannot_replace_it_nor_ack_for_it(
         cp.admin.wait_applied(cp.admin.revision())  # bridged, thawed, applied it
         # Its goodbye, with its key, removes it and only it.
         leave = sync_pb2.LeaveRequest(subscriber_id=real.id, instance_key=key)
-        stub.Leave(leave, metadata=bearer(secrets.bridged), timeout=10)
+        stub.Leave(leave, metadata=auth_metadata(secrets.bridged), timeout=10)
         assert listed(cp, real.id) == [(real.instance, True)]
 
     # The key itself is never shown, logged or stored: status shows its digest's first
@@ -149,7 +147,7 @@ def test_watch_without_an_instance_key_is_refused(shared_controlplane: Controlpl
         for key in ("", "short"):
             call = stub.Watch(
                 sync_pb2.WatchRequest(subscriber_id="keyless", role="proxyd", instance_key=key),
-                metadata=bearer(cp.secrets.proxyd),
+                metadata=auth_metadata(cp.secrets.proxyd),
                 timeout=10,
             )
             with pytest.raises(grpc.RpcError) as caught:

@@ -27,8 +27,7 @@ def sha256(plaintext: str) -> str:
 
 def verifiers(recording: RecordingSubscriber) -> dict[str, tuple[str, str, int]]:
     """The current snapshot's token verifiers: sha256 → (id, name, expires_at)."""
-    assert recording.current is not None
-    return {t.sha256: (t.id, t.name, t.expires_at) for t in recording.current.tokens}
+    return {t.sha256: (t.id, t.name, t.expires_at) for t in recording.snapshot.tokens}
 
 
 def listed(cp: Controlplane, include_revoked: bool = False) -> list[admin_pb2.Token]:

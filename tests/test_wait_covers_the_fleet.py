@@ -24,6 +24,9 @@ from tests.harness import (
     Secrets,
     async_wait_until,
     ctl,
+    lagging_line,
+    printed_revision,
+    refused,
     wait_until,
 )
 from tests.relay import Relay
@@ -43,17 +46,6 @@ def streaming(cp: Controlplane) -> list[str]:
 
 def version(process: Bridged | Proxyd) -> int:
     return httpx.get(process.url + "/readyz", timeout=10).json()["version"]
-
-
-def printed_revision(text: str) -> int:
-    match = re.search(r"at revision (\d+)", text)
-    assert match, text
-    return int(match.group(1))
-
-
-def lagging_line(stderr: str, subscriber_id: str) -> str:
-    (line,) = [line for line in stderr.splitlines() if subscriber_id in line]
-    return line
 
 
 def test_a_wait_holds_for_a_data_plane_between_streams(
@@ -166,16 +158,13 @@ def test_a_subscriber_gone_longer_than_the_grace_is_not_waited_for(
 
 def test_the_fleet_grace_is_bounded(controlplane: Controlplane) -> None:
     cp = controlplane
-    refused = ctl(cp, "tokens", "create", "t", "--wait", "--fleet-grace", "3601")
-    assert refused.returncode == 2 and "--fleet-grace" in refused.stderr
+    bounded = ctl(cp, "tokens", "create", "t", "--wait", "--fleet-grace", "3601")
+    assert bounded.returncode == 2 and "--fleet-grace" in bounded.stderr
     assert cp.admin.revision() == 1  # refused before any change
     for grace in (-1, 3601):
         request = admin_pb2.WaitForRevisionRequest(revision=1, fleet_grace_seconds=grace)
-        with pytest.raises(grpc.RpcError) as caught:
-            cp.admin.WaitForRevision(request)
-        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        details = caught.value.details()
-        assert details is not None and details.startswith("fleet_grace_seconds:")
+        code = grpc.StatusCode.INVALID_ARGUMENT
+        refused(cp, code, cp.admin.WaitForRevision, request, "fleet_grace_seconds")
 
 
 @pytest.mark.postgres
