@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from datetime import UTC
 
 import grpc
+import orjson
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
 from prometheus_client import Counter
 
 from aibridge.v1 import usage_pb2, usage_pb2_grpc
@@ -19,7 +23,9 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 5000
 USAGE_STORED = Counter("aibridge_controlplane_usage_stored_total", "Interceptions stored")
 
-_FIELDS = [f.name for f in usage_pb2.Interception.DESCRIPTOR.fields if f.name != "started_at"]
+# Scalar fields go to their columns as they are; the repeated ones are stored as JSON.
+_REPEATED = ("started_at", "tool_calls", "tool_results")
+_FIELDS = [f.name for f in usage_pb2.Interception.DESCRIPTOR.fields if f.name not in _REPEATED]
 # A string longer than its column would fail the whole batch on every retry: clip it.
 _LIMITS = {
     c.name: length
@@ -47,6 +53,9 @@ class UsageService(usage_pb2_grpc.UsageServicer):
             for name, limit in _LIMITS.items():
                 row[name] = row[name][:limit]
             row["started_at"] = i.started_at.ToDatetime(tzinfo=UTC)
+            row["tool_calls"] = _json(i.tool_calls)
+            row["tool_call_count"] = len(i.tool_calls)
+            row["tool_results"] = _json(i.tool_results)
             rows.append(row)
         try:
             stored = await asyncio.to_thread(self.usage.store, rows)
@@ -54,3 +63,11 @@ class UsageService(usage_pb2_grpc.UsageServicer):
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"database unavailable: {exc}")
         USAGE_STORED.inc(stored)
         return usage_pb2.ReportUsageResponse(stored=stored)
+
+
+def _json(messages: Iterable[Message]) -> str:
+    """A JSON list of the messages, under their proto field names (the admin API reads
+    them back into the same messages)."""
+    return orjson.dumps(
+        [MessageToDict(m, preserving_proto_field_name=True) for m in messages]
+    ).decode()

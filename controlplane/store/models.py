@@ -121,6 +121,7 @@ class Interception(Base):
     """One intercepted LLM call, as reported by a data-plane process."""
 
     __tablename__ = "interceptions"
+    __table_args__ = (Index("ix_interceptions_session", "session_id", "started_at"),)
     request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
     token_id: Mapped[str] = mapped_column(String(32), nullable=False, default="")
@@ -139,6 +140,32 @@ class Interception(Base):
     ttfb_ms: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
     duration_ms: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
     user_agent: Mapped[str] = mapped_column(String(500), nullable=False, default="")
+    # What the agent did (usage.proto says what each field holds). Tool calls and results
+    # are JSON lists; tool_call_count is kept beside them for the sessions' totals.
+    client: Mapped[str] = mapped_column(String(32), nullable=False, server_default="")
+    session_id: Mapped[str] = mapped_column(String(200), nullable=False, server_default="")
+    prompt: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    prompt_truncated: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
+    tool_calls: Mapped[str] = mapped_column(Text, nullable=False, server_default="[]")
+    tool_call_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    tool_results: Mapped[str] = mapped_column(Text, nullable=False, server_default="[]")
+    stop_reason: Mapped[str] = mapped_column(String(64), nullable=False, server_default="")
+    error_message: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    reasoning: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    reasoning_truncated: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, server_default=false()
+    )
+    partial: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
+
+
+class Setting(Base):
+    """A gateway setting an administrator changed (controlplane/settings.py has the
+    known keys and their defaults; a key without a row has its default)."""
+
+    __tablename__ = "settings"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200), nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
 
 
 class AuditEntry(Base):
