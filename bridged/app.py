@@ -16,6 +16,7 @@ from bridged.errors import error_response, family_for_path
 from bridged.forward import Forwarder
 from bridged.keys import KeyHealth
 from bridged.reload import LiveRouteTable
+from bridged.tracing import Tracing
 from bridged.upstreams import UpstreamPools
 from bridged.usage_reporter import UsageReporter
 from bridged.usage_spool import UsageSpool
@@ -49,7 +50,14 @@ class Gateway:
         self.bodies = RequestBodies(
             config.max_body_bytes, config.max_buffered_bytes, config.keepalive_timeout
         )
-        self.forwarder = Forwarder(self.state, self.pools, self.keys, self.reporter, self.bodies)
+        self.tracing = (
+            Tracing(config.otel_endpoint, self.subscriber.subscriber_id)
+            if config.otel_endpoint
+            else None
+        )
+        self.forwarder = Forwarder(
+            self.state, self.pools, self.keys, self.reporter, self.bodies, self.tracing
+        )
         expose_subscriber("bridged", self.subscriber)
         expose_gc_pauses("bridged")
         metrics.UPSTREAM_POOLS.set_function(lambda: self.pools.open_pools)
@@ -110,6 +118,8 @@ async def serve(config: BridgedConfig) -> None:
         "shutting down: no new connections; %.0fs for requests in flight", config.shutdown_grace
     )
     await runner.cleanup()  # stops listening, then waits for in-flight requests
+    if gateway.tracing is not None:
+        await gateway.tracing.close()  # the spans of the last requests
     await supervisor.stop(reporting)
     if not await gateway.reporter.flush(timeout=5.0, last=True):
         await _spool_the_rest(gateway)

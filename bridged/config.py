@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from yarl import URL
+
 from bridged.usage_reporter import DEFAULT_BATCH_SIZE
 from common import dataplane, flags
 from common.flags import Flag, Invalid
@@ -35,6 +37,7 @@ class BridgedConfig:
     log_format: str
     log_level: str
     access_log: bool
+    otel_endpoint: str | None  # the collector's traces URL; None: no tracing
 
 
 FLAGS = (
@@ -117,6 +120,13 @@ FLAGS = (
         help="seconds a key the upstream answers 401 rests before a request tries it again; "
         "doubled at each 401 in a row, up to 64 times",
     ),
+    Flag(
+        "--otel-endpoint",
+        metavar="URL",
+        help="OpenTelemetry collector to send a trace span per request to, over OTLP/HTTP: "
+        "its base URL (http://collector:4318; /v1/traces is appended) or its traces URL "
+        "(one ending in /v1/traces, used as given); unset: no tracing",
+    ),
 )
 
 
@@ -145,9 +155,34 @@ def _finish(a: Mapping[str, Any]) -> dict[str, Any]:
     if not 0 < a["usage_batch_size"] <= DEFAULT_BATCH_SIZE:
         raise Invalid(f"--usage-batch-size must be between 1 and {DEFAULT_BATCH_SIZE}")
     spool = a["usage_spool"]
+    otel_endpoint = traces_url(a["otel_endpoint"]) if a["otel_endpoint"] else None
     return {
         "host": host,
         "port": port,
         **dataplane.derived(a, "bridged"),
         "usage_spool": None if spool == "off" else Path(spool or a["state_dir"] / "bridged-usage"),
+        "otel_endpoint": otel_endpoint,
     }
+
+
+TRACES_PATH = "/v1/traces"
+
+
+def traces_url(endpoint: str) -> str:
+    """The collector's OTLP/HTTP traces URL, from its base URL or that URL itself (the
+    OTEL_EXPORTER_OTLP_ENDPOINT and OTEL_EXPORTER_OTLP_TRACES_ENDPOINT forms). Raises
+    Invalid."""
+    try:
+        url = URL(endpoint)
+        usable = url.scheme in ("http", "https") and bool(url.host) and url.port is not None
+    except ValueError:  # a bad port or IPv6 address
+        usable = False
+    if not usable:
+        raise Invalid("--otel-endpoint: expected an http:// or https:// URL with a host")
+    if url.user is not None or url.password is not None:
+        # The URL is logged; a collector's credential goes in OTEL_EXPORTER_OTLP_HEADERS.
+        raise Invalid("--otel-endpoint: no credentials in the URL (use OTEL_EXPORTER_OTLP_HEADERS)")
+    path = url.path.rstrip("/")
+    if path.endswith(TRACES_PATH):
+        return str(url)
+    return str(url.with_path(path + TRACES_PATH, keep_query=True))

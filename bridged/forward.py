@@ -18,6 +18,7 @@ import orjson
 from aiohttp import web
 from google.protobuf.timestamp_pb2 import Timestamp
 from multidict import CIMultiDict
+from opentelemetry.trace import Span
 
 from aibridge.v1 import usage_pb2
 from bridged import metrics
@@ -28,6 +29,7 @@ from bridged.headers import STRIPPED_RESPONSE, upstream_request_headers
 from bridged.keys import KeyHealth
 from bridged.reload import LiveRouteTable
 from bridged.routes import Endpoint, Route, RouteTable
+from bridged.tracing import Tracing, end_span, with_trace_context
 from bridged.upstreams import UpstreamPools
 from bridged.usage import Usage, UsageExtractor
 from bridged.usage_reporter import UsageReporter
@@ -57,6 +59,7 @@ class Exchange:
     status: int = 0
     ttfb: float = 0.0
     usage: Usage | None = None
+    span: Span | None = None  # with --otel-endpoint
 
 
 class Forwarder:
@@ -67,12 +70,14 @@ class Forwarder:
         keys: KeyHealth,
         reporter: UsageReporter,
         bodies: RequestBodies,
+        tracing: Tracing | None = None,
     ) -> None:
         self.state = state
         self.pools = pools
         self.keys = keys
         self.reporter = reporter
         self.bodies = bodies
+        self.tracing = tracing
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         metrics.IN_FLIGHT.inc()
@@ -140,6 +145,8 @@ class Forwarder:
         )
         if endpoint.intercepted:
             exchange.model, exchange.streaming = _request_fields(held.body)
+        if self.tracing is not None:
+            exchange.span = self.tracing.start(request, exchange)
         try:
             return await self._exchange(request, exchange, path, held)
         except asyncio.CancelledError:
@@ -161,6 +168,8 @@ class Forwarder:
             return self._fail(x, 502, "no_keys", f"provider {route.name!r} has no keys")
         url = route.upstream_url(path, request.rel_url.raw_query_string)
         headers = upstream_request_headers(request.headers, x.endpoint.intercepted)
+        if x.span is not None:
+            headers = with_trace_context(headers, x.span)
         if len(held.body) > SENT_WHOLE:  # sent in pieces, not chunked
             headers.append(("Content-Length", str(len(held.body))))
         keys = self.keys.usable(route.keys)
@@ -272,6 +281,9 @@ class Forwarder:
         return error_response(x.route.family, status, code, message, headers)
 
     def _record(self, x: Exchange) -> None:
+        if x.span is not None:
+            # Stop reasons and the session id come with the interception's recording.
+            end_span(x.span, x.status, x.usage, finish_reasons=(), session_id="")
         duration = time.monotonic() - x.call.started
         route_name = x.endpoint.route or "passthrough"
         metrics.REQUESTS.labels(x.route.name, route_name, str(x.status)).inc()

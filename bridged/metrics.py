@@ -38,3 +38,8 @@ USAGE_SENT = Counter("aibridge_bridged_usage_sent_total", "Usage records deliver
 USAGE_DROPPED = Counter(
     "aibridge_bridged_usage_dropped_total", "Usage records dropped because the buffer was full"
 )
+TRACE_SPANS = Counter(
+    "aibridge_bridged_trace_spans_total",
+    "Spans sent to the trace collector (--otel-endpoint), by whether it took them",
+    ["result"],  # exported, failed
+)

@@ -25,7 +25,10 @@ ALLOWED = {
     "x-claude-code-session-id": "bed8b0ce-ca3d-40f3-a824-6d0be0df87f5",
     "session-id": "01a22dd0-74af-7db2-a704-3a46c8fb76f1",
     "originator": "codex_exec",
+    # Tracing off (no --otel-endpoint), the caller's trace context passes as it came.
     "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    "tracestate": "caller=kept",
+    "baggage": "team=headers",
     "idempotency-key": "retry-1",
 }
 REFUSED = {
