@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -16,13 +17,15 @@ from bridged.errors import error_response, family_for_path
 from bridged.forward import Forwarder
 from bridged.keys import KeyHealth
 from bridged.reload import LiveRouteTable
-from bridged.tracing import Tracing
 from bridged.upstreams import UpstreamPools
 from bridged.usage_reporter import UsageReporter
 from bridged.usage_spool import UsageSpool
 from common import access, probes
 from common.metrics import expose_gc_pauses, expose_subscriber
 from common.supervise import SHUTDOWN_MARGIN, Supervisor
+
+if TYPE_CHECKING:
+    from bridged.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +53,11 @@ class Gateway:
         self.bodies = RequestBodies(
             config.max_body_bytes, config.max_buffered_bytes, config.keepalive_timeout
         )
-        self.tracing = (
-            Tracing(config.otel_endpoint, self.subscriber.subscriber_id)
-            if config.otel_endpoint
-            else None
-        )
+        self.tracing: Tracing | None = None
+        if config.otel_endpoint:
+            from bridged.tracing import Tracing  # the SDK, loaded only when asked for
+
+            self.tracing = Tracing(config.otel_endpoint, self.subscriber.subscriber_id)
         self.forwarder = Forwarder(
             self.state, self.pools, self.keys, self.reporter, self.bodies, self.tracing
         )

@@ -11,14 +11,13 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
 from aiohttp import web
 from google.protobuf.timestamp_pb2 import Timestamp
 from multidict import CIMultiDict
-from opentelemetry.trace import Span
 
 from aibridge.v1 import usage_pb2
 from bridged import metrics
@@ -29,12 +28,16 @@ from bridged.headers import STRIPPED_RESPONSE, upstream_request_headers
 from bridged.keys import KeyHealth
 from bridged.reload import LiveRouteTable
 from bridged.routes import Endpoint, Route, RouteTable
-from bridged.tracing import Tracing, end_span, with_trace_context
 from bridged.upstreams import UpstreamPools
 from bridged.usage import Usage, UsageExtractor
 from bridged.usage_reporter import UsageReporter
 from common import access
 from common.tokens import Caller
+
+if TYPE_CHECKING:  # bridged.tracing loads the OpenTelemetry SDK: only with --otel-endpoint
+    from opentelemetry.trace import Span
+
+    from bridged.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -168,8 +171,8 @@ class Forwarder:
             return self._fail(x, 502, "no_keys", f"provider {route.name!r} has no keys")
         url = route.upstream_url(path, request.rel_url.raw_query_string)
         headers = upstream_request_headers(request.headers, x.endpoint.intercepted)
-        if x.span is not None:
-            headers = with_trace_context(headers, x.span)
+        if self.tracing is not None and x.span is not None:
+            headers = self.tracing.with_trace_context(headers, x.span)
         if len(held.body) > SENT_WHOLE:  # sent in pieces, not chunked
             headers.append(("Content-Length", str(len(held.body))))
         keys = self.keys.usable(route.keys)
@@ -281,9 +284,9 @@ class Forwarder:
         return error_response(x.route.family, status, code, message, headers)
 
     def _record(self, x: Exchange) -> None:
-        if x.span is not None:
+        if self.tracing is not None and x.span is not None:
             # Stop reasons and the session id come with the interception's recording.
-            end_span(x.span, x.status, x.usage, finish_reasons=(), session_id="")
+            self.tracing.end_span(x.span, x.status, x.usage, finish_reasons=(), session_id="")
         duration = time.monotonic() - x.call.started
         route_name = x.endpoint.route or "passthrough"
         metrics.REQUESTS.labels(x.route.name, route_name, str(x.status)).inc()

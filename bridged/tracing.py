@@ -109,37 +109,37 @@ class Tracing:
         self._exporter.stopping = True
         await asyncio.to_thread(self._provider.shutdown)
 
+    @staticmethod
+    def with_trace_context(headers: Iterable[tuple[str, str]], span: Span) -> list[tuple[str, str]]:
+        """The upstream's headers with the span's trace context in place of the caller's."""
+        carrier: dict[str, str] = {}
+        _PROPAGATOR.inject(carrier, set_span_in_context(span))
+        kept = [(k, v) for k, v in headers if k.lower() not in TRACE_HEADERS]
+        return kept + list(carrier.items())
 
-def with_trace_context(headers: Iterable[tuple[str, str]], span: Span) -> list[tuple[str, str]]:
-    """The upstream's headers with the span's trace context in place of the caller's."""
-    carrier: dict[str, str] = {}
-    _PROPAGATOR.inject(carrier, set_span_in_context(span))
-    kept = [(k, v) for k, v in headers if k.lower() not in TRACE_HEADERS]
-    return kept + list(carrier.items())
-
-
-def end_span(
-    span: Span, status: int, usage: Usage | None, finish_reasons: Sequence[str],
-    session_id: str = "",
-) -> None:  # fmt: skip
-    """Ends `span` with what the answer said: `usage` for an intercepted call that was
-    answered, None otherwise."""
-    if span.is_recording():
-        if status:
-            span.set_attribute(http_attributes.HTTP_RESPONSE_STATUS_CODE, status)
-        if usage is not None:
-            if usage.model:
-                span.set_attribute(gen_ai.GEN_AI_RESPONSE_MODEL, usage.model)
-            span.set_attribute(gen_ai.GEN_AI_USAGE_INPUT_TOKENS, usage.input_tokens)
-            span.set_attribute(gen_ai.GEN_AI_USAGE_OUTPUT_TOKENS, usage.output_tokens)
-        if finish_reasons:
-            span.set_attribute(gen_ai.GEN_AI_RESPONSE_FINISH_REASONS, list(finish_reasons))
-        if session_id:
-            span.set_attribute(gen_ai.GEN_AI_CONVERSATION_ID, session_id)
-        if not 0 < status < 400:  # 0: the request broke before it had a status
-            span.set_attribute(error_attributes.ERROR_TYPE, str(status) if status else "_OTHER")
-            span.set_status(StatusCode.ERROR)
-    span.end()
+    @staticmethod
+    def end_span(
+        span: Span, status: int, usage: Usage | None, finish_reasons: Sequence[str],
+        session_id: str = "",
+    ) -> None:  # fmt: skip
+        """Ends `span` with what the answer said: `usage` for an intercepted call that was
+        answered, None otherwise."""
+        if span.is_recording():
+            if status:
+                span.set_attribute(http_attributes.HTTP_RESPONSE_STATUS_CODE, status)
+            if usage is not None:
+                if usage.model:
+                    span.set_attribute(gen_ai.GEN_AI_RESPONSE_MODEL, usage.model)
+                span.set_attribute(gen_ai.GEN_AI_USAGE_INPUT_TOKENS, usage.input_tokens)
+                span.set_attribute(gen_ai.GEN_AI_USAGE_OUTPUT_TOKENS, usage.output_tokens)
+            if finish_reasons:
+                span.set_attribute(gen_ai.GEN_AI_RESPONSE_FINISH_REASONS, list(finish_reasons))
+            if session_id:
+                span.set_attribute(gen_ai.GEN_AI_CONVERSATION_ID, session_id)
+            if not 0 < status < 400:  # 0: the request broke before it had a status
+                span.set_attribute(error_attributes.ERROR_TYPE, str(status) if status else "_OTHER")
+                span.set_status(StatusCode.ERROR)
+        span.end()
 
 
 class _CountedExporter(SpanExporter):
