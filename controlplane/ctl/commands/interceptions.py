@@ -1,0 +1,84 @@
+"""`aibridgectl interceptions list|show`: the calls bridged intercepted, newest first."""
+
+from __future__ import annotations
+
+import argparse
+
+from aibridge.v1 import admin_pb2
+from controlplane.ctl.api import Context
+from controlplane.ctl.errors import EXIT_OK
+from controlplane.ctl.filters import add_filter_options, globals_but_token, interception_filter
+from controlplane.ctl.options import check_period, positive_int
+from controlplane.ctl.output import emit_json, fmt_time, table, terminal_width
+from controlplane.ctl.records import interception_text, status_text, token_text
+
+DEFAULT_LIMIT = 50
+
+
+def register(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    everywhere: argparse.ArgumentParser,
+) -> None:
+    parent = globals_but_token()
+    group = commands.add_parser(
+        "interceptions", parents=[parent], help="intercepted calls: prompts, tool calls, tokens"
+    )
+    sub = group.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
+
+    lst = sub.add_parser("list", parents=[parent], help="recent calls, newest first")
+    add_filter_options(lst)
+    lst.add_argument(
+        "--limit",
+        type=positive_int,
+        default=DEFAULT_LIMIT,
+        metavar="N",
+        help=f"at most N calls (default {DEFAULT_LIMIT})",
+    )
+    lst.set_defaults(func=cmd_list, check=check_list)
+
+    show = sub.add_parser("show", parents=[parent], help="one call, its texts whole")
+    show.add_argument("id", metavar="ID", help="the request id (x-aibridge-request-id)")
+    show.set_defaults(func=cmd_show)
+
+
+def check_list(args: argparse.Namespace) -> str | None:
+    return check_period(args, "interceptions list")
+
+
+def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
+    request = admin_pb2.ListInterceptionsRequest(filter=interception_filter(args))
+    response = ctx.collect(ctx.stub.ListInterceptions, request, "interceptions", args.limit)
+    if ctx.json:
+        emit_json(response)
+        return EXIT_OK
+    if not response.interceptions:
+        print("no interceptions match")
+        return EXIT_OK
+    rows = [
+        [
+            i.id,
+            fmt_time(i, "started_at"),
+            token_text(i),
+            i.client,
+            i.provider_name,
+            i.model,
+            status_text(i),
+            str(i.input_tokens),
+            str(i.output_tokens),
+            str(len(i.tool_calls)),
+            i.prompt,
+        ]
+        for i in response.interceptions
+    ]
+    headers = ["ID", "STARTED", "TOKEN", "CLIENT", "PROVIDER", "MODEL", "STATUS", "IN", "OUT"]
+    print(table([*headers, "TOOLS", "PROMPT"], rows, fit=terminal_width()))
+    return EXIT_OK
+
+
+def cmd_show(ctx: Context, args: argparse.Namespace) -> int:
+    record = ctx.call(ctx.stub.GetInterception, admin_pb2.GetInterceptionRequest(id=args.id))
+    if ctx.json:
+        emit_json(record)
+    else:
+        print(interception_text(record))
+    return EXIT_OK

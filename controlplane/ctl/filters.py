@@ -1,0 +1,70 @@
+"""The options that pick interceptions (`interceptions list`, `sessions list|show`) and
+the InterceptionFilter they make.
+
+There `--token` names the gateway token whose calls to show; the admin token, the
+global `--token`, goes before the command group or in AIBRIDGE_ADMIN_TOKEN."""
+
+from __future__ import annotations
+
+import argparse
+
+from aibridge.v1 import admin_pb2
+from controlplane.ctl.options import add_global_options, add_period_options, set_period
+
+STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx", "error")
+TOKEN_ID_PREFIX = "tok_"
+
+
+def globals_but_token() -> argparse.ArgumentParser:
+    """The parent of the commands where `--token` filters: every other global option."""
+    parent = argparse.ArgumentParser(add_help=False)
+    add_global_options(parent, suppress=True, leave_out=("--token",))
+    return parent
+
+
+def token_ref(value: str) -> str:
+    """A gateway token's name or id. Names have no `_` and ids start `tok_`, so anything
+    else with one is a secret given here by mistake: refused, neither sent nor echoed."""
+    if "_" in value and not value.startswith(TOKEN_ID_PREFIX):
+        raise argparse.ArgumentTypeError(
+            "expects a gateway token's name or id (tok_…), not a secret; the admin token "
+            "goes before the command (aibridgectl --token … COMMAND) or in AIBRIDGE_ADMIN_TOKEN"
+        )
+    return value
+
+
+def add_token_filter(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument(
+        "--token", dest="token_filter", type=token_ref, metavar="NAME|ID", help=help
+    )
+
+
+def add_filter_options(parser: argparse.ArgumentParser) -> None:
+    add_period_options(parser)
+    add_token_filter(parser, "only calls made with this gateway token")
+    parser.add_argument(
+        "--provider", metavar="NAME|ID", help="only this provider, under every name it has had"
+    )
+    parser.add_argument("--model", metavar="MODEL", help="only calls for this model")
+    parser.add_argument(
+        "--client", metavar="CLIENT", help="only this client (claude-code, codex, curl, …)"
+    )
+    parser.add_argument("--session", metavar="ID", help="only this client session")
+    parser.add_argument(
+        "--status",
+        choices=STATUS_CLASSES,
+        help="only calls answered so (error: 4xx, 5xx and calls with no answer)",
+    )
+
+
+def interception_filter(args: argparse.Namespace) -> admin_pb2.InterceptionFilter:
+    selected = admin_pb2.InterceptionFilter(
+        token=args.token_filter or "",
+        provider=args.provider or "",
+        model=args.model or "",
+        client=args.client or "",
+        session_id=args.session or "",
+        status_class=args.status or "",
+    )
+    set_period(selected, args)
+    return selected
