@@ -25,8 +25,11 @@ from controlplane.ctl.options import add_global_options
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # No abbreviations: the top level would read a subcommand's --client as an
+    # abbreviated --client-cert (argparse looks at the whole line; filters.py).
     parser = argparse.ArgumentParser(
         prog="aibridgectl",
+        allow_abbrev=False,
         description="Administer an aibridge controlplane: providers, tokens, settings, usage, "
         "interceptions, sessions, audit.",
     )

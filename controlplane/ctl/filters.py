@@ -7,6 +7,7 @@ global `--token`, goes before the command group or in AIBRIDGE_ADMIN_TOKEN."""
 from __future__ import annotations
 
 import argparse
+from typing import TypeAlias
 
 from aibridge.v1 import admin_pb2
 from controlplane.ctl.options import add_global_options, add_period_options, set_period
@@ -15,11 +16,21 @@ STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx", "error")
 TOKEN_ID_PREFIX = "tok_"
 
 
-def globals_but_token() -> argparse.ArgumentParser:
-    """The parent of the commands where `--token` filters: every other global option."""
+Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def add_filtering_group(
+    commands: Subcommands, name: str, help: str
+) -> tuple[Subcommands, argparse.ArgumentParser]:
+    """The command group `name`, its subcommands, and the parent they take: every global
+    option but `--token`."""
     parent = argparse.ArgumentParser(add_help=False)
     add_global_options(parent, suppress=True, leave_out=("--token",))
-    return parent
+    # No abbreviations: a parser with subcommands looks at the whole line, and would
+    # take a subcommand's --client for an abbreviated --client-cert.
+    group = commands.add_parser(name, parents=[parent], help=help, allow_abbrev=False)
+    sub = group.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
+    return sub, parent
 
 
 def token_ref(value: str) -> str:

@@ -7,7 +7,7 @@ import argparse
 from aibridge.v1 import admin_pb2
 from controlplane.ctl.api import Context
 from controlplane.ctl.errors import EXIT_OK
-from controlplane.ctl.filters import add_filter_options, globals_but_token, interception_filter
+from controlplane.ctl.filters import add_filter_options, add_filtering_group, interception_filter
 from controlplane.ctl.options import check_period, positive_int
 from controlplane.ctl.output import emit_json, fmt_time, table, terminal_width
 from controlplane.ctl.records import interception_text, status_text, token_text
@@ -19,11 +19,9 @@ def register(
     commands: argparse._SubParsersAction[argparse.ArgumentParser],
     everywhere: argparse.ArgumentParser,
 ) -> None:
-    parent = globals_but_token()
-    group = commands.add_parser(
-        "interceptions", parents=[parent], help="intercepted calls: prompts, tool calls, tokens"
+    sub, parent = add_filtering_group(
+        commands, "interceptions", "intercepted calls: prompts, tool calls, tokens"
     )
-    sub = group.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
 
     lst = sub.add_parser("list", parents=[parent], help="recent calls, newest first")
     add_filter_options(lst)

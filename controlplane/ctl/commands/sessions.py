@@ -9,8 +9,8 @@ from controlplane.ctl.api import Context
 from controlplane.ctl.errors import EXIT_OK
 from controlplane.ctl.filters import (
     add_filter_options,
+    add_filtering_group,
     add_token_filter,
-    globals_but_token,
     interception_filter,
 )
 from controlplane.ctl.options import check_period, positive_int
@@ -24,11 +24,9 @@ def register(
     commands: argparse._SubParsersAction[argparse.ArgumentParser],
     everywhere: argparse.ArgumentParser,
 ) -> None:
-    parent = globals_but_token()
-    group = commands.add_parser(
-        "sessions", parents=[parent], help="client sessions (Claude Code, Codex, …)"
+    sub, parent = add_filtering_group(
+        commands, "sessions", "client sessions (Claude Code, Codex, …)"
     )
-    sub = group.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
 
     lst = sub.add_parser("list", parents=[parent], help="sessions, most recently active first")
     add_filter_options(lst)
