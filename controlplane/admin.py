@@ -26,6 +26,7 @@ from controlplane.registry import SubscriberState
 from controlplane.store import audit, models
 from controlplane.store.db import Database, DatabaseUnavailable, RevisionConflict
 from controlplane.store.providers import ProviderChanges, Providers
+from controlplane.store.settings import Settings, SettingValue
 from controlplane.store.tokens import Tokens
 from controlplane.store.usage import UsageLog
 
@@ -80,6 +81,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         providers: Providers,
         tokens: Tokens,
         usage: UsageLog,
+        settings: Settings,
         cache: SnapshotCache,
         publisher: SnapshotPublisher,
         fleet: Fleet,
@@ -89,6 +91,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         self.providers = providers
         self.tokens = tokens
         self.usage = usage
+        self.settings = settings
         self.cache = cache
         self.publisher = publisher
         self.fleet = fleet
@@ -179,6 +182,22 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             self.tokens.revoke, actor(context), request.ref, _expected(request)
         )
         return admin_pb2.TokenResponse(revision=revision, info=token_message(token))
+
+    # Gateway settings
+
+    @_rpc
+    async def ListSettings(self, request, context):  # type: ignore[no-untyped-def]
+        revision, values = await asyncio.to_thread(self.settings.list)
+        return admin_pb2.ListSettingsResponse(
+            revision=revision, settings=[setting_message(v) for v in values]
+        )
+
+    @_rpc
+    async def SetSetting(self, request, context):  # type: ignore[no-untyped-def]
+        revision, value = await self._mutate(
+            self.settings.set, actor(context), request.key, request.value, _expected(request)
+        )
+        return admin_pb2.SetSettingResponse(revision=revision, setting=setting_message(value))
 
     # Subscribers
 
@@ -296,6 +315,16 @@ def token_message(t: models.GatewayToken) -> admin_pb2.Token:
         created_at=_ts(t.created_at),
         expires_at=_ts(t.expires_at),
         revoked_at=_ts(t.revoked_at),
+    )
+
+
+def setting_message(v: SettingValue) -> admin_pb2.Setting:
+    return admin_pb2.Setting(
+        key=v.spec.key,
+        value=v.value,
+        default_value=v.spec.default,
+        description=v.spec.description,
+        updated_at=_ts(v.updated_at),
     )
 
 

@@ -34,6 +34,7 @@ from controlplane.registry import SubscriberRegistry
 from controlplane.store import Database, KeyRing
 from controlplane.store.notify import RevisionListener
 from controlplane.store.providers import Providers
+from controlplane.store.settings import Settings
 from controlplane.store.tokens import Tokens
 from controlplane.store.usage import UsageLog
 from controlplane.sync import SyncService, add_sync_service
@@ -101,6 +102,7 @@ async def serve(config: ControlplaneConfig) -> None:
             Providers(db, keyring),
             Tokens(db),
             UsageLog(db),
+            Settings(db),
             cache,
             publisher,
             fleet,
