@@ -7,12 +7,21 @@ global `--token`, goes before the command group or in AIBRIDGE_ADMIN_TOKEN."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import TypeAlias
 
 from aibridge.v1 import admin_pb2
-from controlplane.ctl.options import add_global_options, add_period_options, set_period
+from controlplane.ctl.api import Context
+from controlplane.ctl.options import (
+    add_global_options,
+    add_period_options,
+    check_period,
+    positive_int,
+    set_period,
+)
 
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx", "error")
+DEFAULT_LIMIT = 50
 TOKEN_ID_PREFIX = "tok_"
 
 
@@ -66,6 +75,26 @@ def add_filter_options(parser: argparse.ArgumentParser) -> None:
         choices=STATUS_CLASSES,
         help="only calls answered so (error: 4xx, 5xx and calls with no answer)",
     )
+
+
+def add_list_command(
+    sub: Subcommands,
+    parent: argparse.ArgumentParser,
+    group: str,
+    help: str,
+    func: Callable[[Context, argparse.Namespace], int],
+) -> None:
+    """`group list`, with the filter options and `--limit`."""
+    lst = sub.add_parser("list", parents=[parent], help=help)
+    add_filter_options(lst)
+    lst.add_argument(
+        "--limit",
+        type=positive_int,
+        default=DEFAULT_LIMIT,
+        metavar="N",
+        help=f"at most N (default {DEFAULT_LIMIT})",
+    )
+    lst.set_defaults(func=func, check=lambda args: check_period(args, f"{group} list"))
 
 
 def interception_filter(args: argparse.Namespace) -> admin_pb2.InterceptionFilter:

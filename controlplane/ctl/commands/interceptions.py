@@ -7,12 +7,9 @@ import argparse
 from aibridge.v1 import admin_pb2
 from controlplane.ctl.api import Context
 from controlplane.ctl.errors import EXIT_OK
-from controlplane.ctl.filters import add_filter_options, add_filtering_group, interception_filter
-from controlplane.ctl.options import check_period, positive_int
+from controlplane.ctl.filters import add_filtering_group, add_list_command, interception_filter
 from controlplane.ctl.output import emit_json, fmt_time, table, terminal_width
 from controlplane.ctl.records import interception_text, status_text, token_text
-
-DEFAULT_LIMIT = 50
 
 
 def register(
@@ -23,24 +20,11 @@ def register(
         commands, "interceptions", "intercepted calls: prompts, tool calls, tokens"
     )
 
-    lst = sub.add_parser("list", parents=[parent], help="recent calls, newest first")
-    add_filter_options(lst)
-    lst.add_argument(
-        "--limit",
-        type=positive_int,
-        default=DEFAULT_LIMIT,
-        metavar="N",
-        help=f"at most N calls (default {DEFAULT_LIMIT})",
-    )
-    lst.set_defaults(func=cmd_list, check=check_list)
+    add_list_command(sub, parent, "interceptions", "recent calls, newest first", cmd_list)
 
     show = sub.add_parser("show", parents=[parent], help="one call, its texts whole")
     show.add_argument("id", metavar="ID", help="the request id (x-aibridge-request-id)")
     show.set_defaults(func=cmd_show)
-
-
-def check_list(args: argparse.Namespace) -> str | None:
-    return check_period(args, "interceptions list")
 
 
 def cmd_list(ctx: Context, args: argparse.Namespace) -> int:

@@ -8,16 +8,14 @@ from aibridge.v1 import admin_pb2
 from controlplane.ctl.api import Context
 from controlplane.ctl.errors import EXIT_OK
 from controlplane.ctl.filters import (
-    add_filter_options,
     add_filtering_group,
+    add_list_command,
     add_token_filter,
     interception_filter,
 )
-from controlplane.ctl.options import check_period, positive_int
+from controlplane.ctl.options import positive_int
 from controlplane.ctl.output import emit_json, fmt_time, table, terminal_width
 from controlplane.ctl.records import timeline_entry, token_text
-
-DEFAULT_LIMIT = 50
 
 
 def register(
@@ -28,16 +26,7 @@ def register(
         commands, "sessions", "client sessions (Claude Code, Codex, …)"
     )
 
-    lst = sub.add_parser("list", parents=[parent], help="sessions, most recently active first")
-    add_filter_options(lst)
-    lst.add_argument(
-        "--limit",
-        type=positive_int,
-        default=DEFAULT_LIMIT,
-        metavar="N",
-        help=f"at most N sessions (default {DEFAULT_LIMIT})",
-    )
-    lst.set_defaults(func=cmd_list, check=check_list)
+    add_list_command(sub, parent, "sessions", "sessions, most recently active first", cmd_list)
 
     show = sub.add_parser("show", parents=[parent], help="a session's calls, in order")
     show.add_argument("session_id", metavar="ID")
@@ -46,10 +35,6 @@ def register(
         "--limit", type=positive_int, metavar="N", help="its first N calls (default: all)"
     )
     show.set_defaults(func=cmd_show)
-
-
-def check_list(args: argparse.Namespace) -> str | None:
-    return check_period(args, "sessions list")
 
 
 def _summary_row(s: admin_pb2.SessionSummary) -> list[str]:
