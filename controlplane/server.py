@@ -32,6 +32,7 @@ from controlplane.limits import SERVER_REQUEST_LIMIT, LimitInterceptor
 from controlplane.publisher import SnapshotPublisher
 from controlplane.registry import SubscriberRegistry
 from controlplane.store import Database, KeyRing
+from controlplane.store.interceptions import InterceptionLog
 from controlplane.store.notify import RevisionListener
 from controlplane.store.providers import Providers
 from controlplane.store.settings import Settings
@@ -102,6 +103,7 @@ async def serve(config: ControlplaneConfig) -> None:
             Providers(db, keyring),
             Tokens(db),
             UsageLog(db),
+            InterceptionLog(db),
             Settings(db),
             cache,
             publisher,
