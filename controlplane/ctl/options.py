@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import re
 from collections.abc import Collection, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -11,33 +10,16 @@ from typing import Protocol
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from common.channel import DEFAULT_CONTROLPLANE
-from common.flags import Flag, add_argument
+from common.flags import DURATION, Flag, add_argument, parse_duration
 from common.state import DEFAULT_STATE_DIR
 
 DEFAULT_TIMEOUT = 10.0
-
-_DURATION = re.compile(r"^(\d+)([smhdw]?)$")
-_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(value: str) -> int:
-    """`90s`, `15m`, `12h`, `30d`, `2w` or plain seconds → seconds (positive)."""
-    match = _DURATION.match(value.strip().lower())
-    if not match:
-        raise argparse.ArgumentTypeError(
-            f"invalid duration {value!r}: use seconds or a number with s, m, h, d or w "
-            "(like 90s, 15m, 12h, 30d, 2w)"
-        )
-    seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError(f"invalid duration {value!r}: must be positive")
-    return seconds
 
 
 def parse_time(value: str, now: datetime | None = None) -> datetime:
     """ISO 8601 (naive means UTC) or a duration meaning that long before `now`."""
     text = value.strip()
-    if _DURATION.match(text.lower()):
+    if DURATION.match(text.lower()):
         current = now if now is not None else datetime.now(UTC)
         return current - timedelta(seconds=parse_duration(text))
     try:
