@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,8 @@ Finish = Callable[[Mapping[str, Any]], Mapping[str, Any]]
 
 
 SWITCH_ON = ("1", "true", "yes", "on")
+DURATION = re.compile(r"^(\d+)([smhdw]?)$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def env_name(flag: str) -> str:
@@ -143,6 +146,20 @@ def listen_address(value: str, flag: str = "--listen") -> tuple[str, int]:
 def optional_path(value: str | None) -> Path | None:
     """A path flag whose empty value means none."""
     return Path(value) if value else None
+
+
+def parse_duration(value: str) -> int:
+    """`90s`, `15m`, `12h`, `30d`, `2w` or plain seconds → seconds (positive)."""
+    match = DURATION.match(value.strip().lower())
+    if not match:
+        raise argparse.ArgumentTypeError(
+            f"invalid duration {value!r}: use seconds or a number with s, m, h, d or w "
+            "(like 90s, 15m, 12h, 30d, 2w)"
+        )
+    seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"invalid duration {value!r}: must be positive")
+    return seconds
 
 
 def flag_help(help: str, env: str) -> str:

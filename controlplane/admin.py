@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from aibridge.v1 import admin_pb2, admin_pb2_grpc
 from controlplane.auth import actor
@@ -22,10 +21,21 @@ from controlplane.cache import SnapshotCache
 from controlplane.errors import AlreadyExists, InvalidArgument, NotFound
 from controlplane.fleet import DEFAULT_GRACE, MAX_GRACE, Fleet
 from controlplane.publisher import SnapshotPublisher
+from controlplane.records import bounded, preview_record, summary, timestamp, whole_record
 from controlplane.registry import SubscriberState
 from controlplane.store import audit, models
 from controlplane.store.db import Database, DatabaseUnavailable, RevisionConflict
+from controlplane.store.interceptions import (
+    NEWEST_FIRST,
+    OLDEST_FIRST,
+    SESSIONS_ORDER,
+    InterceptionFilter,
+    InterceptionLog,
+    call_key,
+    session_key,
+)
 from controlplane.store.providers import ProviderChanges, Providers
+from controlplane.store.settings import Settings, SettingValue
 from controlplane.store.tokens import Tokens
 from controlplane.store.usage import UsageLog
 
@@ -80,6 +90,8 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         providers: Providers,
         tokens: Tokens,
         usage: UsageLog,
+        interceptions: InterceptionLog,
+        settings: Settings,
         cache: SnapshotCache,
         publisher: SnapshotPublisher,
         fleet: Fleet,
@@ -89,6 +101,8 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         self.providers = providers
         self.tokens = tokens
         self.usage = usage
+        self.interceptions = interceptions
+        self.settings = settings
         self.cache = cache
         self.publisher = publisher
         self.fleet = fleet
@@ -180,6 +194,22 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         )
         return admin_pb2.TokenResponse(revision=revision, info=token_message(token))
 
+    # Gateway settings
+
+    @_rpc
+    async def ListSettings(self, request, context):  # type: ignore[no-untyped-def]
+        revision, values = await asyncio.to_thread(self.settings.list)
+        return admin_pb2.ListSettingsResponse(
+            revision=revision, settings=[setting_message(v) for v in values]
+        )
+
+    @_rpc
+    async def SetSetting(self, request, context):  # type: ignore[no-untyped-def]
+        revision, value = await self._mutate(
+            self.settings.set, actor(context), request.key, request.value, _expected(request)
+        )
+        return admin_pb2.SetSettingResponse(revision=revision, setting=setting_message(value))
+
     # Subscribers
 
     @_rpc
@@ -231,6 +261,42 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             rows=[admin_pb2.UsageRow(**vars(r)) for r in rows],
         )
 
+    # Interceptions and sessions
+
+    @_rpc
+    async def ListInterceptions(self, request, context):  # type: ignore[no-untyped-def]
+        page = await asyncio.to_thread(
+            self.interceptions.calls, _filter(request.filter), request.limit, request.cursor
+        )
+        records, cursor = bounded(page, preview_record, call_key, NEWEST_FIRST)
+        return admin_pb2.ListInterceptionsResponse(interceptions=records, next_cursor=cursor)
+
+    @_rpc
+    async def GetInterception(self, request, context):  # type: ignore[no-untyped-def]
+        return whole_record(await asyncio.to_thread(self.interceptions.get, request.id))
+
+    @_rpc
+    async def ListSessions(self, request, context):  # type: ignore[no-untyped-def]
+        page = await asyncio.to_thread(
+            self.interceptions.sessions, _filter(request.filter), request.limit, request.cursor
+        )
+        sessions, cursor = bounded(page, summary, session_key, SESSIONS_ORDER)
+        return admin_pb2.ListSessionsResponse(sessions=sessions, next_cursor=cursor)
+
+    @_rpc
+    async def GetSession(self, request, context):  # type: ignore[no-untyped-def]
+        summaries, page = await asyncio.to_thread(
+            self.interceptions.session,
+            request.session_id,
+            request.token,
+            request.limit,
+            request.cursor,
+        )
+        records, cursor = bounded(page, preview_record, call_key, OLDEST_FIRST)
+        return admin_pb2.GetSessionResponse(
+            sessions=[summary(s) for s in summaries], interceptions=records, next_cursor=cursor
+        )
+
     @_rpc
     async def ListAudit(self, request, context):  # type: ignore[no-untyped-def]
         limit = request.limit or 50
@@ -263,12 +329,20 @@ def _time(request: Any, field: str) -> datetime | None:
     return getattr(request, field).ToDatetime(tzinfo=UTC)
 
 
-def _ts(value: datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    ts = Timestamp()
-    ts.FromDatetime(value)
-    return ts
+def _filter(f: admin_pb2.InterceptionFilter) -> InterceptionFilter:
+    return InterceptionFilter(
+        since=_time(f, "since"),
+        until=_time(f, "until"),
+        token=f.token,
+        provider=f.provider,
+        model=f.model,
+        client=f.client,
+        session_id=f.session_id,
+        status_class=f.status_class,
+    )
+
+
+_ts = timestamp
 
 
 def provider_message(p: models.Provider) -> admin_pb2.Provider:
@@ -296,6 +370,16 @@ def token_message(t: models.GatewayToken) -> admin_pb2.Token:
         created_at=_ts(t.created_at),
         expires_at=_ts(t.expires_at),
         revoked_at=_ts(t.revoked_at),
+    )
+
+
+def setting_message(v: SettingValue) -> admin_pb2.Setting:
+    return admin_pb2.Setting(
+        key=v.spec.key,
+        value=v.value,
+        default_value=v.spec.default,
+        description=v.spec.description,
+        updated_at=_ts(v.updated_at),
     )
 
 

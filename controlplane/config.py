@@ -7,12 +7,13 @@ import socket
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from common import flags, state
 from common.channel import DEFAULT_CONTROLPLANE
-from common.flags import Flag, Invalid
+from common.flags import Flag, Invalid, parse_duration
 from controlplane.auth import Role
 from controlplane.store.keyring import KeyRing
 
@@ -39,9 +40,17 @@ class ControlplaneConfig:
     keepalive_seconds: float
     max_calls: int
     max_streams: int
+    retention: timedelta | None  # None: interceptions are kept for ever
+    retention_interval: float
     controlplane_id: str
     log_format: str
     log_level: str
+
+
+def retention_period(value: str) -> timedelta | None:
+    if value.strip().lower() in ("0", "off"):
+        return None
+    return timedelta(seconds=parse_duration(value))
 
 
 FLAGS = (
@@ -109,6 +118,20 @@ FLAGS = (
         help="streams open at once per gRPC service (Sync/Watch: one per subscriber); "
         "more are refused (RESOURCE_EXHAUSTED)",
     ),
+    Flag(
+        "--retention",
+        type=retention_period,
+        default="60d",
+        metavar="DURATION",
+        help="delete interceptions older than this (like 60d, 12h, 30m); 0 or off keeps all",
+    ),
+    Flag(
+        "--retention-interval",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="seconds between deletions of old interceptions (the first comes soon after start)",
+    ),
     Flag("--controlplane-id", help="name of this replica (default: host-pid-random)"),
     Flag("--log-format", default="text", choices=["text", "json"], help="log line format"),
     Flag("--log-level", default="info", help="debug, info, warning or error"),
@@ -132,6 +155,8 @@ def parse(
 def _finish(a: Mapping[str, Any]) -> dict[str, Any]:
     if bool(a["tls_cert"]) != bool(a["tls_key"]):
         raise Invalid("--tls-cert and --tls-key go together")
+    if not a["retention_interval"] > 0:
+        raise Invalid("--retention-interval must be positive")
     if a["max_calls"] < 1 or a["max_streams"] < 1:
         raise Invalid("--max-calls and --max-streams must be at least 1")
     if a["tls_client_ca"] and not a["tls_cert"]:

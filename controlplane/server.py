@@ -31,9 +31,12 @@ from controlplane.health import Health
 from controlplane.limits import SERVER_REQUEST_LIMIT, LimitInterceptor
 from controlplane.publisher import SnapshotPublisher
 from controlplane.registry import SubscriberRegistry
+from controlplane.retention import Retention
 from controlplane.store import Database, KeyRing
+from controlplane.store.interceptions import InterceptionLog
 from controlplane.store.notify import RevisionListener
 from controlplane.store.providers import Providers
+from controlplane.store.settings import Settings
 from controlplane.store.tokens import Tokens
 from controlplane.store.usage import UsageLog
 from controlplane.sync import SyncService, add_sync_service
@@ -101,6 +104,8 @@ async def serve(config: ControlplaneConfig) -> None:
             Providers(db, keyring),
             Tokens(db),
             UsageLog(db),
+            InterceptionLog(db),
+            Settings(db),
             cache,
             publisher,
             fleet,
@@ -117,6 +122,9 @@ async def serve(config: ControlplaneConfig) -> None:
     supervisor = Supervisor(shutdown_limit=config.shutdown_grace + SHUTDOWN_MARGIN)
     supervisor.start(publisher.run(), "publisher")
     supervisor.start(fleet.run(), "fleet")
+    if config.retention is not None:
+        retention = Retention(db, config.retention, config.retention_interval)
+        supervisor.start(retention.run(), "retention")
     if db.is_postgres:
         listener = RevisionListener(
             db.libpq_conninfo(), publisher.changed, config.revision_check_interval

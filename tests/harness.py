@@ -17,8 +17,9 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol, Self, cast
 
@@ -26,9 +27,10 @@ import grpc
 import httpx
 import psycopg
 import sqlalchemy as sa
+from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from aibridge.v1 import admin_pb2, admin_pb2_grpc
+from aibridge.v1 import admin_pb2, admin_pb2_grpc, usage_pb2, usage_pb2_grpc
 from common.state import (
     ADMIN_TOKEN_FILE,
     BRIDGED_TOKEN_FILE,
@@ -683,6 +685,45 @@ def finish_stream(thread: threading.Thread, result: dict[str, object]) -> None:
     assert text == "hello from A", body
     assert f'"prompt_tokens": {OPENAI_USAGE["prompt_tokens"]}' in body
     assert body.rstrip().endswith("data: [DONE]")
+
+
+def interception(
+    request_id: str,
+    ago: timedelta,
+    now: datetime | None = None,
+    provider: str = "openai",
+    model: str = "gpt-4o",
+    token: str = "alice",
+    status: int = 200,
+    tokens: tuple[int, int, int, int] = (0, 0, 0, 0),
+    **fields: Any,
+) -> usage_pb2.Interception:
+    """A record as bridged reports it, of a call started `ago` before `now`; `fields` sets
+    any other field of usage_pb2.Interception (client, session_id, prompt, tool_calls as
+    usage_pb2.ToolCall, ...)."""
+    started_at = Timestamp()
+    started_at.FromDatetime((now or datetime.now(UTC)) - ago)
+    input_tokens, output_tokens, cache_read, cache_write = tokens
+    return usage_pb2.Interception(
+        request_id=request_id, started_at=started_at, token_id=f"tok_{token}",
+        token_name=token, provider_id=f"prv_{provider}", provider_name=provider,
+        provider_type="anthropic" if provider == "anthropic" else "openai", model=model,
+        route="/v1/chat/completions", status=status, input_tokens=input_tokens,
+        output_tokens=output_tokens, cache_read_tokens=cache_read, cache_write_tokens=cache_write,
+        streaming=True, ttfb_ms=12.5, duration_ms=340.0, user_agent="test", **fields,
+    )  # fmt: skip
+
+
+def report(
+    cp: Controlplane, interceptions: Sequence[usage_pb2.Interception], token: str | None
+) -> int:
+    """Sends the records through the Usage service as `token` would (bridged's credential,
+    for one that must be taken); returns how many were new."""
+    metadata = (("authorization", f"Bearer {token}"),) if token is not None else ()
+    with grpc.insecure_channel(cp.address) as channel:
+        stub = usage_pb2_grpc.UsageStub(channel)
+        request = usage_pb2.ReportUsageRequest(interceptions=interceptions)
+        return stub.ReportUsage(request, metadata=metadata, timeout=15).stored
 
 
 def usage_requests(cp: Controlplane, provider: str) -> int:

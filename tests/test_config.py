@@ -70,6 +70,8 @@ REFUSED = [
     ("controlplane", "AIBRIDGE_MAX_CALLS", "0", "--max-calls and --max-streams must be at least 1"),
     ("controlplane", "AIBRIDGE_MAX_STREAMS", "many", "argument --max-streams: invalid int value"),
     ("controlplane", "AIBRIDGE_TLS_CERT", "cert.pem", "--tls-cert and --tls-key go together"),
+    ("controlplane", "AIBRIDGE_RETENTION", "60 days", "argument --retention: invalid duration"),
+    ("controlplane", "AIBRIDGE_RETENTION_INTERVAL", "0", "--retention-interval must be positive"),
     (
         "controlplane",
         "AIBRIDGE_CONTROLPLANE_METRICS_LISTEN",

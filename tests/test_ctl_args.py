@@ -10,6 +10,7 @@ import pytest
 
 from controlplane import ctl
 from controlplane.ctl.commands import providers
+from controlplane.ctl.filters import interception_filter
 
 GLOBAL_ENV = (
     "AIBRIDGE_JSON",
@@ -156,6 +157,7 @@ def test_usage_options() -> None:
     assert args.until is None
     assert (args.by, args.provider) == ("model", "openai")
     assert parse("usage").by == "provider"
+    assert parse("usage", "--by", "client").by == "client"
     with pytest.raises(SystemExit):
         parse("usage", "--by", "day")
 
@@ -199,6 +201,7 @@ MUTATION_COMMANDS = [
     ["providers", "delete", "p"],
     ["tokens", "create", "t"],
     ["tokens", "revoke", "t"],
+    ["settings", "set", "record.prompts", "off"],
 ]
 
 
@@ -214,9 +217,21 @@ def test_every_mutation_takes_the_same_options(command: list[str]) -> None:
     assert (given.wait_timeout, given.fleet_grace) == (2.0, 0.0)
 
 
-@pytest.mark.parametrize(
-    "command", [["status"], ["providers", "list"], ["tokens", "list"], ["usage"], ["audit"]]
-)
+READS = [
+    ["status"],
+    ["providers", "list"],
+    ["tokens", "list"],
+    ["usage"],
+    ["audit"],
+    ["settings", "list"],
+    ["interceptions", "list"],
+    ["interceptions", "show", "r1"],
+    ["sessions", "list"],
+    ["sessions", "show", "s1"],
+]
+
+
+@pytest.mark.parametrize("command", READS, ids=" ".join)
 def test_reads_take_no_mutation_options(command: list[str]) -> None:
     for option in (["--wait"], ["--expect-revision", "1"]):
         with pytest.raises(SystemExit) as exc:
@@ -317,3 +332,79 @@ def test_token_read_from_state_dir(tmp_path: Path) -> None:
     args = parse("--state-dir", str(tmp_path), "status")
     assert ctl.resolve_token(args) == "adm_secret"
     assert ctl.resolve_token(parse("--token", "given", "status")) == "given"
+
+
+def test_interception_filters() -> None:
+    args = parse(
+        "interceptions", "list", "--since", "2026-11-01", "--until", "2026-11-02",
+        "--token", "alice", "--provider", "openai", "--model", "gpt-4o", "--client", "codex",
+        "--session", "s-1", "--status", "error", "--limit", "5",
+    )  # fmt: skip
+    selected = interception_filter(args)
+    assert selected.since.ToJsonString() == "2026-11-01T00:00:00Z"
+    assert selected.until.ToJsonString() == "2026-11-02T00:00:00Z"
+    assert (selected.token, selected.provider, selected.model) == ("alice", "openai", "gpt-4o")
+    assert (selected.client, selected.session_id, selected.status_class) == (
+        "codex",
+        "s-1",
+        "error",
+    )
+    assert args.limit == 5
+    assert parse("interceptions", "list").limit == 50
+    assert parse("sessions", "list").limit == 50
+    assert parse("sessions", "show", "s-1").limit is None  # the whole session
+    unset = interception_filter(parse("sessions", "list"))
+    assert not unset.HasField("since") and not unset.HasField("until") and unset.token == ""
+
+
+def test_token_filters_and_the_admin_token_goes_before() -> None:
+    """Under interceptions and sessions, --token names the gateway token to filter by; the
+    admin token is given before the command group."""
+    args = parse("--token", "aba_admin", "sessions", "show", "s-1", "--token", "tok_123")
+    assert (args.token, args.token_filter) == ("aba_admin", "tok_123")
+    args = parse("--token", "aba_admin", "interceptions", "list", "--token", "ci-bot")
+    assert (args.token, args.token_filter) == ("aba_admin", "ci-bot")
+    assert ctl.resolve_token(args) == "aba_admin"
+
+
+@pytest.mark.parametrize("secret", ["aba_s3cret-admin", "abt_s3cret-gateway"])
+def test_a_secret_given_as_token_filter_is_refused_unechoed(
+    secret: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        ctl.run(["interceptions", "list", "--token", secret])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --token: expects a gateway token's name or id" in err
+    assert "s3cret" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["interceptions", "list", "--status", "6xx"], "argument --status: invalid choice"),
+        (["sessions", "list", "--status", "ok"], "argument --status: invalid choice"),
+        (["interceptions", "list", "--since", "yesterday"], "invalid time 'yesterday'"),
+        (["sessions", "list", "--until", "2026-13-01"], "invalid time '2026-13-01'"),
+        (["interceptions", "list", "--limit", "0"], "argument --limit: must be positive"),
+        (["sessions", "show", "s", "--limit", "-1"], "argument --limit: must not be negative"),
+        (
+            ["interceptions", "list", "--since", "1h", "--until", "2h"],
+            "interceptions list: --since is after --until",
+        ),
+        (
+            ["sessions", "list", "--since", "2026-11-02", "--until", "2026-11-01"],
+            "sessions list: --since is after --until",
+        ),
+        (["interceptions", "show"], "the following arguments are required: ID"),
+        (["settings", "set", "record.prompts"], "the following arguments are required: VALUE"),
+    ],
+)
+def test_bad_arguments_are_usage_errors_before_any_call(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # No controlplane listens at port 1: a call would exit 1, not 2.
+    with pytest.raises(SystemExit) as exc:
+        ctl.run(["--controlplane", "127.0.0.1:1", "--token", "t", *argv])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -14,7 +13,7 @@ import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from aibridge.v1 import admin_pb2, snapshot_pb2, usage_pb2, usage_pb2_grpc
+from aibridge.v1 import admin_pb2, snapshot_pb2, usage_pb2
 from bridged.forward import Exchange, Forwarder
 from bridged.routes import OPENAI_ENDPOINTS, Route, _route
 from bridged.usage_reporter import DEFAULT_BATCH_SIZE
@@ -22,35 +21,12 @@ from common.access import Call
 from common.tokens import Caller
 from common.wire import MAX_USAGE_REQUEST_BYTES
 from controlplane.usage import MAX_BATCH
-from tests.harness import Controlplane, ctl
+from tests.harness import Controlplane, ctl, interception, report
 
 FIELDS = (
     "requests", "errors", "input_tokens", "output_tokens", "cache_read_tokens",
     "cache_write_tokens",
 )  # fmt: skip
-
-
-def interception(
-    request_id: str,
-    ago: timedelta,
-    now: datetime | None = None,
-    provider: str = "openai",
-    model: str = "gpt-4o",
-    token: str = "alice",
-    status: int = 200,
-    tokens: tuple[int, int, int, int] = (0, 0, 0, 0),
-) -> usage_pb2.Interception:
-    started_at = Timestamp()
-    started_at.FromDatetime((now or datetime.now(UTC)) - ago)
-    input_tokens, output_tokens, cache_read, cache_write = tokens
-    return usage_pb2.Interception(
-        request_id=request_id, started_at=started_at, token_id=f"tok_{token}",
-        token_name=token, provider_id=f"prv_{provider}", provider_name=provider,
-        provider_type="anthropic" if provider == "anthropic" else "openai", model=model,
-        route="/v1/chat/completions", status=status, input_tokens=input_tokens,
-        output_tokens=output_tokens, cache_read_tokens=cache_read, cache_write_tokens=cache_write,
-        streaming=True, ttfb_ms=12.5, duration_ms=340.0, user_agent="test",
-    )  # fmt: skip
 
 
 def batch(now: datetime) -> list[usage_pb2.Interception]:
@@ -68,16 +44,6 @@ def batch(now: datetime) -> list[usage_pb2.Interception]:
             "r5", timedelta(days=3), now, "anthropic", "claude-sonnet", "bob", tokens=(1, 2, 3, 4)
         ),
     ]
-
-
-def report(
-    cp: Controlplane, interceptions: Sequence[usage_pb2.Interception], token: str | None
-) -> int:
-    metadata = (("authorization", f"Bearer {token}"),) if token is not None else ()
-    with grpc.insecure_channel(cp.address) as channel:
-        stub = usage_pb2_grpc.UsageStub(channel)
-        request = usage_pb2.ReportUsageRequest(interceptions=interceptions)
-        return stub.ReportUsage(request, metadata=metadata, timeout=15).stored
 
 
 def totals(cp: Controlplane, group_by: str = "", **kwargs: Any) -> dict[str, tuple[int, ...]]:

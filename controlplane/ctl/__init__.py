@@ -6,7 +6,8 @@ Exit codes: 0 success, 1 error (gRPC failure, no token, unreadable TLS file),
 
 `cli` parses and runs a command, `commands/` holds one module per command group,
 `mutation` is the one path of every change (`--expect-revision`, `--json`, `--wait`),
-`api` calls the controlplane, `output` prints.
+`api` calls the controlplane (following pages), `output` prints, `filters` holds the
+options that pick interceptions and `records` renders them for a reader.
 """
 
 from controlplane.ctl.api import resolve_token

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 
@@ -18,6 +18,16 @@ from common.channel import ClientTLS, auth_metadata, open_channel
 from common.flags import optional_path
 from common.state import ADMIN_TOKEN_FILE, read_if_exists
 from controlplane.ctl.errors import CtlError
+
+# The most records the API returns in one page (ListInterceptionsRequest.limit).
+MAX_PAGE = 1000
+
+
+class Paged(Protocol):
+    """A list request: how many records, from where."""
+
+    limit: int
+    cursor: str
 
 
 @dataclass
@@ -32,6 +42,28 @@ class Context:
     def call(self, rpc: Callable[..., Any], request: object) -> Any:
         """`rpc` (a method of `stub`) with the call's deadline and credentials."""
         return rpc(request, timeout=self.timeout, metadata=self.metadata)
+
+    def collect(
+        self, rpc: Callable[..., Any], request: Paged, field: str, limit: int | None
+    ) -> Any:
+        """The first page of `rpc(request)` holding the records (repeated `field`) of every
+        page, following next_cursor until `limit` of them (None: all) are in hand. Its
+        next_cursor is the last page's: where to go on."""
+        collected = None
+        while True:
+            have = 0 if collected is None else len(getattr(collected, field))
+            request.limit = MAX_PAGE if limit is None else min(limit - have, MAX_PAGE)
+            page = self.call(rpc, request)
+            if collected is None:
+                collected = page
+            else:
+                getattr(collected, field).extend(getattr(page, field))
+                collected.next_cursor = page.next_cursor
+            # An empty page that still has a cursor would loop forever: stop there.
+            done = limit is not None and have + len(getattr(page, field)) >= limit
+            if done or not page.next_cursor or not getattr(page, field):
+                return collected
+            request.cursor = page.next_cursor
 
 
 def actor() -> str:

@@ -10,22 +10,35 @@ from typing import NoReturn
 import grpc
 
 from controlplane.ctl.api import connect, describe_rpc_error
-from controlplane.ctl.commands import audit, providers, status, tokens, usage
+from controlplane.ctl.commands import (
+    audit,
+    interceptions,
+    providers,
+    sessions,
+    settings,
+    status,
+    tokens,
+    usage,
+)
 from controlplane.ctl.errors import EXIT_ERROR, EXIT_INTERRUPTED, CtlError
 from controlplane.ctl.options import add_global_options
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # No abbreviations: the top level would read a subcommand's --client as an
+    # abbreviated --client-cert (argparse looks at the whole line; filters.py).
     parser = argparse.ArgumentParser(
         prog="aibridgectl",
-        description="Administer an aibridge controlplane: providers, tokens, usage, audit.",
+        allow_abbrev=False,
+        description="Administer an aibridge controlplane: providers, tokens, settings, usage, "
+        "interceptions, sessions, audit.",
     )
     add_global_options(parser, suppress=False)
     everywhere = argparse.ArgumentParser(add_help=False)
     add_global_options(everywhere, suppress=True)
 
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for group in (status, providers, tokens, usage, audit):
+    for group in (status, providers, tokens, settings, usage, interceptions, sessions, audit):
         group.register(commands, everywhere)
     return parser
 

@@ -3,40 +3,23 @@
 from __future__ import annotations
 
 import argparse
-import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from common.channel import DEFAULT_CONTROLPLANE
-from common.flags import Flag, add_argument
+from common.flags import DURATION, Flag, add_argument, parse_duration
 from common.state import DEFAULT_STATE_DIR
 
 DEFAULT_TIMEOUT = 10.0
-
-_DURATION = re.compile(r"^(\d+)([smhdw]?)$")
-_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(value: str) -> int:
-    """`90s`, `15m`, `12h`, `30d`, `2w` or plain seconds → seconds (positive)."""
-    match = _DURATION.match(value.strip().lower())
-    if not match:
-        raise argparse.ArgumentTypeError(
-            f"invalid duration {value!r}: use seconds or a number with s, m, h, d or w "
-            "(like 90s, 15m, 12h, 30d, 2w)"
-        )
-    seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError(f"invalid duration {value!r}: must be positive")
-    return seconds
 
 
 def parse_time(value: str, now: datetime | None = None) -> datetime:
     """ISO 8601 (naive means UTC) or a duration meaning that long before `now`."""
     text = value.strip()
-    if _DURATION.match(text.lower()):
+    if DURATION.match(text.lower()):
         current = now if now is not None else datetime.now(UTC)
         return current - timedelta(seconds=parse_duration(text))
     try:
@@ -118,10 +101,49 @@ GLOBAL_FLAGS = (
 
 
 def add_global_options(
-    parser: argparse.ArgumentParser, *, suppress: bool, env: Mapping[str, str] | None = None
+    parser: argparse.ArgumentParser,
+    *,
+    suppress: bool,
+    env: Mapping[str, str] | None = None,
+    leave_out: Collection[str] = (),
 ) -> None:
     """The global options, on the top-level parser (which holds the real defaults) or,
     with `suppress`, on a subparser: there they have no default, so that leaving one out
-    after the subcommand does not overwrite a value given before it."""
+    after the subcommand does not overwrite a value given before it. `leave_out`: flags a
+    subcommand gives a meaning of its own."""
     for flag in GLOBAL_FLAGS:
-        add_argument(parser, flag, env, hidden=suppress)
+        if flag.name not in leave_out:
+            add_argument(parser, flag, env, hidden=suppress)
+
+
+def add_period_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--since",
+        type=parse_time,
+        metavar="T",
+        help="ISO 8601 time (naive is UTC) or a duration ago, like 24h",
+    )
+    parser.add_argument("--until", type=parse_time, metavar="T", help="same forms as --since")
+
+
+def check_period(args: argparse.Namespace, command: str) -> str | None:
+    if args.since and args.until and args.since > args.until:
+        return f"{command}: --since is after --until"
+    return None
+
+
+class Period(Protocol):
+    """A request (or filter) with a `since` and an `until`."""
+
+    @property
+    def since(self) -> Timestamp: ...
+    @property
+    def until(self) -> Timestamp: ...
+
+
+def set_period(target: Period, args: argparse.Namespace) -> None:
+    """`--since` and `--until`, when given, onto `target`."""
+    if args.since is not None:
+        target.since.CopyFrom(to_timestamp(args.since))
+    if args.until is not None:
+        target.until.CopyFrom(to_timestamp(args.until))

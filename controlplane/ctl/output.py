@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -79,8 +80,30 @@ def _cell(value: str) -> str:
     return text or "-"
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def terminal_width() -> int:
+    """$COLUMNS, else the terminal's width, else 80 (output to a pipe)."""
+    return shutil.get_terminal_size().columns
+
+
+def one_line(text: str, width: int) -> str:
+    """`text` on one line, cut to `width` characters, an ellipsis marking the cut."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+# A table's last column keeps at least this many characters, however narrow the screen.
+MIN_LAST_COLUMN = 20
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], fit: int | None = None) -> str:
+    """Aligned columns, a row a line; with `fit`, the last column (free text) is cut so
+    that lines stay within `fit` characters."""
     cells = [list(headers)] + [[_cell(v) for v in row] for row in rows]
+    if fit is not None:
+        used = sum(max(len(row[i]) + 2 for row in cells) for i in range(len(headers) - 1))
+        room = max(fit - used, MIN_LAST_COLUMN)
+        for row in cells:
+            row[-1] = one_line(row[-1], room)
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     lines = []
     for row in cells:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy import ColumnElement, SQLColumnExpression, case, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -19,6 +19,7 @@ GROUPS = {
     "provider": _BY_ID,
     "model": Interception.model,
     "token": Interception.token_name,
+    "client": Interception.client,
 }
 
 
@@ -61,18 +62,15 @@ class UsageLog:
         until: datetime | None = None,
         provider: str = "",
     ) -> list[UsageTotals]:
-        """Totals per provider, model or token. A provider is followed by its id, not its
+        """Totals per provider, model, token or client. A provider is followed by its id, not its
         name: its history stays one row, under its current name, across renames."""
         column = GROUPS.get(group_by or "provider")
         if column is None:
             raise InvalidArgument("group_by", f"must be one of {', '.join(GROUPS)}")
-        errors = func.sum(
-            case((Interception.status >= 400, 1), (Interception.status == 0, 1), else_=0)
-        )
         query = select(
             column,
             func.count(),
-            errors,
+            error_count(Interception.status),
             func.sum(Interception.input_tokens),
             func.sum(Interception.output_tokens),
             func.sum(Interception.cache_read_tokens),
@@ -86,7 +84,7 @@ class UsageLog:
             query = query.where(Interception.started_at < until)
         with self.db.read() as session:
             if provider:
-                query = query.where(_provider_filter(session, provider))
+                query = query.where(provider_filter(session, provider))
             found = session.execute(query).all()
             names = _provider_names(session) if column is _BY_ID else {}
         rows = [
@@ -100,7 +98,16 @@ class UsageLog:
         return sorted(rows, key=lambda r: (r.key, r.provider_id))
 
 
-def _provider_filter(session: Session, ref: str) -> ColumnElement[bool]:
+def failed(status: SQLColumnExpression[int]) -> ColumnElement[bool]:
+    """A call that failed: an error status, or none at all (the upstream never answered)."""
+    return (status >= 400) | (status == 0)
+
+
+def error_count(status: SQLColumnExpression[int]) -> ColumnElement[int]:
+    return func.sum(case((failed(status), 1), else_=0))
+
+
+def provider_filter(session: Session, ref: str) -> ColumnElement[bool]:
     """Calls of the provider `ref` names, under whatever name they were made: the live
     provider with that name (or id), else deleted ones; failing both, calls recorded
     under that name by providers this database does not know."""

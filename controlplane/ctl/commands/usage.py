@@ -1,4 +1,4 @@
-"""`aibridgectl usage`: usage totals, grouped by provider, model or token."""
+"""`aibridgectl usage`: usage totals, grouped by provider, model, token or client."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import argparse
 from aibridge.v1 import admin_pb2
 from controlplane.ctl.api import Context
 from controlplane.ctl.errors import EXIT_OK
-from controlplane.ctl.options import parse_time, to_timestamp
+from controlplane.ctl.options import add_period_options, check_period, set_period
 from controlplane.ctl.output import emit_json, table
 
-USAGE_GROUPS = ("provider", "model", "token")
+USAGE_GROUPS = ("provider", "model", "token", "client")
 _COUNTS = (
     "requests",
     "errors",
@@ -26,13 +26,7 @@ def register(
     everywhere: argparse.ArgumentParser,
 ) -> None:
     usage = commands.add_parser("usage", parents=[everywhere], help="usage totals")
-    usage.add_argument(
-        "--since",
-        type=parse_time,
-        metavar="T",
-        help="ISO 8601 time (naive is UTC) or a duration ago, like 24h",
-    )
-    usage.add_argument("--until", type=parse_time, metavar="T", help="same forms as --since")
+    add_period_options(usage)
     usage.add_argument(
         "--provider", metavar="NAME|ID", help="only this provider, under every name it has had"
     )
@@ -43,17 +37,12 @@ def register(
 
 
 def check_usage(args: argparse.Namespace) -> str | None:
-    if args.since and args.until and args.since > args.until:
-        return "usage: --since is after --until"
-    return None
+    return check_period(args, "usage")
 
 
 def cmd_usage(ctx: Context, args: argparse.Namespace) -> int:
     request = admin_pb2.QueryUsageRequest(provider=args.provider or "", group_by=args.by)
-    if args.since is not None:
-        request.since.CopyFrom(to_timestamp(args.since))
-    if args.until is not None:
-        request.until.CopyFrom(to_timestamp(args.until))
+    set_period(request, args)
     response = ctx.call(ctx.stub.QueryUsage, request)
     if ctx.json:
         emit_json(response)
