@@ -45,7 +45,7 @@ class SettingSpec:
                 return "on"
             if text in _OFF:
                 return "off"
-        elif text.isdigit() and self.bounds[0] <= int(text) <= self.bounds[1]:
+        elif text.isascii() and text.isdigit() and self.bounds[0] <= int(text) <= self.bounds[1]:
             return str(int(text))
         raise InvalidArgument(self.key, f"{value[:50]!r} is not {self.accepts()}")
 
