@@ -25,15 +25,7 @@ from controlplane.records import bounded, preview_record, summary, timestamp, wh
 from controlplane.registry import SubscriberState
 from controlplane.store import audit, models
 from controlplane.store.db import Database, DatabaseUnavailable, RevisionConflict
-from controlplane.store.interceptions import (
-    NEWEST_FIRST,
-    OLDEST_FIRST,
-    SESSIONS_ORDER,
-    InterceptionFilter,
-    InterceptionLog,
-    call_key,
-    session_key,
-)
+from controlplane.store.interceptions import InterceptionFilter, InterceptionLog
 from controlplane.store.providers import ProviderChanges, Providers
 from controlplane.store.settings import Settings, SettingValue
 from controlplane.store.tokens import Tokens
@@ -268,7 +260,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         page = await asyncio.to_thread(
             self.interceptions.calls, _filter(request.filter), request.limit, request.cursor
         )
-        records, cursor = bounded(page, preview_record, call_key, NEWEST_FIRST)
+        records, cursor = bounded(page, preview_record)
         return admin_pb2.ListInterceptionsResponse(interceptions=records, next_cursor=cursor)
 
     @_rpc
@@ -280,7 +272,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         page = await asyncio.to_thread(
             self.interceptions.sessions, _filter(request.filter), request.limit, request.cursor
         )
-        sessions, cursor = bounded(page, summary, session_key, SESSIONS_ORDER)
+        sessions, cursor = bounded(page, summary)
         return admin_pb2.ListSessionsResponse(sessions=sessions, next_cursor=cursor)
 
     @_rpc
@@ -292,7 +284,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             request.limit,
             request.cursor,
         )
-        records, cursor = bounded(page, preview_record, call_key, OLDEST_FIRST)
+        records, cursor = bounded(page, preview_record)
         return admin_pb2.GetSessionResponse(
             sessions=[summary(s) for s in summaries], interceptions=records, next_cursor=cursor
         )

@@ -8,7 +8,7 @@ Tool calls and results are stored as JSON lists under the proto field names
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +17,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import Row
 
 from aibridge.v1 import admin_pb2
-from controlplane.store.interceptions import PREVIEW_PROMPT_CHARS, Keyset, Page
+from controlplane.store.interceptions import PREVIEW_PROMPT_CHARS, Page
 
 PREVIEW_ARGUMENT_CHARS = 200
 # A page stops once its records reach this: a client's default limit is 4 MiB a message.
@@ -90,12 +90,7 @@ def summary(row: Row[Any]) -> admin_pb2.SessionSummary:
     )
 
 
-def bounded(
-    page: Page,
-    message: Callable[[Row[Any]], Any],
-    key: Callable[[Row[Any]], Sequence[Any]],
-    order: Keyset,
-) -> tuple[list[Any], str]:
+def bounded(page: Page, message: Callable[[Row[Any]], Any]) -> tuple[list[Any], str]:
     """The page's rows as messages, as many as fit PAGE_BYTES (one at least), and the
     cursor that continues after the last of them (empty when nothing is left)."""
     messages: list[Any] = []
@@ -104,6 +99,6 @@ def bounded(
         built = message(row)
         size += built.ByteSize() + 8  # with its tag and length in the response
         if messages and size > PAGE_BYTES:
-            return messages, order.cursor(key(page.rows[len(messages) - 1]))
+            return messages, page.order.cursor(page.rows[len(messages) - 1])
         messages.append(built)
-    return messages, order.cursor(key(page.rows[-1])) if page.more else ""
+    return messages, page.order.cursor(page.rows[-1]) if page.more else ""

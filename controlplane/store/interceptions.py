@@ -13,12 +13,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, SQLColumnExpression, and_, func, or_, select
+from sqlalchemy import ColumnElement, Row, Select, SQLColumnExpression, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from controlplane import validation
@@ -63,28 +63,33 @@ class InterceptionFilter:
     status_class: str = ""  # one of _STATUS_CLASSES
 
 
-@dataclass(frozen=True)
-class Page:
-    rows: list[Row[Any]]
-    more: bool  # rows beyond these match too
-
-
 class Keyset:
     """One ordering of rows, and the cursors that continue it."""
 
-    def __init__(self, kind: str, descending: bool) -> None:
+    def __init__(self, kind: str, descending: bool, key: Callable[[Row[Any]], Sequence[Any]]):
         self.kind = kind  # a cursor of another listing is refused, not misread
         self.descending = descending
+        self.key = key  # a row's values of the ordering's columns: a time, then strings
 
-    def order(self, columns: Columns) -> list[ColumnElement[Any]]:
+    def order(self, columns: Columns) -> list[ColumnElement[Any]]:  # for ORDER BY
         return [c.desc() if self.descending else c.asc() for c in columns]
 
-    def cursor(self, key: Sequence[Any]) -> str:
-        """The cursor after the row whose key (its ordering's columns) is `key`: a time,
-        then strings."""
-        first, *rest = key
+    def cursor(self, row: Row[Any]) -> str:
+        """The cursor that continues after `row`."""
+        first, *rest = self.key(row)
         data = [self.kind, (first - _EPOCH) // timedelta(microseconds=1), *rest]
         return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+    def page(
+        self, session: Session, query: Select[Any], columns: Columns, limit: int, cursor: str
+    ) -> Page:
+        """Up to `limit` rows of `query` past `cursor`, in this order (`columns`)."""
+        limit = page_limit(limit)
+        query = query.order_by(*self.order(columns)).limit(limit + 1)
+        if cursor:
+            query = query.where(self.after(cursor, columns))
+        rows = list(session.execute(query))
+        return Page(rows[:limit], len(rows) > limit, self)
 
     def after(self, cursor: str, columns: Columns) -> ColumnElement[bool]:
         """The rows past `cursor` in this ordering."""
@@ -120,10 +125,25 @@ class Keyset:
         return [started, *data[2:]]
 
 
-NEWEST_FIRST = Keyset("i", descending=True)
-OLDEST_FIRST = Keyset("o", descending=False)
-SESSIONS_ORDER = Keyset("s", descending=True)
-_CALL_KEY = (Interception.started_at, Interception.request_id)
+@dataclass(frozen=True)
+class Page:
+    rows: list[Row[Any]]
+    more: bool  # rows beyond these match too
+    order: Keyset
+
+
+def _call_key(row: Row[Any]) -> tuple[datetime, str]:
+    return row.started_at, row.request_id
+
+
+def _session_key(row: Row[Any]) -> tuple[datetime, str, str]:
+    return row.last_seen, row.session_id, row.token_id
+
+
+NEWEST_FIRST = Keyset("i", descending=True, key=_call_key)
+OLDEST_FIRST = Keyset("o", descending=False, key=_call_key)
+SESSIONS_ORDER = Keyset("s", descending=True, key=_session_key)
+_CALL_COLUMNS = (Interception.started_at, Interception.request_id)
 
 
 def page_limit(limit: int) -> int:
@@ -134,21 +154,13 @@ def page_limit(limit: int) -> int:
     return limit
 
 
-def call_key(row: Row[Any]) -> tuple[datetime, str]:
-    return row.started_at, row.request_id
-
-
-def session_key(row: Row[Any]) -> tuple[datetime, str, str]:
-    return row.last_seen, row.session_id, row.token_id
-
-
 class InterceptionLog:
     def __init__(self, db: Database) -> None:
         self.db = db
 
     def calls(self, f: InterceptionFilter, limit: int, cursor: str) -> Page:
         """Previews of the calls `f` admits, newest first."""
-        return self._page(f, limit, cursor, NEWEST_FIRST)
+        return self._previews(f, limit, cursor, NEWEST_FIRST)
 
     def get(self, request_id: str) -> Row[Any]:
         validation.reference(request_id, "an interception id", "id")
@@ -162,15 +174,10 @@ class InterceptionLog:
     def sessions(self, f: InterceptionFilter, limit: int, cursor: str) -> Page:
         """One row per (session id, token) among the calls `f` admits, most recently
         active first."""
-        limit = page_limit(limit)
         with self.db.read() as session:
             grouped = _sessions(session, f).subquery()
             key = [grouped.c.last_seen, grouped.c.session_id, grouped.c.token_id]
-            query = select(grouped).order_by(*SESSIONS_ORDER.order(key)).limit(limit + 1)
-            if cursor:
-                query = query.where(SESSIONS_ORDER.after(cursor, key))
-            rows = list(session.execute(query))
-        return Page(rows[:limit], len(rows) > limit)
+            return SESSIONS_ORDER.page(session, select(grouped), key, limit, cursor)
 
     def session(
         self, session_id: str, token: str, limit: int, cursor: str
@@ -180,30 +187,21 @@ class InterceptionLog:
         if not session_id:
             raise InvalidArgument("session_id", "is required")
         f = InterceptionFilter(session_id=session_id, token=token)
-        page = self._page(f, limit, cursor, OLDEST_FIRST)  # first: it checks the request
+        page = self._previews(f, limit, cursor, OLDEST_FIRST)  # first: it checks the request
         with self.db.read() as session:
-            summaries = sorted(session.execute(_sessions(session, f)), key=session_key)
+            summaries = sorted(session.execute(_sessions(session, f)), key=_session_key)
         if not summaries:
             raise NotFound(f"session {session_id!r} not found")
         summaries.reverse()  # the most recently active first, as in a listing
         return summaries, page
 
-    def _page(self, f: InterceptionFilter, limit: int, cursor: str, order: Keyset) -> Page:
-        limit = page_limit(limit)
+    def _previews(self, f: InterceptionFilter, limit: int, cursor: str, order: Keyset) -> Page:
         with self.db.read() as session:
-            query = (
-                select(*PREVIEW_COLUMNS)
-                .where(*_conditions(session, f))
-                .order_by(*order.order(_CALL_KEY))
-                .limit(limit + 1)
-            )
-            if cursor:
-                query = query.where(order.after(cursor, _CALL_KEY))
-            rows = list(session.execute(query))
-        return Page(rows[:limit], len(rows) > limit)
+            query = select(*PREVIEW_COLUMNS).where(*_conditions(session, f))
+            return order.page(session, query, _CALL_COLUMNS, limit, cursor)
 
 
-def _sessions(session: Session, f: InterceptionFilter) -> Any:
+def _sessions(session: Session, f: InterceptionFilter) -> Select[Any]:
     """The sessions query: per (session id, token), the client of its latest call, its
     first and last call, and its totals."""
     i = Interception
