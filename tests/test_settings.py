@@ -88,6 +88,8 @@ def test_list_set_and_audit(controlplane: Controlplane) -> None:
         ("record.max_text_bytes", "32k", "record.max_text_bytes", "a whole number of bytes"),
         ("record.max_text_bytes", "-2048", "record.max_text_bytes", "a whole number of bytes"),
         ("record.max_text_bytes", "on", "record.max_text_bytes", "a whole number of bytes"),
+        # Digits to str.isdigit(), not to int().
+        ("record.max_text_bytes", "2²", "record.max_text_bytes", "a whole number of bytes"),
     ],
 )
 def test_bad_key_or_value_is_refused(
