@@ -370,8 +370,9 @@ def _failed(x: Exchange, message: str, cut_short: bool = False) -> None:
 
 def _text(value: str) -> str:
     """`value` as valid UTF-8: header bytes that were not, or a lone surrogate from a JSON
-    escape, become "?" instead of failing the usage record."""
-    return value.encode("utf-8", "replace").decode("utf-8")
+    escape, become "?" instead of failing the usage record; NUL too, which PostgreSQL's
+    text cannot hold (bridged/capture/texts.py)."""
+    return value.encode("utf-8", "replace").decode("utf-8").replace("\x00", "?")
 
 
 def _refuse(

@@ -62,8 +62,8 @@ class ToolCalls:
     def records(self) -> list[usage_pb2.ToolCall]:
         return [
             usage_pb2.ToolCall(
-                id=c.id, name=c.name, arguments=c.arguments.text() or c.default,
-                arguments_truncated=c.arguments.truncated,
+                id=c.id, name=c.name, arguments_truncated=c.arguments.truncated,
+                arguments=c.arguments.text() or ("" if c.arguments.truncated else c.default),
             )
             for c in self._calls.values()
         ]  # fmt: skip

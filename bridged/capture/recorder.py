@@ -110,7 +110,7 @@ def _error_message(body: bytearray) -> str:
         message = error.get("message") if isinstance(error, dict) else error
         if isinstance(message, str) and message:
             return message
-    return body[: MAX_ERROR_MESSAGE * 4].decode(errors="replace").strip()
+    return body[: MAX_ERROR_MESSAGE * 4].decode(errors="replace").strip()[:MAX_ERROR_MESSAGE]
 
 
 def _loads(data: bytes | bytearray) -> dict[str, Any] | None:

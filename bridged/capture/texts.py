@@ -23,7 +23,11 @@ class Bounds:
 
     def utf8(self, text: str) -> bytes:
         """`text` in UTF-8; a lone surrogate (a JSON escape of half a character) becomes
-        U+FFFD, as invalid UTF-8 does when a body is decoded."""
+        U+FFFD, as invalid UTF-8 does when a body is decoded, and so does NUL: PostgreSQL's
+        text cannot hold it, and one would fail its whole usage batch, every retry."""
+        if "\x00" in text:
+            self.partial = True
+            text = text.replace("\x00", "\ufffd")
         try:
             return text.encode()
         except UnicodeEncodeError:
@@ -37,7 +41,7 @@ class Bounds:
         if len(value) > limit:
             self.partial = True
             value = value[:limit]
-        if value.isascii():
+        if value.isascii() and "\x00" not in value:
             return value
         return self.utf8(value).decode()
 
