@@ -9,9 +9,10 @@ import json
 from typing import Any
 
 Event = tuple[str, dict[str, Any]]  # (the SSE event's name, "" for none; its data)
+Calls = tuple[tuple[str, dict[str, Any]], ...]  # (name, arguments) of each tool call
 
 # (name, arguments): the second has what JSON escapes, and characters beyond ASCII.
-TOOL_CALLS: tuple[tuple[str, dict[str, Any]], ...] = (
+TOOL_CALLS: Calls = (
     ("get_weather", {"city": "Paris", "unit": "celsius", "days": [1, 2, 3]}),
     ("read_file", {"path": "/tmp/notes é 🦙.txt", "why": 'a "quoted" word\nand a line'}),
 )
@@ -34,7 +35,9 @@ def sse(events: list[Event]) -> bytes:
     )
 
 
-def anthropic_turn(message: dict[str, Any], thinking: bool) -> tuple[dict[str, Any], list[Event]]:
+def anthropic_turn(
+    message: dict[str, Any], thinking: bool, calls: Calls = TOOL_CALLS
+) -> tuple[dict[str, Any], list[Event]]:
     """`message` (id, model, usage, …) as a tool-using turn: whole, and as events."""
     blocks: list[dict[str, Any]] = []
     if thinking:
@@ -42,7 +45,7 @@ def anthropic_turn(message: dict[str, Any], thinking: bool) -> tuple[dict[str, A
     blocks.append({"type": "text", "text": "Let me look."})
     blocks += [
         {"type": "tool_use", "id": f"toolu_0{n}", "name": name, "input": args}
-        for n, (name, args) in enumerate(TOOL_CALLS, 1)
+        for n, (name, args) in enumerate(calls, 1)
     ]
     usage = message["usage"]
     whole = message | {"content": blocks, "stop_reason": "tool_use"}
@@ -85,18 +88,18 @@ def _anthropic_block(index: int, block: dict[str, Any]) -> list[Event]:
 
 
 def chat_turn(
-    base: dict[str, Any], usage: dict[str, Any], include_usage: bool
+    base: dict[str, Any], usage: dict[str, Any], include_usage: bool, calls: Calls = TOOL_CALLS
 ) -> tuple[dict[str, Any], list[Event]]:
     """A chat completion (`base`: id, created, model) that calls the tools."""
-    calls: list[dict[str, Any]] = [
+    made: list[dict[str, Any]] = [
         {"id": f"call_{n}", "type": "function",
          "function": {"name": name, "arguments": arguments(args)}}
-        for n, (name, args) in enumerate(TOOL_CALLS, 1)
+        for n, (name, args) in enumerate(calls, 1)
     ]  # fmt: skip
     whole = base | {
         "object": "chat.completion",
         "choices": [{"index": 0, "finish_reason": "tool_calls",
-                     "message": {"role": "assistant", "content": None, "tool_calls": calls}}],
+                     "message": {"role": "assistant", "content": None, "tool_calls": made}}],
         "usage": usage,
     }  # fmt: skip
     chunk = base | {"object": "chat.completion.chunk", "usage": None}
@@ -105,7 +108,7 @@ def chat_turn(
         return ("", chunk | {"choices": [{"index": 0, "delta": fields, "finish_reason": finish}]})
 
     events = [delta({"role": "assistant", "content": None})]
-    for index, call in enumerate(calls):
+    for index, call in enumerate(made):
         function = call["function"]
         events.append(delta({"tool_calls": [{
             "index": index, "id": call["id"], "type": "function",
@@ -120,7 +123,9 @@ def chat_turn(
     return whole, events
 
 
-def responses_turn(response: dict[str, Any], reasoning: bool) -> tuple[dict[str, Any], list[Event]]:
+def responses_turn(
+    response: dict[str, Any], reasoning: bool, calls: Calls = TOOL_CALLS
+) -> tuple[dict[str, Any], list[Event]]:
     """A response (`response`: id, model, usage, …) that calls the tools."""
     output: list[dict[str, Any]] = []
     if reasoning:
@@ -129,7 +134,7 @@ def responses_turn(response: dict[str, Any], reasoning: bool) -> tuple[dict[str,
     output += [
         {"id": f"fc_{n}", "type": "function_call", "status": "completed", "call_id": f"call_{n}",
          "name": name, "arguments": arguments(args)}
-        for n, (name, args) in enumerate(TOOL_CALLS, 1)
+        for n, (name, args) in enumerate(calls, 1)
     ]  # fmt: skip
     whole = response | {"output": output}
     started = response | {"status": "in_progress", "output": [], "usage": None}

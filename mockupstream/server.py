@@ -44,7 +44,7 @@ class Seen:
         return auth.removeprefix("Bearer ") if auth else self.headers.get("x-api-key", "")
 
     def json(self) -> Any:
-        return json.loads(self.body)
+        return json.loads(self.body.decode(errors="replace"))  # a prompt may not be UTF-8
 
 
 @dataclass
@@ -69,6 +69,7 @@ class MockUpstream:
     streamed: list[bytes] = field(default_factory=list)
     # Streams carry a broken event (JSON cut short) after their first.
     malformed_sse: bool = False
+    tool_calls: replies.Calls = replies.TOOL_CALLS  # what an agent's turn calls
     host: str = "127.0.0.1"
     port: int = 0  # 0: any free one, known once started (bound at once: no one can take it)
 
@@ -181,7 +182,7 @@ class MockUpstream:
         base = {"id": "chatcmpl-1", "created": int(time.time()), "model": model}
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         if _agent_turn(body, "chat"):
-            whole, events = replies.chat_turn(base, usage, include_usage)
+            whole, events = replies.chat_turn(base, usage, include_usage, self.tool_calls)
             if not body.get("stream"):
                 return web.json_response(whole)
             return await self._sse(request, events, b"data: [DONE]\n\n")
@@ -224,7 +225,9 @@ class MockUpstream:
             "parallel_tool_calls": True, "tool_choice": "auto", "tools": [],
         }  # fmt: skip
         if _agent_turn(body, "responses"):
-            whole, turn = replies.responses_turn(response_obj, bool(body.get("reasoning")))
+            whole, turn = replies.responses_turn(
+                response_obj, bool(body.get("reasoning")), self.tool_calls
+            )
             if not body.get("stream"):
                 return web.json_response(whole)
             return await self._sse(request, turn)
@@ -274,7 +277,9 @@ class MockUpstream:
         }  # fmt: skip
         if _agent_turn(body, "messages"):
             thinking = (body.get("thinking") or {}).get("type") == "enabled"
-            whole, turn = replies.anthropic_turn(message | {"usage": usage}, thinking)
+            whole, turn = replies.anthropic_turn(
+                message | {"usage": usage}, thinking, self.tool_calls
+            )
             if not body.get("stream"):
                 return web.json_response(whole)
             return await self._sse(request, turn)
