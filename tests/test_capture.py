@@ -235,6 +235,22 @@ def test_an_error_answer_gives_its_message_or_its_first_words() -> None:
     assert not fields["partial"]
 
 
+def test_the_gateway_s_own_failures_are_the_error_message_unless_the_upstream_gave_one() -> None:
+    refused = Recording(ON, "messages")
+    refused.refused(403, b'{"type": "error", "error": {"message": "model not allowed"}}')
+    assert refused.fields()["error_message"] == "model not allowed"
+    unreachable = Recording(ON, "chat.completions")
+    unreachable.failed("the provider is unreachable")
+    assert unreachable.fields()["error_message"] == "the provider is unreachable"
+    assert not unreachable.fields()["partial"]
+    cut = Recording(ON, "messages")
+    recorder = cut.responding(200, True)
+    recorder.feed(sse([("error", {"type": "error", "error": {"message": "Overloaded"}})]))
+    recorder.finish()
+    cut.failed("the provider cut the response short", cut_short=True)
+    assert (cut.fields()["error_message"], cut.fields()["partial"]) == ("Overloaded", True)
+
+
 def test_a_malformed_event_or_a_stream_cut_mid_event_marks_the_record_partial() -> None:
     data = stream_bytes("messages")
     fields, _ = answer("messages", [data])
