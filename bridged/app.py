@@ -49,6 +49,7 @@ class Gateway:
             batch_size=config.usage_batch_size,
             flush_interval=config.usage_flush_interval,
             capacity=config.usage_buffer,
+            capacity_bytes=config.usage_buffer_bytes,
         )
         self.bodies = RequestBodies(
             config.max_body_bytes, config.max_buffered_bytes, config.keepalive_timeout

@@ -9,7 +9,7 @@ from typing import Any
 
 from yarl import URL
 
-from bridged.usage_reporter import DEFAULT_BATCH_SIZE
+from bridged.usage_reporter import DEFAULT_BATCH_SIZE, DEFAULT_BUFFER_BYTES, MAX_BATCH_BYTES
 from common import dataplane, flags
 from common.flags import Flag, Invalid
 
@@ -30,6 +30,7 @@ class BridgedConfig:
     usage_batch_size: int
     usage_flush_interval: float
     usage_buffer: int
+    usage_buffer_bytes: int
     usage_spool: Path | None
     default_cooldown: float
     unauthorized_cooldown: float
@@ -92,8 +93,8 @@ FLAGS = (
         "--usage-batch-size",
         type=int,
         default=DEFAULT_BATCH_SIZE,
-        help=f"usage records per batch (1 to {DEFAULT_BATCH_SIZE}: more could pass the "
-        "controlplane's 4 MiB limit on usage requests)",
+        help=f"usage records per batch (1 to {DEFAULT_BATCH_SIZE}; a batch is also cut "
+        "under the controlplane's 4 MiB limit on usage requests)",
     ),
     Flag("--usage-flush-interval", type=float, default=1.0, help="seconds between usage batches"),
     Flag(
@@ -101,6 +102,13 @@ FLAGS = (
         type=int,
         default=100_000,
         help="usage records kept while the controlplane is unreachable",
+    ),
+    Flag(
+        "--usage-buffer-bytes",
+        type=int,
+        default=DEFAULT_BUFFER_BYTES,
+        help="bytes of usage records kept while the controlplane is unreachable (records "
+        "carry prompts and tool calls: up to about 1.2 MiB each)",
     ),
     Flag(
         "--usage-spool",
@@ -154,6 +162,8 @@ def _finish(a: Mapping[str, Any]) -> dict[str, Any]:
         raise Invalid("--unauthorized-cooldown must be positive")
     if not 0 < a["usage_batch_size"] <= DEFAULT_BATCH_SIZE:
         raise Invalid(f"--usage-batch-size must be between 1 and {DEFAULT_BATCH_SIZE}")
+    if a["usage_buffer_bytes"] < MAX_BATCH_BYTES:
+        raise Invalid(f"--usage-buffer-bytes must be at least {MAX_BATCH_BYTES} (one batch)")
     spool = a["usage_spool"]
     otel_endpoint = traces_url(a["otel_endpoint"]) if a["otel_endpoint"] else None
     return {

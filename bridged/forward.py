@@ -11,10 +11,9 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import aiohttp
-import orjson
 from aiohttp import web
 from google.protobuf.timestamp_pb2 import Timestamp
 from multidict import CIMultiDict
@@ -23,13 +22,14 @@ from aibridge.v1 import usage_pb2
 from bridged import metrics
 from bridged.access import CALL, Call
 from bridged.bodies import SENT_WHOLE, BodyRefused, HeldBody, RequestBodies, upstream_payload
+from bridged.capture import Recording
 from bridged.errors import error_response, family_for_path
 from bridged.headers import STRIPPED_RESPONSE, upstream_request_headers
 from bridged.keys import KeyHealth
 from bridged.reload import LiveRouteTable
 from bridged.routes import Endpoint, Route, RouteTable
 from bridged.upstreams import UpstreamPools
-from bridged.usage import Usage, UsageExtractor
+from bridged.usage import Usage
 from bridged.usage_reporter import UsageReporter
 from common import access
 from common.tokens import Caller
@@ -63,6 +63,7 @@ class Exchange:
     ttfb: float = 0.0
     usage: Usage | None = None
     span: Span | None = None  # with --otel-endpoint
+    recording: Recording | None = None  # an intercepted call's: what the agent did
 
 
 class Forwarder:
@@ -147,13 +148,18 @@ class Forwarder:
             user_agent=request.headers.get("User-Agent", ""),
         )
         if endpoint.intercepted:
-            exchange.model, exchange.streaming = _request_fields(held.body)
+            exchange.recording = Recording(table.capture, endpoint.route)
+            exchange.model, exchange.streaming = exchange.recording.read_request(
+                request.headers, held.body
+            )
         if self.tracing is not None:
             exchange.span = self.tracing.start(request, exchange)
         try:
             return await self._exchange(request, exchange, path, held)
         except asyncio.CancelledError:
-            exchange.status = exchange.status or 499  # the client left before the answer
+            if not exchange.status:  # the client left before the answer
+                exchange.status = 499
+                _failed(exchange, "the client went away before the provider answered")
             raise
         finally:
             held.release()
@@ -227,6 +233,8 @@ class Forwarder:
             )  # fmt: skip
         if forbidden is not None:
             x.status = forbidden.status
+            if x.recording is not None:
+                x.recording.refused(forbidden.status, forbidden.body)
             return forbidden.response(x.call.request_id)
         return self._fail(x, 502, "all_keys_refused", "the provider refused every key")
 
@@ -242,8 +250,7 @@ class Forwarder:
         if event_stream:
             headers["Cache-Control"] = "no-cache"
             headers["X-Accel-Buffering"] = "no"
-        extract = x.endpoint.intercepted and 200 <= upstream.status < 300
-        extractor = UsageExtractor(x.endpoint.route, event_stream) if extract else None
+        recorder = x.recording.responding(upstream.status, event_stream) if x.recording else None
         response = web.StreamResponse(status=upstream.status, headers=headers)
         if not event_stream and upstream.content_length is not None:
             # Kept, not re-chunked: the client learns the size, and aiohttp sends the head
@@ -256,22 +263,25 @@ class Forwarder:
                     x.ttfb = time.monotonic() - x.call.started
                 await response.write(chunk)  # the client gets it before we look at it
                 x.call.bytes_out += len(chunk)
-                if extractor is not None:
-                    extractor.feed(chunk)
+                if recorder is not None:
+                    recorder.feed(chunk)
         except TimeoutError:
             log.warning("provider %s went silent mid-response", x.route.name)
             x.status = 504
+            _failed(x, "the provider went silent mid-response", cut_short=True)
             raise
         except (ConnectionResetError, aiohttp.ClientConnectionResetError, asyncio.CancelledError):
             x.status = 499  # the client went away (aiohttp cancels its handler)
+            _failed(x, "the client went away mid-response", cut_short=True)
             raise
         except aiohttp.ClientPayloadError:
             log.warning("provider %s cut the response short", x.route.name)
             x.status = 502
+            _failed(x, "the provider cut the response short", cut_short=True)
             raise
         finally:
-            if extractor is not None:
-                x.usage = extractor.finish()
+            if recorder is not None:
+                x.usage = recorder.finish().usage
                 x.model = x.usage.model or x.model
         await response.write_eof()
         return response
@@ -281,12 +291,17 @@ class Forwarder:
         headers: dict[str, str] | None = None,
     ) -> web.Response:  # fmt: skip
         x.status = status
+        _failed(x, message)
         return error_response(x.route.family, status, code, message, headers)
 
     def _record(self, x: Exchange) -> None:
         if self.tracing is not None and x.span is not None:
-            # Stop reasons and the session id come with the interception's recording.
-            self.tracing.end_span(x.span, x.status, x.usage, finish_reasons=(), session_id="")
+            r = x.recording
+            stop = r.stop_reason if r is not None else ""
+            self.tracing.end_span(
+                x.span, x.status, x.usage, finish_reasons=(stop,) if stop else (),
+                session_id=r.session_id if r is not None else "",
+            )  # fmt: skip
         duration = time.monotonic() - x.call.started
         route_name = x.endpoint.route or "passthrough"
         metrics.REQUESTS.labels(x.route.name, route_name, str(x.status)).inc()
@@ -324,6 +339,7 @@ class Forwarder:
                 ttfb_ms=x.ttfb * 1000,
                 duration_ms=duration * 1000,
                 user_agent=_text(x.user_agent[:500]),
+                **(x.recording.fields() if x.recording is not None else {}),
             )
         )
 
@@ -366,21 +382,17 @@ def authenticate(request: web.Request, table: RouteTable) -> Caller | None:
     return table.callers.verify(token)
 
 
-def _request_fields(body: bytearray) -> tuple[str, bool]:
-    try:
-        data: Any = orjson.loads(body)
-    except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
-        return "", False
-    if not isinstance(data, dict):
-        return "", False
-    model = data.get("model")
-    return (model if isinstance(model, str) else "")[:200], data.get("stream") is True
+def _failed(x: Exchange, message: str, cut_short: bool = False) -> None:
+    """bridged failed the call itself (or saw it cut short): its record says why."""
+    if x.recording is not None:
+        x.recording.failed(message, cut_short)
 
 
 def _text(value: str) -> str:
     """`value` as valid UTF-8: header bytes that were not, or a lone surrogate from a JSON
-    escape, become "?" instead of failing the usage record."""
-    return value.encode("utf-8", "replace").decode("utf-8")
+    escape, become "?" instead of failing the usage record; NUL too, which PostgreSQL's
+    text cannot hold (bridged/capture/texts.py)."""
+    return value.encode("utf-8", "replace").decode("utf-8").replace("\x00", "?")
 
 
 def _refuse(

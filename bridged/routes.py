@@ -16,6 +16,7 @@ from urllib.parse import quote
 from yarl import URL
 
 from aibridge.v1 import snapshot_pb2
+from bridged.capture import CaptureSettings
 from common.tokens import Callers
 from common.urls import BadBaseURL, parse_base_url
 from common.wire import OPENAI_COMPATIBLE_TYPES, SkippedProvider
@@ -111,6 +112,7 @@ class RouteTable:
     version: int
     routes: Mapping[str, Route] = field(default_factory=dict)
     callers: Callers = field(default_factory=Callers)
+    capture: CaptureSettings = CaptureSettings()  # what is recorded of intercepted calls
 
     @property
     def origins(self) -> frozenset[str]:
@@ -147,7 +149,10 @@ class RouteBuilder:
             else:
                 routes[p.name] = result
         self._rows, self._results = rows, results
-        table = RouteTable(snapshot.version, MappingProxyType(routes), Callers(snapshot.tokens))
+        table = RouteTable(
+            snapshot.version, MappingProxyType(routes), Callers(snapshot.tokens),
+            CaptureSettings.of(snapshot),
+        )  # fmt: skip
         return table, skipped
 
 

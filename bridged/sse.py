@@ -12,7 +12,14 @@ class SSEDecoder:
         self._buffer = bytearray()
         self._event = ""
         self._data: list[bytes] = []
+        self._data_size = 0
         self._max_buffer = max_buffer
+        self.dropped = False  # a line or an event longer than max_buffer was left out
+
+    @property
+    def pending(self) -> bool:
+        """An event begun and not ended: a stream that stops here was cut short."""
+        return bool(self._data) or bool(self._buffer.strip())
 
     def feed(self, chunk: bytes) -> Iterator[tuple[str, bytes]]:
         self._buffer += chunk
@@ -23,15 +30,20 @@ class SSEDecoder:
                 if end < 0:
                     if len(self._buffer) - start > self._max_buffer:
                         start = len(self._buffer)  # not SSE, or a line that never ends
+                        self.dropped = True
                     return
                 line = bytes(self._buffer[start:end]).rstrip(b"\r")
                 start = end + 1
                 if not line:
                     if self._data:
                         yield self._event, b"\n".join(self._data)
-                    self._event, self._data = "", []
+                    self._event, self._data, self._data_size = "", [], 0
                 elif line.startswith(b"data:"):
+                    if self._data_size + len(line) > self._max_buffer:
+                        self.dropped = True  # an event that never ends: its data stops here
+                        continue
                     self._data.append(line[5:].removeprefix(b" "))
+                    self._data_size += len(line)
                 elif line.startswith(b"event:"):
                     self._event = line[6:].strip().decode(errors="replace")
         finally:

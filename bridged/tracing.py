@@ -127,9 +127,10 @@ class Tracing:
         if span.is_recording():
             if status:
                 span.set_attribute(http_attributes.HTTP_RESPONSE_STATUS_CODE, status)
-            if usage is not None:
-                if usage.model:
-                    span.set_attribute(gen_ai.GEN_AI_RESPONSE_MODEL, usage.model)
+            if usage is not None and usage.model:
+                span.set_attribute(gen_ai.GEN_AI_RESPONSE_MODEL, usage.model)
+            # An error's answer reports no usage: the span then says none, not zero.
+            if usage is not None and (usage.input_tokens or usage.output_tokens):
                 span.set_attribute(gen_ai.GEN_AI_USAGE_INPUT_TOKENS, usage.input_tokens)
                 span.set_attribute(gen_ai.GEN_AI_USAGE_OUTPUT_TOKENS, usage.output_tokens)
             if finish_reasons:

@@ -1,8 +1,8 @@
 """Ships usage records to the controlplane in batches.
 
-The buffer is bounded (the oldest records go first when it overflows, counted in a
-metric); a batch that fails is retried until the controlplane takes it, and request
-ids make a retried batch safe to store twice.
+The buffer is bounded by records and by bytes (the oldest records go first when it
+overflows, counted in a metric); a batch that fails is retried until the controlplane
+takes it, and request ids make a retried batch safe to store twice.
 """
 
 from __future__ import annotations
@@ -17,17 +17,23 @@ from aibridge.v1 import usage_pb2, usage_pb2_grpc
 from bridged import metrics
 from common.backoff import Backoff, Sleep
 from common.channel import ClientTLS, auth_metadata, open_aio_channel
+from common.wire import MAX_USAGE_REQUEST_BYTES
 
 log = logging.getLogger(__name__)
 
 # Records per ReportUsage call. Each call costs the request path far more than its
 # records do (gRPC's threads take the GIL from the event loop), so batches are large
-# (docs/benchmarks.md, section 1, measures the sizes). A record is at most about 2.9 KB
-# (forward.py cuts the model to 200 characters and the user agent to 500, 4 bytes each
-# at worst), so a batch of this size stays under the controlplane's limit on usage
-# requests, MAX_USAGE_REQUEST_BYTES (4 MiB; tests/test_usage.py sends one); it is also
-# the largest --usage-batch-size allowed.
+# (docs/benchmarks.md, section 1, measures the sizes); it is also the largest
+# --usage-batch-size allowed.
 DEFAULT_BATCH_SIZE = 1000
+# A batch is also cut before its records pass this many bytes, under the controlplane's
+# limit on usage requests (MAX_USAGE_REQUEST_BYTES, 4 MiB) with room for the request's
+# framing. A record without texts is at most about 2.9 KB; one with texts is at most
+# about 1.2 MiB (bridged/capture/settings.py bounds them): a batch holds at least three,
+# and a record larger than a batch is never made (tests/test_usage.py sends the largest).
+MAX_BATCH_BYTES = MAX_USAGE_REQUEST_BYTES - 64 * 1024
+_FRAMING = 6  # a record's tag and length in the request: 1 byte, and up to 5
+DEFAULT_BUFFER_BYTES = 256 * 1024 * 1024
 
 
 class UsageReporter:
@@ -40,6 +46,7 @@ class UsageReporter:
         batch_size: int,
         flush_interval: float,
         capacity: int,
+        capacity_bytes: int = DEFAULT_BUFFER_BYTES,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._addresses = addresses
@@ -47,18 +54,29 @@ class UsageReporter:
         self._tls = tls
         self._batch_size = batch_size
         self._flush_interval = flush_interval
-        self._buffer: collections.deque[usage_pb2.Interception] = collections.deque(maxlen=capacity)
+        self._capacity = capacity
+        self._capacity_bytes = capacity_bytes
+        # Each record with its size in a request, oldest first.
+        self._buffer: collections.deque[tuple[usage_pb2.Interception, int]] = collections.deque()
+        self._buffered_bytes = 0
         self._wake = asyncio.Event()
         self._address_index = 0
         self._channel: grpc.aio.Channel | None = None  # kept open between batches
         self._backoff = Backoff(0.2, 10.0, sleep=sleep)
 
     def record(self, interception: usage_pb2.Interception) -> None:
-        if len(self._buffer) == self._buffer.maxlen:
+        size = interception.ByteSize() + _FRAMING
+        if size > MAX_BATCH_BYTES:  # never sent, and never made: see MAX_BATCH_BYTES
+            log.error("usage record %s of %d bytes dropped", interception.request_id, size)
             metrics.USAGE_DROPPED.inc()
-        self._buffer.append(interception)
+            return
+        self._buffer.append((interception, size))
+        self._buffered_bytes += size
+        while self._overflowing():
+            self._buffered_bytes -= self._buffer.popleft()[1]
+            metrics.USAGE_DROPPED.inc()
         metrics.USAGE_BUFFERED.set(len(self._buffer))
-        if len(self._buffer) >= self._batch_size:
+        if len(self._buffer) >= self._batch_size or self._buffered_bytes >= MAX_BATCH_BYTES:
             self._wake.set()
 
     @property
@@ -67,8 +85,9 @@ class UsageReporter:
 
     def take_pending(self) -> list[usage_pb2.Interception]:
         """Everything still buffered, which the reporter forgets (to be spooled)."""
-        records = list(self._buffer)
+        records = [record for record, _size in self._buffer]
         self._buffer.clear()
+        self._buffered_bytes = 0
         metrics.USAGE_BUFFERED.set(0)
         return records
 
@@ -97,11 +116,11 @@ class UsageReporter:
         remaining = len(self._buffer) if up_to is None else up_to
         while self._buffer and remaining > 0:
             # Taken out before the send: records arriving meanwhile cannot push them out.
-            size = min(self._batch_size, len(self._buffer), remaining)
-            batch = [self._buffer.popleft() for _ in range(size)]
-            remaining -= size
+            batch = self._take_batch(remaining)
+            remaining -= len(batch)
+            records = [record for record, _size in batch]
             try:
-                sent = await self._send(batch, timeout, logging.INFO if last else logging.WARNING)
+                sent = await self._send(records, timeout, logging.INFO if last else logging.WARNING)
             except BaseException:  # cancelled mid-send (shutdown): the batch stays ours
                 self._requeue(batch)
                 raise
@@ -112,16 +131,29 @@ class UsageReporter:
             metrics.USAGE_SENT.inc(len(batch))
         return True
 
-    def _requeue(self, batch: list[usage_pb2.Interception]) -> None:
+    def _take_batch(self, up_to: int) -> list[tuple[usage_pb2.Interception, int]]:
+        """The oldest records, as many as one call may carry."""
+        batch: list[tuple[usage_pb2.Interception, int]] = []
+        size = 0
+        while self._buffer and len(batch) < min(self._batch_size, up_to):
+            if size + self._buffer[0][1] > MAX_BATCH_BYTES:
+                break
+            batch.append(self._buffer.popleft())
+            size += batch[-1][1]
+        self._buffered_bytes -= size
+        return batch
+
+    def _requeue(self, batch: list[tuple[usage_pb2.Interception, int]]) -> None:
         """Puts an undelivered batch back in front; if that overflows, the newest go."""
-        room = (self._buffer.maxlen or 0) - len(self._buffer)
-        if room < len(batch):
-            overflow = len(batch) - room
-            metrics.USAGE_DROPPED.inc(overflow)
-            for _ in range(overflow):
-                self._buffer.pop()
         self._buffer.extendleft(reversed(batch))
+        self._buffered_bytes += sum(size for _record, size in batch)
+        while self._overflowing():
+            self._buffered_bytes -= self._buffer.pop()[1]
+            metrics.USAGE_DROPPED.inc()
         metrics.USAGE_BUFFERED.set(len(self._buffer))
+
+    def _overflowing(self) -> bool:
+        return len(self._buffer) > self._capacity or self._buffered_bytes > self._capacity_bytes
 
     async def close(self) -> None:
         if self._channel is not None:

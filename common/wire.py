@@ -16,12 +16,13 @@ HOP_BY_HOP = frozenset(
 )  # fmt: skip
 
 # The largest request the controlplane takes from a data plane, per service
-# (controlplane/limits.py). A usage batch: bridged's largest is about 2.8 MiB
-# (bridged/usage_reporter.py). An Ack lists every provider row the subscriber skipped:
-# about 130 bytes a row with the reasons bridged and proxyd give (1.3 MB at 10,000
-# providers), about 600 with a reason of the 500 characters kept. At 10,000 providers every
-# row fits unless the reasons average over about 350 characters; past the limit the
-# subscriber lists the rows that fit and how many it left out (subscriber.ack_request).
+# (controlplane/limits.py). A usage batch: bridged cuts its batches under it
+# (bridged/usage_reporter.py MAX_BATCH_BYTES). An Ack lists every provider row the
+# subscriber skipped: about 130 bytes a row with the reasons bridged and proxyd give
+# (1.3 MB at 10,000 providers), about 600 with a reason of the 500 characters kept. At
+# 10,000 providers every row fits unless the reasons average over about 350 characters;
+# past the limit the subscriber lists the rows that fit and how many it left out
+# (subscriber.ack_request).
 MAX_USAGE_REQUEST_BYTES = 4 * 1024 * 1024
 MAX_SYNC_REQUEST_BYTES = 4 * 1024 * 1024
 SKIPPED_REASON_MAX = 500  # characters of a skipped provider's reason that are kept

@@ -26,6 +26,11 @@ USAGE_STORED = Counter("aibridge_controlplane_usage_stored_total", "Interception
 # Scalar fields go to their columns as they are; the repeated ones are stored as JSON.
 _REPEATED = ("started_at", "tool_calls", "tool_results")
 _FIELDS = [f.name for f in usage_pb2.Interception.DESCRIPTOR.fields if f.name not in _REPEATED]
+_STRINGS = [
+    f.name
+    for f in usage_pb2.Interception.DESCRIPTOR.fields
+    if f.type == f.TYPE_STRING and f.name in _FIELDS
+]
 # A string longer than its column would fail the whole batch on every retry: clip it.
 _LIMITS = {
     c.name: length
@@ -50,6 +55,9 @@ class UsageService(usage_pb2_grpc.UsageServicer):
             if not i.request_id:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "request_id: is required")
             row = {name: getattr(i, name) for name in _FIELDS}
+            for name in _STRINGS:  # PostgreSQL's text cannot hold NUL: it would fail the batch
+                if "\x00" in row[name]:
+                    row[name] = row[name].replace("\x00", "\ufffd")
             for name, limit in _LIMITS.items():
                 row[name] = row[name][:limit]
             row["started_at"] = i.started_at.ToDatetime(tzinfo=UTC)

@@ -1,6 +1,8 @@
 """A local stand-in for the LLM providers: answers like OpenAI (chat completions,
 responses, models) and Anthropic (messages, count_tokens), streaming or not, and
-records every request it sees. Runs its own event loop in a thread, so that both sync
+records every request it sees. A request that offers tools (and is not answering them)
+gets an agent's turn instead of text: two tool calls, and reasoning if it asks for it
+(replies.py). Runs its own event loop in a thread, so that both sync
 and async code can use it: the tests and benchmarks play the providers with it, and a
 newcomer tries the gateway with it (`make demo-upstream`)."""
 
@@ -15,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from mockupstream import replies
 
 OPENAI_USAGE = {"prompt_tokens": 11, "completion_tokens": 7, "cached_tokens": 3}
 RESPONSES_USAGE = {"input_tokens": 21, "output_tokens": 9, "cached_tokens": 5}
@@ -40,7 +44,7 @@ class Seen:
         return auth.removeprefix("Bearer ") if auth else self.headers.get("x-api-key", "")
 
     def json(self) -> Any:
-        return json.loads(self.body)
+        return json.loads(self.body.decode(errors="replace"))  # a prompt may not be UTF-8
 
 
 @dataclass
@@ -61,6 +65,11 @@ class MockUpstream:
     hold: threading.Event | None = None
     record: bool = True  # benchmarks turn it off: `seen` would grow without end
     bytes_received: int = 0  # request body bytes, whether recorded or not
+    # Every stream's bytes as sent, when `record`.
+    streamed: list[bytes] = field(default_factory=list)
+    # Streams carry a broken event (JSON cut short) after their first.
+    malformed_sse: bool = False
+    tool_calls: replies.Calls = replies.TOOL_CALLS  # what an agent's turn calls
     host: str = "127.0.0.1"
     port: int = 0  # 0: any free one, known once started (bound at once: no one can take it)
 
@@ -134,17 +143,26 @@ class MockUpstream:
         return await handler(request, seen.json() if body else {})
 
     async def _sse(
-        self, request: web.Request, events: list[tuple[str, dict]]
+        self, request: web.Request, events: list[replies.Event], tail: bytes = b""
     ) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
-        for i, (event, data) in enumerate(events):
-            line = (f"event: {event}\n" if event else "") + f"data: {json.dumps(data)}\n\n"
-            await response.write(line.encode())
+        sent = bytearray()
+        for i, event in enumerate(events):
+            data = replies.sse([event])
+            if i == 1 and self.malformed_sse:
+                data = MALFORMED_EVENT + data
+            sent += data
+            await response.write(data)
             if i == 0 and self.hold is not None:
                 await asyncio.get_running_loop().run_in_executor(None, self.hold.wait)
             if self.chunk_delay:
                 await asyncio.sleep(self.chunk_delay)
+        if tail:
+            sent += tail
+            await response.write(tail)
+        if self.record:
+            self.streamed.append(bytes(sent))
         return response
 
     def _pieces(self) -> list[str]:
@@ -162,6 +180,12 @@ class MockUpstream:
             "prompt_tokens_details": {"cached_tokens": OPENAI_USAGE["cached_tokens"]},
         }
         base = {"id": "chatcmpl-1", "created": int(time.time()), "model": model}
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        if _agent_turn(body, "chat"):
+            whole, events = replies.chat_turn(base, usage, include_usage, self.tool_calls)
+            if not body.get("stream"):
+                return web.json_response(whole)
+            return await self._sse(request, events, b"data: [DONE]\n\n")
         if not body.get("stream"):
             return web.json_response(base | {
                 "object": "chat.completion",
@@ -178,11 +202,9 @@ class MockUpstream:
             ("", chunk | {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
                           "usage": None})
         )  # fmt: skip
-        if (body.get("stream_options") or {}).get("include_usage"):
+        if include_usage:
             events.append(("", chunk | {"choices": [], "usage": usage}))
-        response = await self._sse(request, events)
-        await response.write(b"data: [DONE]\n\n")
-        return response
+        return await self._sse(request, events, b"data: [DONE]\n\n")
 
     async def _responses(self, request: web.Request, body: dict) -> web.StreamResponse:
         model = f"{body.get('model', 'gpt')}-2026"
@@ -202,6 +224,13 @@ class MockUpstream:
             "model": model, "status": "completed", "output": [message], "usage": usage,
             "parallel_tool_calls": True, "tool_choice": "auto", "tools": [],
         }  # fmt: skip
+        if _agent_turn(body, "responses"):
+            whole, turn = replies.responses_turn(
+                response_obj, bool(body.get("reasoning")), self.tool_calls
+            )
+            if not body.get("stream"):
+                return web.json_response(whole)
+            return await self._sse(request, turn)
         if not body.get("stream"):
             return web.json_response(response_obj)
         # The events a real stream has, in order: Codex shows text only inside an item.
@@ -246,6 +275,14 @@ class MockUpstream:
             "id": "msg_1", "type": "message", "role": "assistant", "model": model,
             "stop_reason": "end_turn", "stop_sequence": None,
         }  # fmt: skip
+        if _agent_turn(body, "messages"):
+            thinking = (body.get("thinking") or {}).get("type") == "enabled"
+            whole, turn = replies.anthropic_turn(
+                message | {"usage": usage}, thinking, self.tool_calls
+            )
+            if not body.get("stream"):
+                return web.json_response(whole)
+            return await self._sse(request, turn)
         if not body.get("stream"):
             return web.json_response(
                 message | {"content": [{"type": "text", "text": self.text()}], "usage": usage}
@@ -273,3 +310,25 @@ class MockUpstream:
 
     async def _count_tokens(self, request: web.Request, body: dict) -> web.StreamResponse:
         return web.json_response({"input_tokens": 10})
+
+
+# An event whose JSON is cut short: what a broken upstream (or proxy) might send.
+MALFORMED_EVENT = b'event: oops\ndata: {"type": "error", "error": {"message": \n\n'
+
+
+def _agent_turn(body: dict, api: str) -> bool:
+    """The request offers tools and does not answer a tool call: the model calls them."""
+    if not body.get("tools"):
+        return False
+    if api == "responses":
+        items = body.get("input")
+        last = items[-1] if isinstance(items, list) and items else {}
+        return not (isinstance(last, dict) and last.get("type") == "function_call_output")
+    last = (body.get("messages") or [{}])[-1]
+    if last.get("role") == "tool":
+        return False
+    content = last.get("content")
+    return not (
+        isinstance(content, list)
+        and any(isinstance(b, dict) and b.get("type") == "tool_result" for b in content)
+    )

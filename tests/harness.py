@@ -39,6 +39,7 @@ from common.state import (
     PROXYD_TOKEN_FILE,
 )
 from common.subscriber import ApplyResult, ProviderSnapshot, Subscriber
+from controlplane.store.models import Interception
 from mockupstream import OPENAI_USAGE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -747,3 +748,14 @@ def health(cp: Controlplane) -> int:
     with grpc.insecure_channel(cp.address) as channel:
         stub = health_stub(channel)
         return stub.Check(health_pb2.HealthCheckRequest(), timeout=5).status
+
+
+def stored_records(cp: Controlplane) -> list[Interception]:
+    """Every interception row, straight from the controlplane's database (read-only)."""
+    engine = sa.create_engine(cp.database_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.select(Interception)).all()
+        return [Interception(**row._asdict()) for row in rows]
+    finally:
+        engine.dispose()

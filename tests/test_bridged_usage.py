@@ -13,12 +13,10 @@ from collections.abc import Iterable
 from typing import Any
 
 import httpx
-import sqlalchemy
 
 from aibridge.v1 import admin_pb2
-from controlplane.store.models import Interception
 from mockupstream import ANTHROPIC_USAGE, OPENAI_USAGE, RESPONSES_USAGE, MockUpstream
-from tests.harness import Bridged, Controlplane, ctl, wait_until
+from tests.harness import Bridged, Controlplane, ctl, stored_records, wait_until
 
 OPENAI_KEY = "sk-openai-provider-key-0001"
 ANTHROPIC_KEY = "sk-ant-provider-key-0002"
@@ -121,17 +119,6 @@ def wait_for_usage(cp: Controlplane, cases: list[str], timeout: float = 15.0) ->
         wait_until(arrived, timeout, what="the usage records")
     except AssertionError as exc:
         raise AssertionError(f"usage {seen} != expected {expected}") from exc
-
-
-def stored_records(cp: Controlplane) -> list[Interception]:
-    """Every interception row, straight from the controlplane's database."""
-    engine = sqlalchemy.create_engine(cp.database_url)
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(sqlalchemy.select(Interception)).all()
-        return [Interception(**row._asdict()) for row in rows]
-    finally:
-        engine.dispose()
 
 
 def bridged_metric(bridged: Bridged, name: str) -> float:

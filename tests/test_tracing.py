@@ -113,6 +113,9 @@ def no_sdk_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(variable, raising=False)  # the SDKs would pick them up
 
 
+SESSION_HEADER = "x-aibridge-session-id"  # any client may name its session so
+
+
 def caller_context() -> tuple[str, str, dict[str, str]]:
     """A caller's trace id, span id, and the W3C headers that carry them."""
     trace_id, span_id = os.urandom(16).hex(), os.urandom(8).hex()
@@ -141,6 +144,7 @@ class Call:
     gen_ai_provider: str
     model: str
     tokens: tuple[int, int]  # input, output: the mock's usage
+    finish: str  # the mock's stop reason, as the API names it
     send: Callable[[Traced, dict[str, str]], str]  # the text the SDK got
 
 
@@ -182,13 +186,14 @@ def messages_streamed(t: Traced, headers: dict[str, str]) -> str:
 
 CHAT_TOKENS = (OPENAI_USAGE["prompt_tokens"], OPENAI_USAGE["completion_tokens"])
 CALLS = {
-    "chat": Call("oai", "openai", "gpt-test", CHAT_TOKENS, chat),
-    "chat-streamed": Call("oai", "openai", "gpt-test", CHAT_TOKENS, chat_streamed),
+    "chat": Call("oai", "openai", "gpt-test", CHAT_TOKENS, "stop", chat),
+    "chat-streamed": Call("oai", "openai", "gpt-test", CHAT_TOKENS, "stop", chat_streamed),
     "responses-streamed": Call(
         "oai",
         "openai",
         "gpt-test",
         (RESPONSES_USAGE["input_tokens"], RESPONSES_USAGE["output_tokens"]),
+        "completed",
         responses_streamed,
     ),  # fmt: skip
     "messages": Call(
@@ -196,6 +201,7 @@ CALLS = {
         "anthropic",
         "claude-test",
         (ANTHROPIC_USAGE["input_tokens"], ANTHROPIC_USAGE["output_tokens"]),
+        "end_turn",
         messages,
     ),  # fmt: skip
     "messages-streamed": Call(
@@ -203,6 +209,7 @@ CALLS = {
         "anthropic",
         "claude-test",
         (ANTHROPIC_USAGE["input_tokens"], ANTHROPIC_USAGE["output_tokens"]),
+        "end_turn",
         messages_streamed,
     ),  # fmt: skip
 }
@@ -214,8 +221,9 @@ def test_an_intercepted_call_is_a_genai_span_in_the_callers_trace(
 ) -> None:
     upstream = traced.anthropic_upstream if call.provider == "ant" else traced.openai_upstream
     trace_id, caller_span, headers = caller_context()
+    session = f"session-{trace_id[:8]}"
 
-    assert call.send(traced, headers) == f"hello from {upstream.name}"
+    assert call.send(traced, headers | {SESSION_HEADER: session}) == f"hello from {upstream.name}"
 
     span = traced.span_in(trace_id)
     assert span.parent_span_id == caller_span
@@ -235,6 +243,8 @@ def test_an_intercepted_call_is_a_genai_span_in_the_callers_trace(
         "gen_ai.response.model": f"{call.model}-2026",
         "gen_ai.usage.input_tokens": call.tokens[0],
         "gen_ai.usage.output_tokens": call.tokens[1],
+        "gen_ai.response.finish_reasons": [call.finish],
+        "gen_ai.conversation.id": session,
         "http.request.method": "POST",
         "http.response.status_code": 200,
         "server.address": "127.0.0.1",

@@ -3,6 +3,7 @@ through QueryUsage and `aibridgectl usage`. Runs on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from datetime import UTC, datetime, timedelta
@@ -14,13 +15,15 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from aibridge.v1 import admin_pb2, snapshot_pb2, usage_pb2
+from bridged.capture import CaptureSettings, Recording
+from bridged.capture.settings import MAX_NAME, MAX_TOOL_CALLS, RECORD_TEXT_BYTES
 from bridged.forward import Exchange, Forwarder
-from bridged.routes import OPENAI_ENDPOINTS, Route, _route
-from bridged.usage_reporter import DEFAULT_BATCH_SIZE
+from bridged.routes import ANTHROPIC_ENDPOINTS, Route, _route
+from bridged.usage_reporter import DEFAULT_BATCH_SIZE, MAX_BATCH_BYTES, UsageReporter
 from common.access import Call
 from common.tokens import Caller
-from common.wire import MAX_USAGE_REQUEST_BYTES
 from controlplane.usage import MAX_BATCH
+from mockupstream import replies
 from tests.harness import Controlplane, ctl, interception, report
 
 FIELDS = (
@@ -141,6 +144,24 @@ def test_batch_with_an_empty_request_id_is_refused_whole(shared_controlplane: Co
     assert totals(cp) == {}
 
 
+def test_a_nul_in_a_text_does_not_fail_its_batch(controlplane: Controlplane) -> None:
+    """PostgreSQL's text cannot hold NUL: a record carrying one (from a data plane that let
+    it through) is stored with U+FFFD in its place, and the rest of its batch with it."""
+    cp = controlplane
+    nul = interception(
+        "nul", timedelta(0), prompt="a\x00b", session_id="s\x00", error_message="\x00",
+        tool_calls=[usage_pb2.ToolCall(id="t1", name="run", arguments='{"x": "\x00"}')],
+    )  # fmt: skip
+    assert report(cp, [interception("plain", timedelta(0)), nul], cp.secrets.bridged) == 2
+    stored = cp.admin.GetInterception(admin_pb2.GetInterceptionRequest(id="nul"))
+    assert (stored.prompt, stored.session_id, stored.error_message) == (
+        "a\ufffdb",
+        "s\ufffd",
+        "\ufffd",
+    )
+    assert stored.tool_calls[0].arguments == '{"x": "\x00"}'  # JSON-escaped where it is kept
+
+
 @pytest.mark.parametrize("group_by", ["day", "Provider", "provider_name"])
 def test_bad_group_by(shared_controlplane: Controlplane, group_by: str) -> None:
     with pytest.raises(grpc.RpcError) as caught:
@@ -191,45 +212,93 @@ def test_a_full_batch_is_stored_once(controlplane: Controlplane) -> None:
     assert totals(controlplane)["openai"][0] == MAX_BATCH
 
 
+LLAMA = "🦙"  # 4 bytes of UTF-8
+
+
 def largest_record() -> usage_pb2.Interception:
     """The largest usage record bridged makes: its own code, given every free-text field
-    far over its bound in 4-byte characters (the model as an upstream's answer names it)."""
+    far over its bound in 4-byte characters (the model as an upstream's answer names it),
+    every setting on at the largest size, more text than a record may hold, more tool
+    calls and results than it may list."""
     made: list[usage_pb2.Interception] = []
     reporter = SimpleNamespace(record=made.append)
     # Only the reporter is used on this path; the rest stay unset.
     forwarder = Forwarder(None, None, None, reporter, None)  # type: ignore[arg-type]
     route = _route(snapshot_pb2.SnapshotProvider(
-        id="prv_" + "f" * 16, name="p" * 63, type="openai", base_url="https://h.example/v1",
+        id="prv_" + "f" * 16, name="p" * 63, type="anthropic", base_url="https://h.example",
     ))  # fmt: skip
     assert isinstance(route, Route)
     exchange = Exchange(
-        call=Call("POST", "/v1/chat/completions", time.monotonic(), request_id="r" * 64),
+        call=Call("POST", "/v1/messages", time.monotonic(), request_id="r" * 64),
         started_wall=time.time(),
         caller=Caller("tok_" + "f" * 16, "t" * 63, 0), route=route,
-        endpoint=OPENAI_ENDPOINTS[0], user_agent="🦙" * 5000, model="🦙" * 5000, status=200,
+        endpoint=ANTHROPIC_ENDPOINTS[0], user_agent=LLAMA * 5000, model=LLAMA * 5000,
+        status=200, recording=Recording(CaptureSettings(True, True, True, 2**31 - 1), "messages"),
     )  # fmt: skip
+    assert exchange.recording is not None
+    long_id = LLAMA * 1000
+    body = {"messages": [{"role": "user", "content": [
+        {"type": "text", "text": LLAMA * 300_000},  # past the record's allowance alone
+        *({"type": "tool_result", "tool_use_id": long_id} for _ in range(100)),
+    ]}]}  # fmt: skip
+    exchange.recording.read_request({"x-aibridge-session-id": "s" * 200}, bytearray(
+        json.dumps(body, ensure_ascii=False).encode()))  # fmt: skip
+    events: list[replies.Event] = [
+        ("content_block_start", {"type": "content_block_start", "index": i, "content_block": {
+            "type": "tool_use", "id": long_id, "name": long_id, "input": {"a": 1}}})
+        for i in range(100)
+    ]  # fmt: skip
+    events += [
+        ("error", {"type": "error", "error": {"message": LLAMA * 5000}}),
+        ("message_delta", {"type": "message_delta", "delta": {"stop_reason": LLAMA * 100}}),
+    ]
+    recorder = exchange.recording.responding(200, event_stream=True)
+    recorder.feed(replies.sse(events))
+    recorder.finish()
     forwarder._record(exchange)
     [record] = made
     return record
 
 
-def test_a_default_batch_of_the_largest_records_fits_a_grpc_message(
+def test_batches_of_the_largest_records_fit_a_grpc_message(
     shared_controlplane: Controlplane,
 ) -> None:
-    """bridged's default batch of its largest records is one call that the controlplane
-    takes: under its limit on usage requests, or every batch would be refused and retried."""
+    """bridged's batches are calls the controlplane takes, whatever the records: under its
+    limit on usage requests, or every batch would be refused and retried. Records of the
+    largest size, and a full batch (by count) of the largest records without texts."""
     record = largest_record()
     assert len(record.model) == 200 and len(record.user_agent) == 500
-    largest = []
-    for n in range(DEFAULT_BATCH_SIZE):
+    assert len(record.prompt.encode()) == RECORD_TEXT_BYTES and record.partial
+    assert len(record.tool_calls) == len(record.tool_results) == MAX_TOOL_CALLS
+    assert (
+        {len(c.id) for c in record.tool_calls}
+        == {len(c.name) for c in record.tool_calls}
+        == {MAX_NAME}
+    )
+    assert RECORD_TEXT_BYTES < record.ByteSize() < MAX_BATCH_BYTES // 3
+    without_texts = interception("small", timedelta(0), provider="p" * 63, model=LLAMA * 200)
+    without_texts.user_agent = LLAMA * 500
+    records = []
+    for n, template in enumerate([record] * 8 + [without_texts] * DEFAULT_BATCH_SIZE):
         copy = usage_pb2.Interception()
-        copy.CopyFrom(record)
+        copy.CopyFrom(template)
         copy.request_id = f"large-{n}"
-        largest.append(copy)
-    size = usage_pb2.ReportUsageRequest(interceptions=largest).ByteSize()
-    assert 2**21 < size < MAX_USAGE_REQUEST_BYTES  # about 2.8 MiB
-    stored = report(shared_controlplane, largest, shared_controlplane.secrets.bridged)
-    assert stored == DEFAULT_BATCH_SIZE
+        records.append(copy)
+
+    async def deliver() -> bool:
+        reporter = UsageReporter(
+            (shared_controlplane.address,), shared_controlplane.secrets.bridged, None,
+            batch_size=DEFAULT_BATCH_SIZE, flush_interval=60, capacity=len(records),
+        )  # fmt: skip
+        try:
+            for r in records:
+                reporter.record(r)
+            return await reporter.flush(timeout=30)
+        finally:
+            await reporter.close()
+
+    assert asyncio.run(deliver())  # no batch refused
+    assert totals(shared_controlplane, "model")[LLAMA * 200][0] == len(records)
 
 
 def test_usage_follows_a_provider_across_renames(controlplane: Controlplane) -> None:
