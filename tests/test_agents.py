@@ -4,9 +4,11 @@ the headers the gateway forwards, and each call is recorded."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
+from aibridge.v1 import admin_pb2
 from bridged.headers import FORWARDED_REQUEST_HEADERS, FORWARDED_REQUEST_PREFIXES
 from mockupstream import MockUpstream, Seen
 from tests.agents import AgentRun, claude_code, codex
@@ -131,3 +133,76 @@ def test_claude_code_and_codex_through_proxyd(
         lambda: usage_requests(controlplane, "claude") >= 1, what="Claude Code's call recorded"
     )
     wait_until(lambda: usage_requests(controlplane, "gpt") >= 1, what="Codex's call recorded")
+
+
+def session_calls(cp: Controlplane, client: str, calls: int) -> list[admin_pb2.InterceptionRecord]:
+    """The calls of the one session `client` was recorded under, once there are `calls`."""
+
+    def recorded() -> list[admin_pb2.InterceptionRecord] | None:
+        listed = cp.admin.ListSessions(
+            admin_pb2.ListSessionsRequest(filter=admin_pb2.InterceptionFilter(client=client))
+        )
+        if len(listed.sessions) != 1 or listed.sessions[0].interceptions < calls:
+            return None
+        request = admin_pb2.GetSessionRequest(session_id=listed.sessions[0].session_id)
+        return list(cp.admin.GetSession(request).interceptions)
+
+    return wait_until(recorded, what=f"{client}'s session recorded")
+
+
+def test_an_agent_loop_is_recorded_as_one_session_in_order(
+    controlplane: Controlplane, bridged: Bridged, token: str, upstream_a: MockUpstream,
+    upstream_b: MockUpstream, tmp_path: Path,
+) -> None:  # fmt: skip
+    """Each agent asks, the model calls tools, the agent sends their results back and the
+    model answers: one session, under the id the agent sent, its calls in order."""
+    admin = controlplane.admin
+    admin.create_provider("claude", upstream_a.url, type="anthropic", keys=[ANTHROPIC_KEY])
+    admin.wait_applied(
+        admin.create_provider("gpt", upstream_b.url + "/v1", keys=[OPENAI_KEY]).revision
+    )
+    home = tmp_path / "claude"
+    home.mkdir()
+    (home / "notes.txt").write_text("the notes\n")
+    # Two of Claude Code's own tools: a read that works, and one that fails.
+    upstream_a.tool_calls = (
+        ("Read", {"file_path": str(home / "notes.txt")}),
+        ("Read", {"file_path": str(home / "missing.txt")}),
+    )
+
+    run = claude_code("read my notes", home, base_url=bridged.provider_url("claude"), token=token)
+    assert run.returncode == 0, run.output
+    assert "hello from A" in run.output
+    sent = {
+        s.headers["x-claude-code-session-id"] for s in upstream_a.seen if s.path == "/v1/messages"
+    }
+    assert len(sent) == 1, sent  # one session id for the whole run
+    calls = session_calls(controlplane, "claude-code", 2)
+    assert {c.session_id for c in calls} == sent
+    asked = next(i for i, c in enumerate(calls) if c.tool_calls)
+    assert "read my notes" in calls[asked].prompt
+    assert [(t.id, t.name, json.loads(t.arguments)) for t in calls[asked].tool_calls] == [
+        ("toolu_01", "Read", {"file_path": str(home / "notes.txt")}),
+        ("toolu_02", "Read", {"file_path": str(home / "missing.txt")}),
+    ]
+    assert calls[asked].stop_reason == "tool_use"
+    answered = calls[asked + 1]
+    # Claude Code runs both at once and sends their results as they come.
+    assert sorted((r.tool_call_id, r.is_error) for r in answered.tool_results) == [
+        ("toolu_01", False), ("toolu_02", True),
+    ]  # fmt: skip
+    assert (answered.prompt, answered.stop_reason) == ("", "end_turn")
+
+    run = codex(
+        "say hi", tmp_path / "codex", base_url=bridged.provider_url("gpt") + "/v1", token=token
+    )
+    assert run.returncode == 0, run.output
+    assert "hello from B" in run.output, run.output
+    sent = {s.headers["session-id"] for s in upstream_b.seen if s.path == "/v1/responses"}
+    assert len(sent) == 1, sent
+    calls = session_calls(controlplane, "codex", 2)
+    assert {c.session_id for c in calls} == sent
+    assert [c.prompt for c in calls] == ["say hi", ""]
+    assert [t.id for t in calls[0].tool_calls] == ["call_1", "call_2"]
+    assert [r.tool_call_id for r in calls[1].tool_results] == ["call_1", "call_2"]
+    assert [c.stop_reason for c in calls] == ["completed", "completed"]

@@ -346,6 +346,12 @@ def anthropic_loop(result_error: bool = False) -> dict[str, Any]:
             {"type": "text", "text": "one"}, {"type": "image", "source": {}},
             {"type": "text", "text": "two"}]}]}, "one\ntwo", []),
         ("messages", anthropic_loop(True), "", [("toolu_01", True), ("toolu_02", False)]),
+        # Claude Code's notes beside the prompt are not the prompt.
+        ("messages", {"messages": [{"role": "user", "content": [
+            {"type": "text", "text": "<system-reminder>\nthe date\n</system-reminder>\n"},
+            {"type": "text", "text": "read my notes"},
+            {"type": "text", "text": "<system-reminder>x</system-reminder> and y"}]}]},
+         "read my notes\n<system-reminder>x</system-reminder> and y", []),
         # A prefill: the user's turn is before it.
         ("messages", {"messages": [{"role": "user", "content": "hi"},
                                    {"role": "assistant", "content": "{"}]}, "hi", []),

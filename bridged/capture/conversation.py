@@ -73,7 +73,16 @@ def _texts(content: Any, kind: str) -> str:
         p["text"]
         for p in content
         if isinstance(p, dict) and p.get("type") == kind and isinstance(p.get("text"), str)
-    )
+        and not _client_note(p["text"])
+    )  # fmt: skip
+
+
+def _client_note(text: str) -> bool:
+    """A part the client added beside what the user typed: Claude Code puts its
+    <system-reminder> notes (attribution rules, the date, …) in the user's message, where
+    they would bury the prompt a reviewer is looking for."""
+    text = text.strip()
+    return text.startswith("<system-reminder>") and text.endswith("</system-reminder>")
 
 
 def _assistant(item: dict[str, Any]) -> bool:
