@@ -9,14 +9,16 @@ from typing import Any
 
 import anthropic
 import grpc
+from anthropic.types import ToolParam
 
 from aibridge.v1 import admin_pb2
 from mockupstream import MockUpstream, replies
 from tests.harness import Bridged, Controlplane, ctl, wait_until
 
 ANTHROPIC_KEY = "sk-ant-recording-settings-0001"
-TOOLS = [
-    {"name": n, "description": n, "input_schema": {"type": "object"}} for n, _ in replies.TOOL_CALLS
+TOOLS: list[ToolParam] = [
+    {"name": name, "description": name, "input_schema": {"type": "object"}}
+    for name, _ in replies.TOOL_CALLS
 ]
 PROMPT = "é" * 20_000  # 40,000 bytes of UTF-8: more than the default 32 KiB
 
@@ -25,7 +27,7 @@ def call(cp: Controlplane, bridged: Bridged, token: str) -> admin_pb2.Intercepti
     """One agent turn (thinking, then tool calls) through bridged; its record, once stored."""
     client = anthropic.Anthropic(base_url=bridged.provider_url("claude"), api_key=token)
     raw = client.messages.with_raw_response.create(
-        model="claude-test", max_tokens=2048, tools=TOOLS,  # type: ignore[arg-type]
+        model="claude-test", max_tokens=2048, tools=TOOLS,
         thinking={"type": "enabled", "budget_tokens": 1024},
         messages=[{"role": "user", "content": PROMPT}],
     )  # fmt: skip
