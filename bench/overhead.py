@@ -7,7 +7,8 @@ an upstream that streams 8 chunks 20 ms apart, time to the first byte and the ga
 between chunks (buffering anywhere would show in both). Sides alternate A/B/B/A over
 the rounds; medians are reported with their spread.
 
-python -m bench.overhead [--rounds 5] [--requests 2000] [--seconds 20] [--quick]
+python -m bench.overhead [--rounds 5] [--requests 2000] [--seconds 20] [--body hi|agent]
+                        [--quick]
 """
 
 from __future__ import annotations
@@ -35,15 +36,44 @@ from bench.common import (
 )
 from tests.harness import Bridged, Controlplane, Secrets, free_port, wait_until
 
-BODY = {"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}
-STREAM_BODY = BODY | {"stream": True, "stream_options": {"include_usage": True}}
+BODY: dict[str, object] = {"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def agent_body() -> dict[str, object]:
+    """A coding agent's call, about 25 KB: instructions, twelve tools, ten earlier turns of
+    tool calls and results, then the user's prompt. Offered tools, the upstream answers
+    with two tool calls (mockupstream/replies.py): everything bridged records, recorded."""
+    line = "def handler(request): return respond(request.json(), status=200)  # keep\n"
+    messages: list[dict[str, object]] = [{"role": "system", "content": line * 60}]
+    for turn in range(10):
+        call = {
+            "id": f"call_{turn}",
+            "type": "function",
+            "function": {"name": "read_file", "arguments": '{"path": "src/app.py"}'},
+        }
+        messages += [
+            {"role": "user", "content": f"step {turn}: look at the handler"},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": f"call_{turn}", "content": line * 20},
+        ]  # fmt: skip
+    messages.append({"role": "user", "content": "now fix the bug in the handler " * 20})
+    tools = [
+        {"type": "function", "function": {"name": f"tool_{n}", "description": line,
+         "parameters": {"type": "object", "properties": {"path": {"type": "string"}}}}}
+        for n in range(12)
+    ]  # fmt: skip
+    return {"model": "gpt", "messages": messages, "tools": tools}
+
+
+BODIES: dict[str, dict[str, object]] = {"hi": BODY, "agent": agent_body()}
 CHUNK_DELAY = 0.02
 METRICS = ("p50_ms_c1", "p99_ms_c1", "p50_ms_c16", "p99_ms_c16", "rps_c16", "ttfb_ms", "gap_ms")
 
 
 async def load(
-    url: str, headers: dict[str, str], concurrency: int, requests: int, cap: float
-) -> tuple[list[float], float]:
+    url: str, headers: dict[str, str], concurrency: int, requests: int, cap: float,
+    body: dict[str, object] = BODY,
+) -> tuple[list[float], float]:  # fmt: skip
     """Returns (latencies in seconds, elapsed) for `requests` calls, `concurrency` at a time."""
     latencies: list[float] = []
     remaining = requests
@@ -56,7 +86,7 @@ async def load(
             while remaining > 0 and time.perf_counter() < deadline:
                 remaining -= 1
                 started = time.perf_counter()
-                async with session.post(url, json=BODY, headers=headers) as response:
+                async with session.post(url, json=body, headers=headers) as response:
                     await response.read()
                     assert response.status == 200, response.status
                 latencies.append(time.perf_counter() - started)
@@ -67,7 +97,7 @@ async def load(
 
 
 async def stream_timings(
-    url: str, headers: dict[str, str], requests: int, cap: float
+    url: str, headers: dict[str, str], requests: int, cap: float, body: dict[str, object]
 ) -> tuple[list[float], list[float]]:
     """(time to first byte, mean gap between chunks) of each stream, one at a time."""
     first: list[float] = []
@@ -79,7 +109,7 @@ async def stream_timings(
                 break
             started = time.perf_counter()
             arrivals: list[float] = []
-            async with session.post(url, json=STREAM_BODY, headers=headers) as response:
+            async with session.post(url, json=body, headers=headers) as response:
                 async for _chunk in response.content.iter_any():
                     arrivals.append(time.perf_counter())
             first.append(arrivals[0] - started)
@@ -93,6 +123,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=20.0, help="cap per measurement")
+    parser.add_argument(
+        "--body", choices=BODIES, default="hi",
+        help="what each call sends: 'hi', or an agent's call answered with tool calls",
+    )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="2 rounds, 300 requests")
     options = parser.parse_args(argv)
     if options.quick:
@@ -153,10 +187,12 @@ async def measure(
     for round_number in range(options.rounds):
         for name in ab_order(list(sides), round_number):
             url, stream_url = sides[name]
-            await load(url, headers, 4, 200, 5)  # warm up connections
-            one, _ = await load(url, headers, 1, options.requests // 2, options.seconds)
-            many, elapsed = await load(url, headers, 16, options.requests, options.seconds)
-            first, gaps = await stream_timings(stream_url, headers, 20, options.seconds)
+            body = BODIES[options.body]
+            streamed = {**body, "stream": True, "stream_options": {"include_usage": True}}
+            await load(url, headers, 4, 200, 5, body)  # warm up connections
+            one, _ = await load(url, headers, 1, options.requests // 2, options.seconds, body)
+            many, elapsed = await load(url, headers, 16, options.requests, options.seconds, body)
+            first, gaps = await stream_timings(stream_url, headers, 20, options.seconds, streamed)
             for metric, value in zip(METRICS, (
                 percentile(one, 0.5) * 1000, percentile(one, 0.99) * 1000,
                 percentile(many, 0.5) * 1000, percentile(many, 0.99) * 1000,
