@@ -32,6 +32,7 @@ from bridged.upstreams import UpstreamPools
 from bridged.usage import Usage
 from bridged.usage_reporter import UsageReporter
 from common import access
+from common.text import storable
 from common.tokens import Caller
 
 if TYPE_CHECKING:  # bridged.tracing loads the OpenTelemetry SDK: only with --otel-endpoint
@@ -152,9 +153,9 @@ class Forwarder:
             exchange.model, exchange.streaming = exchange.recording.read_request(
                 request.headers, held.body
             )
-        if self.tracing is not None:
-            exchange.span = self.tracing.start(request, exchange)
         try:
+            if self.tracing is not None:
+                exchange.span = _start_span(self.tracing, request, exchange)
             return await self._exchange(request, exchange, path, held)
         except asyncio.CancelledError:
             if not exchange.status:  # the client left before the answer
@@ -168,6 +169,8 @@ class Forwarder:
                 self._record(exchange)
             except Exception:  # the answer matters more than its record
                 log.exception("usage of request %s not recorded", call.request_id)
+            if self.tracing is not None and exchange.span is not None:
+                _end_span(self.tracing, exchange.span, exchange)
 
     async def _exchange(
         self, request: web.Request, x: Exchange, path: str, held: HeldBody
@@ -295,13 +298,6 @@ class Forwarder:
         return error_response(x.route.family, status, code, message, headers)
 
     def _record(self, x: Exchange) -> None:
-        if self.tracing is not None and x.span is not None:
-            r = x.recording
-            stop = r.stop_reason if r is not None else ""
-            self.tracing.end_span(
-                x.span, x.status, x.usage, finish_reasons=(stop,) if stop else (),
-                session_id=r.session_id if r is not None else "",
-            )  # fmt: skip
         duration = time.monotonic() - x.call.started
         route_name = x.endpoint.route or "passthrough"
         metrics.REQUESTS.labels(x.route.name, route_name, str(x.status)).inc()
@@ -328,7 +324,7 @@ class Forwarder:
                 provider_id=x.route.id,
                 provider_name=x.route.name,
                 provider_type=x.route.type,
-                model=_text(x.model[:200]),  # the upstream's answer may name it, whole
+                model=storable(x.model[:200]),  # the upstream's answer may name it, whole
                 route=x.endpoint.route,
                 status=x.status,
                 input_tokens=usage.input_tokens,
@@ -338,7 +334,7 @@ class Forwarder:
                 streaming=x.streaming,
                 ttfb_ms=x.ttfb * 1000,
                 duration_ms=duration * 1000,
-                user_agent=_text(x.user_agent[:500]),
+                user_agent=storable(x.user_agent[:500]),
                 **(x.recording.fields() if x.recording is not None else {}),
             )
         )
@@ -388,11 +384,25 @@ def _failed(x: Exchange, message: str, cut_short: bool = False) -> None:
         x.recording.failed(message, cut_short)
 
 
-def _text(value: str) -> str:
-    """`value` as valid UTF-8: header bytes that were not, or a lone surrogate from a JSON
-    escape, become "?" instead of failing the usage record; NUL too, which PostgreSQL's
-    text cannot hold (bridged/capture/texts.py)."""
-    return value.encode("utf-8", "replace").decode("utf-8").replace("\x00", "?")
+def _start_span(tracing: Tracing, request: web.Request, x: Exchange) -> Span | None:
+    try:
+        return tracing.start(request, x)
+    except Exception:  # a trace is worth less than the call: it goes on without one
+        log.exception("request %s not traced", x.call.request_id)
+        return None
+
+
+def _end_span(tracing: Tracing, span: Span, x: Exchange) -> None:
+    """After the usage record: a span that fails to end must not lose it."""
+    r = x.recording
+    stop = r.stop_reason if r is not None else ""
+    try:
+        tracing.end_span(
+            span, x.status, x.usage, finish_reasons=(stop,) if stop else (),
+            session_id=r.session_id if r is not None else "",
+        )  # fmt: skip
+    except Exception:
+        log.exception("the span of request %s not ended", x.call.request_id)
 
 
 def _refuse(

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+# What may be left of a stream after its last line's end, when the stream is complete.
+_WHOLE_LAST_LINES = (b"", b"data: [DONE]", b"data:[DONE]")
+
 
 class SSEDecoder:
     """Feed it chunks as they arrive; it yields (event, data) for each complete event."""
@@ -20,6 +23,13 @@ class SSEDecoder:
     def pending(self) -> bool:
         """An event begun and not ended: a stream that stops here was cut short."""
         return bool(self._data) or bool(self._buffer.strip())
+
+    def end(self) -> Iterator[tuple[str, bytes]]:
+        """The stream ended: its last event, if whole though no blank line closed it (its
+        lines all ended, or it is Chat Completions' `data: [DONE]`, sent by some without
+        even a line's end). A line cut short stays pending."""
+        if self._buffer.strip() in _WHOLE_LAST_LINES:
+            yield from self.feed(b"\n\n")
 
     def feed(self, chunk: bytes) -> Iterator[tuple[str, bytes]]:
         self._buffer += chunk

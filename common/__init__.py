@@ -6,7 +6,8 @@ The controlplane, bridged, proxyd and aibridgectl all import this package:
   background tasks (`supervise`), retry pauses (`backoff`), probes and metrics
   (`probes`, `metrics`), the local state directory (`state`);
 - rules both sides of the snapshot stream must agree on: token hashing and
-  verification (`tokens`), which base_urls are usable (`urls`), wire limits (`wire`);
+  verification (`tokens`), which base_urls are usable (`urls`), wire limits (`wire`),
+  text that can be stored (`text`);
 - the data planes' side of the stream: the gRPC channel (`channel`) and the snapshot
   subscriber with its cache on disk (`subscriber`, `snapshot_file`).
 

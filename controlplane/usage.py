@@ -14,6 +14,7 @@ from google.protobuf.message import Message
 from prometheus_client import Counter
 
 from aibridge.v1 import usage_pb2, usage_pb2_grpc
+from common.text import storable
 from controlplane.store.db import DatabaseUnavailable
 from controlplane.store.models import Interception
 from controlplane.store.usage import UsageLog
@@ -56,8 +57,7 @@ class UsageService(usage_pb2_grpc.UsageServicer):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "request_id: is required")
             row = {name: getattr(i, name) for name in _FIELDS}
             for name in _STRINGS:  # PostgreSQL's text cannot hold NUL: it would fail the batch
-                if "\x00" in row[name]:
-                    row[name] = row[name].replace("\x00", "\ufffd")
+                row[name] = storable(row[name])
             for name, limit in _LIMITS.items():
                 row[name] = row[name][:limit]
             row["started_at"] = i.started_at.ToDatetime(tzinfo=UTC)

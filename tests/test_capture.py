@@ -16,7 +16,11 @@ from multidict import CIMultiDict
 
 from aibridge.v1 import snapshot_pb2
 from bridged.capture import CaptureSettings, Recording
+from bridged.capture.answer import Answer
+from bridged.capture.chat import ChatReader
+from bridged.capture.responses import ResponsesReader
 from bridged.capture.settings import MAX_TOOL_CALLS, RECORD_TEXT_BYTES
+from bridged.capture.texts import BoundedText, Bounds
 from bridged.routes import RouteBuilder
 from bridged.usage import Usage
 from mockupstream import replies
@@ -199,6 +203,111 @@ def test_an_anthropic_tool_use_without_input_deltas_has_empty_object_arguments()
     assert [(c.id, c.arguments) for c in fields["tool_calls"]] == [("toolu_9", "{}")]
 
 
+def anthropic_block(index: int, block: dict[str, Any], pieces: list[str]) -> list[Event]:
+    """A tool use block as events: its start as given, then its input in `pieces`."""
+    return [
+        ("content_block_start", {"type": "content_block_start", "index": index,
+                                 "content_block": block}),
+        *[("content_block_delta", {"type": "content_block_delta", "index": index,
+                                   "delta": {"type": "input_json_delta", "partial_json": p}})
+          for p in pieces],
+        ("content_block_stop", {"type": "content_block_stop", "index": index}),
+    ]  # fmt: skip
+
+
+def test_an_anthropic_tool_use_whose_start_holds_the_whole_input_records_it_whole() -> None:
+    """Some Anthropic-compatible upstreams send the whole input in the block's start, and
+    no input_json_delta: those are the arguments, bounded like any (and flagged if cut).
+    Pieces that follow a start replace its input."""
+    command = {"command": "grep -rn " + "x" * 500 + " ."}
+    block = {"type": "tool_use", "id": "toolu_9", "name": "bash", "input": command}
+    fields, _ = answer("messages", [sse(anthropic_block(0, block, []))])
+    [call] = fields["tool_calls"]
+    assert calls(fields) == [("toolu_9", "bash", command)]
+    assert not call.arguments_truncated and not fields["partial"]
+
+    small = CaptureSettings(max_text_bytes=100)
+    fields, _ = answer("messages", [sse(anthropic_block(0, block, []))], settings=small)
+    [call] = fields["tool_calls"]
+    assert call.arguments_truncated and len(call.arguments) == 100 and fields["partial"]
+
+    pieces = ["", '{"command": ', '"ls"}']  # Anthropic's first piece is often empty
+    fields, _ = answer("messages", [sse(anthropic_block(0, block, pieces))])
+    assert calls(fields) == [("toolu_9", "bash", {"command": "ls"})]
+
+
+def test_every_kind_of_tool_call_is_recorded() -> None:
+    """Calls of the tools a provider runs or a client has built in: Codex's local shell,
+    web search, MCP (Responses); server and MCP tool uses (Anthropic). Their name is the
+    tool's, else the call's type; their arguments are the input, or the action taken."""
+    shell = {
+        "id": "lsh_1",
+        "type": "local_shell_call",
+        "call_id": "call_sh",
+        "status": "completed",
+        "action": {"type": "exec", "command": ["ls", "-la"], "env": {}},
+    }
+    search = {
+        "id": "ws_1",
+        "type": "web_search_call",
+        "status": "completed",
+        "action": {"type": "search", "query": "weather in Paris"},
+    }
+    mcp = {
+        "id": "mcp_1",
+        "type": "mcp_call",
+        "server_label": "docs",
+        "name": "search_docs",
+        "arguments": '{"q": "sse"}',
+    }
+    message = {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "status": "completed",
+        "content": [{"type": "output_text", "text": "Done.", "annotations": []}],
+    }
+    expected = [
+        ("call_sh", "local_shell_call", shell["action"]),
+        ("ws_1", "web_search_call", search["action"]),
+        ("mcp_1", "search_docs", {"q": "sse"}),
+    ]
+    output = [shell, search, mcp, message]
+    fields, _ = answer("responses", [json.dumps(RESPONSE | {"output": output}).encode()],
+                       stream=False)  # fmt: skip
+    assert calls(fields) == expected
+    events: list[Event] = []
+    for index, item in enumerate(output):
+        added = item | {"arguments": ""} if item is mcp else item
+        events.append(
+            (
+                "response.output_item.added",
+                {"type": "response.output_item.added", "output_index": index, "item": added},
+            )
+        )
+    events += [("response.mcp_call_arguments.delta", {  # and no .done: the stream is cut
+        "type": "response.mcp_call_arguments.delta", "output_index": 2, "delta": p})
+        for p in ['{"q": ', '"sse"}']]  # fmt: skip
+    fields, _ = answer("responses", [sse(events)])
+    assert calls(fields) == expected
+
+    server = {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {}}
+    mcp_use = {
+        "type": "mcp_tool_use",
+        "id": "mcptoolu_1",
+        "name": "search_docs",
+        "server_name": "docs",
+        "input": {"q": "sse"},
+    }
+    expected = [("srvtoolu_1", "web_search", {"query": "paris"}),
+                ("mcptoolu_1", "search_docs", {"q": "sse"})]  # fmt: skip
+    stream = sse([*anthropic_block(0, server, ['{"query"', ': "paris"}']),
+                  *anthropic_block(1, mcp_use, [])])  # fmt: skip
+    assert calls(answer("messages", [stream])[0]) == expected
+    whole = ANTHROPIC_MESSAGE | {"content": [server | {"input": {"query": "paris"}}, mcp_use]}
+    assert calls(answer("messages", [json.dumps(whole).encode()], stream=False)[0]) == expected
+
+
 @pytest.mark.parametrize(
     ("route", "event", "message"),
     [
@@ -272,6 +381,26 @@ def test_a_whole_answer_too_large_or_not_json_marks_the_record_partial() -> None
     assert fields["partial"]
 
 
+@pytest.mark.parametrize("route", list(EXPECTED))
+@pytest.mark.parametrize(
+    "ending", [b"\n", b"", b"\r\n"], ids=["no-blank-line", "no-line-end", "crlf"]
+)
+def test_a_stream_whose_last_event_has_no_blank_line_is_complete(route: str, ending: bytes) -> None:
+    """Some upstreams end a stream without the blank line after its last event (Chat's
+    `data: [DONE]`, or any last event): the answer is whole, not partial."""
+    stream = stream_bytes(route)
+    whole = answer(route, [stream])
+    if route == "chat.completions":
+        last = stream.removesuffix(b"data: [DONE]\n\n") + b"data: [DONE]" + ending
+    else:
+        last = stream.removesuffix(b"\n\n") + ending
+    if ending == b"" and route != "chat.completions":
+        assert answer(route, [last])[0]["partial"]  # a line may have been cut: partial
+    else:
+        assert answer(route, [last]) == whole
+    assert answer(route, [stream[:-20]])[0]["partial"]  # cut in its last event's line
+
+
 # Bounds.
 
 
@@ -320,7 +449,82 @@ def test_a_record_holds_at_most_64_tool_calls_and_one_mib_of_text() -> None:
     assert [c.id for c in recorded] == [f"t{i}" for i in range(MAX_TOOL_CALLS)]
     total = sum(len(c.arguments.encode()) for c in recorded)
     assert RECORD_TEXT_BYTES - 40_000 < total <= RECORD_TEXT_BYTES
-    assert recorded[-1].arguments == ""  # nothing left for the last ones
+    # Nothing left for the last ones but the bytes their `{}` held from their start.
+    assert recorded[-1].arguments_truncated and len(recorded[-1].arguments) <= 2
+
+
+def test_chunks_with_null_tool_calls_are_not_parsed() -> None:
+    """Some upstreams send `"tool_calls": null` in every delta: a chunk that says so is
+    text, its JSON parse skipped, and the record the same."""
+    _whole, events = turn("chat.completions")
+    nulled: list[Event] = []
+    for name, data in events:
+        data = json.loads(json.dumps(data))
+        for choice in data["choices"]:
+            choice["delta"].setdefault("tool_calls", None)
+        nulled.append((name, data))
+    reader = ChatReader(Answer(ON, Bounds()), ON)
+
+    def parsed(stream: list[Event]) -> list[int]:
+        return [
+            n for n, (_, data) in enumerate(stream) if reader.worth("", json.dumps(data).encode())
+        ]
+
+    assert parsed(nulled) == parsed(events)
+    text = {"choices": [{"index": 0, "delta": {"content": "hi", "tool_calls": None}}]}
+    assert not reader.worth("", json.dumps(text, separators=(",", ":")).encode())
+    # Another choice's null does not hide the first choice's calls.
+    two = {"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "c"}]}},
+                       {"index": 1, "delta": {"tool_calls": None}}]}  # fmt: skip
+    assert reader.worth("", json.dumps(two).encode())
+    assert answer("chat.completions", [sse(nulled) + b"data: [DONE]\n\n"]) == answer(
+        "chat.completions", [stream_bytes("chat.completions")]
+    )
+
+
+def test_a_message_item_is_not_parsed_for_the_text_it_carries() -> None:
+    """A Responses message's item, when done, holds the whole answer's text: only a
+    call's item is read (and none when tool calls are not recorded)."""
+    message = {"type": "response.output_item.done", "output_index": 0, "item": {
+        "id": "msg_1", "type": "message", "role": "assistant",
+        "content": [{"type": "output_text", "text": "x" * 100_000}]}}  # fmt: skip
+    call = {
+        "type": "response.output_item.done",
+        "output_index": 1,
+        "item": {
+            "id": "fc_1",
+            "type": "function_call",
+            "call_id": "c",
+            "name": "f",
+            "arguments": "{}",
+        },
+    }
+    done = "response.output_item.done"
+    reader = ResponsesReader(Answer(ON, Bounds()), ON)
+    assert not reader.worth(done, json.dumps(message).encode())
+    assert reader.worth(done, json.dumps(call).encode())
+    off = CaptureSettings(tool_calls=False)
+    assert not ResponsesReader(Answer(off, Bounds()), off).worth(done, json.dumps(call).encode())
+
+
+def test_a_huge_piece_is_encoded_only_as_far_as_it_can_be_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    encoded: list[int] = []
+    utf8 = Bounds.utf8
+
+    def counted(bounds: Bounds, text: str) -> bytes:
+        encoded.append(len(text))
+        return utf8(bounds, text)
+
+    monkeypatch.setattr(Bounds, "utf8", counted)
+    text = BoundedText(1000, Bounds())
+    text.append("é" * 4_000_000)
+    assert max(encoded) <= 1001 and text.truncated and text.text() == "é" * 500
+    for size, truncated in ((999, False), (1000, False), (1001, True)):
+        text = BoundedText(1000, Bounds())
+        text.append("x" * size)
+        assert (text.text(), text.truncated) == ("x" * min(size, 1000), truncated)
 
 
 # The request side.

@@ -289,11 +289,14 @@ def test_the_gateway_session_header_names_a_session_and_is_not_forwarded(
     assert "x-aibridge-session-id" not in upstream_a.seen[-1].headers
 
 
-def raw_call(g: Gateway, provider: str, path: str, body: bytes) -> httpx.Response:
+def raw_call(
+    g: Gateway, provider: str, path: str, body: bytes, user_agent: bytes = b"curl/8.5.0"
+) -> httpx.Response:
     return httpx.post(
         g.bridged.provider_url(provider) + path, content=body, timeout=15,
-        headers={"Authorization": f"Bearer {g.token}", "Content-Type": "application/json",
-                 "User-Agent": "curl/8.5.0", "anthropic-version": "2023-06-01"},
+        headers={b"Authorization": f"Bearer {g.token}".encode(),
+                 b"Content-Type": b"application/json", b"User-Agent": user_agent,
+                 b"anthropic-version": b"2023-06-01"},
     )  # fmt: skip
 
 
@@ -313,6 +316,19 @@ def test_a_prompt_not_utf8_or_with_lone_surrogates_is_answered_and_recorded_part
     assert (record.prompt, record.partial, record.client) == ("caf\ufffd!", True, "curl")
     record = gateway.record("surrogates")
     assert (record.prompt, record.partial) == ("half \ufffd a llama", True)
+
+
+def test_nul_and_bytes_not_utf8_in_the_model_and_user_agent_become_replacement_characters(
+    gateway: Gateway,
+) -> None:
+    """As in every recorded text (common/text.py): the model the upstream names and the
+    client's User-Agent are stored with U+FFFD where they held NUL or bytes not UTF-8."""
+    body = b'{"model": "nul\\u0000", "max_tokens": 5, "messages": [{"role": "user", ' \
+           b'"content": "hi"}]}'  # fmt: skip
+    answered = raw_call(gateway, "ant", "/v1/messages", body, user_agent=b"curl/8 \xff")
+    assert answered.status_code == 200 and "hello from A" in answered.text
+    record = gateway.record("nul\ufffd")
+    assert (record.model, record.user_agent) == ("nul\ufffd-2026", "curl/8 \ufffd")
 
 
 def test_huge_arguments_reach_the_client_whole_and_are_recorded_cut(

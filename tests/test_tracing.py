@@ -6,21 +6,35 @@ nothing for the callers, and its failures do not flood the log."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import anthropic
 import httpx
 import openai
 import pytest
+from aiohttp import web
+from opentelemetry.trace import Span
 
-from aibridge.v1 import admin_pb2
+from aibridge.v1 import admin_pb2, snapshot_pb2, usage_pb2
 from bridged import config as bridged_config
+from bridged.app import PREFIX
+from bridged.bodies import RequestBodies
+from bridged.forward import Exchange, Forwarder
+from bridged.keys import KeyHealth
+from bridged.reload import LiveRouteTable
+from bridged.tracing import Tracing
+from bridged.upstreams import UpstreamPools
+from bridged.usage import Usage
+from bridged.usage_reporter import UsageReporter
+from common.tokens import token_digest
 from mockupstream import ANTHROPIC_USAGE, OPENAI_USAGE, RESPONSES_USAGE, MockUpstream, Seen
 from tests.harness import Bridged, Controlplane, Secrets, free_port, wait_until
 from tests.otlp_receiver import OTLPReceiver, ReceivedSpan
@@ -342,6 +356,84 @@ def test_a_collector_that_is_down_changes_nothing_for_the_callers(
     # The SDK speaks of each failed export (and each retry); the log, once a minute.
     said = [line for line in bridged.log().splitlines() if "opentelemetry" in line]
     assert len(said) == 1, said
+
+
+class StartFails(Tracing):
+    def start(self, request: web.Request, x: Exchange) -> Span:
+        raise RuntimeError("the tracer broke")
+
+
+class EndFails(Tracing):
+    @staticmethod
+    def end_span(
+        span: Span, status: int, usage: Usage | None, finish_reasons: Sequence[str],
+        session_id: str = "",
+    ) -> None:  # fmt: skip
+        raise RuntimeError("the tracer broke")
+
+
+@pytest.mark.parametrize(
+    ("broken", "said"), [(StartFails, "not traced"), (EndFails, "span of request")],
+    ids=["start", "end"],
+)  # fmt: skip
+def test_a_tracer_that_fails_fails_neither_the_call_nor_its_record(
+    upstream_a: MockUpstream, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    broken: type[Tracing], said: str,
+) -> None:  # fmt: skip
+    """bridged's request path in this process, with a tracer that raises as a span starts
+    or ends: the caller gets its answer, the body it sent is no longer held, and the usage
+    record of the call is made (and the log says why there is no span)."""
+    config = bridged_config.parse(["--state-dir", str(tmp_path)], {})
+    token = "abt_" + os.urandom(16).hex()
+    provider = snapshot_pb2.SnapshotProvider(
+        id="prv_1", name="oai", type="openai", enabled=True, base_url=upstream_a.url + "/v1",
+        keys=[snapshot_pb2.SnapshotKey(id="key_1", secret=OPENAI_KEY, hint="…0001")],
+    )  # fmt: skip
+    verifier = snapshot_pb2.TokenVerifier(id="tok_1", name="tester", sha256=token_digest(token))
+    snapshot = snapshot_pb2.ProviderSnapshot(version=1, providers=[provider], tokens=[verifier])
+
+    async def call() -> tuple[int, str, int, list[usage_pb2.Interception]]:
+        pools = UpstreamPools(config.connect_timeout, config.idle_read_timeout, None)
+        keys = KeyHealth(config.default_cooldown, config.unauthorized_cooldown)
+        state = LiveRouteTable(pools, keys)
+        state.apply(snapshot)
+        reporter = UsageReporter(
+            ("127.0.0.1:1",), "unused", None, batch_size=config.usage_batch_size,
+            flush_interval=config.usage_flush_interval, capacity=config.usage_buffer,
+        )  # fmt: skip  # never run: its buffer is read
+        bodies = RequestBodies(
+            config.max_body_bytes, config.max_buffered_bytes, config.keepalive_timeout
+        )
+        tracing = broken(f"http://127.0.0.1:{free_port()}/v1/traces", "test")
+        app = web.Application()
+        forwarder = Forwarder(state, pools, keys, reporter, bodies, tracing)
+        app.router.add_route("*", PREFIX + "/{provider}/{tail:.*}", forwarder.handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        try:
+            async with (
+                aiohttp.ClientSession() as client,
+                client.post(
+                    f"http://127.0.0.1:{port}{PREFIX}/oai/v1/chat/completions", json=CHAT,
+                    headers={"Authorization": f"Bearer {token}"},
+                ) as answer,
+            ):  # fmt: skip
+                status, text = answer.status, await answer.text()
+        finally:
+            await runner.cleanup()  # waits for the handler, whose record is then made
+            await tracing.close()
+            await pools.close()
+        return status, text, bodies.held, reporter.take_pending()
+
+    status, text, held, records = asyncio.run(call())
+    assert status == 200 and "hello from A" in text
+    assert held == 0
+    assert [(r.provider_name, r.status, r.model) for r in records] == [
+        ("oai", 200, "gpt-test-2026")
+    ]
+    assert said in caplog.text
 
 
 def test_the_endpoint_is_the_collectors_base_url_or_its_traces_url(tmp_path: Path) -> None:

@@ -15,13 +15,12 @@ from bridged.usage import Usage
 
 
 class ToolCall:
-    __slots__ = ("id", "name", "arguments", "default")
+    __slots__ = ("id", "name", "arguments")
 
     def __init__(self, arguments: BoundedText) -> None:
         self.id = ""
         self.name = ""
         self.arguments = arguments
-        self.default = ""  # the arguments when no piece of them came (Anthropic's `{}`)
 
 
 class ToolCalls:
@@ -62,8 +61,8 @@ class ToolCalls:
     def records(self) -> list[usage_pb2.ToolCall]:
         return [
             usage_pb2.ToolCall(
-                id=c.id, name=c.name, arguments_truncated=c.arguments.truncated,
-                arguments=c.arguments.text() or ("" if c.arguments.truncated else c.default),
+                id=c.id, name=c.name, arguments=c.arguments.text(),
+                arguments_truncated=c.arguments.truncated,
             )
             for c in self._calls.values()
         ]  # fmt: skip

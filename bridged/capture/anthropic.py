@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bridged.capture.answer import Answer, compact_json
-from bridged.capture.settings import MAX_NAME, CaptureSettings
+from bridged.capture.settings import CaptureSettings
 
 
 class MessagesReader:
@@ -19,6 +19,10 @@ class MessagesReader:
         if not settings.tool_calls:
             skipped.append(b'"input_json_delta"')
         self._skipped = tuple(skipped)
+        # Calls whose arguments are the input their block started with: the first piece of
+        # input that follows replaces it (Anthropic starts with `{}`; some compatible
+        # upstreams send the whole input there, and no piece).
+        self._started_with_input: set[int] = set()
 
     def worth(self, event: str, data: bytes) -> bool:
         """Most events of a stream carry text: their JSON parse is skipped."""
@@ -36,13 +40,11 @@ class MessagesReader:
             if not isinstance(delta, dict):
                 return
             if delta.get("type") == "input_json_delta":
-                call = self.answer.tool_calls.get(data.get("index"))
-                if call is not None:
-                    call.arguments.append(delta.get("partial_json"))
+                self._input_piece(data.get("index"), delta.get("partial_json"))
             elif delta.get("type") == "thinking_delta":
                 self.answer.think(delta.get("thinking"))
         elif kind == "content_block_start":
-            self._block(data.get("index"), data.get("content_block"), streamed=True)
+            self._block(data.get("index"), data.get("content_block"))
         elif kind == "message_start":
             message = data.get("message")
             if isinstance(message, dict):
@@ -66,21 +68,28 @@ class MessagesReader:
         content = data.get("content")
         if isinstance(content, list):
             for index, block in enumerate(content):
-                self._block(index, block, streamed=False)
+                self._block(index, block)
 
-    def _block(self, index: Any, block: Any, streamed: bool) -> None:
+    def _block(self, index: Any, block: Any) -> None:
         if not isinstance(block, dict):
             return
         kind = block.get("type")
-        if kind == "tool_use":
+        # The client's tools (tool_use) and those the provider runs (server_tool_use,
+        # mcp_tool_use, …).
+        if kind == "tool_use" or (isinstance(kind, str) and kind.endswith("_tool_use")):
             call = self.answer.tool_calls.start(index, block.get("id"), block.get("name"))
-            if call is None:
-                return
-            arguments = compact_json(block.get("input", {}))
-            if streamed:  # input_json_delta pieces follow; `{}` if none does
-                call.default = self.answer.bounds.short(arguments, MAX_NAME)
-            else:
-                call.arguments.set(arguments)
+            if call is not None:
+                call.arguments.set(compact_json(block.get("input", {})))
+                self._started_with_input.add(index)
         elif kind == "thinking":
             self.answer.next_thought()
             self.answer.think(block.get("thinking"))
+
+    def _input_piece(self, index: Any, piece: Any) -> None:
+        call = self.answer.tool_calls.get(index)
+        if call is None:
+            return
+        if isinstance(piece, str) and piece and index in self._started_with_input:
+            self._started_with_input.discard(index)
+            call.arguments.clear()
+        call.arguments.append(piece)

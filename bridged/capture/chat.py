@@ -17,7 +17,7 @@ class ChatReader:
         """Most chunks carry text only: their JSON parse is skipped. (Quotes inside a
         JSON string are escaped: these markers are never found in a text.)"""
         return (
-            b'"tool_calls"' in data
+            _has_tool_calls(data)
             or b'"finish_reason":"' in data
             or b'"finish_reason": "' in data
             or b'"error"' in data
@@ -61,6 +61,14 @@ class ChatReader:
                 call.arguments.set(arguments)
             else:
                 call.arguments.append(arguments)
+
+
+def _has_tool_calls(data: bytes) -> bool:
+    """Some upstreams send `"tool_calls":null` in every delta: that is none."""
+    found = data.count(b'"tool_calls"')
+    if not found:
+        return False
+    return found > data.count(b'"tool_calls":null') + data.count(b'"tool_calls": null')
 
 
 def _first_choice(choices: Any) -> dict[str, Any] | None:

@@ -5,6 +5,7 @@ can fail the client's answer (what cannot be read marks the record partial)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 import orjson
@@ -78,7 +79,10 @@ class ResponseRecorder:
             if room > 0:
                 self._body += chunk[:room]
             return
-        for event, data in self._sse.feed(chunk):
+        self._events(self._sse.feed(chunk))
+
+    def _events(self, events: Iterable[tuple[str, bytes]]) -> None:
+        for event, data in events:
             if self._reader.worth(event, data):
                 parsed = _loads(data)
                 if parsed is not None:
@@ -88,6 +92,7 @@ class ResponseRecorder:
 
     def _finish(self) -> None:
         if self._sse is not None:
+            self._events(self._sse.end())
             if self._sse.dropped or self._sse.pending:
                 self._bounds.partial = True  # an event cut off, or a line past all bounds
             return

@@ -6,12 +6,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from bridged.capture.answer import Answer
+from bridged.capture.answer import Answer, compact_json
 from bridged.capture.settings import CaptureSettings
 
-_ARGUMENT_DELTAS = frozenset(
-    {"response.function_call_arguments.delta", "response.custom_tool_call_input.delta"}
-)
+_ARGUMENT_DELTAS = frozenset({
+    "response.function_call_arguments.delta", "response.custom_tool_call_input.delta",
+    "response.mcp_call_arguments.delta",
+})  # fmt: skip
+_ITEM_EVENTS = frozenset({"response.output_item.added", "response.output_item.done"})
+# In an output item's JSON, the end of a call's type ("function_call", "local_shell_call",
+# …): a message's item, whose .done carries the whole answer's text, is not parsed. (A
+# quote inside a JSON string is escaped: a text never holds it.)
+_CALL_MARKER = b'_call"'
 _SUMMARY_DELTA = "response.reasoning_summary_text.delta"
 _FINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
 # Events with nothing recorded in them (text, or what other events also carry): their
@@ -35,12 +41,14 @@ class ResponsesReader:
         if not settings.reasoning:
             skipped.add(_SUMMARY_DELTA)
         if not settings.tool_calls:
-            skipped |= _ARGUMENT_DELTAS
+            skipped |= _ARGUMENT_DELTAS | _ITEM_EVENTS
         self._skipped = frozenset(skipped)
         self._summary: tuple[Any, Any] | None = None  # (item, part) the summary deltas are in
 
     def worth(self, event: str, data: bytes) -> bool:
-        return event not in self._skipped
+        if event in self._skipped:
+            return False
+        return event not in _ITEM_EVENTS or _CALL_MARKER in data
 
     def event(self, data: dict[str, Any]) -> None:
         kind = data.get("type")
@@ -54,7 +62,7 @@ class ResponsesReader:
                 self._summary = where
                 self.answer.next_thought()
             self.answer.think(data.get("delta"))
-        elif kind in ("response.output_item.added", "response.output_item.done"):
+        elif kind in _ITEM_EVENTS:
             self._tool_call(data.get("output_index"), data.get("item"))
         elif kind in _FINAL:
             response = data.get("response")
@@ -83,14 +91,18 @@ class ResponsesReader:
                 self._summary_of(item)
 
     def _tool_call(self, index: Any, item: Any) -> None:
+        """Any call the model made: a function's, a custom tool's (its free-form input),
+        and those of the built-in tools (local_shell_call, web_search_call, mcp_call, …),
+        whose outputs are recorded as tool results too (conversation.py)."""
         if not isinstance(item, dict):
             return
         kind = item.get("type")
-        if kind not in ("function_call", "custom_tool_call"):
+        if not isinstance(kind, str) or not kind.endswith("_call"):
             return
-        call = self.answer.tool_calls.start(index, item.get("call_id"), item.get("name"))
+        call_id = item.get("call_id") or item.get("id")
+        call = self.answer.tool_calls.start(index, call_id, item.get("name") or kind)
         if call is not None:
-            call.arguments.set(item.get("arguments" if kind == "function_call" else "input"))
+            call.arguments.set(_arguments(item))
 
     def _summary_of(self, item: dict[str, Any]) -> None:
         summary = item.get("summary")
@@ -98,3 +110,14 @@ class ResponsesReader:
             if isinstance(part, dict):
                 self.answer.next_thought()
                 self.answer.think(part.get("text"))
+
+
+def _arguments(item: dict[str, Any]) -> str | None:
+    """A call's arguments as the model wrote them: a function's JSON text, a custom tool's
+    input, or a built-in tool's action (a command to run, a search) as JSON."""
+    for name in ("arguments", "input"):
+        value = item.get(name)
+        if isinstance(value, str):
+            return value
+    action = item.get("action")
+    return compact_json(action) if action is not None else None

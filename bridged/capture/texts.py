@@ -4,12 +4,10 @@ cut or replaced marks the record partial."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from bridged.capture.settings import RECORD_TEXT_BYTES
-
-_SURROGATES = re.compile("[\ud800-\udfff]")
+from common.text import storable
 
 
 class Bounds:
@@ -22,17 +20,15 @@ class Bounds:
         self.partial = False
 
     def utf8(self, text: str) -> bytes:
-        """`text` in UTF-8; a lone surrogate (a JSON escape of half a character) becomes
-        U+FFFD, as invalid UTF-8 does when a body is decoded, and so does NUL: PostgreSQL's
-        text cannot hold it, and one would fail its whole usage batch, every retry."""
-        if "\x00" in text:
-            self.partial = True
-            text = text.replace("\x00", "\ufffd")
-        try:
-            return text.encode()
-        except UnicodeEncodeError:
-            self.partial = True
-            return _SURROGATES.sub("\ufffd", text).encode()
+        """`text` in UTF-8, storable (common/text.py): NUL and lone surrogates (a JSON
+        escape of half a character) become U+FFFD, and the record partial."""
+        if "\x00" not in text:
+            try:
+                return text.encode()
+            except UnicodeEncodeError:
+                pass
+        self.partial = True
+        return storable(text).encode()
 
     def short(self, value: Any, limit: int) -> str:
         """A short string field (an id, a name, a reason), cut to `limit` characters."""
@@ -61,8 +57,10 @@ class BoundedText:
     def append(self, piece: Any) -> None:
         if not isinstance(piece, str) or not piece or self.truncated:
             return
-        data = self._bounds.utf8(piece)
         room = min(self._limit - len(self._data), self._bounds.text_left)
+        if len(piece) > room:  # a character is a byte at least: only these can be kept
+            piece = piece[: max(room, 0) + 1]  # one more, so that the cut is seen
+        data = self._bounds.utf8(piece)
         if len(data) > room:
             data = cut(data, room)
             self.truncated = self._bounds.partial = True
