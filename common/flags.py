@@ -28,6 +28,8 @@ Finish = Callable[[Mapping[str, Any]], Mapping[str, Any]]
 SWITCH_ON = ("1", "true", "yes", "on")
 DURATION = re.compile(r"^(\d+)([smhdw]?)$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+# Longer is a slip of the finger, and far longer overflows a timedelta or a date.
+MAX_DURATION_DAYS = 36500  # 100 years
 
 
 def env_name(flag: str) -> str:
@@ -149,7 +151,8 @@ def optional_path(value: str | None) -> Path | None:
 
 
 def parse_duration(value: str) -> int:
-    """`90s`, `15m`, `12h`, `30d`, `2w` or plain seconds → seconds (positive)."""
+    """`90s`, `15m`, `12h`, `30d`, `2w` or plain seconds → seconds (positive, at most
+    100 years)."""
     match = DURATION.match(value.strip().lower())
     if not match:
         raise argparse.ArgumentTypeError(
@@ -159,6 +162,10 @@ def parse_duration(value: str) -> int:
     seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
     if seconds <= 0:
         raise argparse.ArgumentTypeError(f"invalid duration {value!r}: must be positive")
+    if seconds > MAX_DURATION_DAYS * _UNIT_SECONDS["d"]:
+        raise argparse.ArgumentTypeError(
+            f"invalid duration {value!r}: at most {MAX_DURATION_DAYS}d (100 years)"
+        )
     return seconds
 
 

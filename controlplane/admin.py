@@ -21,7 +21,7 @@ from controlplane.cache import SnapshotCache
 from controlplane.errors import AlreadyExists, InvalidArgument, NotFound
 from controlplane.fleet import DEFAULT_GRACE, MAX_GRACE, Fleet
 from controlplane.publisher import SnapshotPublisher
-from controlplane.records import bounded, preview_record, summary, timestamp, whole_record
+from controlplane.records import Bounded, preview_record, summary, timestamp, whole_record
 from controlplane.registry import SubscriberState
 from controlplane.store import audit, models
 from controlplane.store.db import Database, DatabaseUnavailable, RevisionConflict
@@ -257,11 +257,17 @@ class AdminService(admin_pb2_grpc.AdminServicer):
 
     @_rpc
     async def ListInterceptions(self, request, context):  # type: ignore[no-untyped-def]
-        page = await asyncio.to_thread(
-            self.interceptions.calls, _filter(request.filter), request.limit, request.cursor
+        records = Bounded(preview_record)
+        cursor = await asyncio.to_thread(
+            self.interceptions.calls,
+            _filter(request.filter),
+            request.limit,
+            request.cursor,
+            records.take,
         )
-        records, cursor = bounded(page, preview_record)
-        return admin_pb2.ListInterceptionsResponse(interceptions=records, next_cursor=cursor)
+        return admin_pb2.ListInterceptionsResponse(
+            interceptions=records.messages, next_cursor=cursor
+        )
 
     @_rpc
     async def GetInterception(self, request, context):  # type: ignore[no-untyped-def]
@@ -269,24 +275,31 @@ class AdminService(admin_pb2_grpc.AdminServicer):
 
     @_rpc
     async def ListSessions(self, request, context):  # type: ignore[no-untyped-def]
-        page = await asyncio.to_thread(
-            self.interceptions.sessions, _filter(request.filter), request.limit, request.cursor
+        sessions = Bounded(summary)
+        cursor = await asyncio.to_thread(
+            self.interceptions.sessions,
+            _filter(request.filter),
+            request.limit,
+            request.cursor,
+            sessions.take,
         )
-        sessions, cursor = bounded(page, summary)
-        return admin_pb2.ListSessionsResponse(sessions=sessions, next_cursor=cursor)
+        return admin_pb2.ListSessionsResponse(sessions=sessions.messages, next_cursor=cursor)
 
     @_rpc
     async def GetSession(self, request, context):  # type: ignore[no-untyped-def]
-        summaries, page = await asyncio.to_thread(
+        records = Bounded(preview_record)
+        summaries, cursor = await asyncio.to_thread(
             self.interceptions.session,
             request.session_id,
             request.token,
             request.limit,
             request.cursor,
+            records.take,
         )
-        records, cursor = bounded(page, preview_record)
         return admin_pb2.GetSessionResponse(
-            sessions=[summary(s) for s in summaries], interceptions=records, next_cursor=cursor
+            sessions=[summary(s) for s in summaries],
+            interceptions=records.messages,
+            next_cursor=cursor,
         )
 
     @_rpc
@@ -318,7 +331,10 @@ def _expected(request: Any) -> int | None:
 def _time(request: Any, field: str) -> datetime | None:
     if not request.HasField(field):
         return None
-    return getattr(request, field).ToDatetime(tzinfo=UTC)
+    try:
+        return getattr(request, field).ToDatetime(tzinfo=UTC)
+    except ValueError:  # seconds beyond the years 1 to 9999, or nanos beyond a second
+        raise InvalidArgument(field, "is not a time between the years 1 and 9999") from None
 
 
 def _filter(f: admin_pb2.InterceptionFilter) -> InterceptionFilter:

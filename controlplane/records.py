@@ -17,7 +17,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import Row
 
 from aibridge.v1 import admin_pb2
-from controlplane.store.interceptions import PREVIEW_PROMPT_CHARS, Page
+from controlplane.store.interceptions import PREVIEW_PROMPT_CHARS
 
 PREVIEW_ARGUMENT_CHARS = 200
 # A page stops once its records reach this: a client's default limit is 4 MiB a message.
@@ -58,7 +58,11 @@ def preview_record(row: Row[Any]) -> admin_pb2.InterceptionRecord:
             call.arguments = call.arguments[:PREVIEW_ARGUMENT_CHARS]
             call.arguments_truncated = True
     record.reasoning_truncated = record.reasoning_truncated or bool(row.has_reasoning)
-    return record
+    # A message keeps the texts replaced in it until it goes (upb allocates in an arena
+    # per message): a copy holds only the cut ones, not ~1 MiB of arguments per preview.
+    preview = admin_pb2.InterceptionRecord()
+    preview.CopyFrom(record)
+    return preview
 
 
 def _record(row: Row[Any]) -> admin_pb2.InterceptionRecord:
@@ -90,15 +94,20 @@ def summary(row: Row[Any]) -> admin_pb2.SessionSummary:
     )
 
 
-def bounded(page: Page, message: Callable[[Row[Any]], Any]) -> tuple[list[Any], str]:
-    """The page's rows as messages, as many as fit PAGE_BYTES (one at least), and the
-    cursor that continues after the last of them (empty when nothing is left)."""
-    messages: list[Any] = []
-    size = 0
-    for row in page.rows:
-        built = message(row)
-        size += built.ByteSize() + 8  # with its tag and length in the response
-        if messages and size > PAGE_BYTES:
-            return messages, page.order.cursor(page.rows[len(messages) - 1])
-        messages.append(built)
-    return messages, page.order.cursor(page.rows[-1]) if page.more else ""
+class Bounded:
+    """Messages built from rows as the store offers them, as many as fit PAGE_BYTES (one
+    at least): the store's `take`."""
+
+    def __init__(self, build: Callable[[Row[Any]], Any]) -> None:
+        self.build = build
+        self.messages: list[Any] = []
+        self.size = 0
+
+    def take(self, row: Row[Any]) -> bool:
+        built = self.build(row)
+        size = self.size + built.ByteSize() + 8  # with its tag and length in the response
+        if self.messages and size > PAGE_BYTES:
+            return False
+        self.messages.append(built)
+        self.size = size
+        return True

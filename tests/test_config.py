@@ -71,6 +71,9 @@ REFUSED = [
     ("controlplane", "AIBRIDGE_MAX_STREAMS", "many", "argument --max-streams: invalid int value"),
     ("controlplane", "AIBRIDGE_TLS_CERT", "cert.pem", "--tls-cert and --tls-key go together"),
     ("controlplane", "AIBRIDGE_RETENTION", "60 days", "argument --retention: invalid duration"),
+    # Past a timedelta's range, or past the dates now − retention reaches.
+    ("controlplane", "AIBRIDGE_RETENTION", "99999999999w", "at most 36500d (100 years)"),
+    ("controlplane", "AIBRIDGE_RETENTION", "1000000w", "argument --retention: invalid duration"),
     ("controlplane", "AIBRIDGE_RETENTION_INTERVAL", "0", "--retention-interval must be positive"),
     (
         "controlplane",

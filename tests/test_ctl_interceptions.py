@@ -264,7 +264,16 @@ def test_session_timeline(controlplane: Controlplane) -> None:
     assert t2[0].split()[1:3] == ["gpt-4o", "500"] and "  error: overloaded" in t2
     assert t3[1:] == ["  tool result: c1 error", "  stop: end_turn"]
 
-    # Without --token: every token's calls under that session id, one summary each.
+    # Without --token: every token's calls under that session id, each call with its token
+    # (anyone may send any session id), one summary each.
+    merged = ctl(cp, "sessions", "show", "s-1", env=WIDE, check=True).stdout
+    summary, *calls = merged.split("\n\n")
+    several = "2 tokens used this session id: each call shows its token"
+    assert summary.splitlines()[-1] == several
+    assert [c.splitlines()[0].split()[1:3] for c in calls] == [
+        ["token", "alice"], ["token", "bob"], ["token", "alice"], ["token", "alice"],
+    ]  # fmt: skip
+    assert calls[1].splitlines()[0].endswith("(b1)")
     document = json.loads(ctl(cp, "sessions", "show", "s-1", "--json", check=True).stdout)
     assert sorted(s["token_name"] for s in document["sessions"]) == ["alice", "bob"]
     assert [i["id"] for i in document["interceptions"]] == ["t1", "b1", "t2", "t3"]
@@ -272,6 +281,58 @@ def test_session_timeline(controlplane: Controlplane) -> None:
 
     first_two = json.loads(ctl(cp, "sessions", "show", "s-1", "--limit", "2", "--json").stdout)
     assert [i["id"] for i in first_two["interceptions"]] == ["t1", "b1"]
+
+
+# A terminal takes these for commands: retitle the window, clear the screen, CSI (C1).
+ESCAPES = "\x1b]0;owned\x07\x1b[2J\x9b31m\x7f"
+SHOWN = "\\x1b]0;owned\\x07\\x1b[2J\\x9b31m\\x7f"
+RAW_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def test_recorded_control_characters_are_shown_not_obeyed(controlplane: Controlplane) -> None:
+    """Whoever calls through the gateway writes the records: every text in them may hold
+    terminal escapes, which aibridgectl shows as \\xNN (keeping newlines and tabs in a
+    block of text) and never writes to the terminal."""
+    cp = controlplane
+    e = ESCAPES
+    record = interception(
+        "evil", MINUTE, model=f"gpt{e}", client="curl",
+        session_id="s-1", prompt=f"first{e}\n\tsecond\r", stop_reason=f"end{e}",
+        error_message=f"boom{e}\nagain", reasoning=f"think{e}",
+        tool_calls=[
+            usage_pb2.ToolCall(id=f"c{e}", name=f"run{e}", arguments=f"not json {e}"),
+            usage_pb2.ToolCall(id="c2", name="run", arguments=json.dumps({"cmd": e})),
+        ],
+        tool_results=[usage_pb2.ToolResult(tool_call_id=f"r{e}")],
+    )  # fmt: skip
+    record.user_agent = f"ua{e}"
+    # A session id that cannot be looked up (control characters), but is listed.
+    report(cp, [record, interception("odd", MINUTE, session_id=f"s{e}")], cp.secrets.bridged)
+
+    outputs = {
+        "list": ctl(cp, "interceptions", "list", env=WIDE, check=True).stdout,
+        "show": ctl(cp, "interceptions", "show", "evil", check=True).stdout,
+        "sessions": ctl(cp, "sessions", "list", env=WIDE, check=True).stdout,
+        "timeline": ctl(cp, "sessions", "show", "s-1", env=WIDE, check=True).stdout,
+        "json": ctl(cp, "interceptions", "show", "evil", "--json", check=True).stdout,
+    }
+    for name, stdout in outputs.items():
+        assert not RAW_CONTROLS.search(stdout), (name, stdout)
+    show = outputs["show"]
+    fields = dict(re.findall(r"^([a-z ]+):\s+(.+)$", show, re.M))
+    assert (fields["model"], fields["user agent"]) == (f"gpt{SHOWN}", f"ua{SHOWN}")
+    assert (fields["error"], fields["stop reason"]) == (f"boom{SHOWN}\\x0aagain", f"end{SHOWN}")
+    assert f"prompt:\n    first{SHOWN}\n    \tsecond\\x0d\n" in show
+    assert f"  run{SHOWN} (id c{SHOWN})\n    not json {SHOWN}\n" in show
+    assert '    {\n      "cmd": "\\u001b]0;owned\\u0007' in show  # JSON escapes its own
+    assert f"  r{SHOWN} ok" in show and f"reasoning:\n    think{SHOWN}" in show
+    assert f"gpt{SHOWN}" in outputs["list"] and f"first{SHOWN} \tsecond" not in outputs["list"]
+    assert f"first{SHOWN} second" in outputs["list"]  # on one line
+    assert f"s{SHOWN}" in outputs["sessions"]
+    timeline = outputs["timeline"].splitlines()
+    assert f"  prompt: first{SHOWN}" in timeline and f"  error: boom{SHOWN}" in timeline
+    assert f"  tool call: run{SHOWN} not json {SHOWN}" in timeline
+    assert json.loads(outputs["json"])["prompt"] == f"first{e}\n\tsecond\r"
 
 
 def test_usage_by_client(controlplane: Controlplane) -> None:

@@ -5,6 +5,8 @@ and token. Runs on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,10 +14,11 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf.json_format import MessageToDict
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from aibridge.v1 import admin_pb2, usage_pb2
 from controlplane.ctl.options import to_timestamp
-from tests.harness import Controlplane, interception, report
+from tests.harness import Controlplane, interception, report, rss_bytes
 
 MINUTE = timedelta(minutes=1)
 
@@ -188,6 +191,11 @@ INVALID = grpc.StatusCode.INVALID_ARGUMENT
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
 
 
+# Timestamps beyond a datetime's years 1 to 9999.
+AFTER_9999 = Timestamp(seconds=253402300800)
+BEFORE_YEAR_1 = Timestamp(seconds=-62135596801)
+
+
 def in_filter(**filter: Any) -> admin_pb2.InterceptionFilter:
     return admin_pb2.InterceptionFilter(**filter)
 
@@ -219,6 +227,20 @@ def in_filter(**filter: Any) -> admin_pb2.InterceptionFilter:
             "token:",
             INVALID,
         ),
+        (
+            "ListInterceptions",
+            admin_pb2.ListInterceptionsRequest(filter=in_filter(since=AFTER_9999)),
+            "since:",
+            INVALID,
+        ),
+        (
+            "ListSessions",
+            admin_pb2.ListSessionsRequest(filter=in_filter(until=Timestamp(nanos=-1))),
+            "until:",
+            INVALID,
+        ),
+        ("QueryUsage", admin_pb2.QueryUsageRequest(since=BEFORE_YEAR_1), "since:", INVALID),
+        ("QueryUsage", admin_pb2.QueryUsageRequest(until=AFTER_9999), "until:", INVALID),
         ("GetInterception", admin_pb2.GetInterceptionRequest(), "id:", INVALID),
         ("GetInterception", admin_pb2.GetInterceptionRequest(id="r404"), "interception", NOT_FOUND),
         ("GetSession", admin_pb2.GetSessionRequest(), "session_id:", INVALID),
@@ -229,6 +251,96 @@ def test_bad_requests_are_refused(
     shared_controlplane: Controlplane, call: str, message: Any, starts: str, code: grpc.StatusCode
 ) -> None:
     refused_with(getattr(shared_controlplane.admin, call), message, starts, code)
+
+
+def test_the_years_1_and_9999_are_times_a_filter_takes(controlplane: Controlplane) -> None:
+    cp = controlplane
+    send(cp, [interception("r1", MINUTE)])
+    year_1, year_9999 = Timestamp(seconds=-62135596800), Timestamp(seconds=253402300799)
+    assert ids(cp, since=year_1, until=year_9999) == ["r1"]
+    assert ids(cp, since=year_9999) == ids(cp, until=year_1) == []
+
+
+def with_key_text(cursor: str, text: str) -> str:
+    """`cursor` with its last key string (an id) replaced by `text`."""
+    data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    data[-1] = text
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+
+def test_a_cursor_holding_what_no_id_holds_is_refused(controlplane: Controlplane) -> None:
+    """PostgreSQL refuses NUL in a text: a cursor crafted with one is refused as the
+    filters are, never an internal error."""
+    cp = controlplane
+    send(cp, [interception(f"r{n}", n * MINUTE, session_id=f"s{n}") for n in range(3)])
+    calls = listing(cp, limit=1).next_cursor
+    sessions = cp.admin.ListSessions(admin_pb2.ListSessionsRequest(limit=1)).next_cursor
+    timeline = cp.admin.GetSession(admin_pb2.GetSessionRequest(session_id="s1", limit=1))
+    assert calls and sessions and not timeline.next_cursor
+    for bad in ("r\x00", "r\x1b", "r" * 201):
+        refused_with(
+            cp.admin.ListInterceptions,
+            admin_pb2.ListInterceptionsRequest(cursor=with_key_text(calls, bad)),
+        )
+        refused_with(
+            cp.admin.ListSessions,
+            admin_pb2.ListSessionsRequest(cursor=with_key_text(sessions, bad)),
+        )
+        refused_with(
+            cp.admin.GetSession,
+            admin_pb2.GetSessionRequest(session_id="s1", cursor=with_key_text(calls, bad)),
+        )
+    # The same cursor, its key as it was: taken.
+    assert [r.id for r in listing(cp, cursor=with_key_text(calls, "r0")).interceptions] == [
+        "r1", "r2",
+    ]  # fmt: skip
+
+
+def test_a_listing_holds_the_calls_started_before_its_first_page(
+    controlplane: Controlplane,
+) -> None:
+    """Sessions are ordered by their last call: one further down that gets a call while a
+    reader pages would move up past the cursor, and never be listed. The first page fixes
+    the listing's end: a call made after it is in none of the pages that follow, and a
+    session's summaries stay those of the first page."""
+    cp = controlplane
+    now = datetime.now(UTC)
+    send(cp, [
+        interception("a1", 1 * MINUTE, now, session_id="a"),
+        interception("b1", 2 * MINUTE, now, session_id="b"),
+        interception("c1", 4 * MINUTE, now, session_id="c"),
+        interception("c2", 3 * MINUTE, now, session_id="c"),
+    ])  # fmt: skip
+
+    def sessions_page(cursor: str) -> admin_pb2.ListSessionsResponse:
+        return cp.admin.ListSessions(admin_pb2.ListSessionsRequest(limit=1, cursor=cursor))
+
+    first = sessions_page("")
+    send(cp, [interception("c3", timedelta(0), session_id="c")])  # c is now the most recent
+    rest = every_page(sessions_page, "sessions", first.next_cursor)
+    listed = [first.sessions, *rest]
+    assert [(s.session_id, s.interceptions) for p in listed for s in p] == [
+        ("a", 1), ("b", 1), ("c", 2),
+    ]  # fmt: skip
+    assert [s.session_id for s in sessions_page("").sessions] == ["c"]  # a new listing has it
+
+    # A session's calls, oldest first: the call made after the first page is not added,
+    # and the summary is the first page's on every page.
+    def session_page(cursor: str) -> admin_pb2.GetSessionResponse:
+        request = admin_pb2.GetSessionRequest(session_id="c", limit=2, cursor=cursor)
+        return cp.admin.GetSession(request)
+
+    opened = session_page("")
+    send(cp, [interception("c4", timedelta(0), session_id="c")])
+    later = session_page(opened.next_cursor)
+    assert [r.id for r in [*opened.interceptions, *later.interceptions]] == ["c1", "c2", "c3"]
+    assert later.next_cursor == ""
+    assert [s.interceptions for s in (*opened.sessions, *later.sessions)] == [3, 3]
+
+    # The filter's own end holds too, when it comes first.
+    until = to_timestamp(now - timedelta(seconds=150))
+    limited = every_page(lambda c: listing(cp, 1, c, until=until), "interceptions")
+    assert [r.id for p in limited for r in p] == ["c2", "c1"]
 
 
 def test_get_is_whole_and_a_listing_holds_previews(controlplane: Controlplane) -> None:
@@ -360,3 +472,27 @@ def summary_of(s: admin_pb2.SessionSummary, now: datetime) -> tuple[Any, ...]:
         s.session_id, s.token_name, s.client, ago(s.first_seen), ago(s.last_seen),
         s.interceptions, s.input_tokens, s.output_tokens, s.tool_calls, s.errors,
     )  # fmt: skip
+
+
+def test_a_listing_reads_large_records_a_few_at_a_time(controlplane: Controlplane) -> None:
+    """120 records of about 1 MiB of tool calls each: a listing of them all reads a few rows
+    at a time and keeps only their previews (800 characters of arguments each), so the
+    controlplane never holds the whole records at once."""
+    cp = controlplane
+    calls = [
+        usage_pb2.ToolCall(id=f"call_{n}", name="write_file", arguments=str(n) * 256 * 1024)
+        for n in range(4)
+    ]
+    for batch in range(40):  # 3 records a batch: under the 4 MiB a request may hold
+        send(cp, [
+            interception(f"big{batch:02d}-{n}", timedelta(seconds=batch * 3 + n),
+                         tool_calls=calls)
+            for n in range(3)
+        ])  # fmt: skip
+    assert cp.proc is not None
+    before = rss_bytes(cp.proc.pid, "VmHWM")
+    listed = listing(cp, limit=1000)
+    grown = rss_bytes(cp.proc.pid, "VmHWM") - before
+    assert len(listed.interceptions) == 120 and listed.next_cursor == ""
+    assert all(c.arguments_truncated for r in listed.interceptions for c in r.tool_calls)
+    assert grown < 80 * 2**20, f"the controlplane grew {grown / 2**20:.0f} MiB"

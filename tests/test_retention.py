@@ -113,7 +113,7 @@ def test_a_database_outage_is_logged_and_tried_again(caplog: pytest.LogCaptureFi
 @pytest.mark.parametrize(
     ("value", "period"),
     [("60d", timedelta(days=60)), ("12h", timedelta(hours=12)), ("30m", timedelta(minutes=30)),
-     ("0", None), ("off", None), ("OFF", None)],
+     ("36500d", timedelta(days=36500)), ("0", None), ("off", None), ("OFF", None)],
 )  # fmt: skip
 def test_retention_flag(tmp_path: Path, value: str, period: timedelta | None) -> None:
     state = ["--state-dir", str(tmp_path)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -50,8 +51,13 @@ def to_json(message: Message) -> dict[str, Any]:
     return _numbers(message, data)
 
 
+# JSON escapes C0 controls itself; these it leaves as they are.
+_JSON_UNESCAPED_CONTROLS = re.compile(r"[\x7f-\x9f]")
+
+
 def emit_json(message: Message) -> None:
-    print(json.dumps(to_json(message), indent=2, ensure_ascii=False))
+    text = json.dumps(to_json(message), indent=2, ensure_ascii=False)
+    print(_JSON_UNESCAPED_CONTROLS.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
 
 
 # --- readable ------------------------------------------------------------------------------
@@ -74,10 +80,26 @@ def presence(subscriber: admin_pb2.Subscriber, now: datetime) -> str:
     return f"disconnected {max(int(since.total_seconds()), 0)}s ago"
 
 
+# C0 and C1 control characters, and DEL: written to a terminal, a recorded text could
+# move the cursor, rewrite what was printed, retitle the window or worse.
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROLS_BUT_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str, lines: bool = False) -> str:
+    """`text` with its control characters shown as \\xNN; with `lines`, a block of text,
+    its newlines and tabs kept."""
+    controls = _CONTROLS_BUT_LINES if lines else _CONTROLS
+    return controls.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def _flat(text: str) -> str:
+    # On one line, whatever the server put in a free-text field.
+    return printable(" ".join(text.split()))
+
+
 def _cell(value: str) -> str:
-    # One row per line, whatever the server put in a free-text field.
-    text = " ".join(str(value).split())
-    return text or "-"
+    return _flat(str(value)) or "-"
 
 
 def terminal_width() -> int:
@@ -87,7 +109,7 @@ def terminal_width() -> int:
 
 def one_line(text: str, width: int) -> str:
     """`text` on one line, cut to `width` characters, an ellipsis marking the cut."""
-    flat = " ".join(text.split())
+    flat = _flat(text)
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
@@ -114,7 +136,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], fit: int | None
 
 def key_values(pairs: Sequence[tuple[str, str]]) -> str:
     width = max(len(k) for k, _ in pairs) + 1
-    return "\n".join(f"{(k + ':').ljust(width)}  {v}" for k, v in pairs)
+    return "\n".join(f"{(k + ':').ljust(width)}  {printable(v)}" for k, v in pairs)
 
 
 def yes_no(value: bool) -> str:

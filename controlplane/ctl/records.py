@@ -7,7 +7,7 @@ import json
 import textwrap
 
 from aibridge.v1 import admin_pb2, usage_pb2
-from controlplane.ctl.output import fmt_time, key_values, one_line, yes_no
+from controlplane.ctl.output import fmt_time, key_values, one_line, printable, yes_no
 
 TRUNCATED = "[truncated]"
 INDENT = "    "
@@ -23,6 +23,8 @@ def token_text(record: admin_pb2.InterceptionRecord | admin_pb2.SessionSummary) 
 
 
 def marked(text: str, truncated: bool) -> str:
+    """A block of recorded text, safe to print, its cut marked."""
+    text = printable(text, lines=True)
     return f"{text}\n{TRUNCATED}" if truncated else text
 
 
@@ -40,7 +42,7 @@ def tool_call_line(call: usage_pb2.ToolCall, width: int) -> str:
 
 
 def tool_result_text(result: usage_pb2.ToolResult) -> str:
-    return f"{result.tool_call_id} {'error' if result.is_error else 'ok'}"
+    return f"{printable(result.tool_call_id)} {'error' if result.is_error else 'ok'}"
 
 
 def _about(record: admin_pb2.InterceptionRecord) -> list[tuple[str, str]]:
@@ -76,7 +78,8 @@ def interception_text(record: admin_pb2.InterceptionRecord) -> str:
     parts.append("prompt:\n" + textwrap.indent(prompt, INDENT) if prompt else "prompt: -")
     if record.tool_calls:
         calls = [
-            f"  {c.name} (id {c.id})\n" + textwrap.indent(pretty_arguments(c), INDENT)
+            f"  {printable(f'{c.name} (id {c.id})')}\n"
+            + textwrap.indent(pretty_arguments(c), INDENT)
             for c in record.tool_calls
         ]
         parts.append(f"tool calls ({len(record.tool_calls)}):\n" + "\n".join(calls))
@@ -96,19 +99,22 @@ def _labelled(label: str, text: str) -> str:
     return "\n".join([head + first, *(" " * len(head) + line for line in rest)])
 
 
-def timeline_entry(record: admin_pb2.InterceptionRecord, width: int) -> str:
-    """One call of a session: when, what, its cost, then what went in and came out."""
-    lines = [
-        f"{fmt_time(record, 'started_at')}  {record.model or '-'}  {status_text(record)}  "
+def timeline_entry(record: admin_pb2.InterceptionRecord, width: int, token: bool = False) -> str:
+    """One call of a session: when (and with which `token`, when several used the session
+    id), what, its cost, then what went in and came out."""
+    who = f"token {token_text(record)}  " if token else ""
+    head = (
+        f"{fmt_time(record, 'started_at')}  {who}{record.model or '-'}  {status_text(record)}  "
         f"in {record.input_tokens} out {record.output_tokens}  ({record.id})"
-    ]
+    )
+    lines = [printable(head)]
     if record.prompt:
         lines.append(_labelled("prompt", marked(record.prompt, record.prompt_truncated)))
     lines += [_labelled("tool result", tool_result_text(r)) for r in record.tool_results]
     room = width - len("  tool call: ")
     lines += [_labelled("tool call", tool_call_line(c, room)) for c in record.tool_calls]
     if record.error_message:
-        lines.append(_labelled("error", record.error_message))
+        lines.append(_labelled("error", printable(record.error_message, lines=True)))
     if record.stop_reason:
-        lines.append(_labelled("stop", record.stop_reason))
+        lines.append(_labelled("stop", printable(record.stop_reason)))
     return "\n".join(lines)

@@ -2,10 +2,17 @@
 
 Pages are keyset pages: each ordering has a key unique per row (a call's start and its
 request id; a session's last call, its id and its token), and a cursor is the last key a
-page held, so a page never repeats or skips a row whatever is written meanwhile.
+page held. A listing holds the calls started before its first page was read (or before
+the filter's `until`, if earlier): that bound goes into its cursor and holds for every
+page, so a call made while a reader pages neither shifts the rows nor moves a session
+up past the cursor. Records are written when their call ends, though: a record written
+after the first page was read (a call still running then) may be missing from the pages
+that follow, and may add to a session already listed.
 
 Listings hold previews: the prompt is read only as far as a preview shows it, and the
-reasoning not at all (`PREVIEW_COLUMNS`).
+reasoning not at all (`PREVIEW_COLUMNS`). Rows are read a few at a time (`CHUNK`) and
+offered to the caller, who stops the page once it has enough bytes: a page of large
+records never holds them all in memory at once.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ import base64
 import binascii
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,12 +31,13 @@ from sqlalchemy.orm import Session
 from controlplane import validation
 from controlplane.errors import InvalidArgument, NotFound
 from controlplane.store.db import Database
-from controlplane.store.models import Interception
+from controlplane.store.models import Interception, utcnow
 from controlplane.store.usage import error_count, failed, provider_filter
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
 PREVIEW_PROMPT_CHARS = 500
+CHUNK = 20  # rows read from the database at a time (a row may hold ~1 MiB of tool calls)
 
 _STATUS_CLASSES: dict[str, ColumnElement[bool]] = {
     "2xx": Interception.status.between(200, 299),
@@ -40,6 +48,9 @@ _STATUS_CLASSES: dict[str, ColumnElement[bool]] = {
 }
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 Columns = Sequence[SQLColumnExpression[Any]]
+# Takes a row into the page, or refuses it (False) when the page is full. It never
+# refuses the first row of a page.
+Take = Callable[[Row[Any]], bool]
 
 # A listing's columns: every one but the long texts, and of those only what a preview
 # shows (one character more than it shows, to tell whether it was cut).
@@ -63,37 +74,66 @@ class InterceptionFilter:
     status_class: str = ""  # one of _STATUS_CLASSES
 
 
+@dataclass(frozen=True)
+class PageRequest:
+    """Which page: at most `limit` rows, those past `key` (none: the first page), of calls
+    started before `until` (the listing's bound, the same on every page)."""
+
+    limit: int
+    until: datetime
+    key: list[Any] | None
+
+    def bounded(self, f: InterceptionFilter) -> InterceptionFilter:
+        return replace(f, until=self.until)
+
+
 class Keyset:
     """One ordering of rows, and the cursors that continue it."""
 
-    def __init__(self, kind: str, descending: bool, key: Callable[[Row[Any]], Sequence[Any]]):
+    def __init__(
+        self, kind: str, descending: bool, size: int, key: Callable[[Row[Any]], Sequence[Any]]
+    ):
         self.kind = kind  # a cursor of another listing is refused, not misread
         self.descending = descending
-        self.key = key  # a row's values of the ordering's columns: a time, then strings
+        self.size = size  # the ordering's columns
+        self.key = key  # a row's values of those columns: a time, then strings
 
     def order(self, columns: Columns) -> list[ColumnElement[Any]]:  # for ORDER BY
         return [c.desc() if self.descending else c.asc() for c in columns]
 
-    def cursor(self, row: Row[Any]) -> str:
-        """The cursor that continues after `row`."""
-        first, *rest = self.key(row)
-        data = [self.kind, (first - _EPOCH) // timedelta(microseconds=1), *rest]
-        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+    def request(self, limit: int, cursor: str, until: datetime | None) -> PageRequest:
+        """The page `cursor` asks for (the first: empty), in a listing whose filter says
+        `until`."""
+        limit = page_limit(limit)
+        if not cursor:
+            now = utcnow()
+            return PageRequest(limit, now if until is None else min(until, now), None)
+        bound, key = self._decode(cursor)
+        return PageRequest(limit, bound if until is None else min(until, bound), key)
 
     def page(
-        self, session: Session, query: Select[Any], columns: Columns, limit: int, cursor: str
-    ) -> Page:
-        """Up to `limit` rows of `query` past `cursor`, in this order (`columns`)."""
-        limit = page_limit(limit)
-        query = query.order_by(*self.order(columns)).limit(limit + 1)
-        if cursor:
-            query = query.where(self.after(cursor, columns))
-        rows = list(session.execute(query))
-        return Page(rows[:limit], len(rows) > limit, self)
+        self, session: Session, query: Select[Any], columns: Columns, at: PageRequest, take: Take
+    ) -> str:
+        """Offers `take` the rows of `query` that `at` asks for, in this order (`columns`),
+        until it refuses one; returns the cursor that continues after the last row taken,
+        or an empty one when no row is left."""
+        query = query.order_by(*self.order(columns)).limit(at.limit + 1)
+        if at.key is not None:
+            query = query.where(self.after(at.key, columns))
+        taken, last = 0, None
+        with session.execute(query.execution_options(yield_per=CHUNK)) as rows:
+            for row in rows:
+                if taken == at.limit or not take(row):
+                    break
+                taken, last = taken + 1, row
+            else:
+                return ""
+        if last is None:
+            raise ValueError("take() refused the first row of a page")
+        return self._cursor(at.until, last)
 
-    def after(self, cursor: str, columns: Columns) -> ColumnElement[bool]:
-        """The rows past `cursor` in this ordering."""
-        key = self._decode(cursor, len(columns))
+    def after(self, key: list[Any], columns: Columns) -> ColumnElement[bool]:
+        """The rows past `key` in this ordering."""
         # The first column's bound on its own lets its index narrow the scan.
         first, value = columns[0], key[0]
         return and_(first <= value if self.descending else first >= value, self._past(columns, key))
@@ -105,31 +145,38 @@ class Keyset:
             return beyond
         return or_(beyond, and_(column == value, self._past(columns[1:], key[1:])))
 
-    def _decode(self, cursor: str, size: int) -> list[Any]:
+    def _cursor(self, until: datetime, row: Row[Any]) -> str:
+        first, *rest = self.key(row)
+        data = [self.kind, _micros(until), _micros(first), *rest]
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+    def _decode(self, cursor: str) -> tuple[datetime, list[Any]]:
+        """The listing's bound and the key that `cursor` holds."""
         try:
             data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         except (binascii.Error, ValueError):
             data = None
         if (
             not isinstance(data, list)
-            or len(data) != size + 1
+            or len(data) != self.size + 2
             or data[0] != self.kind
-            or type(data[1]) is not int
-            or not all(isinstance(v, str) for v in data[2:])
+            or not all(type(v) is int for v in data[1:3])
+            # Strings as the filters' are checked: PostgreSQL refuses NUL in a text.
+            or not all(isinstance(v, str) and validation.possible_id(v) for v in data[3:])
         ):
             raise InvalidArgument("cursor", "is not a cursor of this listing: pass next_cursor on")
-        try:
-            started = _EPOCH + timedelta(microseconds=data[1])
-        except OverflowError:
-            raise InvalidArgument("cursor", "is out of range") from None
-        return [started, *data[2:]]
+        return _from_micros(data[1]), [_from_micros(data[2]), *data[3:]]
 
 
-@dataclass(frozen=True)
-class Page:
-    rows: list[Row[Any]]
-    more: bool  # rows beyond these match too
-    order: Keyset
+def _micros(at: datetime) -> int:
+    return (at - _EPOCH) // timedelta(microseconds=1)
+
+
+def _from_micros(micros: int) -> datetime:
+    try:
+        return _EPOCH + timedelta(microseconds=micros)
+    except OverflowError:
+        raise InvalidArgument("cursor", "is out of range") from None
 
 
 def _call_key(row: Row[Any]) -> tuple[datetime, str]:
@@ -140,9 +187,9 @@ def _session_key(row: Row[Any]) -> tuple[datetime, str, str]:
     return row.last_seen, row.session_id, row.token_id
 
 
-NEWEST_FIRST = Keyset("i", descending=True, key=_call_key)
-OLDEST_FIRST = Keyset("o", descending=False, key=_call_key)
-SESSIONS_ORDER = Keyset("s", descending=True, key=_session_key)
+NEWEST_FIRST = Keyset("i", descending=True, size=2, key=_call_key)
+OLDEST_FIRST = Keyset("o", descending=False, size=2, key=_call_key)
+SESSIONS_ORDER = Keyset("s", descending=True, size=3, key=_session_key)
 _CALL_COLUMNS = (Interception.started_at, Interception.request_id)
 
 
@@ -158,9 +205,12 @@ class InterceptionLog:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def calls(self, f: InterceptionFilter, limit: int, cursor: str) -> Page:
-        """Previews of the calls `f` admits, newest first."""
-        return self._previews(f, limit, cursor, NEWEST_FIRST)
+    def calls(self, f: InterceptionFilter, limit: int, cursor: str, take: Take) -> str:
+        """Offers `take` previews of the calls `f` admits, newest first; returns the cursor
+        that continues."""
+        at = NEWEST_FIRST.request(limit, cursor, f.until)
+        with self.db.read() as session:
+            return _previews(session, at.bounded(f), at, NEWEST_FIRST, take)
 
     def get(self, request_id: str) -> Row[Any]:
         validation.reference(request_id, "an interception id", "id")
@@ -171,34 +221,38 @@ class InterceptionLog:
             raise NotFound(f"interception {request_id!r} not found")
         return row
 
-    def sessions(self, f: InterceptionFilter, limit: int, cursor: str) -> Page:
-        """One row per (session id, token) among the calls `f` admits, most recently
-        active first."""
+    def sessions(self, f: InterceptionFilter, limit: int, cursor: str, take: Take) -> str:
+        """Offers `take` one row per (session id, token) among the calls `f` admits, most
+        recently active first; returns the cursor that continues."""
+        at = SESSIONS_ORDER.request(limit, cursor, f.until)
         with self.db.read() as session:
-            grouped = _sessions(session, f).subquery()
+            grouped = _sessions(session, at.bounded(f)).subquery()
             key = [grouped.c.last_seen, grouped.c.session_id, grouped.c.token_id]
-            return SESSIONS_ORDER.page(session, select(grouped), key, limit, cursor)
+            return SESSIONS_ORDER.page(session, select(grouped), key, at, take)
 
     def session(
-        self, session_id: str, token: str, limit: int, cursor: str
-    ) -> tuple[list[Row[Any]], Page]:
-        """The session's summaries (one per token that used its id) and previews of its
-        calls, oldest first."""
+        self, session_id: str, token: str, limit: int, cursor: str, take: Take
+    ) -> tuple[list[Row[Any]], str]:
+        """The session's summaries (one per token that used its id); offers `take`
+        previews of its calls, oldest first, and returns the cursor that continues."""
         if not session_id:
             raise InvalidArgument("session_id", "is required")
-        f = InterceptionFilter(session_id=session_id, token=token)
-        page = self._previews(f, limit, cursor, OLDEST_FIRST)  # first: it checks the request
+        at = OLDEST_FIRST.request(limit, cursor, None)
+        f = at.bounded(InterceptionFilter(session_id=session_id, token=token))
         with self.db.read() as session:
             summaries = sorted(session.execute(_sessions(session, f)), key=_session_key)
-        if not summaries:
-            raise NotFound(f"session {session_id!r} not found")
+            if not summaries:
+                raise NotFound(f"session {session_id!r} not found")
+            next_cursor = _previews(session, f, at, OLDEST_FIRST, take)
         summaries.reverse()  # the most recently active first, as in a listing
-        return summaries, page
+        return summaries, next_cursor
 
-    def _previews(self, f: InterceptionFilter, limit: int, cursor: str, order: Keyset) -> Page:
-        with self.db.read() as session:
-            query = select(*PREVIEW_COLUMNS).where(*_conditions(session, f))
-            return order.page(session, query, _CALL_COLUMNS, limit, cursor)
+
+def _previews(
+    session: Session, f: InterceptionFilter, at: PageRequest, order: Keyset, take: Take
+) -> str:
+    query = select(*PREVIEW_COLUMNS).where(*_conditions(session, f))
+    return order.page(session, query, _CALL_COLUMNS, at, take)
 
 
 def _sessions(session: Session, f: InterceptionFilter) -> Select[Any]:

@@ -78,10 +78,14 @@ def cmd_show(ctx: Context, args: argparse.Namespace) -> int:
         emit_json(response)
         return EXIT_OK
     print(table(SUMMARY_HEADERS, [_summary_row(s) for s in response.sessions]))
+    # Any caller may send any session id: several tokens' calls under one are told apart.
+    several = len(response.sessions) > 1
+    if several:
+        print(f"{len(response.sessions)} tokens used this session id: each call shows its token")
     width = terminal_width()
     for record in response.interceptions:
         print()
-        print(timeline_entry(record, width))
+        print(timeline_entry(record, width, token=several))
     if response.next_cursor:
         print(f"\n(more calls follow: --limit {len(response.interceptions)} reached)")
     return EXIT_OK
