@@ -312,7 +312,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             entries=[
                 admin_pb2.AuditEntry(
                     id=e.id,
-                    at=_ts(e.at),
+                    at=timestamp(e.at),
                     actor=e.actor,
                     action=e.action,
                     target=e.target,
@@ -350,9 +350,6 @@ def _filter(f: admin_pb2.InterceptionFilter) -> InterceptionFilter:
     )
 
 
-_ts = timestamp
-
-
 def provider_message(p: models.Provider) -> admin_pb2.Provider:
     return admin_pb2.Provider(
         id=p.id,
@@ -362,11 +359,11 @@ def provider_message(p: models.Provider) -> admin_pb2.Provider:
         enabled=p.enabled,
         base_url=p.base_url,
         keys=[
-            admin_pb2.ProviderKeyInfo(id=k.id, hint=k.hint, created_at=_ts(k.created_at))
+            admin_pb2.ProviderKeyInfo(id=k.id, hint=k.hint, created_at=timestamp(k.created_at))
             for k in p.keys
         ],
-        created_at=_ts(p.created_at),
-        updated_at=_ts(p.updated_at),
+        created_at=timestamp(p.created_at),
+        updated_at=timestamp(p.updated_at),
     )
 
 
@@ -375,9 +372,9 @@ def token_message(t: models.GatewayToken) -> admin_pb2.Token:
         id=t.id,
         name=t.name,
         hint=t.hint,
-        created_at=_ts(t.created_at),
-        expires_at=_ts(t.expires_at),
-        revoked_at=_ts(t.revoked_at),
+        created_at=timestamp(t.created_at),
+        expires_at=timestamp(t.expires_at),
+        revoked_at=timestamp(t.revoked_at),
     )
 
 
@@ -387,7 +384,7 @@ def setting_message(v: SettingValue) -> admin_pb2.Setting:
         value=v.value,
         default_value=v.spec.default,
         description=v.spec.description,
-        updated_at=_ts(v.updated_at),
+        updated_at=timestamp(v.updated_at),
     )
 
 
@@ -396,13 +393,13 @@ def subscriber_message(s: SubscriberState) -> admin_pb2.Subscriber:
         id=s.id,
         role=s.role.value,
         address=s.address,
-        connected_since=_ts(s.connected_since),
+        connected_since=timestamp(s.connected_since),
         applied_version=s.applied_version,
         sent_version=s.sent_version,
         last_error=s.last_error,
         controlplane_id=s.controlplane_id,
         connected=s.connected,
-        disconnected_at=_ts(s.disconnected_at),
+        disconnected_at=timestamp(s.disconnected_at),
         instance=s.fingerprint,
         skipped=[
             admin_pb2.SkippedProviderInfo(provider_id=k.provider_id, name=k.name, reason=k.reason)
