@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Sequence
 from datetime import UTC
 
 import grpc
@@ -57,7 +57,8 @@ class UsageService(usage_pb2_grpc.UsageServicer):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "request_id: is required")
             row = {name: getattr(i, name) for name in _FIELDS}
             for name in _STRINGS:  # PostgreSQL's text cannot hold NUL: it would fail the batch
-                row[name] = storable(row[name])
+                if "\x00" in row[name]:  # (protobuf has checked the rest is valid UTF-8)
+                    row[name] = storable(row[name])
             for name, limit in _LIMITS.items():
                 row[name] = row[name][:limit]
             row["started_at"] = i.started_at.ToDatetime(tzinfo=UTC)
@@ -73,9 +74,11 @@ class UsageService(usage_pb2_grpc.UsageServicer):
         return usage_pb2.ReportUsageResponse(stored=stored)
 
 
-def _json(messages: Iterable[Message]) -> str:
+def _json(messages: Sequence[Message]) -> str:
     """A JSON list of the messages, under their proto field names (the admin API reads
     them back into the same messages)."""
+    if not messages:
+        return "[]"  # most records: the cost of a batch is per record
     return orjson.dumps(
         [MessageToDict(m, preserving_proto_field_name=True) for m in messages]
     ).decode()

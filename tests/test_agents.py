@@ -129,10 +129,14 @@ def test_claude_code_and_codex_through_proxyd(
     assert {s.key for s in tls_upstream_b.seen} == {OPENAI_KEY}
     forwarded_only(tls_upstream_b.seen, token)
 
-    wait_until(
-        lambda: usage_requests(controlplane, "claude") >= 1, what="Claude Code's call recorded"
-    )
-    wait_until(lambda: usage_requests(controlplane, "gpt") >= 1, what="Codex's call recorded")
+    # Recorded as through bridged alone: each agent, its session, its prompt.
+    for client, upstream, header in (
+        ("claude-code", tls_upstream_a, "x-claude-code-session-id"),
+        ("codex", tls_upstream_b, "session-id"),
+    ):
+        calls = session_calls(controlplane, client, 2)
+        assert {c.session_id for c in calls} == {upstream.seen[-1].headers[header]}
+        assert "say hi" in calls[0].prompt
 
 
 def session_calls(cp: Controlplane, client: str, calls: int) -> list[admin_pb2.InterceptionRecord]:
