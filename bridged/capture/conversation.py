@@ -89,7 +89,8 @@ def _assistant(item: dict[str, Any]) -> bool:
     return item.get("role") == "assistant"
 
 
-def _anthropic_text(item: dict[str, Any]) -> str | None:
+def _user_text(item: dict[str, Any]) -> str | None:
+    """A user message's text: Anthropic's and Chat Completions' messages alike."""
     return _texts(item.get("content"), "text") if item.get("role") == "user" else None
 
 
@@ -103,10 +104,6 @@ def _anthropic_results(item: dict[str, Any]) -> list[Result]:
         if isinstance(b, dict) and b.get("type") == "tool_result"
         and isinstance(b.get("tool_use_id"), str)
     ]  # fmt: skip
-
-
-def _chat_text(item: dict[str, Any]) -> str | None:
-    return _texts(item.get("content"), "text") if item.get("role") == "user" else None
 
 
 def _chat_results(item: dict[str, Any]) -> list[Result]:
@@ -138,6 +135,6 @@ def _responses_results(item: dict[str, Any]) -> list[Result]:
     return []
 
 
-MESSAGES = Shape(_assistant, _anthropic_text, _anthropic_results)
-CHAT = Shape(_assistant, _chat_text, _chat_results)
+MESSAGES = Shape(_assistant, _user_text, _anthropic_results)
+CHAT = Shape(_assistant, _user_text, _chat_results)
 RESPONSES = Shape(_responses_model_turn, _responses_text, _responses_results)
