@@ -22,13 +22,10 @@ class Bounds:
     def utf8(self, text: str) -> bytes:
         """`text` in UTF-8, storable (common/text.py): NUL and lone surrogates (a JSON
         escape of half a character) become U+FFFD, and the record partial."""
-        if "\x00" not in text:
-            try:
-                return text.encode()
-            except UnicodeEncodeError:
-                pass
-        self.partial = True
-        return storable(text).encode()
+        clean = storable(text)
+        if clean is not text:  # storable() gives back the very string when it had none
+            self.partial = True
+        return clean.encode()
 
     def short(self, value: Any, limit: int) -> str:
         """A short string field (an id, a name, a reason), cut to `limit` characters."""
