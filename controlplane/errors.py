@@ -9,6 +9,7 @@ class InvalidArgument(AdminError):
     def __init__(self, field: str, problem: str) -> None:
         super().__init__(f"{field}: {problem}")
         self.field = field
+        self.message = problem
 
 
 class NotFound(AdminError):

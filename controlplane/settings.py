@@ -23,8 +23,10 @@ class SettingSpec:
     key: str
     default: str
     description: str
-    # A size in bytes between these bounds; a switch when None.
+    # A size in bytes between these bounds; a switch when None (and no choices).
     bounds: tuple[int, int] | None = None
+    # One of these words.
+    choices: tuple[str, ...] = ()
 
     @property
     def field(self) -> str:
@@ -32,6 +34,8 @@ class SettingSpec:
         return self.key.replace(".", "_")
 
     def accepts(self) -> str:
+        if self.choices:
+            return " or ".join(self.choices)
         if self.bounds is None:
             return "on or off (also true/false, yes/no, 1/0)"
         low, high = self.bounds
@@ -40,7 +44,10 @@ class SettingSpec:
     def normalise(self, value: str) -> str:
         """`value` in its stored form; raises InvalidArgument naming the key."""
         text = value.strip().lower()
-        if self.bounds is None:
+        if self.choices:
+            if text in self.choices:
+                return text
+        elif self.bounds is None:
             if text in _ON:
                 return "on"
             if text in _OFF:
@@ -49,7 +56,9 @@ class SettingSpec:
             return str(int(text))
         raise InvalidArgument(self.key, f"{value[:50]!r} is not {self.accepts()}")
 
-    def typed(self, stored: str) -> bool | int:
+    def typed(self, stored: str) -> bool | int | str:
+        if self.choices:
+            return stored
         return stored == "on" if self.bounds is None else int(stored)
 
 
@@ -64,6 +73,13 @@ SETTINGS = {
             "32768",
             "bytes kept of each recorded text (a prompt, a tool call's arguments)",
             bounds=(1024, 262144),
+        ),
+        SettingSpec(
+            "limits.redis_unavailable",
+            "open",
+            "when bridged cannot reach its --limits-redis: admit (open) or refuse with 503 "
+            "(closed)",
+            choices=("open", "closed"),
         ),
     )
 }

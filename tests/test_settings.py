@@ -18,6 +18,7 @@ DEFAULTS = {
     "record.tool_calls": "on",
     "record.reasoning": "off",
     "record.max_text_bytes": "32768",
+    "limits.redis_unavailable": "open",
 }
 
 
@@ -133,7 +134,7 @@ def test_settings_reach_bridged_in_its_snapshot_and_never_proxyd(
             await proxyd.wait_version(start)
             assert bridged.snapshot.settings == snapshot_pb2.GatewaySettings(
                 record_prompts=True, record_tool_calls=True, record_reasoning=False,
-                record_max_text_bytes=32768,
+                record_max_text_bytes=32768, limits_redis_unavailable="open",
             )  # fmt: skip
             assert not proxyd.snapshot.HasField("settings")
 
@@ -145,7 +146,7 @@ def test_settings_reach_bridged_in_its_snapshot_and_never_proxyd(
             assert bridged.version == proxyd.version == last
             assert bridged.snapshot.settings == snapshot_pb2.GatewaySettings(
                 record_prompts=False, record_tool_calls=True, record_reasoning=True,
-                record_max_text_bytes=2048,
+                record_max_text_bytes=2048, limits_redis_unavailable="open",
             )  # fmt: skip
             assert not proxyd.snapshot.HasField("settings")
         finally:

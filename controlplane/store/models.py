@@ -115,13 +115,96 @@ class GatewayToken(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The user it belongs to; None: the token is its own identity.
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id"), nullable=True, index=True)
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (_live_unique("uq_users_live_name", "name", "deleted_at"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), nullable=False)
+    email: Mapped[str] = mapped_column(String(254), nullable=False, default="")
+    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    # Deleted users are kept (interceptions and audit name them); names are unique among
+    # live ones.
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Team(Base):
+    __tablename__ = "teams"
+    __table_args__ = (_live_unique("uq_teams_live_name", "name", "deleted_at"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class TeamMember(Base):
+    """A live user in a live team (deleting either removes the row)."""
+
+    __tablename__ = "team_members"
+    team_id: Mapped[str] = mapped_column(ForeignKey("teams.id"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True, index=True)
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class LimitSetRow(Base):
+    """The limits of one scope (snapshot.proto's LimitSet says what each field means).
+    A None limit is no limit; deleting the user, team or token deletes its set."""
+
+    __tablename__ = "limit_sets"
+    # "default", "user", "team" or "token", and the user's, team's or token's id ("" for
+    # default).
+    scope_kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    scope_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    per_member: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    requests_per_minute: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    tokens_per_minute: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    max_concurrent: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    monthly_budget_usd: Mapped[float | None] = mapped_column(Float, nullable=True)
+    providers: Mapped[str] = mapped_column(Text, nullable=False, default="[]")  # JSON list
+    models: Mapped[str] = mapped_column(Text, nullable=False, default="[]")  # JSON list
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class Price(Base):
+    """USD per million tokens of a model, or of the models a glob pattern matches."""
+
+    __tablename__ = "prices"
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    input: Mapped[float] = mapped_column(Float, nullable=False)
+    output: Mapped[float] = mapped_column(Float, nullable=False)
+    cache_read: Mapped[float] = mapped_column(Float, nullable=False)
+    cache_write: Mapped[float] = mapped_column(Float, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class Spend(Base):
+    """What one scope spent in one UTC month, added to as interceptions are stored (in
+    their transaction, once each). Keys are common/scopes.py's: user:, team:, member:,
+    token:, and model: and provider: for `aibridgectl spend --by`. It outlives the
+    interceptions' retention."""
+
+    __tablename__ = "spend"
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)  # "YYYY-MM"
+    key: Mapped[str] = mapped_column(String(240), primary_key=True)
+    cost_usd: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    requests: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    # Calls that used tokens of a model with no price.
+    unpriced: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
 
 
 class Interception(Base):
     """One intercepted LLM call, as reported by a data-plane process."""
 
     __tablename__ = "interceptions"
-    __table_args__ = (Index("ix_interceptions_session", "session_id", "started_at"),)
+    __table_args__ = (
+        Index("ix_interceptions_session", "session_id", "started_at"),
+        Index("ix_interceptions_user", "user_id", "started_at"),
+    )
     request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
     token_id: Mapped[str] = mapped_column(String(32), nullable=False, default="")
@@ -156,6 +239,11 @@ class Interception(Base):
         Boolean, nullable=False, server_default=false()
     )
     partial: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
+    user_id: Mapped[str] = mapped_column(String(32), nullable=False, server_default="")
+    user_name: Mapped[str] = mapped_column(String(63), nullable=False, server_default="")
+    # USD, from the price table when the call was stored; None when its model had no
+    # price and it used tokens (and for calls stored before prices existed).
+    cost_usd: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class Setting(Base):
