@@ -1,8 +1,9 @@
 """Database → ProviderSnapshot, cut per role and encoded once for every watcher.
 
 A `Snapshot` is built once per revision and never changed afterwards; each role gets
-its own cut: bridged sees the keys of enabled providers and the gateway settings (what
-to record), proxyd sees routing metadata only. Both see the gateway-token verifiers.
+its own cut: bridged sees the keys of enabled providers, the gateway settings (what
+to record) and governance (users, teams, limits, spend), proxyd sees routing metadata
+only. Both see the gateway-token verifiers.
 
 Each cut is kept as its wire encoding: a watcher is sent those bytes as they are, so a
 snapshot of 10,000 providers is serialised once per revision, not once per subscriber.
@@ -23,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from aibridge.v1 import snapshot_pb2
 from controlplane.auth import Role
+from controlplane.governance import build_governance
 from controlplane.settings import gateway_settings
 from controlplane.store.db import Database
 from controlplane.store.keyring import KeyRing
@@ -87,6 +89,7 @@ class SnapshotBuilder:
             tokens = _token_verifiers(session)
             # A handful of rows: read whole at every build, like the token verifiers.
             settings = gateway_settings(stored_values(session))
+            governance = build_governance(session)
             entries: dict[str, _Entry] | None = None
             if database_id == self._database_id and version >= self._version:
                 entries = self._merge(connection, dict(self._entries), after=self._version)
@@ -113,6 +116,7 @@ class SnapshotBuilder:
                 controlplane_id=self.controlplane_id,
                 database_id=database_id,
                 settings=settings if role is Role.BRIDGED else None,
+                governance=governance if role is Role.BRIDGED else None,
             ).SerializeToString()
             encoded[role] = header + b"".join(entries_of[role])
         self._database_id, self._version, self._entries = database_id, version, entries
