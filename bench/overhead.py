@@ -7,8 +7,13 @@ an upstream that streams 8 chunks 20 ms apart, time to the first byte and the ga
 between chunks (buffering anywhere would show in both). Sides alternate A/B/B/A over
 the rounds; medians are reported with their spread.
 
+With `--limits local`, a default limit set applies to every call (requests and tokens per
+minute, concurrency, a budget, allowed providers and models, all far above what the run
+uses): bridged checks each of them, with in-process counters. `--limits redis` does the
+same with the counters in Redis (127.0.0.1:6379, a key prefix of the run's own).
+
 python -m bench.overhead [--rounds 5] [--requests 2000] [--seconds 20] [--body hi|agent]
-                        [--quick]
+                        [--limits none|local|redis] [--quick]
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import functools
 import statistics
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import aiohttp
@@ -66,6 +72,16 @@ def agent_body() -> dict[str, object]:
 
 
 BODIES: dict[str, dict[str, object]] = {"hi": BODY, "agent": agent_body()}
+# Every check bridged makes, none of which the run comes near.
+EVERY_CALL = admin_pb2.SetLimitsRequest(
+    scope="default",
+    requests_per_minute=1_000_000_000,
+    tokens_per_minute=1_000_000_000,
+    max_concurrent=100_000,
+    monthly_budget_usd=1_000_000_000,
+    providers=admin_pb2.StringList(values=["bench", "bench-stream"]),
+    models=admin_pb2.StringList(values=["gpt*", "mock-*"]),
+)
 CHUNK_DELAY = 0.02
 METRICS = ("p50_ms_c1", "p99_ms_c1", "p50_ms_c16", "p99_ms_c16", "rps_c16", "ttfb_ms", "gap_ms")
 
@@ -127,6 +143,10 @@ def main(argv: list[str] | None = None) -> None:
         "--body", choices=BODIES, default="hi",
         help="what each call sends: 'hi', or an agent's call answered with tool calls",
     )  # fmt: skip
+    parser.add_argument(
+        "--limits", choices=("none", "local", "redis"), default="none",
+        help="a limit set on every call, counted in bridged or in Redis",
+    )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="2 rounds, 300 requests")
     options = parser.parse_args(argv)
     if options.quick:
@@ -143,7 +163,11 @@ def main(argv: list[str] | None = None) -> None:
     secrets = Secrets()
     cp = Controlplane(f"sqlite:///{work / 'bench.db'}", work, secrets).start()
     # The production default for usage batches (the test harness flushes every 0.2 s).
-    defaults = ("--usage-flush-interval", "1.0")
+    defaults: tuple[str, ...] = ("--usage-flush-interval", "1.0")
+    prefix = f"aibridge-bench-{uuid.uuid4().hex}:"
+    if options.limits == "redis":
+        redis = ("--limits-redis", "redis://127.0.0.1:6379/0", "--limits-redis-prefix", prefix)
+        defaults = (*defaults, *redis)
     bridged = Bridged([cp.address], work, secrets, extra_args=defaults).start()
     stock = Bridged(
         [cp.address], work, secrets, name="bridged-asyncio",
@@ -153,7 +177,10 @@ def main(argv: list[str] | None = None) -> None:
         for name, port in (("bench", fast), ("bench-stream", slow)):
             cp.admin.create_provider(name, f"http://127.0.0.1:{port}/v1", keys=["sk-bench-key-0"])
         token = cp.admin.CreateToken(admin_pb2.CreateTokenRequest(name="bench"))
-        cp.admin.wait_applied(token.revision)
+        revision = token.revision
+        if options.limits != "none":
+            revision = cp.admin.SetLimits(EVERY_CALL).revision
+        cp.admin.wait_applied(revision)
         for port in (pass_fast, pass_slow):
             wait_until(
                 functools.partial(http_up, f"http://127.0.0.1:{port}/models"), what="pass-through"
