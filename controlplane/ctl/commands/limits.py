@@ -4,7 +4,7 @@ scopes. Every set that applies to a request must pass."""
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from collections.abc import Callable, Iterable
 
 from aibridge.v1 import admin_pb2
 from controlplane.ctl.api import Context
@@ -19,8 +19,8 @@ INT64_MAX = 2**63 - 1
 SCOPES = "default, user:NAME, team:NAME or token:NAME"
 
 
-def _or_none(parse: Any) -> Any:
-    def parse_or_none(value: str) -> Any:
+def _or_none(parse: Callable[[str], object]) -> Callable[[str], object]:
+    def parse_or_none(value: str) -> object:
         return CLEAR if value.strip().lower() == CLEAR else parse(value)
 
     parse_or_none.__name__ = getattr(parse, "__name__", "value")
@@ -46,7 +46,7 @@ def _names(value: str) -> list[str]:
 
 
 # option → (SetLimitsRequest field, parser, metavar, help)
-_OPTIONS: dict[str, tuple[str, Any, str, str]] = {
+_OPTIONS: dict[str, tuple[str, Callable[[str], object], str, str]] = {
     "--rpm": ("requests_per_minute", _count, "N", "requests per minute"),
     "--tpm": ("tokens_per_minute", _count, "N", "input + output tokens per minute"),
     "--concurrent": ("max_concurrent", _count, "N", "requests in flight"),
@@ -151,7 +151,7 @@ def cmd_clear(ctx: Context, args: argparse.Namespace) -> int:
     return mutate(ctx, args, ctx.stub.ClearLimits, request, describe)
 
 
-def limits_table(sets: Any) -> str:
+def limits_table(sets: Iterable[admin_pb2.Limits]) -> str:
     def count(s: admin_pb2.Limits, field: str) -> str:
         return f"{getattr(s, field):,}" if s.HasField(field) else "-"
 
