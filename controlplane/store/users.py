@@ -197,7 +197,7 @@ def _info(session: Session, users: list[User], everyone: bool = False) -> list[U
     ):
         if user_id in teams:
             teams[user_id].append(team_name)
-    tokens = dict(session.execute(counts.group_by(GatewayToken.user_id)).tuples())
+    tokens = {u: n for u, n in session.execute(counts.group_by(GatewayToken.user_id))}
     return [UserInfo(u, teams[u.id], tokens.get(u.id, 0)) for u in users]
 
 
