@@ -28,6 +28,7 @@ from controlplane.store.db import Database, DatabaseUnavailable, RevisionConflic
 from controlplane.store.interceptions import InterceptionFilter, InterceptionLog
 from controlplane.store.providers import ProviderChanges, Providers
 from controlplane.store.settings import Settings, SettingValue
+from controlplane.store.spend import Spending
 from controlplane.store.tokens import Tokens
 from controlplane.store.usage import UsageLog
 
@@ -99,6 +100,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         self.publisher = publisher
         self.fleet = fleet
         self.controlplane_id = controlplane_id
+        self.spending = Spending(db)
 
     async def _mutate(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         result = await asyncio.to_thread(fn, *args, **kwargs)
@@ -253,6 +255,25 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             rows=[admin_pb2.UsageRow(**vars(r)) for r in rows],
         )
 
+    @_rpc
+    async def QuerySpend(self, request, context):  # type: ignore[no-untyped-def]
+        report = await asyncio.to_thread(self.spending.report, request.by, request.month)
+        return admin_pb2.QuerySpendResponse(
+            by=report.by,
+            month=report.month,
+            rows=[
+                admin_pb2.SpendRow(
+                    key=line.name,
+                    id=line.id,
+                    spent_usd=line.spent_usd,
+                    requests=line.requests,
+                    budget_usd=line.budget_usd,
+                )  # fmt: skip
+                for line in report.lines
+            ],
+            unpriced=report.unpriced,
+        )
+
     # Interceptions and sessions
 
     @_rpc
@@ -347,6 +368,7 @@ def _filter(f: admin_pb2.InterceptionFilter) -> InterceptionFilter:
         client=f.client,
         session_id=f.session_id,
         status_class=f.status_class,
+        user=f.user,
     )
 
 

@@ -16,6 +16,7 @@ from controlplane.ctl.commands import (
     providers,
     sessions,
     settings,
+    spend,
     status,
     tokens,
     usage,
@@ -31,14 +32,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="aibridgectl",
         allow_abbrev=False,
         description="Administer an aibridge controlplane: providers, tokens, settings, usage, "
-        "interceptions, sessions, audit.",
+        "spend, interceptions, sessions, audit.",
     )
     add_global_options(parser, suppress=False)
     everywhere = argparse.ArgumentParser(add_help=False)
     add_global_options(everywhere, suppress=True)
 
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for group in (status, providers, tokens, settings, usage, interceptions, sessions, audit):
+    groups = (status, providers, tokens, settings, usage, spend, interceptions, sessions, audit)
+    for group in groups:
         group.register(commands, everywhere)
     return parser
 

@@ -8,7 +8,7 @@ from aibridge.v1 import admin_pb2
 from controlplane.ctl.api import Context
 from controlplane.ctl.errors import EXIT_OK
 from controlplane.ctl.filters import add_filtering_group, add_list_command, interception_filter
-from controlplane.ctl.output import emit_json, fmt_time, table, terminal_width
+from controlplane.ctl.output import cost_text, emit_json, fmt_time, table, terminal_width
 from controlplane.ctl.records import interception_text, status_text, token_text
 
 
@@ -41,19 +41,21 @@ def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
             i.id,
             fmt_time(i, "started_at"),
             token_text(i),
+            i.user_name or "-",
             i.client,
             i.provider_name,
             i.model,
             status_text(i),
             str(i.input_tokens),
             str(i.output_tokens),
+            cost_text(i),
             str(len(i.tool_calls)),
             i.prompt,
         ]
         for i in response.interceptions
     ]
-    headers = ["ID", "STARTED", "TOKEN", "CLIENT", "PROVIDER", "MODEL", "STATUS", "IN", "OUT"]
-    print(table([*headers, "TOOLS", "PROMPT"], rows, fit=terminal_width()))
+    headers = ["ID", "STARTED", "TOKEN", "USER", "CLIENT", "PROVIDER", "MODEL", "STATUS", "IN"]
+    print(table([*headers, "OUT", "COST", "TOOLS", "PROMPT"], rows, fit=terminal_width()))
     return EXIT_OK
 
 
