@@ -43,7 +43,7 @@ class SpendMetrics(Collector):
         self.reads = 0  # reads started, for tests
         self._read_at: float | None = None
         self._lock = threading.Lock()
-        self._reading = False
+        self.reading = False  # a read runs in the background
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         self._read_if_stale()
@@ -69,9 +69,9 @@ class SpendMetrics(Collector):
         with self._lock:
             now = self.clock()
             fresh = self._read_at is not None and now - self._read_at < self.interval
-            if fresh or self._reading:
+            if fresh or self.reading:
                 return
-            self._reading, self._read_at = True, now
+            self.reading, self._read_at = True, now
             self.reads += 1
         threading.Thread(target=self._read, name="spend-metrics", daemon=True).start()
 
@@ -84,4 +84,4 @@ class SpendMetrics(Collector):
             log.exception("spend metrics: reading the spend table failed")
         finally:
             with self._lock:
-                self._reading = False
+                self.reading = False

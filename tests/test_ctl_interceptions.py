@@ -61,16 +61,19 @@ def test_interceptions_list_as_table_and_json(controlplane: Controlplane) -> Non
     table = ctl(cp, "interceptions", "list", env=WIDE, check=True).stdout
     lines = table.splitlines()
     assert lines[0].split() == [
-        "ID", "STARTED", "TOKEN", "CLIENT", "PROVIDER", "MODEL", "STATUS", "IN", "OUT", "TOOLS",
-        "PROMPT",
+        "ID", "STARTED", "TOKEN", "USER", "CLIENT", "PROVIDER", "MODEL", "STATUS", "IN", "OUT",
+        "COST", "TOOLS", "PROMPT",
     ]  # fmt: skip
     assert [line.split()[0] for line in lines[1:]] == ["r4", "r3", "r2", "r1"]  # newest first
     r1 = rows(table)["r1"]
-    assert r1[2:10] == ["alice", "claude-code", "openai", "gpt-4o", "200", "10", "20", "1"]
+    # No user; 10 input and 20 output tokens of gpt-4o: (10 * 2.5 + 20 * 10) / 1e6 USD.
+    assert r1[2:12] == [
+        "alice", "-", "claude-code", "openai", "gpt-4o", "200", "10", "20", "0.0002", "1",
+    ]  # fmt: skip
     # The prompt on one line.
-    assert " ".join(r1[10:]) == "What is the weather in Paris? Answer in one word."
-    assert rows(table)["r2"][9:] == ["0", "-"]  # no prompt
-    assert rows(table)["r3"][2:7] == ["bob", "codex", "anthropic", "claude-sonnet-4", "500"]
+    assert " ".join(r1[12:]) == "What is the weather in Paris? Answer in one word."
+    assert rows(table)["r2"][11:] == ["0", "-"]  # no prompt
+    assert rows(table)["r3"][2:8] == ["bob", "-", "codex", "anthropic", "claude-sonnet-4", "500"]
 
     # The prompt is cut to fit the screen; every line fits it.
     narrow = ctl(cp, "interceptions", "list", env={"COLUMNS": "120"}, check=True).stdout
