@@ -75,10 +75,12 @@ def test_interceptions_list_as_table_and_json(controlplane: Controlplane) -> Non
     assert rows(table)["r2"][11:] == ["0", "-"]  # no prompt
     assert rows(table)["r3"][2:8] == ["bob", "-", "codex", "anthropic", "claude-sonnet-4", "500"]
 
-    # The prompt is cut to fit the screen; every line fits it.
+    # The prompt is cut to fit the screen; every line fits it, without USER and COST
+    # when they would not leave the prompt room.
     narrow = ctl(cp, "interceptions", "list", env={"COLUMNS": "120"}, check=True).stdout
     assert all(len(line) <= 120 for line in narrow.splitlines()), narrow
     assert rows(narrow)["r4"][-1].endswith("…")
+    assert "USER" not in rows(narrow)["ID"] and "COST" not in rows(narrow)["ID"]
 
     document = json.loads(ctl(cp, "--json", "interceptions", "list", check=True).stdout)
     assert set(document) == {"interceptions", "next_cursor"}
@@ -345,9 +347,10 @@ def test_usage_by_client(controlplane: Controlplane) -> None:
     table = ctl(cp, "usage", "--by", "client", check=True).stdout
     got = rows(table)
     assert got["CLIENT"] == [
-        "CLIENT", "REQUESTS", "ERRORS", "INPUT", "OUTPUT", "CACHE_READ", "CACHE_WRITE",
+        "CLIENT", "REQUESTS", "ERRORS", "INPUT", "OUTPUT", "CACHE_READ", "CACHE_WRITE", "COST",
     ]  # fmt: skip
-    assert got["claude-code"] == ["claude-code", "2", "0", "40", "25", "0", "0"]
+    # gpt-4o: 40 input tokens at 2.5 USD per million, 25 output at 10.
+    assert got["claude-code"] == ["claude-code", "2", "0", "40", "25", "0", "0", "0.0003"]
     assert got["codex"][1:3] == ["1", "1"] and got["curl"][1:3] == ["1", "1"]
     assert got["TOTAL"][1:3] == ["4", "2"]
 
@@ -371,6 +374,7 @@ def test_settings_list_and_set_with_wait(controlplane: Controlplane, bridged: Br
     assert values == {
         "record.prompts": ["on", "on"], "record.tool_calls": ["on", "on"],
         "record.reasoning": ["off", "off"], "record.max_text_bytes": ["32768", "32768"],
+        "limits.redis_unavailable": ["open", "open"],
     }  # fmt: skip
 
     made = ctl(cp, "settings", "set", "record.prompts", "off", "--wait", check=True).stdout
