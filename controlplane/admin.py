@@ -31,6 +31,7 @@ from controlplane.store.limit_sets import LimitChanges, LimitSet, LimitSets, mod
 from controlplane.store.prices import Prices
 from controlplane.store.providers import ProviderChanges, Providers
 from controlplane.store.settings import Settings, SettingValue
+from controlplane.store.spend import Spending
 from controlplane.store.teams import TeamInfo, Teams
 from controlplane.store.tokens import Tokens
 from controlplane.store.usage import UsageLog
@@ -110,6 +111,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         self.teams = teams
         self.limit_sets = LimitSets(db)
         self.prices = Prices(db)
+        self.spending = Spending(db)
 
     async def _mutate(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         result = await asyncio.to_thread(fn, *args, **kwargs)
@@ -436,6 +438,25 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             rows=[admin_pb2.UsageRow(**vars(r)) for r in rows],
         )
 
+    @_rpc
+    async def QuerySpend(self, request, context):  # type: ignore[no-untyped-def]
+        report = await asyncio.to_thread(self.spending.report, request.by, request.month)
+        return admin_pb2.QuerySpendResponse(
+            by=report.by,
+            month=report.month,
+            rows=[
+                admin_pb2.SpendRow(
+                    key=line.name,
+                    id=line.id,
+                    spent_usd=line.spent_usd,
+                    requests=line.requests,
+                    budget_usd=line.budget_usd,
+                )  # fmt: skip
+                for line in report.lines
+            ],
+            unpriced=report.unpriced,
+        )
+
     # Interceptions and sessions
 
     @_rpc
@@ -530,6 +551,7 @@ def _filter(f: admin_pb2.InterceptionFilter) -> InterceptionFilter:
         client=f.client,
         session_id=f.session_id,
         status_class=f.status_class,
+        user=f.user,
     )
 
 

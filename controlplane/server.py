@@ -10,6 +10,7 @@ from aiohttp import web
 from grpc_health.v1 import health as grpc_health
 from grpc_health.v1 import health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import REGISTRY
 
 from aibridge.v1 import (
     admin_pb2,
@@ -32,11 +33,13 @@ from controlplane.limits import SERVER_REQUEST_LIMIT, LimitInterceptor
 from controlplane.publisher import SnapshotPublisher
 from controlplane.registry import SubscriberRegistry
 from controlplane.retention import Retention
+from controlplane.spend_metrics import SpendMetrics
 from controlplane.store import Database, KeyRing
 from controlplane.store.interceptions import InterceptionLog
 from controlplane.store.notify import RevisionListener
 from controlplane.store.providers import Providers
 from controlplane.store.settings import Settings
+from controlplane.store.spend import Spending
 from controlplane.store.teams import Teams
 from controlplane.store.tokens import Tokens
 from controlplane.store.usage import UsageLog
@@ -118,7 +121,9 @@ async def serve(config: ControlplaneConfig) -> None:
         server,
     )
     add_sync_service(SyncService(cache, registry, credentials, publisher), server)
-    usage_pb2_grpc.add_UsageServicer_to_server(UsageService(UsageLog(db)), server)
+    usage_pb2_grpc.add_UsageServicer_to_server(
+        UsageService(UsageLog(db), publisher.changed), server
+    )
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
     reflection.enable_server_reflection(SERVICE_NAMES, server)
     _bind(server, config)
@@ -134,6 +139,7 @@ async def serve(config: ControlplaneConfig) -> None:
             db.libpq_conninfo(), publisher.changed, config.revision_check_interval
         )
         supervisor.start(listener.run(), "listen")
+    REGISTRY.register(SpendMetrics(Spending(db)))
     metrics = await _start_metrics(config.metrics_listen, health.readiness(cache))
 
     await server.start()

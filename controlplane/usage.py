@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC
 
 import grpc
@@ -23,6 +23,10 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH = 5000
 USAGE_STORED = Counter("aibridge_controlplane_usage_stored_total", "Interceptions stored")
+UNPRICED = Counter(
+    "aibridge_controlplane_unpriced_interceptions_total",
+    "Interceptions stored without a cost: they used tokens of a model with no price",
+)
 
 # Scalar fields go to their columns as they are; the repeated ones are stored as JSON.
 _REPEATED = ("started_at", "tool_calls", "tool_results")
@@ -41,8 +45,9 @@ _LIMITS = {
 
 
 class UsageService(usage_pb2_grpc.UsageServicer):
-    def __init__(self, usage: UsageLog) -> None:
+    def __init__(self, usage: UsageLog, changed: Callable[[], None] = lambda: None) -> None:
         self.usage = usage
+        self.changed = changed  # told when a batch made a revision (it crossed a budget)
 
     async def ReportUsage(
         self, request: usage_pb2.ReportUsageRequest, context: grpc.aio.ServicerContext
@@ -70,8 +75,12 @@ class UsageService(usage_pb2_grpc.UsageServicer):
             stored = await asyncio.to_thread(self.usage.store, rows)
         except DatabaseUnavailable as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"database unavailable: {exc}")
-        USAGE_STORED.inc(stored)
-        return usage_pb2.ReportUsageResponse(stored=stored)
+        USAGE_STORED.inc(stored.new)
+        UNPRICED.inc(stored.unpriced)
+        if stored.revision is not None:
+            log.info("a budget was crossed: revision %d", stored.revision)
+            self.changed()
+        return usage_pb2.ReportUsageResponse(stored=stored.new)
 
 
 def _json(messages: Sequence[Message]) -> str:

@@ -61,21 +61,26 @@ def test_interceptions_list_as_table_and_json(controlplane: Controlplane) -> Non
     table = ctl(cp, "interceptions", "list", env=WIDE, check=True).stdout
     lines = table.splitlines()
     assert lines[0].split() == [
-        "ID", "STARTED", "TOKEN", "CLIENT", "PROVIDER", "MODEL", "STATUS", "IN", "OUT", "TOOLS",
-        "PROMPT",
+        "ID", "STARTED", "TOKEN", "USER", "CLIENT", "PROVIDER", "MODEL", "STATUS", "IN", "OUT",
+        "COST", "TOOLS", "PROMPT",
     ]  # fmt: skip
     assert [line.split()[0] for line in lines[1:]] == ["r4", "r3", "r2", "r1"]  # newest first
     r1 = rows(table)["r1"]
-    assert r1[2:10] == ["alice", "claude-code", "openai", "gpt-4o", "200", "10", "20", "1"]
+    # No user; 10 input and 20 output tokens of gpt-4o: (10 * 2.5 + 20 * 10) / 1e6 USD.
+    assert r1[2:12] == [
+        "alice", "-", "claude-code", "openai", "gpt-4o", "200", "10", "20", "0.0002", "1",
+    ]  # fmt: skip
     # The prompt on one line.
-    assert " ".join(r1[10:]) == "What is the weather in Paris? Answer in one word."
-    assert rows(table)["r2"][9:] == ["0", "-"]  # no prompt
-    assert rows(table)["r3"][2:7] == ["bob", "codex", "anthropic", "claude-sonnet-4", "500"]
+    assert " ".join(r1[12:]) == "What is the weather in Paris? Answer in one word."
+    assert rows(table)["r2"][11:] == ["0", "-"]  # no prompt
+    assert rows(table)["r3"][2:8] == ["bob", "-", "codex", "anthropic", "claude-sonnet-4", "500"]
 
-    # The prompt is cut to fit the screen; every line fits it.
+    # The prompt is cut to fit the screen; every line fits it, without USER and COST
+    # when they would not leave the prompt room.
     narrow = ctl(cp, "interceptions", "list", env={"COLUMNS": "120"}, check=True).stdout
     assert all(len(line) <= 120 for line in narrow.splitlines()), narrow
     assert rows(narrow)["r4"][-1].endswith("…")
+    assert "USER" not in rows(narrow)["ID"] and "COST" not in rows(narrow)["ID"]
 
     document = json.loads(ctl(cp, "--json", "interceptions", "list", check=True).stdout)
     assert set(document) == {"interceptions", "next_cursor"}
@@ -342,9 +347,10 @@ def test_usage_by_client(controlplane: Controlplane) -> None:
     table = ctl(cp, "usage", "--by", "client", check=True).stdout
     got = rows(table)
     assert got["CLIENT"] == [
-        "CLIENT", "REQUESTS", "ERRORS", "INPUT", "OUTPUT", "CACHE_READ", "CACHE_WRITE",
+        "CLIENT", "REQUESTS", "ERRORS", "INPUT", "OUTPUT", "CACHE_READ", "CACHE_WRITE", "COST",
     ]  # fmt: skip
-    assert got["claude-code"] == ["claude-code", "2", "0", "40", "25", "0", "0"]
+    # gpt-4o: 40 input tokens at 2.5 USD per million, 25 output at 10.
+    assert got["claude-code"] == ["claude-code", "2", "0", "40", "25", "0", "0", "0.0003"]
     assert got["codex"][1:3] == ["1", "1"] and got["curl"][1:3] == ["1", "1"]
     assert got["TOTAL"][1:3] == ["4", "2"]
 
@@ -368,6 +374,7 @@ def test_settings_list_and_set_with_wait(controlplane: Controlplane, bridged: Br
     assert values == {
         "record.prompts": ["on", "on"], "record.tool_calls": ["on", "on"],
         "record.reasoning": ["off", "off"], "record.max_text_bytes": ["32768", "32768"],
+        "limits.redis_unavailable": ["open", "open"],
     }  # fmt: skip
 
     made = ctl(cp, "settings", "set", "record.prompts", "off", "--wait", check=True).stdout

@@ -365,6 +365,9 @@ def test_get_is_whole_and_a_listing_holds_previews(controlplane: Controlplane) -
     whole = cp.admin.GetInterception(admin_pb2.GetInterceptionRequest(id="whole"))
     expected = MessageToDict(recorded, preserving_proto_field_name=True)
     expected["id"] = expected.pop("request_id")
+    # Priced as stored, gpt-4o's way: OpenAI counts the 77 cached tokens inside the 11
+    # input ones, so none is left uncached (USD per million tokens).
+    expected["cost_usd"] = (0 * 2.5 + 22 * 10 + 33 * 1.25 + 44 * 2.5) / 1_000_000
     assert MessageToDict(whole, preserving_proto_field_name=True) == expected
 
     listed = {r.id: r for r in listing(cp).interceptions}

@@ -183,17 +183,22 @@ def test_usage_command(controlplane: Controlplane) -> None:
         "key": "claude-sonnet", "requests": 2, "errors": 0, "input_tokens": 101,
         "output_tokens": 52, "cache_read_tokens": 33, "cache_write_tokens": 11,
         "provider_id": "",  # set when grouped by provider
+        "cost_usd": 0.0, "unpriced": 2,  # no price matches "claude-sonnet"
     }  # fmt: skip
 
     readable = ctl(controlplane, "usage", "--by", "model", check=True).stdout
-    lines = readable.splitlines()
+    table, footer = readable.split("\n\n")
+    lines = table.splitlines()
     assert lines[0].split() == [
-        "MODEL", "REQUESTS", "ERRORS", "INPUT", "OUTPUT", "CACHE_READ", "CACHE_WRITE",
+        "MODEL", "REQUESTS", "ERRORS", "INPUT", "OUTPUT", "CACHE_READ", "CACHE_WRITE", "COST",
     ]  # fmt: skip
     assert [line.split()[0] for line in lines[1:]] == [
         "claude-sonnet", "gpt-4o", "gpt-4o-mini", "TOTAL",
     ]  # fmt: skip
-    assert lines[-1].split() == ["TOTAL", "5", "2", "119", "76", "34", "13"]
+    # gpt-4o: (7 uncached input * 2.5 + 20 * 10 + 1 cache read * 1.25 + 2 cache write * 2.5)
+    # + 5 * 2.5; gpt-4o-mini: 3 * 0.15 + 4 * 0.6; USD per million tokens.
+    assert lines[-1].split() == ["TOTAL", "5", "2", "119", "76", "34", "13", "0.0002"]
+    assert footer.startswith("2 calls of models with no price, not in COST"), footer
 
     recent = ctl(controlplane, "usage", "--since", "1h", "--by", "model", "--json", check=True)
     assert [row["key"] for row in json.loads(recent.stdout)["rows"]] == ["gpt-4o", "gpt-4o-mini"]

@@ -18,6 +18,7 @@ from controlplane.ctl.commands import (
     providers,
     sessions,
     settings,
+    spend,
     status,
     teams,
     tokens,
@@ -35,14 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="aibridgectl",
         allow_abbrev=False,
         description="Administer an aibridge controlplane: providers, tokens, users, teams, "
-        "limits, prices, settings, usage, interceptions, sessions, audit.",
+        "limits, prices, settings, usage, spend, interceptions, sessions, audit.",
     )
     add_global_options(parser, suppress=False)
     everywhere = argparse.ArgumentParser(add_help=False)
     add_global_options(everywhere, suppress=True)
 
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    groups = (status, providers, tokens, users, teams, limits, prices, settings, usage,
+    groups = (status, providers, tokens, users, teams, limits, prices, settings, usage, spend,
               interceptions, sessions, audit)  # fmt: skip
     for group in groups:
         group.register(commands, everywhere)

@@ -65,6 +65,7 @@ def add_filter_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--provider", metavar="NAME|ID", help="only this provider, under every name it has had"
     )
+    parser.add_argument("--user", metavar="NAME|ID", help="only calls of this user's tokens")
     parser.add_argument("--model", metavar="MODEL", help="only calls for this model")
     parser.add_argument(
         "--client", metavar="CLIENT", help="only this client (claude-code, codex, curl, …)"
@@ -105,6 +106,7 @@ def interception_filter(args: argparse.Namespace) -> admin_pb2.InterceptionFilte
         client=args.client or "",
         session_id=args.session or "",
         status_class=args.status or "",
+        user=args.user or "",
     )
     set_period(selected, args)
     return selected

@@ -141,3 +141,21 @@ def key_values(pairs: Sequence[tuple[str, str]]) -> str:
 
 def yes_no(value: bool) -> str:
     return "yes" if value else "no"
+
+
+def usd(value: float) -> str:
+    """An amount of USD: cents for a budget's worth, finer for a call's."""
+    if value >= 100 or value == 0:
+        return f"{value:.2f}"
+    return f"{value:.4f}" if value >= 0.0001 else f"{value:.6f}"
+
+
+def cost_text(record: admin_pb2.InterceptionRecord) -> str:
+    """A call's cost; `-` when its model had no price."""
+    return usd(record.cost_usd) if record.HasField("cost_usd") else "-"
+
+
+def unpriced_note(calls: int, column: str) -> str:
+    """The footer of a table whose `column` of costs leaves out calls without a price."""
+    calls_of = f"{calls} call{'' if calls == 1 else 's'}"
+    return f"{calls_of} of models with no price, not in {column} (see aibridgectl prices)"

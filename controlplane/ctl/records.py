@@ -7,7 +7,14 @@ import json
 import textwrap
 
 from aibridge.v1 import admin_pb2, usage_pb2
-from controlplane.ctl.output import fmt_time, key_values, one_line, printable, yes_no
+from controlplane.ctl.output import (
+    cost_text,
+    fmt_time,
+    key_values,
+    one_line,
+    printable,
+    yes_no,
+)
 
 TRUNCATED = "[truncated]"
 INDENT = "    "
@@ -51,6 +58,7 @@ def _about(record: admin_pb2.InterceptionRecord) -> list[tuple[str, str]]:
         ("id", record.id),
         ("started", fmt_time(record, "started_at")),
         ("token", f"{token_text(record)} ({record.token_id or '-'})"),
+        ("user", f"{record.user_name} ({record.user_id})" if record.user_id else "-"),
         ("client", record.client or "-"),
         ("session", record.session_id or "-"),
         ("user agent", record.user_agent or "-"),
@@ -64,6 +72,7 @@ def _about(record: admin_pb2.InterceptionRecord) -> list[tuple[str, str]]:
             f"in {record.input_tokens}, out {record.output_tokens}, cache read "
             f"{record.cache_read_tokens}, cache write {record.cache_write_tokens}",
         ),
+        ("cost", f"{cost_text(record)} USD" if record.HasField("cost_usd") else "- (no price)"),
         ("time", f"first byte {record.ttfb_ms:g} ms, total {record.duration_ms:g} ms"),
         ("stop reason", record.stop_reason or "-"),
         ("error", record.error_message or "-"),

@@ -3,7 +3,8 @@
 Every mutation runs in `Database.mutation()`, which locks and bumps the revision
 first (so mutations are serialised and the revision orders them), and on
 PostgreSQL sends NOTIFY in the same transaction, so other replicas hear of the
-change exactly when it becomes visible.
+change exactly when it becomes visible. The usage ingest, a plain write, bumps the
+revision the same way (`Database.bump_revision`) when a batch crosses a budget.
 """
 
 from __future__ import annotations
@@ -153,20 +154,30 @@ class Database:
         """A transaction that bumps the revision (to `at_least` if that is higher);
         raises RevisionConflict if it moved."""
         with _unavailable_on_disconnect(), self._writes.begin() as session:
-            current = session.execute(
-                select(Revision.value).where(Revision.id == 1).with_for_update()
-            ).scalar_one()
-            if expected_revision is not None and expected_revision != current:
-                raise RevisionConflict(current, expected_revision)
-            revision = max(current + 1, at_least)
-            session.execute(update(Revision).where(Revision.id == 1).values(value=revision))
+            revision = self.bump_revision(session, expected_revision, at_least)
             yield Mutation(session, revision)
             session.flush()
-            if self.is_postgres:
-                session.execute(
-                    text("SELECT pg_notify(:channel, :payload)"),
-                    {"channel": NOTIFY_CHANNEL, "payload": str(revision)},
-                )
+
+    def bump_revision(
+        self, session: Session, expected_revision: int | None = None, at_least: int = 0
+    ) -> int:
+        """Bumps the revision in `session`'s transaction (to `at_least` if that is higher)
+        and returns it; raises RevisionConflict if it moved. The revision row stays locked
+        until the transaction ends, which serialises it with every other mutation; on
+        PostgreSQL the NOTIFY is delivered when (and only if) the transaction commits."""
+        current = session.execute(
+            select(Revision.value).where(Revision.id == 1).with_for_update()
+        ).scalar_one()
+        if expected_revision is not None and expected_revision != current:
+            raise RevisionConflict(current, expected_revision)
+        revision = max(current + 1, at_least)
+        session.execute(update(Revision).where(Revision.id == 1).values(value=revision))
+        if self.is_postgres:
+            session.execute(
+                text("SELECT pg_notify(:channel, :payload)"),
+                {"channel": NOTIFY_CHANNEL, "payload": str(revision)},
+            )
+        return revision
 
     def current_revision(self) -> int:
         with _unavailable_on_disconnect(), self.engine.connect() as conn:

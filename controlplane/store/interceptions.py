@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from controlplane import validation
 from controlplane.errors import InvalidArgument, NotFound
 from controlplane.store.db import Database
-from controlplane.store.models import Interception, utcnow
+from controlplane.store.models import Interception, User, utcnow
 from controlplane.store.usage import error_count, failed, provider_filter
 
 DEFAULT_LIMIT = 50
@@ -72,6 +72,7 @@ class InterceptionFilter:
     client: str = ""
     session_id: str = ""
     status_class: str = ""  # one of _STATUS_CLASSES
+    user: str = ""  # a user's name or id
 
 
 @dataclass(frozen=True)
@@ -301,6 +302,8 @@ def _conditions(session: Session, f: InterceptionFilter) -> list[ColumnElement[b
         found.append((Interception.token_id == f.token) | (Interception.token_name == f.token))
     if f.provider:
         found.append(provider_filter(session, f.provider))
+    if f.user:
+        found.append(user_filter(session, f.user))
     for name in ("model", "client", "session_id"):
         if value := getattr(f, name):
             found.append(getattr(Interception, name) == value)
@@ -310,3 +313,17 @@ def _conditions(session: Session, f: InterceptionFilter) -> list[ColumnElement[b
             raise InvalidArgument("status_class", f"must be one of {', '.join(_STATUS_CLASSES)}")
         found.append(status)
     return found
+
+
+def user_filter(session: Session, ref: str) -> ColumnElement[bool]:
+    """Calls of the user `ref` names: the live user with that name (or id), else deleted
+    ones (a name may have been taken again); failing both, calls recorded under that id or
+    name by users this database does not know."""
+    matches = session.execute(
+        select(User.id, User.deleted_at).where((User.name == ref) | (User.id == ref))
+    ).all()
+    live = [uid for uid, deleted_at in matches if deleted_at is None]
+    ids = live or [uid for uid, _ in matches]
+    if ids:
+        return Interception.user_id.in_(ids)
+    return (Interception.user_id == ref) | (Interception.user_name == ref)

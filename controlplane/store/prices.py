@@ -96,11 +96,11 @@ class Prices:
 
 
 def price_table(session: Session) -> PriceTable:
-    """The stored table, for computing costs."""
-    return PriceTable(
-        PriceEntry(r.model, r.input, r.output, r.cache_read, r.cache_write)
-        for r in session.scalars(select(Price))
+    """The stored table, for computing costs (a few hundred rows at most)."""
+    rows = session.execute(
+        select(Price.model, Price.input, Price.output, Price.cache_read, Price.cache_write)
     )
+    return PriceTable(PriceEntry(*row) for row in rows)
 
 
 def _fill(row: Price, entry: PriceEntry) -> None:

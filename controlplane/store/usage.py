@@ -10,8 +10,10 @@ from sqlalchemy import ColumnElement, SQLColumnExpression, case, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from common import scopes
 from controlplane.errors import InvalidArgument
-from controlplane.store.db import Database
+from controlplane.store import audit, prices, spend
+from controlplane.store.db import Database, Mutation
 from controlplane.store.models import Interception, Provider
 
 _BY_ID = Interception.provider_id
@@ -20,6 +22,7 @@ GROUPS = {
     "model": Interception.model,
     "token": Interception.token_name,
     "client": Interception.client,
+    "user": Interception.user_name,
 }
 
 
@@ -32,17 +35,35 @@ class UsageTotals:
     output_tokens: int
     cache_read_tokens: int
     cache_write_tokens: int
+    cost_usd: float = 0.0  # of the priced calls
+    unpriced: int = 0  # calls of a model with no price (not in cost_usd)
     provider_id: str = ""  # when grouped by provider
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What an ingest did."""
+
+    new: int  # interceptions whose request_id was new
+    unpriced: int  # of those, calls of a model with no price
+    revision: int | None  # the revision made because the batch crossed a budget
 
 
 class UsageLog:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def store(self, rows: list[dict[str, Any]]) -> int:
-        """Inserts the rows whose request_id is new; returns how many were."""
+    def store(self, rows: list[dict[str, Any]]) -> Stored:
+        """Inserts the rows whose request_id is new, each with its cost, and adds those to
+        the month's spend, in one transaction; a batch that takes a scope's spend this
+        month to one of its budgets bumps the revision in it too, so that every data plane
+        hears of it."""
+        unique: dict[str, dict[str, Any]] = {}
+        for row in rows:  # a request id twice in one batch: the first one counts
+            unique.setdefault(row["request_id"], row)
+        rows = list(unique.values())
         if not rows:
-            return 0
+            return Stored(0, 0, None)
         dialect = postgresql if self.db.is_postgres else sqlite
         # One cached statement, executed for many rows (SQLAlchemy batches them into
         # multi-row INSERTs within each database's parameter limit); RETURNING names only
@@ -52,8 +73,31 @@ class UsageLog:
             .on_conflict_do_nothing(index_elements=["request_id"])
             .returning(Interception.request_id)
         )
+        month = scopes.month()
         with self.db.write() as session:
-            return len(session.execute(statement, rows).all())
+            table = prices.price_table(session)
+            for row in rows:
+                row["cost_usd"] = table.cost(
+                    row["provider_type"], row["model"], row["input_tokens"],
+                    row["output_tokens"], row["cache_read_tokens"], row["cache_write_tokens"],
+                )  # fmt: skip
+            new = set(session.execute(statement, rows).scalars())
+            calls = [row for row in rows if row["request_id"] in new]
+            crossings = spend.add(session, calls, month)
+            revision = self._crossed(session, crossings, month) if crossings else None
+        unpriced = sum(1 for call in calls if call["cost_usd"] is None)
+        return Stored(len(calls), unpriced, revision)
+
+    def _crossed(self, session: Session, crossings: list[spend.Crossing], month: str) -> int:
+        """One new revision for the batch, and an audit entry per budget crossed."""
+        m = Mutation(session, self.db.bump_revision(session))
+        for c in crossings:
+            audit.record(
+                m, "controlplane", "budget.crossed", spend.scope_label(session, c.limit_set),
+                {"key": c.key, "month": month, "budget_usd": c.limit_set.monthly_budget_usd,
+                 "spent_usd": c.spent_usd},
+            )  # fmt: skip
+        return m.revision
 
     def totals(
         self,
@@ -62,8 +106,9 @@ class UsageLog:
         until: datetime | None = None,
         provider: str = "",
     ) -> list[UsageTotals]:
-        """Totals per provider, model, token or client. A provider is followed by its id, not its
-        name: its history stays one row, under its current name, across renames."""
+        """Totals per provider, model, token, client or user (by name). A provider is
+        followed by its id, not its name: its history stays one row, under its current
+        name, across renames."""
         column = GROUPS.get(group_by or "provider")
         if column is None:
             raise InvalidArgument("group_by", f"must be one of {', '.join(GROUPS)}")
@@ -75,6 +120,8 @@ class UsageLog:
             func.sum(Interception.output_tokens),
             func.sum(Interception.cache_read_tokens),
             func.sum(Interception.cache_write_tokens),
+            func.sum(Interception.cost_usd),
+            func.sum(case((Interception.cost_usd.is_(None), 1), else_=0)),
             # What a provider this database does not know was called, for its row's name.
             func.max(Interception.provider_name),
         ).group_by(column)
@@ -91,9 +138,11 @@ class UsageLog:
             UsageTotals(
                 names.get(key, last_name) if column is _BY_ID else str(key),
                 *(int(v or 0) for v in counts),  # type: ignore[misc, arg-type]  # six counts
+                cost_usd=float(cost or 0.0),
+                unpriced=int(unpriced or 0),
                 provider_id=str(key) if column is _BY_ID else "",
             )
-            for key, *counts, last_name in found
+            for key, *counts, cost, unpriced, last_name in found
         ]
         return sorted(rows, key=lambda r: (r.key, r.provider_id))
 

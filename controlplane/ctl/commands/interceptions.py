@@ -8,7 +8,7 @@ from aibridge.v1 import admin_pb2
 from controlplane.ctl.api import Context
 from controlplane.ctl.errors import EXIT_OK
 from controlplane.ctl.filters import add_filtering_group, add_list_command, interception_filter
-from controlplane.ctl.output import emit_json, fmt_time, table, terminal_width
+from controlplane.ctl.output import cost_text, emit_json, fmt_time, table, terminal_width
 from controlplane.ctl.records import interception_text, status_text, token_text
 
 
@@ -36,25 +36,42 @@ def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
     if not response.interceptions:
         print("no interceptions match")
         return EXIT_OK
-    rows = [
-        [
-            i.id,
-            fmt_time(i, "started_at"),
-            token_text(i),
-            i.client,
-            i.provider_name,
-            i.model,
-            status_text(i),
-            str(i.input_tokens),
-            str(i.output_tokens),
-            str(len(i.tool_calls)),
-            i.prompt,
-        ]
-        for i in response.interceptions
-    ]
-    headers = ["ID", "STARTED", "TOKEN", "CLIENT", "PROVIDER", "MODEL", "STATUS", "IN", "OUT"]
-    print(table([*headers, "TOOLS", "PROMPT"], rows, fit=terminal_width()))
+    width = terminal_width()
+    rows = [_row(i) for i in response.interceptions]
+    listing = table(_HEADERS, rows, fit=width)
+    if max(len(line) for line in listing.splitlines()) > width:
+        # No room for the prompt's least: USER and COST give way (--json has them).
+        narrow = [i for i, h in enumerate(_HEADERS) if h not in _WIDE_ONLY]
+        listing = table(
+            [_HEADERS[i] for i in narrow], [[r[i] for i in narrow] for r in rows], fit=width
+        )
+    print(listing)
     return EXIT_OK
+
+
+_HEADERS = [
+    "ID", "STARTED", "TOKEN", "USER", "CLIENT", "PROVIDER", "MODEL", "STATUS", "IN", "OUT",
+    "COST", "TOOLS", "PROMPT",
+]  # fmt: skip
+_WIDE_ONLY = ("USER", "COST")
+
+
+def _row(i: admin_pb2.InterceptionRecord) -> list[str]:
+    return [
+        i.id,
+        fmt_time(i, "started_at"),
+        token_text(i),
+        i.user_name or "-",
+        i.client,
+        i.provider_name,
+        i.model,
+        status_text(i),
+        str(i.input_tokens),
+        str(i.output_tokens),
+        cost_text(i),
+        str(len(i.tool_calls)),
+        i.prompt,
+    ]
 
 
 def cmd_show(ctx: Context, args: argparse.Namespace) -> int:

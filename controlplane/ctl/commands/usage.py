@@ -1,4 +1,5 @@
-"""`aibridgectl usage`: usage totals, grouped by provider, model, token or client."""
+"""`aibridgectl usage`: usage totals and their cost, grouped by provider, model, token,
+client or user."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from aibridge.v1 import admin_pb2
 from controlplane.ctl.api import Context
 from controlplane.ctl.errors import EXIT_OK
 from controlplane.ctl.options import add_period_options, check_period, set_period
-from controlplane.ctl.output import emit_json, table
+from controlplane.ctl.output import emit_json, table, unpriced_note, usd
 
-USAGE_GROUPS = ("provider", "model", "token", "client")
+USAGE_GROUPS = ("provider", "model", "token", "client", "user")
+NO_USER = "(no user)"  # the calls of tokens that belong to no user
 _COUNTS = (
     "requests",
     "errors",
@@ -50,11 +52,23 @@ def cmd_usage(ctx: Context, args: argparse.Namespace) -> int:
     if not response.rows:
         print("no usage recorded in that period")
         return EXIT_OK
-    rows = [[r.key, *(str(getattr(r, f)) for f in _COUNTS)] for r in response.rows]
-    totals = [sum(getattr(r, f) for r in response.rows) for f in _COUNTS]
-    rows.append(["TOTAL", *(str(t) for t in totals)])
     group = (response.group_by or args.by).upper()
-    print(
-        table([group, "REQUESTS", "ERRORS", "INPUT", "OUTPUT", "CACHE_READ", "CACHE_WRITE"], rows)
-    )
+    rows = [
+        [_name(r.key, group), *(str(getattr(r, f)) for f in _COUNTS), usd(r.cost_usd)]
+        for r in response.rows
+    ]
+    totals = [sum(getattr(r, f) for r in response.rows) for f in _COUNTS]
+    cost = sum(r.cost_usd for r in response.rows)
+    rows.append(["TOTAL", *(str(t) for t in totals), usd(cost)])
+    headers = [group, "REQUESTS", "ERRORS", "INPUT", "OUTPUT", "CACHE_READ", "CACHE_WRITE"]
+    print(table([*headers, "COST"], rows))
+    unpriced = sum(r.unpriced for r in response.rows)
+    if unpriced:
+        print(f"\n{unpriced_note(unpriced, 'COST')}")
     return EXIT_OK
+
+
+def _name(key: str, group: str) -> str:
+    if group == "USER" and not key:
+        return NO_USER
+    return key
