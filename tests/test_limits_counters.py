@@ -389,4 +389,3 @@ async def until(
         if loop.time() > deadline:
             raise AssertionError(f"not reached within {timeout}s: last {value!r}")
         await asyncio.sleep(0.05)
-
