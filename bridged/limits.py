@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from yarl import URL
 
@@ -330,9 +332,12 @@ class RedisCounters:
         self.renew_every = renew_every
         self.clock = clock
         self.where = redacted(url)
+        # No retries: a call's check has its timeout, and a script retried after a lost
+        # reply would count the call twice. What fails is decided by the setting.
         self.redis = aioredis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout
-        )
+            url, socket_timeout=timeout, socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+        )  # fmt: skip
         self._admit = self.redis.register_script(ADMIT)
         self._end = self.redis.register_script(END)
         self._renew = self.redis.register_script(RENEW)
