@@ -20,16 +20,21 @@ from controlplane.auth import actor
 from controlplane.cache import SnapshotCache
 from controlplane.errors import AlreadyExists, InvalidArgument, NotFound
 from controlplane.fleet import DEFAULT_GRACE, MAX_GRACE, Fleet
+from controlplane.pricing import entry as price_entry
 from controlplane.publisher import SnapshotPublisher
 from controlplane.records import Bounded, preview_record, summary, timestamp, whole_record
 from controlplane.registry import SubscriberState
 from controlplane.store import audit, models
 from controlplane.store.db import Database, DatabaseUnavailable, RevisionConflict
 from controlplane.store.interceptions import InterceptionFilter, InterceptionLog
+from controlplane.store.limit_sets import LimitChanges, LimitSet, LimitSets, models_of, providers_of
+from controlplane.store.prices import Prices
 from controlplane.store.providers import ProviderChanges, Providers
 from controlplane.store.settings import Settings, SettingValue
+from controlplane.store.teams import TeamInfo, Teams
 from controlplane.store.tokens import Tokens
 from controlplane.store.usage import UsageLog
+from controlplane.store.users import UserInfo, Users
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +93,8 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         publisher: SnapshotPublisher,
         fleet: Fleet,
         controlplane_id: str,
+        users: Users,
+        teams: Teams,
     ) -> None:
         self.db = db
         self.providers = providers
@@ -99,6 +106,10 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         self.publisher = publisher
         self.fleet = fleet
         self.controlplane_id = controlplane_id
+        self.users = users
+        self.teams = teams
+        self.limit_sets = LimitSets(db)
+        self.prices = Prices(db)
 
     async def _mutate(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         result = await asyncio.to_thread(fn, *args, **kwargs)
@@ -167,6 +178,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             request.name,
             request.expires_in_seconds,
             _expected(request),
+            request.user,
         )
         return admin_pb2.CreateTokenResponse(
             revision=revision, info=token_message(token), token=plaintext
@@ -186,6 +198,98 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         )
         return admin_pb2.TokenResponse(revision=revision, info=token_message(token))
 
+    # Users and teams
+
+    @_rpc
+    async def CreateUser(self, request, context):  # type: ignore[no-untyped-def]
+        revision, user = await self._mutate(
+            self.users.create,
+            actor(context),
+            request.name,
+            request.email,
+            not request.disabled,
+            _expected(request),
+        )
+        return admin_pb2.UserResponse(revision=revision, user=user_message(user))
+
+    @_rpc
+    async def GetUser(self, request, context):  # type: ignore[no-untyped-def]
+        return user_message(await asyncio.to_thread(self.users.get, request.ref))
+
+    @_rpc
+    async def ListUsers(self, request, context):  # type: ignore[no-untyped-def]
+        revision, users = await asyncio.to_thread(self.users.list)
+        return admin_pb2.ListUsersResponse(
+            revision=revision, users=[user_message(u) for u in users]
+        )
+
+    @_rpc
+    async def UpdateUser(self, request, context):  # type: ignore[no-untyped-def]
+        revision, user = await self._mutate(
+            self.users.update,
+            actor(context),
+            request.ref,
+            request.enabled if request.HasField("enabled") else None,
+            request.email if request.HasField("email") else None,
+            _expected(request),
+        )
+        return admin_pb2.UserResponse(revision=revision, user=user_message(user))
+
+    @_rpc
+    async def DeleteUser(self, request, context):  # type: ignore[no-untyped-def]
+        revision, deleted = await self._mutate(
+            self.users.delete, actor(context), request.ref, _expected(request)
+        )
+        return admin_pb2.DeleteUserResponse(
+            revision=revision,
+            id=deleted.user.id,
+            name=deleted.user.name,
+            revoked_tokens=deleted.revoked_tokens,
+        )
+
+    @_rpc
+    async def CreateTeam(self, request, context):  # type: ignore[no-untyped-def]
+        revision, team = await self._mutate(
+            self.teams.create, actor(context), request.name, _expected(request)
+        )
+        return admin_pb2.TeamResponse(revision=revision, team=team_message(team))
+
+    @_rpc
+    async def GetTeam(self, request, context):  # type: ignore[no-untyped-def]
+        return team_message(await asyncio.to_thread(self.teams.get, request.ref))
+
+    @_rpc
+    async def ListTeams(self, request, context):  # type: ignore[no-untyped-def]
+        revision, teams = await asyncio.to_thread(self.teams.list)
+        return admin_pb2.ListTeamsResponse(
+            revision=revision, teams=[team_message(t) for t in teams]
+        )
+
+    @_rpc
+    async def DeleteTeam(self, request, context):  # type: ignore[no-untyped-def]
+        revision, team = await self._mutate(
+            self.teams.delete, actor(context), request.ref, _expected(request)
+        )
+        return admin_pb2.DeleteTeamResponse(revision=revision, id=team.id, name=team.name)
+
+    @_rpc
+    async def AddTeamMember(self, request, context):  # type: ignore[no-untyped-def]
+        revision, team = await self._mutate(
+            self.teams.add_member, actor(context), request.team, request.user, _expected(request)
+        )
+        return admin_pb2.TeamResponse(revision=revision, team=team_message(team))
+
+    @_rpc
+    async def RemoveTeamMember(self, request, context):  # type: ignore[no-untyped-def]
+        revision, team = await self._mutate(
+            self.teams.remove_member,
+            actor(context),
+            request.team,
+            request.user,
+            _expected(request),
+        )
+        return admin_pb2.TeamResponse(revision=revision, team=team_message(team))
+
     # Gateway settings
 
     @_rpc
@@ -201,6 +305,85 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             self.settings.set, actor(context), request.key, request.value, _expected(request)
         )
         return admin_pb2.SetSettingResponse(revision=revision, setting=setting_message(value))
+
+    # Limit sets
+
+    @_rpc
+    async def SetLimits(self, request, context):  # type: ignore[no-untyped-def]
+        def given(field: str) -> Any:
+            return getattr(request, field) if request.HasField(field) else None
+
+        changes = LimitChanges(
+            per_member=given("per_member"),
+            requests_per_minute=given("requests_per_minute"),
+            tokens_per_minute=given("tokens_per_minute"),
+            max_concurrent=given("max_concurrent"),
+            monthly_budget_usd=given("monthly_budget_usd"),
+            providers=list(request.providers.values) if request.HasField("providers") else None,
+            models=list(request.models.values) if request.HasField("models") else None,
+            clear=list(request.clear),
+        )
+        revision, limit_set = await self._mutate(
+            self.limit_sets.set, actor(context), request.scope, changes, _expected(request)
+        )
+        return admin_pb2.LimitsResponse(revision=revision, limits=limits_message(limit_set))
+
+    @_rpc
+    async def ListLimits(self, request, context):  # type: ignore[no-untyped-def]
+        revision, sets = await asyncio.to_thread(self.limit_sets.list)
+        return admin_pb2.ListLimitsResponse(
+            revision=revision, limits=[limits_message(s) for s in sets]
+        )
+
+    @_rpc
+    async def ClearLimits(self, request, context):  # type: ignore[no-untyped-def]
+        revision, scope = await self._mutate(
+            self.limit_sets.clear_set, actor(context), request.scope, _expected(request)
+        )
+        return admin_pb2.ClearLimitsResponse(revision=revision, scope=scope)
+
+    # Prices
+
+    @_rpc
+    async def ListPrices(self, request, context):  # type: ignore[no-untyped-def]
+        revision, prices = await asyncio.to_thread(self.prices.list)
+        return admin_pb2.ListPricesResponse(
+            revision=revision, prices=[price_message(p) for p in prices]
+        )
+
+    @_rpc
+    async def SetPrice(self, request, context):  # type: ignore[no-untyped-def]
+        entry = price_entry(
+            request.model,
+            request.input,
+            request.output,
+            request.cache_read if request.HasField("cache_read") else None,
+            request.cache_write if request.HasField("cache_write") else None,
+        )
+        revision, price = await self._mutate(
+            self.prices.set, actor(context), entry, _expected(request)
+        )
+        return admin_pb2.PriceResponse(revision=revision, price=price_message(price))
+
+    @_rpc
+    async def DeletePrice(self, request, context):  # type: ignore[no-untyped-def]
+        revision, model = await self._mutate(
+            self.prices.delete, actor(context), request.model, _expected(request)
+        )
+        return admin_pb2.DeletePriceResponse(revision=revision, model=model)
+
+    @_rpc
+    async def ImportPrices(self, request, context):  # type: ignore[no-untyped-def]
+        entries = []
+        for n, p in enumerate(request.prices, 1):
+            try:
+                entries.append(price_entry(p.model, p.input, p.output, p.cache_read, p.cache_write))
+            except InvalidArgument as exc:
+                raise InvalidArgument(f"prices[{n}].{exc.field}", exc.message) from None
+        revision, imported, deleted = await self._mutate(
+            self.prices.import_entries, actor(context), entries, request.replace, _expected(request)
+        )
+        return admin_pb2.ImportPricesResponse(revision=revision, imported=imported, deleted=deleted)
 
     # Subscribers
 
@@ -375,6 +558,57 @@ def token_message(t: models.GatewayToken) -> admin_pb2.Token:
         created_at=timestamp(t.created_at),
         expires_at=timestamp(t.expires_at),
         revoked_at=timestamp(t.revoked_at),
+        user=t.user.name if t.user else "",
+        user_id=t.user_id or "",
+    )
+
+
+def user_message(info: UserInfo) -> admin_pb2.User:
+    u = info.user
+    return admin_pb2.User(
+        id=u.id,
+        name=u.name,
+        email=u.email,
+        enabled=u.enabled,
+        teams=info.teams,
+        tokens=info.tokens,
+        created_at=timestamp(u.created_at),
+        updated_at=timestamp(u.updated_at),
+    )
+
+
+def team_message(info: TeamInfo) -> admin_pb2.Team:
+    return admin_pb2.Team(
+        id=info.team.id,
+        name=info.team.name,
+        members=info.members,
+        created_at=timestamp(info.team.created_at),
+    )
+
+
+def limits_message(s: LimitSet) -> admin_pb2.Limits:
+    row = s.row
+    return admin_pb2.Limits(
+        scope=s.scope,
+        per_member=row.per_member,
+        requests_per_minute=row.requests_per_minute,
+        tokens_per_minute=row.tokens_per_minute,
+        max_concurrent=row.max_concurrent,
+        monthly_budget_usd=row.monthly_budget_usd,
+        providers=providers_of(row),
+        models=models_of(row),
+        updated_at=timestamp(row.updated_at),
+    )
+
+
+def price_message(p: models.Price) -> admin_pb2.Price:
+    return admin_pb2.Price(
+        model=p.model,
+        input=p.input,
+        output=p.output,
+        cache_read=p.cache_read,
+        cache_write=p.cache_write,
+        updated_at=timestamp(p.updated_at),
     )
 
 
