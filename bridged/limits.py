@@ -316,6 +316,9 @@ return 0
 
 BATCH = 500  # keys per script call of the background work: Redis runs one at a time
 MAX_PENDING = 100_000  # ends kept while Redis cannot take them
+# How long an end waits for others to share its round trip: a call's place in a
+# concurrency set outlives it by this much at most.
+END_BATCH_DELAY = 0.005
 LOG_EVERY = 10.0  # seconds between two log lines about an unreachable Redis
 
 
@@ -470,6 +473,7 @@ class RedisCounters:
     async def _send_ends(self) -> None:
         while True:
             await self._wake.wait()
+            await asyncio.sleep(END_BATCH_DELAY)  # the ends of the calls ending with it
             self._wake.clear()
             await self.flush()
 
