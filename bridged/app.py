@@ -16,6 +16,7 @@ from bridged.connections import LimitedSite
 from bridged.errors import error_response, family_for_path
 from bridged.forward import Forwarder
 from bridged.keys import KeyHealth
+from bridged.limits import Counters, LocalCounters, RedisCounters
 from bridged.reload import LiveRouteTable
 from bridged.upstreams import UpstreamPools
 from bridged.usage_reporter import UsageReporter
@@ -59,9 +60,16 @@ class Gateway:
             from bridged.tracing import Tracing  # the SDK, loaded only when asked for
 
             self.tracing = Tracing(config.otel_endpoint, self.subscriber.subscriber_id)
+        self.redis_counters: RedisCounters | None = None
+        counters: Counters = LocalCounters()
+        if config.limits_redis:
+            counters = self.redis_counters = RedisCounters(
+                config.limits_redis, config.limits_redis_prefix, config.limits_redis_timeout
+            )
         self.forwarder = Forwarder(
-            self.state, self.pools, self.keys, self.reporter, self.bodies, self.tracing
-        )
+            self.state, self.pools, self.keys, self.reporter, self.bodies, self.tracing,
+            counters,
+        )  # fmt: skip
         expose_subscriber("bridged", self.subscriber)
         expose_gc_pauses("bridged")
         metrics.UPSTREAM_POOLS.set_function(lambda: self.pools.open_pools)
@@ -99,6 +107,9 @@ async def serve(config: BridgedConfig) -> None:
     supervisor = Supervisor(shutdown_limit=config.shutdown_grace + SHUTDOWN_MARGIN)
     subscription = supervisor.start(gateway.subscriber.run(), "subscriber")
     reporting = supervisor.start(gateway.reporter.run(), "usage")
+    redis_counters = gateway.redis_counters
+    if redis_counters is not None:
+        counting = supervisor.start(redis_counters.run(), "limits")
     client_errors.install()
     access.configure(config.access_log)
     # handler_cancellation: a client that leaves ends its request at once (and the call
@@ -124,6 +135,9 @@ async def serve(config: BridgedConfig) -> None:
     await runner.cleanup()  # stops listening, then waits for in-flight requests
     if gateway.tracing is not None:
         await gateway.tracing.close()  # the spans of the last requests
+    if redis_counters is not None:  # the ends of the last calls, then the connections
+        await supervisor.stop(counting)
+        await redis_counters.close()
     await supervisor.stop(reporting)
     if not await gateway.reporter.flush(timeout=5.0, last=True):
         await _spool_the_rest(gateway)

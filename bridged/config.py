@@ -39,6 +39,9 @@ class BridgedConfig:
     log_level: str
     access_log: bool
     otel_endpoint: str | None  # the collector's traces URL; None: no tracing
+    limits_redis: str | None  # the Redis of shared limit counters; None: in-process
+    limits_redis_prefix: str
+    limits_redis_timeout: float
 
 
 FLAGS = (
@@ -135,6 +138,24 @@ FLAGS = (
         "its base URL (http://collector:4318; /v1/traces is appended) or its traces URL "
         "(one ending in /v1/traces, used as given); unset: no tracing",
     ),
+    Flag(
+        "--limits-redis",
+        metavar="URL",
+        help="Redis holding the limit counters (redis://host:6379/0), for several bridged "
+        "to enforce one limit together; unset: counted in this process",
+    ),
+    Flag(
+        "--limits-redis-prefix",
+        default="aibridge:",
+        help="prefix of the keys of the limit counters in --limits-redis",
+    ),
+    Flag(
+        "--limits-redis-timeout",
+        type=float,
+        default=0.25,
+        help="seconds a call's limit check waits for --limits-redis; beyond, Redis counts as "
+        "unavailable (the setting limits.redis_unavailable says what then)",
+    ),
 )
 
 
@@ -164,6 +185,11 @@ def _finish(a: Mapping[str, Any]) -> dict[str, Any]:
         raise Invalid(f"--usage-batch-size must be between 1 and {DEFAULT_BATCH_SIZE}")
     if a["usage_buffer_bytes"] < MAX_BATCH_BYTES:
         raise Invalid(f"--usage-buffer-bytes must be at least {MAX_BATCH_BYTES} (one batch)")
+    if a["limits_redis_timeout"] <= 0:
+        raise Invalid("--limits-redis-timeout must be positive")
+    redis_url = a["limits_redis"]
+    if redis_url and _scheme(redis_url) not in ("redis", "rediss", "unix"):
+        raise Invalid("--limits-redis: expected a redis://, rediss:// or unix:// URL")
     spool = a["usage_spool"]
     otel_endpoint = traces_url(a["otel_endpoint"]) if a["otel_endpoint"] else None
     return {
@@ -172,7 +198,15 @@ def _finish(a: Mapping[str, Any]) -> dict[str, Any]:
         **dataplane.derived(a, "bridged"),
         "usage_spool": None if spool == "off" else Path(spool or a["state_dir"] / "bridged-usage"),
         "otel_endpoint": otel_endpoint,
+        "limits_redis": redis_url or None,
     }
+
+
+def _scheme(url: str) -> str:
+    try:
+        return URL(url).scheme
+    except ValueError:
+        return ""
 
 
 TRACES_PATH = "/v1/traces"

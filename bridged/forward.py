@@ -24,8 +24,10 @@ from bridged.access import CALL, Call
 from bridged.bodies import SENT_WHOLE, BodyRefused, HeldBody, RequestBodies, upstream_payload
 from bridged.capture import Recording
 from bridged.errors import error_response, family_for_path
+from bridged.governance import Governance
 from bridged.headers import STRIPPED_RESPONSE, upstream_request_headers
 from bridged.keys import KeyHealth
+from bridged.limits import CONCURRENT, UNAVAILABLE, Admission, Counters, LocalCounters, Refusal
 from bridged.reload import LiveRouteTable
 from bridged.routes import Endpoint, Route, RouteTable
 from bridged.upstreams import UpstreamPools
@@ -65,6 +67,8 @@ class Exchange:
     usage: Usage | None = None
     span: Span | None = None  # with --otel-endpoint
     recording: Recording | None = None  # an intercepted call's: what the agent did
+    user_name: str = ""  # the caller's user's, as of this request's snapshot
+    admission: Admission | None = None  # counted by the limit counters: ended at the end
 
 
 class Forwarder:
@@ -76,6 +80,7 @@ class Forwarder:
         reporter: UsageReporter,
         bodies: RequestBodies,
         tracing: Tracing | None = None,
+        counters: Counters | None = None,
     ) -> None:
         self.state = state
         self.pools = pools
@@ -83,6 +88,7 @@ class Forwarder:
         self.reporter = reporter
         self.bodies = bodies
         self.tracing = tracing
+        self.counters: Counters = counters if counters is not None else LocalCounters()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         metrics.IN_FLIGHT.inc()
@@ -147,6 +153,7 @@ class Forwarder:
             route=route,
             endpoint=endpoint,
             user_agent=request.headers.get("User-Agent", ""),
+            user_name=table.governance.user_name(caller.user_id),
         )
         if endpoint.intercepted:
             exchange.recording = Recording(table.capture, endpoint.route)
@@ -156,6 +163,10 @@ class Forwarder:
         try:
             if self.tracing is not None:
                 exchange.span = _start_span(self.tracing, request, exchange)
+            if table.governance.active:
+                refused = await self._govern(table.governance, exchange)
+                if refused is not None:
+                    return refused
             return await self._exchange(request, exchange, path, held)
         except asyncio.CancelledError:
             if not exchange.status:  # the client left before the answer
@@ -164,6 +175,8 @@ class Forwarder:
             raise
         finally:
             held.release()
+            if exchange.admission is not None:
+                self._end(exchange)
             call.status = exchange.status
             try:
                 self._record(exchange)
@@ -171,6 +184,73 @@ class Forwarder:
                 log.exception("usage of request %s not recorded", call.request_id)
             if self.tracing is not None and exchange.span is not None:
                 _end_span(self.tracing, exchange.span, exchange)
+
+    async def _govern(self, governance: Governance, x: Exchange) -> web.Response | None:
+        """The call's limit sets, in order: provider and model allowed, budget, counters
+        (the last two only for the LLM calls, not the pass-through endpoints). A refusal,
+        or None with the call admitted (x.admission: counted, to be ended)."""
+        limits = governance.limits(x.caller)
+        message = governance.provider_refusal(limits, x.route.name)
+        if message is None and x.endpoint.intercepted:
+            message = governance.model_refusal(limits, x.model)
+        if message is not None:
+            return self._refuse_call(x, 403, "model_not_allowed", message)
+        if not x.endpoint.intercepted:
+            return None
+        message = governance.budget_refusal(limits)
+        if message is not None:
+            return self._refuse_call(x, 403, "budget_exceeded", message)
+        if not limits.checks:
+            return None
+        admitted = await self.counters.admit(
+            x.call.request_id, limits.checks, governance.redis_unavailable
+        )
+        if isinstance(admitted, Admission):
+            x.admission = admitted
+            return None
+        return self._counted_out(x, admitted)
+
+    def _counted_out(self, x: Exchange, r: Refusal) -> web.Response:
+        if r.kind == UNAVAILABLE:
+            return self._refuse_call(
+                x, 503, "limits_unavailable", "the gateway cannot reach its limit counters",
+                {"Retry-After": "1"},
+            )  # fmt: skip
+        if r.kind == CONCURRENT:
+            return self._refuse_call(
+                x, 429, "concurrency_limited",
+                f"the concurrency limit of {r.scope} is reached: {r.limit} calls in flight",
+                {"Retry-After": str(r.retry_after)},
+            )  # fmt: skip
+        per_minute = "requests" if r.kind == "requests" else "tokens"
+        return self._refuse_call(
+            x, 429, "rate_limited",
+            f"the rate limit of {r.scope} is reached: {r.limit} {per_minute} per minute "
+            f"(retry in {r.retry_after}s)",
+            {
+                "Retry-After": str(r.retry_after),
+                f"x-ratelimit-limit-{r.kind}": str(r.limit),
+                f"x-ratelimit-remaining-{r.kind}": str(r.remaining),
+                f"x-ratelimit-reset-{r.kind}": reset_duration(r.reset),
+            },
+        )  # fmt: skip
+
+    def _refuse_call(
+        self, x: Exchange, status: int, code: str, message: str,
+        headers: dict[str, str] | None = None,
+    ) -> web.Response:  # fmt: skip
+        metrics.REFUSALS.labels(code).inc()
+        return self._fail(x, status, code, message, headers)
+
+    def _end(self, x: Exchange) -> None:
+        """Out of the concurrency sets, the call's tokens counted: once, whatever ended it."""
+        assert x.admission is not None
+        usage = x.usage
+        tokens = usage.input_tokens + usage.output_tokens if usage is not None else 0
+        try:
+            self.counters.end(x.admission, tokens)
+        except Exception:  # the call's record matters more
+            log.exception("the end of request %s not counted", x.call.request_id)
 
     async def _exchange(
         self, request: web.Request, x: Exchange, path: str, held: HeldBody
@@ -321,6 +401,8 @@ class Forwarder:
                 started_at=started_at,
                 token_id=x.caller.token_id,
                 token_name=x.caller.name,
+                user_id=x.caller.user_id,
+                user_name=x.user_name,
                 provider_id=x.route.id,
                 provider_name=x.route.name,
                 provider_type=x.route.type,
@@ -376,6 +458,12 @@ def authenticate(request: web.Request, table: RouteTable) -> Caller | None:
     if not token:
         return None
     return table.callers.verify(token)
+
+
+def reset_duration(seconds: int) -> str:
+    """Seconds as OpenAI's x-ratelimit-reset-* headers write them: "12s", "1m0s"."""
+    minutes, rest = divmod(max(0, seconds), 60)
+    return f"{minutes}m{rest}s" if minutes else f"{rest}s"
 
 
 def _failed(x: Exchange, message: str, cut_short: bool = False) -> None:

@@ -43,3 +43,14 @@ TRACE_SPANS = Counter(
     "Spans sent to the trace collector (--otel-endpoint), by whether it took them",
     ["result"],  # exported, failed
 )
+REFUSALS = Counter(
+    "aibridge_bridged_refusals_total",
+    "Calls refused by a limit set (or for want of the limit counters)",
+    ["reason"],  # model_not_allowed, budget_exceeded, rate_limited, concurrency_limited,
+    # limits_unavailable
+)
+LIMITS_REDIS_ERRORS = Counter(
+    "aibridge_bridged_limits_redis_errors_total",
+    "Failed exchanges with the --limits-redis server (the call was admitted uncounted, or "
+    "refused, as the setting limits.redis_unavailable says)",
+)

@@ -17,6 +17,7 @@ from yarl import URL
 
 from aibridge.v1 import snapshot_pb2
 from bridged.capture import CaptureSettings
+from bridged.governance import Governance
 from common.tokens import Callers
 from common.urls import BadBaseURL, parse_base_url
 from common.wire import OPENAI_COMPATIBLE_TYPES, SkippedProvider
@@ -113,6 +114,7 @@ class RouteTable:
     routes: Mapping[str, Route] = field(default_factory=dict)
     callers: Callers = field(default_factory=Callers)
     capture: CaptureSettings = CaptureSettings()  # what is recorded of intercepted calls
+    governance: Governance = field(default_factory=Governance)  # who may use what, how much
 
     @property
     def origins(self) -> frozenset[str]:
@@ -152,6 +154,7 @@ class RouteBuilder:
         table = RouteTable(
             snapshot.version, MappingProxyType(routes), Callers(snapshot.tokens),
             CaptureSettings.of(snapshot),
+            Governance(snapshot.governance, snapshot.settings.limits_redis_unavailable),
         )  # fmt: skip
         return table, skipped
 

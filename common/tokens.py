@@ -29,6 +29,7 @@ class Caller(NamedTuple):
     token_id: str
     name: str
     expires_at: int  # unix seconds, 0 = never
+    user_id: str = ""  # the user it belongs to; "" when the token is its own identity
 
 
 class Callers:
@@ -38,7 +39,7 @@ class Callers:
 
     def __init__(self, verifiers: Iterable[snapshot_pb2.TokenVerifier] = ()) -> None:
         self._by_digest = MappingProxyType(
-            {t.sha256: Caller(t.id, t.name, t.expires_at) for t in verifiers}
+            {t.sha256: Caller(t.id, t.name, t.expires_at, t.user_id) for t in verifiers}
         )
 
     def __len__(self) -> int:

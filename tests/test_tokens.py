@@ -168,7 +168,9 @@ def test_expiring_token_carries_its_expiry_to_admin_and_verifier(
             assert abs(verifier.expires_at - expires_at.timestamp()) < 1
             # What the data planes make of it: the caller, until it expires.
             callers = Callers(recording.snapshot.tokens)
-            assert callers.verify(created.token) == (created.info.id, "temp", verifier.expires_at)
+            assert callers.verify(created.token) == Caller(
+                created.info.id, "temp", verifier.expires_at
+            )
             assert callers.verify(created.token, now=verifier.expires_at) is None
             return created
         finally:

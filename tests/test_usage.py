@@ -236,7 +236,8 @@ def largest_record() -> usage_pb2.Interception:
     exchange = Exchange(
         call=Call("POST", "/v1/messages", time.monotonic(), request_id="r" * 64),
         started_wall=time.time(),
-        caller=Caller("tok_" + "f" * 16, "t" * 63, 0), route=route,
+        caller=Caller("tok_" + "f" * 16, "t" * 63, 0, "usr_" + "f" * 16), route=route,
+        user_name="u" * 63,
         endpoint=ANTHROPIC_ENDPOINTS[0], user_agent=LLAMA * 5000, model=LLAMA * 5000,
         status=200, recording=Recording(CaptureSettings(True, True, True, 2**31 - 1), "messages"),
     )  # fmt: skip
@@ -273,6 +274,7 @@ def test_batches_of_the_largest_records_fit_a_grpc_message(
     largest size, and a full batch (by count) of the largest records without texts."""
     record = largest_record()
     assert len(record.model) == 200 and len(record.user_agent) == 500
+    assert (record.user_id, record.user_name) == ("usr_" + "f" * 16, "u" * 63)
     assert len(record.prompt.encode()) == RECORD_TEXT_BYTES and record.partial
     assert len(record.tool_calls) == len(record.tool_results) == MAX_TOOL_CALLS
     assert (
@@ -283,6 +285,7 @@ def test_batches_of_the_largest_records_fit_a_grpc_message(
     assert RECORD_TEXT_BYTES < record.ByteSize() < MAX_BATCH_BYTES // 3
     without_texts = interception("small", timedelta(0), provider="p" * 63, model=LLAMA * 200)
     without_texts.user_agent = LLAMA * 500
+    without_texts.user_id, without_texts.user_name = "usr_" + "f" * 16, "u" * 63
     records = []
     for n, template in enumerate([record] * 8 + [without_texts] * DEFAULT_BATCH_SIZE):
         copy = usage_pb2.Interception()
