@@ -233,12 +233,12 @@ def anthropic_stream(client: anthropic.Anthropic, model: str) -> Background:
     """A messages stream; its value is (text, output tokens of the final message)."""
 
     def run(first: threading.Event) -> tuple[str, int]:
-        text = ""
         with client.messages.stream(model=model, max_tokens=5, messages=MESSAGES) as stream:
-            for piece in stream.text_stream:
+            for _event in stream:  # the first is message_start, before any text
                 first.set()
-                text += piece
-            return text, stream.get_final_message().usage.output_tokens
+            final = stream.get_final_message()
+        text = "".join(b.text for b in final.content if b.type == "text")
+        return text, final.usage.output_tokens
 
     return in_background(run)
 
