@@ -184,17 +184,19 @@ def test_concurrency(gw: Gateway) -> None:
         held.release()
         text, prompt_tokens = stream.finish()
     assert (text, prompt_tokens) == ("hello from A", OPENAI_USAGE["prompt_tokens"])
-    # Its end frees the place (sent after the answer is complete: waited for).
-    wait_until(
-        lambda: refused_now(lambda: message(ant, "e2e-conc"), anthropic.RateLimitError) is None,
-        what="the stream's place to be freed",
-    )
+    # Its end frees the place (counted once the answer is complete: waited for).
+    attempts = []
+
+    def freed() -> bool:
+        attempts.append(1)
+        return refused_now(lambda: message(ant, "e2e-conc"), anthropic.RateLimitError) is None
+
+    wait_until(freed, what="the stream's place to be freed")
 
     assert seen(gw.a, "e2e-conc") == 1
-    admitted_b = seen(gw.b, "e2e-conc")
-    assert admitted_b == 1, "a refused call reached the upstream"
-    found = records(gw.cp, "conc", 2 + 2)
-    assert statuses(found) == [200, 200, 429, 429]
+    assert seen(gw.b, "e2e-conc") == 1, "a refused call reached the upstream"
+    found = records(gw.cp, "conc", 2 + 1 + len(attempts))
+    assert statuses(found) == [200, 200] + [429] * (1 + len(attempts))
 
 
 def test_budget_exceeded_names_the_scope_and_the_reset(gw: Gateway) -> None:
@@ -343,7 +345,7 @@ def test_limits_changed_under_load_keep_their_counts(gw: Gateway) -> None:
 
     flow(20)
     assert admitted() == 5
-    raised = set_limits(cp, "token:load", requests_per_minute=8)  # applied by every replica
+    set_limits(cp, "token:load", requests_per_minute=8)  # applied by every replica
     before = len(answers)
     flow(before + 20)
     # The five already counted still count: three more, not eight.
@@ -356,7 +358,6 @@ def test_limits_changed_under_load_keep_their_counts(gw: Gateway) -> None:
     # admits none (eight are in the window).
     set_limits(cp, "token:load", requests_per_minute=3)
     assert {a.status_code for a in raw_calls([url], token, "e2e-load", 4)} == {429}
-    assert cp.admin.revision() > raised
     assert seen(gw.a, "e2e-load") == 8
 
 
