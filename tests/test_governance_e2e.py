@@ -499,3 +499,32 @@ def test_the_stricter_of_a_team_and_a_user_wins(gw: Gateway) -> None:
         assert scope in refused.message, refused.message
         assert refused.response.headers["x-ratelimit-limit-requests"] == "1"
     assert seen(gw.a, "e2e-strict-rate") == 2
+
+
+def test_default_applies_to_each_identity_separately(gw: Gateway) -> None:
+    cp = gw.cp
+    create_user(cp, "def-a")
+    create_user(cp, "def-b")
+    laptop = create_token(cp, "def-a-laptop", user="def-a")
+    server = create_token(cp, "def-a-server", user="def-a")
+    other = create_token(cp, "def-b-laptop", user="def-b")
+    own = create_token(cp, "def-own")  # no user: its own identity
+    try:
+        set_limits(cp, "default", requests_per_minute=1)
+        assert chat(openai_client(gw.bridged, laptop), "e2e-default") == "hello from A"
+        # The user's other token shares the user's count.
+        refused = refusal(
+            lambda: chat(openai_client(gw.bridged, server), "e2e-default"), openai.RateLimitError
+        )
+        assert "default" in refused.message and "def-a" in refused.message, refused.message
+        # Another user, and a token without one, each have a count of their own.
+        for token in (other, own):
+            assert chat(openai_client(gw.bridged, token), "e2e-default") == "hello from A"
+        refused = refusal(
+            lambda: chat(openai_client(gw.bridged, own), "e2e-default"), openai.RateLimitError
+        )
+        assert refused.response.headers["x-ratelimit-limit-requests"] == "1"
+    finally:
+        cleared = cp.admin.ClearLimits(admin_pb2.ClearLimitsRequest(scope="default"))
+        cp.admin.wait_applied(cleared.revision)
+    assert seen(gw.a, "e2e-default") == 3
