@@ -20,12 +20,15 @@ from controlplane.auth import actor
 from controlplane.cache import SnapshotCache
 from controlplane.errors import AlreadyExists, InvalidArgument, NotFound
 from controlplane.fleet import DEFAULT_GRACE, MAX_GRACE, Fleet
+from controlplane.pricing import entry as price_entry
 from controlplane.publisher import SnapshotPublisher
 from controlplane.records import Bounded, preview_record, summary, timestamp, whole_record
 from controlplane.registry import SubscriberState
 from controlplane.store import audit, models
 from controlplane.store.db import Database, DatabaseUnavailable, RevisionConflict
 from controlplane.store.interceptions import InterceptionFilter, InterceptionLog
+from controlplane.store.limit_sets import LimitChanges, LimitSet, LimitSets, models_of, providers_of
+from controlplane.store.prices import Prices
 from controlplane.store.providers import ProviderChanges, Providers
 from controlplane.store.settings import Settings, SettingValue
 from controlplane.store.tokens import Tokens
@@ -99,6 +102,8 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         self.publisher = publisher
         self.fleet = fleet
         self.controlplane_id = controlplane_id
+        self.limit_sets = LimitSets(db)
+        self.prices = Prices(db)
 
     async def _mutate(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         result = await asyncio.to_thread(fn, *args, **kwargs)
@@ -201,6 +206,85 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             self.settings.set, actor(context), request.key, request.value, _expected(request)
         )
         return admin_pb2.SetSettingResponse(revision=revision, setting=setting_message(value))
+
+    # Limit sets
+
+    @_rpc
+    async def SetLimits(self, request, context):  # type: ignore[no-untyped-def]
+        def given(field: str) -> Any:
+            return getattr(request, field) if request.HasField(field) else None
+
+        changes = LimitChanges(
+            per_member=given("per_member"),
+            requests_per_minute=given("requests_per_minute"),
+            tokens_per_minute=given("tokens_per_minute"),
+            max_concurrent=given("max_concurrent"),
+            monthly_budget_usd=given("monthly_budget_usd"),
+            providers=list(request.providers.values) if request.HasField("providers") else None,
+            models=list(request.models.values) if request.HasField("models") else None,
+            clear=list(request.clear),
+        )
+        revision, limit_set = await self._mutate(
+            self.limit_sets.set, actor(context), request.scope, changes, _expected(request)
+        )
+        return admin_pb2.LimitsResponse(revision=revision, limits=limits_message(limit_set))
+
+    @_rpc
+    async def ListLimits(self, request, context):  # type: ignore[no-untyped-def]
+        revision, sets = await asyncio.to_thread(self.limit_sets.list)
+        return admin_pb2.ListLimitsResponse(
+            revision=revision, limits=[limits_message(s) for s in sets]
+        )
+
+    @_rpc
+    async def ClearLimits(self, request, context):  # type: ignore[no-untyped-def]
+        revision, scope = await self._mutate(
+            self.limit_sets.clear_set, actor(context), request.scope, _expected(request)
+        )
+        return admin_pb2.ClearLimitsResponse(revision=revision, scope=scope)
+
+    # Prices
+
+    @_rpc
+    async def ListPrices(self, request, context):  # type: ignore[no-untyped-def]
+        revision, prices = await asyncio.to_thread(self.prices.list)
+        return admin_pb2.ListPricesResponse(
+            revision=revision, prices=[price_message(p) for p in prices]
+        )
+
+    @_rpc
+    async def SetPrice(self, request, context):  # type: ignore[no-untyped-def]
+        entry = price_entry(
+            request.model,
+            request.input,
+            request.output,
+            request.cache_read if request.HasField("cache_read") else None,
+            request.cache_write if request.HasField("cache_write") else None,
+        )
+        revision, price = await self._mutate(
+            self.prices.set, actor(context), entry, _expected(request)
+        )
+        return admin_pb2.PriceResponse(revision=revision, price=price_message(price))
+
+    @_rpc
+    async def DeletePrice(self, request, context):  # type: ignore[no-untyped-def]
+        revision, model = await self._mutate(
+            self.prices.delete, actor(context), request.model, _expected(request)
+        )
+        return admin_pb2.DeletePriceResponse(revision=revision, model=model)
+
+    @_rpc
+    async def ImportPrices(self, request, context):  # type: ignore[no-untyped-def]
+        entries = []
+        for n, p in enumerate(request.prices, 1):
+            try:
+                entries.append(price_entry(p.model, p.input, p.output, p.cache_read, p.cache_write))
+            except InvalidArgument as exc:
+                raise InvalidArgument(f"prices[{n}].{exc.field}", exc.message) from None
+        revision, imported, deleted = await self._mutate(
+            self.prices.import_entries, actor(context), entries, request.replace, _expected(request)
+        )
+        return admin_pb2.ImportPricesResponse(revision=revision, imported=imported, deleted=deleted)
 
     # Subscribers
 
@@ -375,6 +459,32 @@ def token_message(t: models.GatewayToken) -> admin_pb2.Token:
         created_at=timestamp(t.created_at),
         expires_at=timestamp(t.expires_at),
         revoked_at=timestamp(t.revoked_at),
+    )
+
+
+def limits_message(s: LimitSet) -> admin_pb2.Limits:
+    row = s.row
+    return admin_pb2.Limits(
+        scope=s.scope,
+        per_member=row.per_member,
+        requests_per_minute=row.requests_per_minute,
+        tokens_per_minute=row.tokens_per_minute,
+        max_concurrent=row.max_concurrent,
+        monthly_budget_usd=row.monthly_budget_usd,
+        providers=providers_of(row),
+        models=models_of(row),
+        updated_at=timestamp(row.updated_at),
+    )
+
+
+def price_message(p: models.Price) -> admin_pb2.Price:
+    return admin_pb2.Price(
+        model=p.model,
+        input=p.input,
+        output=p.output,
+        cache_read=p.cache_read,
+        cache_write=p.cache_write,
+        updated_at=timestamp(p.updated_at),
     )
 
 

@@ -4,9 +4,13 @@ verifiers: thousands of rows at most, and a change to any of them is a new revis
 
 from __future__ import annotations
 
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
 from aibridge.v1 import snapshot_pb2
+from common import scopes
+from controlplane.store.limit_sets import LimitSet, labelled, models_of, providers_of
+from controlplane.store.models import LimitSetRow, Spend
 
 
 def build_governance(session: Session) -> snapshot_pb2.Governance:
@@ -22,3 +26,53 @@ def _add_users_and_teams(session: Session, governance: snapshot_pb2.Governance) 
 
 def _add_limits_and_spend(session: Session, governance: snapshot_pb2.Governance) -> None:
     """Every limit set; this month's spend of each scope key a budget applies to."""
+    sets = labelled(session, session.scalars(select(LimitSetRow)))
+    governance.limit_sets.extend(limit_set_message(s) for s in sets)
+    month = scopes.month()
+    budgeted = [s.row for s in sets if s.row.monthly_budget_usd is not None]
+    keys = _budgeted_keys(budgeted)
+    if keys is None:
+        return
+    query = select(Spend.key, Spend.cost_usd).where(Spend.month == month, keys).order_by(Spend.key)
+    governance.spend.extend(
+        snapshot_pb2.ScopeSpend(key=key, month=month, spent_usd=cost)
+        for key, cost in session.execute(query)
+    )
+
+
+def _budgeted_keys(rows: list[LimitSetRow]) -> ColumnElement[bool] | None:
+    """Which spend keys some budget applies to (common/scopes.py's keys), as one SQL
+    condition; None when no set has a budget."""
+    exact: set[str] = set()
+    prefixes: set[str] = set()
+    for row in rows:
+        if row.scope_kind == "default":  # every identity: users, and tokens without one
+            prefixes |= {scopes.user_key(""), scopes.token_key("")}
+        elif row.scope_kind == "user":
+            exact.add(scopes.user_key(row.scope_id))
+        elif row.scope_kind == "team" and row.per_member:
+            prefixes.add(scopes.member_key(row.scope_id, ""))
+        elif row.scope_kind == "team":
+            exact.add(scopes.team_key(row.scope_id))
+        elif row.scope_kind == "token":
+            exact.add(scopes.token_key(row.scope_id))
+    conditions = [Spend.key.startswith(p, autoescape=True) for p in sorted(prefixes)]
+    if exact:
+        conditions.append(Spend.key.in_(sorted(exact)))
+    return or_(*conditions) if conditions else None
+
+
+def limit_set_message(s: LimitSet) -> snapshot_pb2.LimitSet:
+    row = s.row
+    return snapshot_pb2.LimitSet(
+        scope_kind=row.scope_kind,
+        scope_id=row.scope_id,
+        scope=s.scope,
+        per_member=row.per_member,
+        requests_per_minute=row.requests_per_minute or 0,
+        tokens_per_minute=row.tokens_per_minute or 0,
+        max_concurrent=row.max_concurrent or 0,
+        monthly_budget_usd=row.monthly_budget_usd,
+        providers=providers_of(row),
+        models=models_of(row),
+    )

@@ -13,6 +13,8 @@ from controlplane.ctl.api import connect, describe_rpc_error
 from controlplane.ctl.commands import (
     audit,
     interceptions,
+    limits,
+    prices,
     providers,
     sessions,
     settings,
@@ -30,15 +32,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aibridgectl",
         allow_abbrev=False,
-        description="Administer an aibridge controlplane: providers, tokens, settings, usage, "
-        "interceptions, sessions, audit.",
+        description="Administer an aibridge controlplane: providers, tokens, limits, prices, "
+        "settings, usage, interceptions, sessions, audit.",
     )
     add_global_options(parser, suppress=False)
     everywhere = argparse.ArgumentParser(add_help=False)
     add_global_options(everywhere, suppress=True)
 
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for group in (status, providers, tokens, settings, usage, interceptions, sessions, audit):
+    groups = (status, providers, tokens, limits, prices, settings, usage, interceptions, sessions,
+              audit)  # fmt: skip
+    for group in groups:
         group.register(commands, everywhere)
     return parser
 

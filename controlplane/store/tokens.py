@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from common.tokens import token_digest
 from controlplane import validation
 from controlplane.errors import AlreadyExists, InvalidArgument, NotFound
-from controlplane.store import audit
+from controlplane.store import audit, limit_sets
 from controlplane.store.db import Database
 from controlplane.store.models import GatewayToken, Revision, utcnow
 
@@ -87,6 +87,7 @@ class Tokens:
         with self.db.mutation(expected_revision) as m:
             token = _find_live(m.session, ref)
             token.revoked_at = utcnow()
+            limit_sets.delete_scope(m.session, "token", token.id)
             audit.record(m, actor, "token.revoke", f"{token.name} ({token.id})", {})
             return m.revision, token
 
