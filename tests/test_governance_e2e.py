@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -334,30 +335,40 @@ def test_limits_changed_under_load_keep_their_counts(gw: Gateway) -> None:
     set_limits(cp, "token:load", requests_per_minute=5)
     url = gw.chat_url(gw.bridged)
     answers: list[httpx.Response] = []
+    stop = threading.Event()
 
-    def flow(until: int) -> None:
-        """Calls, four at a time, until `until` answers have come."""
-        while len(answers) < until:
+    def flow() -> None:
+        """Calls, four at a time, until stopped."""
+        while not stop.is_set():
             answers.extend(raw_calls([url], token, "e2e-load", 4))
 
     def admitted() -> int:
         return sum(1 for a in answers if a.status_code == 200)
 
-    flow(20)
-    assert admitted() == 5
-    set_limits(cp, "token:load", requests_per_minute=8)  # applied by every replica
-    before = len(answers)
-    flow(before + 20)
-    # The five already counted still count: three more, not eight.
+    flowing = threading.Thread(target=flow, daemon=True)
+    flowing.start()
+    try:
+        wait_until(lambda: len(answers) >= 20, what="20 answers")
+        assert admitted() == 5
+        # Raised while calls flow (those in flight are decided by either limit).
+        set_limits(cp, "token:load", requests_per_minute=8)  # applied by every replica
+        applied = len(answers)
+        wait_until(lambda: len(answers) >= applied + 20, what="20 answers under the new limit")
+    finally:
+        stop.set()
+        flowing.join(30)
+    # The five already counted still count, and the refused ones counted nothing: three
+    # more were admitted, not eight.
     assert admitted() == 8
     last = answers[-1]
     assert last.status_code == 429
     assert last.headers["x-ratelimit-limit-requests"] == "8"
     assert last.headers["x-ratelimit-remaining-requests"] == "0"
-    # Refused calls counted nothing: lowering the limit refuses at once, raising it back
-    # admits none (eight are in the window).
+    # Lowered below the count: refused at once.
     set_limits(cp, "token:load", requests_per_minute=3)
-    assert {a.status_code for a in raw_calls([url], token, "e2e-load", 4)} == {429}
+    refused = raw_calls([url], token, "e2e-load", 4)
+    assert {a.status_code for a in refused} == {429}
+    assert refused[0].headers["x-ratelimit-limit-requests"] == "3"
     assert seen(gw.a, "e2e-load") == 8
 
 
