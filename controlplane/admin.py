@@ -31,8 +31,10 @@ from controlplane.store.limit_sets import LimitChanges, LimitSet, LimitSets, mod
 from controlplane.store.prices import Prices
 from controlplane.store.providers import ProviderChanges, Providers
 from controlplane.store.settings import Settings, SettingValue
+from controlplane.store.teams import TeamInfo, Teams
 from controlplane.store.tokens import Tokens
 from controlplane.store.usage import UsageLog
+from controlplane.store.users import UserInfo, Users
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +93,8 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         publisher: SnapshotPublisher,
         fleet: Fleet,
         controlplane_id: str,
+        users: Users,
+        teams: Teams,
     ) -> None:
         self.db = db
         self.providers = providers
@@ -102,6 +106,8 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         self.publisher = publisher
         self.fleet = fleet
         self.controlplane_id = controlplane_id
+        self.users = users
+        self.teams = teams
         self.limit_sets = LimitSets(db)
         self.prices = Prices(db)
 
@@ -172,6 +178,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             request.name,
             request.expires_in_seconds,
             _expected(request),
+            request.user,
         )
         return admin_pb2.CreateTokenResponse(
             revision=revision, info=token_message(token), token=plaintext
@@ -190,6 +197,98 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             self.tokens.revoke, actor(context), request.ref, _expected(request)
         )
         return admin_pb2.TokenResponse(revision=revision, info=token_message(token))
+
+    # Users and teams
+
+    @_rpc
+    async def CreateUser(self, request, context):  # type: ignore[no-untyped-def]
+        revision, user = await self._mutate(
+            self.users.create,
+            actor(context),
+            request.name,
+            request.email,
+            not request.disabled,
+            _expected(request),
+        )
+        return admin_pb2.UserResponse(revision=revision, user=user_message(user))
+
+    @_rpc
+    async def GetUser(self, request, context):  # type: ignore[no-untyped-def]
+        return user_message(await asyncio.to_thread(self.users.get, request.ref))
+
+    @_rpc
+    async def ListUsers(self, request, context):  # type: ignore[no-untyped-def]
+        revision, users = await asyncio.to_thread(self.users.list)
+        return admin_pb2.ListUsersResponse(
+            revision=revision, users=[user_message(u) for u in users]
+        )
+
+    @_rpc
+    async def UpdateUser(self, request, context):  # type: ignore[no-untyped-def]
+        revision, user = await self._mutate(
+            self.users.update,
+            actor(context),
+            request.ref,
+            request.enabled if request.HasField("enabled") else None,
+            request.email if request.HasField("email") else None,
+            _expected(request),
+        )
+        return admin_pb2.UserResponse(revision=revision, user=user_message(user))
+
+    @_rpc
+    async def DeleteUser(self, request, context):  # type: ignore[no-untyped-def]
+        revision, deleted = await self._mutate(
+            self.users.delete, actor(context), request.ref, _expected(request)
+        )
+        return admin_pb2.DeleteUserResponse(
+            revision=revision,
+            id=deleted.user.id,
+            name=deleted.user.name,
+            revoked_tokens=deleted.revoked_tokens,
+        )
+
+    @_rpc
+    async def CreateTeam(self, request, context):  # type: ignore[no-untyped-def]
+        revision, team = await self._mutate(
+            self.teams.create, actor(context), request.name, _expected(request)
+        )
+        return admin_pb2.TeamResponse(revision=revision, team=team_message(team))
+
+    @_rpc
+    async def GetTeam(self, request, context):  # type: ignore[no-untyped-def]
+        return team_message(await asyncio.to_thread(self.teams.get, request.ref))
+
+    @_rpc
+    async def ListTeams(self, request, context):  # type: ignore[no-untyped-def]
+        revision, teams = await asyncio.to_thread(self.teams.list)
+        return admin_pb2.ListTeamsResponse(
+            revision=revision, teams=[team_message(t) for t in teams]
+        )
+
+    @_rpc
+    async def DeleteTeam(self, request, context):  # type: ignore[no-untyped-def]
+        revision, team = await self._mutate(
+            self.teams.delete, actor(context), request.ref, _expected(request)
+        )
+        return admin_pb2.DeleteTeamResponse(revision=revision, id=team.id, name=team.name)
+
+    @_rpc
+    async def AddTeamMember(self, request, context):  # type: ignore[no-untyped-def]
+        revision, team = await self._mutate(
+            self.teams.add_member, actor(context), request.team, request.user, _expected(request)
+        )
+        return admin_pb2.TeamResponse(revision=revision, team=team_message(team))
+
+    @_rpc
+    async def RemoveTeamMember(self, request, context):  # type: ignore[no-untyped-def]
+        revision, team = await self._mutate(
+            self.teams.remove_member,
+            actor(context),
+            request.team,
+            request.user,
+            _expected(request),
+        )
+        return admin_pb2.TeamResponse(revision=revision, team=team_message(team))
 
     # Gateway settings
 
@@ -459,6 +558,31 @@ def token_message(t: models.GatewayToken) -> admin_pb2.Token:
         created_at=timestamp(t.created_at),
         expires_at=timestamp(t.expires_at),
         revoked_at=timestamp(t.revoked_at),
+        user=t.user.name if t.user else "",
+        user_id=t.user_id or "",
+    )
+
+
+def user_message(info: UserInfo) -> admin_pb2.User:
+    u = info.user
+    return admin_pb2.User(
+        id=u.id,
+        name=u.name,
+        email=u.email,
+        enabled=u.enabled,
+        teams=info.teams,
+        tokens=info.tokens,
+        created_at=timestamp(u.created_at),
+        updated_at=timestamp(u.updated_at),
+    )
+
+
+def team_message(info: TeamInfo) -> admin_pb2.Team:
+    return admin_pb2.Team(
+        id=info.team.id,
+        name=info.team.name,
+        members=info.members,
+        created_at=timestamp(info.team.created_at),
     )
 
 

@@ -37,8 +37,10 @@ from controlplane.store.interceptions import InterceptionLog
 from controlplane.store.notify import RevisionListener
 from controlplane.store.providers import Providers
 from controlplane.store.settings import Settings
+from controlplane.store.teams import Teams
 from controlplane.store.tokens import Tokens
 from controlplane.store.usage import UsageLog
+from controlplane.store.users import Users
 from controlplane.sync import SyncService, add_sync_service
 from controlplane.usage import UsageService
 
@@ -110,6 +112,8 @@ async def serve(config: ControlplaneConfig) -> None:
             publisher,
             fleet,
             config.controlplane_id,
+            Users(db),
+            Teams(db),
         ),
         server,
     )

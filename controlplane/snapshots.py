@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Row, select
+from sqlalchemy import ColumnElement, Connection, Row, and_, or_, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -28,7 +28,14 @@ from controlplane.governance import build_governance
 from controlplane.settings import gateway_settings
 from controlplane.store.db import Database
 from controlplane.store.keyring import KeyRing
-from controlplane.store.models import GatewayToken, Provider, ProviderKey, Revision, utcnow
+from controlplane.store.models import (
+    GatewayToken,
+    Provider,
+    ProviderKey,
+    Revision,
+    User,
+    utcnow,
+)
 from controlplane.store.settings import stored_values
 
 log = logging.getLogger(__name__)
@@ -212,15 +219,32 @@ def _live_tokens(connection: Connection) -> dict[str, str]:
 
 
 def _token_verifiers(session: Session) -> list[snapshot_pb2.TokenVerifier]:
+    """Live, unexpired tokens, less those of a disabled (or deleted) user: leaving them
+    out is what refuses them, in bridged and proxyd alike."""
     now = utcnow()
-    query = select(GatewayToken).where(GatewayToken.revoked_at.is_(None)).order_by(GatewayToken.id)
+    query = (
+        select(
+            GatewayToken.id, GatewayToken.name, GatewayToken.sha256, GatewayToken.expires_at,
+            GatewayToken.user_id,
+        )
+        .outerjoin(User, User.id == GatewayToken.user_id)
+        .where(
+            GatewayToken.revoked_at.is_(None),
+            or_(
+                GatewayToken.user_id.is_(None),
+                and_(User.enabled.is_(True), User.deleted_at.is_(None)),
+            ),
+        )
+        .order_by(GatewayToken.id)
+    )  # fmt: skip
     return [
         snapshot_pb2.TokenVerifier(
             id=t.id,
             name=t.name,
             sha256=t.sha256,
             expires_at=int(t.expires_at.timestamp()) if t.expires_at else 0,
+            user_id=t.user_id or "",
         )
-        for t in session.scalars(query)
+        for t in session.execute(query)
         if t.expires_at is None or t.expires_at > now
     ]

@@ -12,6 +12,7 @@ from controlplane.errors import InvalidArgument
 NAME_PATTERN = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")  # whole string: fullmatch
 NAME_MAX = 63
 DISPLAY_NAME_MAX = 200
+EMAIL_MAX = 254  # RFC 5321's limit on a forward path
 KEY_MAX = 4096
 REF_MAX = 200  # far beyond any id or name: a longer reference cannot name anything
 
@@ -64,6 +65,21 @@ def display_name(value: str) -> str:
         raise InvalidArgument("display_name", f"is longer than {DISPLAY_NAME_MAX} characters")
     if any(unicodedata.category(c) == "Cc" for c in value):
         raise InvalidArgument("display_name", "must not contain control characters")
+    return value
+
+
+def email(value: str, field: str = "email") -> str:
+    """Empty (no email), or something that looks like one: the gateway sends no mail, so
+    it only keeps out what is plainly not an address."""
+    if not value:
+        return value
+    if len(value) > EMAIL_MAX:
+        raise InvalidArgument(field, f"is longer than {EMAIL_MAX} characters")
+    if any(c.isspace() or unicodedata.category(c) == "Cc" for c in value):
+        raise InvalidArgument(field, "must not contain spaces or control characters")
+    local, at, domain = value.partition("@")
+    if not at or not local or not domain or "@" in domain:
+        raise InvalidArgument(field, "must be an email address like 'alice@example.com'")
     return value
 
 

@@ -19,8 +19,10 @@ from controlplane.ctl.commands import (
     sessions,
     settings,
     status,
+    teams,
     tokens,
     usage,
+    users,
 )
 from controlplane.ctl.errors import EXIT_ERROR, EXIT_INTERRUPTED, CtlError
 from controlplane.ctl.options import add_global_options
@@ -32,16 +34,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aibridgectl",
         allow_abbrev=False,
-        description="Administer an aibridge controlplane: providers, tokens, limits, prices, "
-        "settings, usage, interceptions, sessions, audit.",
+        description="Administer an aibridge controlplane: providers, tokens, users, teams, "
+        "limits, prices, settings, usage, interceptions, sessions, audit.",
     )
     add_global_options(parser, suppress=False)
     everywhere = argparse.ArgumentParser(add_help=False)
     add_global_options(everywhere, suppress=True)
 
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    groups = (status, providers, tokens, limits, prices, settings, usage, interceptions, sessions,
-              audit)  # fmt: skip
+    groups = (status, providers, tokens, users, teams, limits, prices, settings, usage,
+              interceptions, sessions, audit)  # fmt: skip
     for group in groups:
         group.register(commands, everywhere)
     return parser

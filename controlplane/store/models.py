@@ -117,6 +117,8 @@ class GatewayToken(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # The user it belongs to; None: the token is its own identity.
     user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id"), nullable=True, index=True)
+    # Loaded with the token, for listings that name the user.
+    user: Mapped[User | None] = relationship(lazy="joined", viewonly=True)
 
 
 class User(Base):

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from common.tokens import token_digest
 from controlplane import validation
 from controlplane.errors import AlreadyExists, InvalidArgument, NotFound
-from controlplane.store import audit, limit_sets
+from controlplane.store import audit, limit_sets, users
 from controlplane.store.db import Database
 from controlplane.store.models import GatewayToken, Revision, utcnow
 
@@ -32,8 +32,13 @@ class Tokens:
         name: str,
         expires_in_seconds: int = 0,
         expected_revision: int | None = None,
+        user: str = "",
     ) -> tuple[int, GatewayToken, str]:
+        """`user` (a user's name or id, or empty) is whom the token belongs to: a disabled
+        user may be given one, refused like their others until they are enabled."""
         name = validation.name(name)
+        if user:
+            validation.reference(user, "a user id or name", "user")
         if expires_in_seconds < 0:
             raise InvalidArgument("expires_in_seconds", "must not be negative")
         if expires_in_seconds > MAX_EXPIRY.total_seconds():
@@ -51,6 +56,7 @@ class Tokens:
             )
             if taken is not None:
                 raise AlreadyExists(f"a live token named {name!r} already exists ({taken})")
+            owner = users.find_live(m.session, user, "user") if user else None
             token = GatewayToken(
                 id=ID_PREFIX + secrets.token_hex(8),
                 name=name,
@@ -58,6 +64,7 @@ class Tokens:
                 hint=plaintext[: len(TOKEN_PREFIX) + 4] + "…",
                 created_at=now,
                 expires_at=expires_at,
+                user_id=owner.id if owner else None,
             )
             m.session.add(token)
             audit.record(
@@ -69,8 +76,11 @@ class Tokens:
                     "name": name,
                     "hint": token.hint,
                     "expires_at": expires_at.isoformat() if expires_at else None,
+                    "user": f"{owner.name} ({owner.id})" if owner else None,
                 },
             )
+            m.session.flush()
+            m.session.refresh(token)  # loads its user, for the answer
             return m.revision, token, plaintext
 
     def list(self, include_revoked: bool = False) -> tuple[int, list[GatewayToken]]:

@@ -27,6 +27,9 @@ def register(
         metavar="DURATION",
         help="like 90s, 15m, 12h, 30d, 2w or seconds (default: never)",
     )
+    create.add_argument(
+        "--user", metavar="USER", default="", help="the user (name or id) it belongs to"
+    )
     add_mutation_options(create)
     create.set_defaults(func=cmd_create)
 
@@ -44,8 +47,9 @@ def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
     def describe(response: admin_pb2.CreateTokenResponse) -> None:
         info = response.info
         expires = fmt_time(info, "expires_at", unset="never")
+        owner = f" for user {info.user}" if info.user else ""
         print(
-            f"created token {info.name} ({info.id}) at revision {response.revision}, "
+            f"created token {info.name} ({info.id}){owner} at revision {response.revision}, "
             f"expires {expires}"
         )
         print()
@@ -53,7 +57,9 @@ def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
         print()
         print("Copy this token now: it is not stored and will not be shown again.")
 
-    request = admin_pb2.CreateTokenRequest(name=args.name, expires_in_seconds=args.expires_in or 0)
+    request = admin_pb2.CreateTokenRequest(
+        name=args.name, expires_in_seconds=args.expires_in or 0, user=args.user
+    )
     return mutate(ctx, args, ctx.stub.CreateToken, request, describe)
 
 
@@ -74,10 +80,11 @@ def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
             fmt_time(t, "created_at"),
             fmt_time(t, "expires_at", unset="never"),
             fmt_time(t, "revoked_at"),
+            t.user,
         ]
         for t in response.tokens
     ]
-    print(table(["NAME", "ID", "HINT", "CREATED", "EXPIRES", "REVOKED"], rows))
+    print(table(["NAME", "ID", "HINT", "CREATED", "EXPIRES", "REVOKED", "USER"], rows))
     return EXIT_OK
 
 
