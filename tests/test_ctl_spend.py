@@ -49,7 +49,7 @@ def test_spend_table_json_and_month(controlplane: Controlplane) -> None:
     teams = ctl(cp, "spend", "--by", "team", check=True).stdout.splitlines()
     assert teams[1].split() == ["ml", "0.0070", "-", "-", "3"]
     tokens = ctl(cp, "spend", "--by", "token", check=True).stdout.splitlines()
-    assert [line.split()[0] for line in tokens[1:4]] == ["tok_alice", "ci", "tok_bob"]
+    assert [line.split()[0] for line in tokens[1:4]] == ["alice", "bob", "ci"]
     models = ctl(cp, "spend", "--by", "model", check=True).stdout.splitlines()
     assert [line.split()[:2] for line in models[1:3]] == [
         ["gpt-4o", "0.0140"],

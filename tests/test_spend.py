@@ -181,6 +181,41 @@ def test_spend_is_added_per_key_once(controlplane: Controlplane) -> None:
     assert table() == expected
 
 
+def test_a_call_is_charged_to_its_tokens_user_whatever_was_reported(
+    controlplane: Controlplane,
+) -> None:
+    """The database, not the data plane's report, says whose a call is: a report that
+    claims alice for bob's token, or for a token without a user (or one the database does
+    not know), counts under the token's real user only."""
+    cp = controlplane
+    with database(cp) as session:
+        add_user(session, "alice", teams=("ml",))
+        add_user(session, "bob")
+        add_token(session, "ci")
+        set_budget(session, "user", "usr_alice", CALL_USD / 2)
+    start = cp.admin.revision()
+    batch = [
+        call("b1", token="bob", user="alice"),
+        call("c1", token="ci", user="alice"),
+        call("g1", token="ghost", user="alice"),
+    ]
+    assert report(cp, batch, cp.secrets.bridged) == 3
+    keys = {key for _, key in spend_table(cp)}
+    assert keys == {
+        "token:tok_bob", "user:usr_bob", "token:tok_ci", "token:tok_ghost",
+        "model:gpt-4o", "provider:prv_openai",
+    }  # fmt: skip
+    assert cp.admin.revision() == start  # alice's budget was not crossed
+    stored = {
+        r.id: (r.user_id, r.user_name)
+        for r in (
+            cp.admin.GetInterception(admin_pb2.GetInterceptionRequest(id=i))
+            for i in ("b1", "c1", "g1")
+        )
+    }
+    assert stored == {"b1": ("usr_bob", "bob"), "c1": ("", ""), "g1": ("", "")}
+
+
 @pytest.mark.postgres
 def test_concurrent_reports_of_one_batch_count_it_once(postgres_url: str, tmp_path: Path) -> None:
     """Two bridged retrying the same batch at once (PostgreSQL lets their transactions
@@ -313,7 +348,6 @@ def test_query_spend_by_scope_with_budgets(controlplane: Controlplane) -> None:
         add_user(session, "alice", teams=("ml", "web"))
         add_user(session, "bob")
         add_user(session, "carol", deleted=True)
-        add_token(session, "alice", user="alice")
         add_token(session, "ci")
         add_token(session, "old", revoked=True)
         set_budget(session, "default", "", 100.0)
@@ -330,6 +364,7 @@ def test_query_spend_by_scope_with_budgets(controlplane: Controlplane) -> None:
         call("c1", token="carol", user="carol", tokens=(10_000, 0, 0, 0)),
         call("ci", token="ci"),
         call("o1", token="old"),
+        call("g1", token="ghost"),
     ]
     for c in calls:
         c.provider_id = oai.id
@@ -360,19 +395,20 @@ def test_query_spend_by_scope_with_budgets(controlplane: Controlplane) -> None:
     # without a user is held to the default too. Tokens the database does not know are
     # shown by id.
     assert rows("token") == [
-        ("tok_carol", "tok_carol", 0.025, 1, 100.0),
+        ("carol", "tok_carol", 0.025, 1, None),
         ("alice", "tok_alice", alice_spent, 3, 1.0),
+        ("bob", "tok_bob", CALL_USD, 1, None),
         ("ci", "tok_ci", CALL_USD, 1, 100.0),
         ("old (revoked)", "tok_old", CALL_USD, 1, 100.0),
-        ("tok_bob", "tok_bob", CALL_USD, 1, 100.0),
+        ("tok_ghost", "tok_ghost", CALL_USD, 1, 100.0),
     ]
-    total = usd(0.025 + 5 * CALL_USD)
+    total = usd(0.025 + 6 * CALL_USD)
     assert rows("model") == [
-        ("gpt-4o", "gpt-4o", total, 6, None),
+        ("gpt-4o", "gpt-4o", total, 7, None),
         ("mystery-1", "mystery-1", 0.0, 1, None),
     ]
     cp.admin.UpdateProvider(admin_pb2.UpdateProviderRequest(ref=oai.id, name="renamed"))
-    assert rows("provider") == [("renamed", oai.id, total, 7, None)]
+    assert rows("provider") == [("renamed", oai.id, total, 8, None)]
 
 
 @pytest.mark.parametrize(
