@@ -238,6 +238,53 @@ def test_concurrent_reports_of_one_batch_count_it_once(postgres_url: str, tmp_pa
         cp.stop()
 
 
+@pytest.mark.postgres
+def test_an_ingest_waits_for_a_budget_change_in_progress(postgres_url: str, tmp_path: Path) -> None:
+    """A mutation lowers alice's budget below one call while her call is ingested
+    (PostgreSQL runs them at once): the ingest waits for the mutation's revision lock
+    before it reads the budgets, so it sees the new budget and makes the crossing's
+    revision; it never reads the old budget while the admin's snapshot misses its spend."""
+    cp = Controlplane(postgres_url, tmp_path, Secrets()).start()
+    engine = sa.create_engine(postgres_url)
+    try:
+        with database(cp) as session:
+            add_user(session, "alice")
+            set_budget(session, "user", "usr_alice", 100.0)
+        start = cp.admin.revision()
+        with engine.connect() as mutation, engine.connect() as observer:
+            mutation.execute(sa.text("SELECT value FROM revision WHERE id = 1 FOR UPDATE"))
+            mutation.execute(
+                sa.text(
+                    "UPDATE limit_sets SET monthly_budget_usd = :usd WHERE scope_id = 'usr_alice'"
+                ),
+                {"usd": CALL_USD / 2},
+            )
+            mutation.execute(sa.text("UPDATE revision SET value = value + 1 WHERE id = 1"))
+            stored: list[int] = []
+            ingest = threading.Thread(
+                target=lambda: stored.append(
+                    report(cp, [call("a1", token="alice")], cp.secrets.bridged)
+                )
+            )
+            ingest.start()
+
+            def waiting() -> bool:
+                query = "SELECT count(*) FROM pg_locks WHERE NOT granted"
+                return bool(observer.execute(sa.text(query)).scalar_one())
+
+            wait_until(lambda: not ingest.is_alive() or waiting(), what="the ingest or a lock wait")
+            assert ingest.is_alive(), "the ingest did not wait for the mutation in progress"
+            mutation.commit()
+            ingest.join(30)
+        assert stored == [1]
+        assert cp.admin.revision() == start + 2  # the mutation, then the crossing
+        (entry,) = audit_entries(cp, "budget.crossed")
+        assert (entry.target, entry.revision) == ("user:alice", start + 2)
+    finally:
+        engine.dispose()
+        cp.stop()
+
+
 def test_a_call_counts_in_the_month_it_started(controlplane: Controlplane) -> None:
     cp = controlplane
     last_second = datetime(2025, 10, 31, 23, 59, 59, tzinfo=UTC)

@@ -83,6 +83,14 @@ def add(session: Session, calls: Sequence[Mapping[str, Any]], month: str) -> lis
     return _crossings(session, this_month, teams, month, added, spent)
 
 
+def any_budget(session: Session) -> bool:
+    """Whether some limit set has a monthly budget."""
+    found = session.scalar(
+        select(LimitSetRow.scope_kind).where(LimitSetRow.monthly_budget_usd.is_not(None)).limit(1)
+    )
+    return found is not None
+
+
 def _keys(call: Mapping[str, Any], teams: Mapping[str, list[str]]) -> list[str]:
     user_id = call["user_id"]
     return [

@@ -75,6 +75,14 @@ class UsageLog:
         )
         month = scopes.month()
         with self.db.write() as session:
+            if spend.any_budget(session):
+                # Budgets are read below at READ COMMITTED (PostgreSQL), after the upsert: a
+                # budget set meanwhile could go unseen here while the admin's snapshot read
+                # the spend before this commits, and the scope would go unrefused. Holding
+                # the lock every mutation takes (before reading budgets and upserting)
+                # orders ingests and mutations as SQLite's single writer does. Without any
+                # budget there is nothing to cross, and concurrent ingests stay concurrent.
+                self.db.lock_revision(session)
             _attribute(session, rows)
             table = prices.price_table(session)
             for row in rows:
