@@ -152,12 +152,12 @@ def _crossings(
     )
     if not budgeted:
         return []
+    index = scopes.LimitSetIndex(budgeted)
+    # Calls of one token and user share their sets and keys: each pair is checked once.
+    identities = sorted({(call["token_id"], call["user_id"]) for call in calls})
     found: dict[tuple[str, str, str], Crossing] = {}
-    for call in calls:
-        user_id = call["user_id"]
-        for limit_set, key in scopes.applicable(
-            budgeted, call["token_id"], user_id, teams.get(user_id, ())
-        ):
+    for token_id, user_id in identities:
+        for limit_set, key in index.applicable(token_id, user_id, teams.get(user_id, ())):
             budget = limit_set.monthly_budget_usd
             now = spent[f"{month} {key}"]
             # What it was before this batch, from what the upsert returned: right even
