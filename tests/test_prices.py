@@ -21,15 +21,14 @@ from tests.harness import Controlplane, refused
 
 # --- pricing.py ---------------------------------------------------------------------------
 
-TABLE = PriceTable(
-    [
-        PriceEntry("gpt-5*", 1.25, 10, 0.125, 1.25),
-        PriceEntry("gpt-5-mini*", 0.25, 2, 0.025, 0.25),
-        PriceEntry("gpt-5-mini-2025-08-07", 9, 9, 9, 9),
-        PriceEntry("claude-sonnet-4-5*", 3, 15, 0.3, 3.75),
-        PriceEntry("claude-*", 100, 100, 100, 100),
-    ]
-)
+ENTRIES = [
+    PriceEntry("gpt-5*", 1.25, 10, 0.125, 1.25),
+    PriceEntry("gpt-5-mini*", 0.25, 2, 0.025, 0.25),
+    PriceEntry("gpt-5-mini-2025-08-07", 9, 9, 9, 9),
+    PriceEntry("claude-sonnet-4-5*", 3, 15, 0.3, 3.75),
+    PriceEntry("claude-*", 100, 100, 100, 100),
+]
+TABLE = PriceTable(ENTRIES)
 
 
 @pytest.mark.parametrize(
@@ -52,6 +51,25 @@ def test_the_most_specific_entry_prices_a_model(model: str, priced_by: str) -> N
 def test_a_model_no_entry_matches_is_unpriced(model: str) -> None:
     assert TABLE.find(model) is None
     assert TABLE.cost("openai", model, 10, 5, 0, 0) is None
+
+
+def test_a_table_matches_the_patterns_once_per_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pricing a batch's calls matches a model's name against the patterns once, not per
+    call (each one costs a pass over every pattern, inside the ingest's transaction)."""
+    matched: list[str] = []
+    real = pricing.fnmatchcase
+
+    def counting(name: str, pattern: str) -> bool:
+        matched.append(name)
+        return real(name, pattern)
+
+    monkeypatch.setattr(pricing, "fnmatchcase", counting)
+    table = PriceTable(ENTRIES)
+    for _ in range(100):
+        assert table.cost("openai", "gpt-5-mini-2026-01-01", 10, 5, 0, 0) is not None
+        assert table.cost("openai", "mystery", 10, 5, 0, 0) is None
+    assert set(matched) == {"gpt-5-mini-2026-01-01", "mystery"}
+    assert len(matched) <= 2 * len(ENTRIES)
 
 
 def test_anthropic_counts_cache_tokens_apart_from_input() -> None:
@@ -204,6 +222,19 @@ def test_a_bad_price_is_refused_naming_the_field(
     refused(
         cp, grpc.StatusCode.INVALID_ARGUMENT, cp.admin.ImportPrices, imported, f"prices[2].{field}"
     )
+    assert prices(cp) == before
+
+
+def test_an_import_holds_at_most_2000_entries(shared_controlplane: Controlplane) -> None:
+    cp = shared_controlplane
+    before = prices(cp)
+    too_many = admin_pb2.ImportPricesRequest(
+        prices=[admin_pb2.Price(model=f"m{n}", input=1, output=1) for n in range(2001)]
+    )
+    details = refused(
+        cp, grpc.StatusCode.INVALID_ARGUMENT, cp.admin.ImportPrices, too_many, "prices"
+    )
+    assert "at most 2,000 entries" in details
     assert prices(cp) == before
 
 
