@@ -130,6 +130,27 @@ def test_the_shipped_table_parses_and_says_its_date() -> None:
         assert table.find(model) is not None, model
 
 
+@pytest.mark.parametrize(
+    ("model", "priced_by", "input", "output"),
+    [
+        ("o1-pro-2025-03-19", "o1-pro*", 150, 600),
+        ("o1-mini-2024-09-12", "o1-mini*", 1.1, 4.4),
+        ("o1-2024-12-17", "o1*", 15, 60),
+        ("o3-deep-research-2025-06-26", "o3-deep-research*", 10, 40),
+        ("o4-mini-deep-research-2025-06-26", "o4-mini-deep-research*", 2, 8),
+        ("o4-mini-2025-04-16", "o4-mini*", 1.1, 4.4),
+        ("gpt-4o-2024-05-13", "gpt-4o-2024-05-13", 5, 15),
+        ("gpt-4o-2024-08-06", "gpt-4o*", 2.5, 10),
+    ],
+)
+def test_the_shipped_table_prices_known_models(
+    model: str, priced_by: str, input: float, output: float
+) -> None:
+    entry = PriceTable(pricing.shipped()).find(model)
+    assert entry is not None
+    assert (entry.model, entry.input, entry.output) == (priced_by, input, output)
+
+
 # --- the Admin API ------------------------------------------------------------------------
 
 
