@@ -287,11 +287,11 @@ def test_renaming_a_provider_rewrites_the_allowlists_naming_it(controlplane: Con
     assert details["limit_sets"] == ["token:ci", "user:alice"]
     # The new name is live: an allowlist may name it; the old one is gone.
     set_limits(cp, "token:ci", providers=["zz-openai"])
-    details = refused(
+    refusal = refused(
         cp, grpc.StatusCode.NOT_FOUND,
         lambda names: set_limits(cp, "token:ci", providers=names), ["openai"],
     )  # fmt: skip
-    assert details == "no provider named 'openai'"
+    assert refusal == "no provider named 'openai'"
 
 
 @pytest.mark.parametrize("role", ["bridged", "proxyd"])
