@@ -144,6 +144,7 @@ def parse_file(text: str | bytes) -> list[PriceEntry]:
     if not isinstance(items, list):
         raise InvalidArgument("file", 'must hold a list of prices (under "prices")')
     entries: dict[str, PriceEntry] = {}
+    positions: dict[str, int] = {}  # each model's entry number, to name a duplicate's first
     for n, item in enumerate(items, 1):
         try:
             if not isinstance(item, dict):
@@ -163,6 +164,11 @@ def parse_file(text: str | bytes) -> list[PriceEntry]:
             e = entry(item["model"], **numbers)
         except InvalidArgument as exc:
             raise InvalidArgument(f"prices[{n}].{exc.field}", exc.message) from None
+        if e.model in positions:  # which one was meant? keeping either would be a guess
+            raise InvalidArgument(
+                f"prices[{n}].model", f"{e.model!r} is also prices[{positions[e.model]}]"
+            )
+        positions[e.model] = n
         entries[e.model] = e
     return list(entries.values())
 

@@ -121,6 +121,15 @@ def test_a_bad_price_file_names_the_entry(text: str, field: str) -> None:
     assert caught.value.field == field
 
 
+def test_a_price_file_with_a_model_twice_is_refused_naming_both() -> None:
+    entries = [{"model": f"m{n}", "input": 1, "output": 1} for n in range(5)]
+    entries[4]["model"] = "m1"
+    with pytest.raises(InvalidArgument) as caught:
+        pricing.parse_file(json.dumps({"prices": entries}))
+    assert caught.value.field == "prices[5].model"
+    assert caught.value.message == "'m1' is also prices[2]"
+
+
 def test_the_shipped_table_parses_and_says_its_date() -> None:
     entries = pricing.shipped()
     assert len(entries) >= 20 and len({e.model for e in entries}) == len(entries)
