@@ -262,6 +262,20 @@ def test_an_allowlist_names_live_providers(scoped: Scoped, providers: list[str],
     assert listed(cp) == before
 
 
+def test_revoking_a_token_says_which_limit_set_went_with_it(controlplane: Controlplane) -> None:
+    cp = controlplane
+    for name in ("ci", "bare"):
+        cp.admin.CreateToken(admin_pb2.CreateTokenRequest(name=name))
+    set_limits(cp, "token:ci", max_concurrent=2, monthly_budget_usd=5)
+    cp.admin.RevokeToken(admin_pb2.RevokeTokenRequest(ref="ci"))
+    ((action, target, details),) = audit(cp, 1)
+    assert (action, target.split()[0]) == ("token.revoke", "ci")
+    assert details == {"limit_set_deleted": {"max_concurrent": 2, "monthly_budget_usd": 5.0}}
+    assert "token:ci" not in listed(cp)
+    cp.admin.RevokeToken(admin_pb2.RevokeTokenRequest(ref="bare"))
+    assert audit(cp, 1)[0][2] == {}  # no set, nothing to say
+
+
 def test_renaming_a_provider_rewrites_the_allowlists_naming_it(controlplane: Controlplane) -> None:
     cp = controlplane
     add_user(cp, "alice")

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controlplane import validation
@@ -226,13 +226,6 @@ def labelled(session: Session, rows: Iterable[LimitSetRow]) -> list[LimitSet]:
         for r in rows
     ]
     return sorted(found, key=lambda s: (s.scope != "default", s.scope))
-
-
-def delete_scope(session: Session, kind: str, scope_id: str) -> None:
-    """Deletes the set of a user, team or token being deleted, in its transaction."""
-    session.execute(
-        delete(LimitSetRow).where(LimitSetRow.scope_kind == kind, LimitSetRow.scope_id == scope_id)
-    )
 
 
 def providers_of(row: LimitSetRow) -> list[str]:
