@@ -339,10 +339,12 @@ def test_limit_sets_and_budgeted_spend_reach_bridged_never_proxyd(
     ml = add_team(cp, "ml", (alice,), team_id="team_ml")
     ops = add_team(cp, "ops", (alice, bob), team_id="team_ops")
     ci = cp.admin.CreateToken(admin_pb2.CreateTokenRequest(name="ci")).info.id
+    laptop = cp.admin.CreateToken(admin_pb2.CreateTokenRequest(name="laptop", user="alice"))
     cp.admin.create_provider("openai")
     now = scopes.month()
     add_spend(cp, now, {
         scopes.user_key(alice): 5.0, scopes.user_key(bob): 1.0, scopes.token_key(ci): 2.0,
+        scopes.token_key(laptop.info.id): 4.0, scopes.token_key("tok_unknown"): 1.0,
         scopes.team_key(ml): 3.0, scopes.team_key(ops): 7.0,
         scopes.member_key(ops, alice): 0.5, scopes.member_key(ops, bob): 0.25,
         scopes.member_key(ml, alice): 0.75, "member:teamXops:usr_x": 4.0,
@@ -391,7 +393,8 @@ def test_limit_sets_and_budgeted_spend_reach_bridged_never_proxyd(
             }
             assert not proxyd.snapshot.HasField("governance")
 
-            # A default budget applies to every identity: each user and each token.
+            # A default budget applies to every identity: each user and each token without
+            # one (alice's laptop counts under her; a token the database lacks, nowhere).
             last = set_limits(cp, "default", monthly_budget_usd=50).revision
             await bridged.wait_version(last)
             assert bridged.snapshot.governance.limit_sets[0] == snapshot_pb2.LimitSet(
