@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import calendar
 import time
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from typing import Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 
 def user_key(user_id: str) -> str:
@@ -88,18 +89,37 @@ def applicable(
     limit_sets: Sequence[S], token_id: str, user_id: str, team_ids: Iterable[str]
 ) -> list[tuple[S, str]]:
     """The sets that apply to a call of this token (whose user, if any, is in these
-    teams), each with the key it counts the call under."""
-    teams = set(team_ids) if user_id else set()
-    found: list[tuple[S, str]] = []
-    for s in limit_sets:
-        kind = s.scope_kind
-        if kind == "default":
-            found.append((s, identity_key(token_id, user_id)))
-        elif kind == "user" and user_id and s.scope_id == user_id:
-            found.append((s, user_key(user_id)))
-        elif kind == "team" and s.scope_id in teams:
-            key = member_key(s.scope_id, user_id) if s.per_member else team_key(s.scope_id)
-            found.append((s, key))
-        elif kind == "token" and s.scope_id == token_id:
-            found.append((s, token_key(token_id)))
-    return found
+    teams), each with the key it counts the call under. For many calls, build a
+    LimitSetIndex once instead."""
+    return LimitSetIndex(limit_sets).applicable(token_id, user_id, team_ids)
+
+
+class LimitSetIndex(Generic[S]):
+    """The limit sets by scope, built once: `applicable` costs O(the user's teams), not
+    O(the sets). Answers as `applicable` does, in the order of the sets given."""
+
+    def __init__(self, limit_sets: Iterable[S]) -> None:
+        self._by_scope: dict[tuple[str, str], list[tuple[int, S]]] = defaultdict(list)
+        for n, s in enumerate(limit_sets):
+            self._by_scope[s.scope_kind, "" if s.scope_kind == "default" else s.scope_id].append(
+                (n, s)
+            )
+
+    def applicable(
+        self, token_id: str, user_id: str, team_ids: Iterable[str]
+    ) -> list[tuple[S, str]]:
+        found: list[tuple[int, S, str]] = []
+        by_scope = self._by_scope
+        for n, s in by_scope.get(("default", ""), ()):
+            found.append((n, s, identity_key(token_id, user_id)))
+        if user_id:
+            for n, s in by_scope.get(("user", user_id), ()):
+                found.append((n, s, user_key(user_id)))
+            for team_id in set(team_ids):
+                for n, s in by_scope.get(("team", team_id), ()):
+                    key = member_key(team_id, user_id) if s.per_member else team_key(team_id)
+                    found.append((n, s, key))
+        for n, s in by_scope.get(("token", token_id), ()):
+            found.append((n, s, token_key(token_id)))
+        found.sort(key=lambda f: f[0])
+        return [(s, key) for _, s, key in found]

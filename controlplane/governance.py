@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import ColumnElement, literal, or_, select
 from sqlalchemy.orm import Session
 
 from aibridge.v1 import snapshot_pb2
 from common import scopes
 from controlplane.store.limit_sets import LimitSet, labelled, models_of, providers_of
-from controlplane.store.models import LimitSetRow, Spend, Team, TeamMember, User
+from controlplane.store.models import GatewayToken, LimitSetRow, Spend, Team, TeamMember, User
 
 
 def build_governance(session: Session) -> snapshot_pb2.Governance:
@@ -67,9 +67,11 @@ def _budgeted_keys(rows: list[LimitSetRow]) -> ColumnElement[bool] | None:
     condition; None when no set has a budget."""
     exact: set[str] = set()
     prefixes: set[str] = set()
+    default = False
     for row in rows:
         if row.scope_kind == "default":  # every identity: users, and tokens without one
-            prefixes |= {scopes.user_key(""), scopes.token_key("")}
+            prefixes.add(scopes.user_key(""))
+            default = True
         elif row.scope_kind == "user":
             exact.add(scopes.user_key(row.scope_id))
         elif row.scope_kind == "team" and row.per_member:
@@ -81,6 +83,16 @@ def _budgeted_keys(rows: list[LimitSetRow]) -> ColumnElement[bool] | None:
     conditions = [Spend.key.startswith(p, autoescape=True) for p in sorted(prefixes)]
     if exact:
         conditions.append(Spend.key.in_(sorted(exact)))
+    if default:
+        # Tokens with a user count under the user: only the live tokens without one are
+        # identities of their own (a subquery: still one query for the spend).
+        conditions.append(
+            Spend.key.in_(
+                select(literal(scopes.token_key("")) + GatewayToken.id).where(
+                    GatewayToken.user_id.is_(None), GatewayToken.revoked_at.is_(None)
+                )
+            )
+        )
     return or_(*conditions) if conditions else None
 
 

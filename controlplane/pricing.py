@@ -23,6 +23,7 @@ from controlplane.errors import InvalidArgument
 SHIPPED = Path(__file__).with_name("prices.json")
 MODEL_MAX = 200
 PRICE_MAX = 1_000_000.0  # USD per million tokens: beyond is a typo
+_MATCHED_MAX = 10_000  # model names a table remembers the entry of (a batch's are fewer)
 
 # Provider types whose input_tokens leave out the cached ones (Anthropic's usage); the
 # OpenAI kinds count cached tokens inside input_tokens.
@@ -63,12 +64,20 @@ class PriceTable:
         self._patterns = sorted(
             (e for e in entries if _is_pattern(e.model)), key=lambda e: (-len(e.model), e.model)
         )
+        # What a pattern lookup found, by model name: a batch's calls are of a few models,
+        # and matching every pattern for each call is the costly part of pricing it.
+        self._matched: dict[str, PriceEntry | None] = {}
 
     def find(self, model: str) -> PriceEntry | None:
         found = self._exact.get(model)
         if found is not None or not model:
             return found
-        return next((e for e in self._patterns if fnmatchcase(model, e.model)), None)
+        if model in self._matched:
+            return self._matched[model]
+        found = next((e for e in self._patterns if fnmatchcase(model, e.model)), None)
+        if len(self._matched) < _MATCHED_MAX:
+            self._matched[model] = found
+        return found
 
     def cost(
         self, provider_type: str, model: str, input_tokens: int, output_tokens: int,
@@ -135,6 +144,7 @@ def parse_file(text: str | bytes) -> list[PriceEntry]:
     if not isinstance(items, list):
         raise InvalidArgument("file", 'must hold a list of prices (under "prices")')
     entries: dict[str, PriceEntry] = {}
+    positions: dict[str, int] = {}  # each model's entry number, to name a duplicate's first
     for n, item in enumerate(items, 1):
         try:
             if not isinstance(item, dict):
@@ -154,6 +164,11 @@ def parse_file(text: str | bytes) -> list[PriceEntry]:
             e = entry(item["model"], **numbers)
         except InvalidArgument as exc:
             raise InvalidArgument(f"prices[{n}].{exc.field}", exc.message) from None
+        if e.model in positions:  # which one was meant? keeping either would be a guess
+            raise InvalidArgument(
+                f"prices[{n}].model", f"{e.model!r} is also prices[{positions[e.model]}]"
+            )
+        positions[e.model] = n
         entries[e.model] = e
     return list(entries.values())
 

@@ -41,7 +41,8 @@ def database(cp: Controlplane) -> Iterator[Session]:
 def add_user(
     session: Session, name: str, teams: tuple[str, ...] = (), deleted: bool = False
 ) -> str:
-    """User `name` (id usr_NAME), in the teams named (team_NAME, made when missing)."""
+    """User `name` (id usr_NAME), in the teams named (team_NAME, made when missing), with
+    its token `name` (tok_NAME): the controlplane charges a call to its token's user."""
     now = utcnow()
     user_id = f"usr_{name}"
     session.add(
@@ -53,6 +54,8 @@ def add_user(
             session.add(Team(id=f"team_{team}", name=team, created_at=now))
         session.flush()
         session.add(TeamMember(team_id=f"team_{team}", user_id=user_id, added_at=now))
+    session.flush()
+    add_token(session, name, user=name)
     return user_id
 
 

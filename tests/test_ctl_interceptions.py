@@ -68,7 +68,7 @@ def test_interceptions_list_as_table_and_json(controlplane: Controlplane) -> Non
     r1 = rows(table)["r1"]
     # No user; 10 input and 20 output tokens of gpt-4o: (10 * 2.5 + 20 * 10) / 1e6 USD.
     assert r1[2:12] == [
-        "alice", "-", "claude-code", "openai", "gpt-4o", "200", "10", "20", "0.0002", "1",
+        "alice", "-", "claude-code", "openai", "gpt-4o", "200", "10", "20", "$0.000225", "1",
     ]  # fmt: skip
     # The prompt on one line.
     assert " ".join(r1[12:]) == "What is the weather in Paris? Answer in one word."
@@ -350,7 +350,7 @@ def test_usage_by_client(controlplane: Controlplane) -> None:
         "CLIENT", "REQUESTS", "ERRORS", "INPUT", "OUTPUT", "CACHE_READ", "CACHE_WRITE", "COST",
     ]  # fmt: skip
     # gpt-4o: 40 input tokens at 2.5 USD per million, 25 output at 10.
-    assert got["claude-code"] == ["claude-code", "2", "0", "40", "25", "0", "0", "0.0003"]
+    assert got["claude-code"] == ["claude-code", "2", "0", "40", "25", "0", "0", "$0.00035"]
     assert got["codex"][1:3] == ["1", "1"] and got["curl"][1:3] == ["1", "1"]
     assert got["TOTAL"][1:3] == ["4", "2"]
 

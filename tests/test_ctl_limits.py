@@ -75,6 +75,8 @@ def test_limits_commands(controlplane: Controlplane) -> None:
     cp = controlplane
     add_user(cp, "alice")
     add_team(cp, "ml")
+    for name in ("openai", "anthropic"):
+        cp.admin.create_provider(name)
 
     made = ctl(
         cp, "limits", "set", "user:alice", "--rpm", "60", "--monthly-budget", "1250.5",

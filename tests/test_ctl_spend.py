@@ -39,21 +39,21 @@ def test_spend_table_json_and_month(controlplane: Controlplane) -> None:
     lines = [line.split() for line in table.splitlines()]
     assert lines == [
         ["NAME", "SPENT", "BUDGET", "USED", "REQUESTS"],
-        ["alice", "0.0070", "0.0100", "70.0%", "3"],
-        ["bob", "0.0035", "-", "-", "1"],
+        ["alice", "$0.007", "$0.01", "70.0%", "3"],
+        ["bob", "$0.0035", "-", "-", "1"],
     ]
     assert footer.strip() == (
         "1 call of models with no price, not in SPENT (see aibridgectl prices)"
     )
 
     teams = ctl(cp, "spend", "--by", "team", check=True).stdout.splitlines()
-    assert teams[1].split() == ["ml", "0.0070", "-", "-", "3"]
+    assert teams[1].split() == ["ml", "$0.007", "-", "-", "3"]
     tokens = ctl(cp, "spend", "--by", "token", check=True).stdout.splitlines()
-    assert [line.split()[0] for line in tokens[1:4]] == ["tok_alice", "ci", "tok_bob"]
+    assert [line.split()[0] for line in tokens[1:4]] == ["alice", "bob", "ci"]
     models = ctl(cp, "spend", "--by", "model", check=True).stdout.splitlines()
     assert [line.split()[:2] for line in models[1:3]] == [
-        ["gpt-4o", "0.0140"],
-        ["mystery-1", "0.00"],
+        ["gpt-4o", "$0.014"],
+        ["mystery-1", "$0.00"],
     ]
 
     document = json.loads(ctl(cp, "spend", "--json", check=True).stdout)
@@ -82,9 +82,9 @@ def test_usage_has_cost_and_groups_by_user(controlplane: Controlplane) -> None:
     table, footer = ctl(cp, "usage", "--by", "user", check=True).stdout.split("\n\n")
     rows = {line.split()[0]: line.split() for line in table.splitlines()}
     assert rows["USER"][-1] == "COST"
-    assert rows["alice"][1] == "3" and rows["alice"][-1] == "0.0070"
+    assert rows["alice"][1] == "3" and rows["alice"][-1] == "$0.007"
     assert rows["(no"][1:3] == ["user)", "1"]  # the ci token's call
-    assert rows["TOTAL"][-1] == "0.0140"
+    assert rows["TOTAL"][-1] == "$0.014"
     assert footer.startswith("1 call of models with no price, not in COST")
 
 
@@ -100,8 +100,8 @@ def test_interceptions_show_user_and_cost(controlplane: Controlplane) -> None:
     ]  # fmt: skip
     assert [(line[0], line[3], line[10]) for line in lines[1:]] == [
         ("a3", "alice", "-"),  # no price
-        ("a2", "alice", "0.0035"),
-        ("a1", "alice", "0.0035"),
+        ("a2", "alice", "$0.0035"),
+        ("a1", "alice", "$0.0035"),
     ]
     ci = ctl(cp, "interceptions", "list", "--token", "ci", env=WIDE, check=True).stdout
     assert ci.splitlines()[1].split()[3] == "-"  # no user
@@ -114,7 +114,7 @@ def test_interceptions_show_user_and_cost(controlplane: Controlplane) -> None:
         if ": " in line
     )
     assert shown["user"].strip() == "alice (usr_alice)"
-    assert shown["cost"].strip() == "0.0035 USD"
+    assert shown["cost"].strip() == "$0.0035"
     unpriced = ctl(cp, "interceptions", "show", "a3", check=True).stdout
     assert "cost:" in unpriced and "- (no price)" in unpriced
     document = json.loads(ctl(cp, "interceptions", "show", "a1", "--json", check=True).stdout)

@@ -57,6 +57,8 @@ def test_set_merges_clear_removes_and_each_change_is_audited(controlplane: Contr
     alice = add_user(cp, "alice")
     add_team(cp, "ml", (alice,))
     token = cp.admin.CreateToken(admin_pb2.CreateTokenRequest(name="ci")).info
+    for name in ("openai-b", "anthropic"):
+        cp.admin.create_provider(name)
     start = cp.admin.revision()
 
     first = set_limits(cp, "default", requests_per_minute=60)
@@ -169,6 +171,9 @@ def scoped(shared_controlplane: Controlplane) -> Scoped:
     cp.admin.CreateToken(admin_pb2.CreateTokenRequest(name="ci"))
     cp.admin.CreateToken(admin_pb2.CreateTokenRequest(name="old"))
     cp.admin.RevokeToken(admin_pb2.RevokeTokenRequest(ref="old"))
+    cp.admin.create_provider("openai")
+    cp.admin.create_provider("retired")
+    cp.admin.DeleteProvider(admin_pb2.DeleteProviderRequest(ref="retired"))
     return Scoped(cp)
 
 
@@ -239,6 +244,70 @@ def test_a_scope_names_a_live_user_team_or_token(scoped: Scoped, scope: str, say
         assert refused(cp, grpc.StatusCode.NOT_FOUND, call, request) == says
 
 
+@pytest.mark.parametrize(
+    ("providers", "says"),
+    [
+        (["opnai"], "no provider named 'opnai'"),
+        (["openai", "retired"], "no provider named 'retired'"),  # deleted
+    ],
+)
+def test_an_allowlist_names_live_providers(scoped: Scoped, providers: list[str], says: str) -> None:
+    cp = scoped.cp
+    before = listed(cp)
+
+    def call(names: list[str]) -> object:
+        return set_limits(cp, "user:alice", providers=names)
+
+    assert refused(cp, grpc.StatusCode.NOT_FOUND, call, providers) == says
+    assert listed(cp) == before
+
+
+def test_revoking_a_token_says_which_limit_set_went_with_it(controlplane: Controlplane) -> None:
+    cp = controlplane
+    for name in ("ci", "bare"):
+        cp.admin.CreateToken(admin_pb2.CreateTokenRequest(name=name))
+    set_limits(cp, "token:ci", max_concurrent=2, monthly_budget_usd=5)
+    cp.admin.RevokeToken(admin_pb2.RevokeTokenRequest(ref="ci"))
+    ((action, target, details),) = audit(cp, 1)
+    assert (action, target.split()[0]) == ("token.revoke", "ci")
+    assert details == {"limit_set_deleted": {"max_concurrent": 2, "monthly_budget_usd": 5.0}}
+    assert "token:ci" not in listed(cp)
+    cp.admin.RevokeToken(admin_pb2.RevokeTokenRequest(ref="bare"))
+    assert audit(cp, 1)[0][2] == {}  # no set, nothing to say
+
+
+def test_renaming_a_provider_rewrites_the_allowlists_naming_it(controlplane: Controlplane) -> None:
+    cp = controlplane
+    add_user(cp, "alice")
+    cp.admin.CreateToken(admin_pb2.CreateTokenRequest(name="ci"))
+    openai = cp.admin.create_provider("openai").provider
+    cp.admin.create_provider("anthropic")
+    set_limits(cp, "user:alice", providers=["openai", "anthropic"])
+    set_limits(cp, "token:ci", providers=["openai"], max_concurrent=2)
+    set_limits(cp, "default", providers=["anthropic"])
+    start = cp.admin.revision()
+
+    renamed = cp.admin.UpdateProvider(
+        admin_pb2.UpdateProviderRequest(ref=openai.id, name="zz-openai")
+    )
+    assert renamed.revision == start + 1  # one mutation
+    sets = listed(cp)
+    assert list(sets["user:alice"].providers) == ["anthropic", "zz-openai"]
+    assert list(sets["token:ci"].providers) == ["zz-openai"]
+    assert list(sets["default"].providers) == ["anthropic"]
+    ((action, _, details),) = audit(cp, 1)
+    assert action == "provider.update"
+    assert details["name"] == {"from": "openai", "to": "zz-openai"}
+    assert details["limit_sets"] == ["token:ci", "user:alice"]
+    # The new name is live: an allowlist may name it; the old one is gone.
+    set_limits(cp, "token:ci", providers=["zz-openai"])
+    refusal = refused(
+        cp, grpc.StatusCode.NOT_FOUND,
+        lambda names: set_limits(cp, "token:ci", providers=names), ["openai"],
+    )  # fmt: skip
+    assert refusal == "no provider named 'openai'"
+
+
 @pytest.mark.parametrize("role", ["bridged", "proxyd"])
 def test_only_the_admin_credential_may_read_or_set_limits(scoped: Scoped, role: str) -> None:
     cp = scoped.cp
@@ -270,9 +339,12 @@ def test_limit_sets_and_budgeted_spend_reach_bridged_never_proxyd(
     ml = add_team(cp, "ml", (alice,), team_id="team_ml")
     ops = add_team(cp, "ops", (alice, bob), team_id="team_ops")
     ci = cp.admin.CreateToken(admin_pb2.CreateTokenRequest(name="ci")).info.id
+    laptop = cp.admin.CreateToken(admin_pb2.CreateTokenRequest(name="laptop", user="alice"))
+    cp.admin.create_provider("openai")
     now = scopes.month()
     add_spend(cp, now, {
         scopes.user_key(alice): 5.0, scopes.user_key(bob): 1.0, scopes.token_key(ci): 2.0,
+        scopes.token_key(laptop.info.id): 4.0, scopes.token_key("tok_unknown"): 1.0,
         scopes.team_key(ml): 3.0, scopes.team_key(ops): 7.0,
         scopes.member_key(ops, alice): 0.5, scopes.member_key(ops, bob): 0.25,
         scopes.member_key(ml, alice): 0.75, "member:teamXops:usr_x": 4.0,
@@ -321,7 +393,8 @@ def test_limit_sets_and_budgeted_spend_reach_bridged_never_proxyd(
             }
             assert not proxyd.snapshot.HasField("governance")
 
-            # A default budget applies to every identity: each user and each token.
+            # A default budget applies to every identity: each user and each token without
+            # one (alice's laptop counts under her; a token the database lacks, nowhere).
             last = set_limits(cp, "default", monthly_budget_usd=50).revision
             await bridged.wait_version(last)
             assert bridged.snapshot.governance.limit_sets[0] == snapshot_pb2.LimitSet(

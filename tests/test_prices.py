@@ -21,15 +21,14 @@ from tests.harness import Controlplane, refused
 
 # --- pricing.py ---------------------------------------------------------------------------
 
-TABLE = PriceTable(
-    [
-        PriceEntry("gpt-5*", 1.25, 10, 0.125, 1.25),
-        PriceEntry("gpt-5-mini*", 0.25, 2, 0.025, 0.25),
-        PriceEntry("gpt-5-mini-2025-08-07", 9, 9, 9, 9),
-        PriceEntry("claude-sonnet-4-5*", 3, 15, 0.3, 3.75),
-        PriceEntry("claude-*", 100, 100, 100, 100),
-    ]
-)
+ENTRIES = [
+    PriceEntry("gpt-5*", 1.25, 10, 0.125, 1.25),
+    PriceEntry("gpt-5-mini*", 0.25, 2, 0.025, 0.25),
+    PriceEntry("gpt-5-mini-2025-08-07", 9, 9, 9, 9),
+    PriceEntry("claude-sonnet-4-5*", 3, 15, 0.3, 3.75),
+    PriceEntry("claude-*", 100, 100, 100, 100),
+]
+TABLE = PriceTable(ENTRIES)
 
 
 @pytest.mark.parametrize(
@@ -52,6 +51,25 @@ def test_the_most_specific_entry_prices_a_model(model: str, priced_by: str) -> N
 def test_a_model_no_entry_matches_is_unpriced(model: str) -> None:
     assert TABLE.find(model) is None
     assert TABLE.cost("openai", model, 10, 5, 0, 0) is None
+
+
+def test_a_table_matches_the_patterns_once_per_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pricing a batch's calls matches a model's name against the patterns once, not per
+    call (each one costs a pass over every pattern, inside the ingest's transaction)."""
+    matched: list[str] = []
+    real = pricing.fnmatchcase
+
+    def counting(name: str, pattern: str) -> bool:
+        matched.append(name)
+        return real(name, pattern)
+
+    monkeypatch.setattr(pricing, "fnmatchcase", counting)
+    table = PriceTable(ENTRIES)
+    for _ in range(100):
+        assert table.cost("openai", "gpt-5-mini-2026-01-01", 10, 5, 0, 0) is not None
+        assert table.cost("openai", "mystery", 10, 5, 0, 0) is None
+    assert set(matched) == {"gpt-5-mini-2026-01-01", "mystery"}
+    assert len(matched) <= 2 * len(ENTRIES)
 
 
 def test_anthropic_counts_cache_tokens_apart_from_input() -> None:
@@ -103,6 +121,15 @@ def test_a_bad_price_file_names_the_entry(text: str, field: str) -> None:
     assert caught.value.field == field
 
 
+def test_a_price_file_with_a_model_twice_is_refused_naming_both() -> None:
+    entries = [{"model": f"m{n}", "input": 1, "output": 1} for n in range(5)]
+    entries[4]["model"] = "m1"
+    with pytest.raises(InvalidArgument) as caught:
+        pricing.parse_file(json.dumps({"prices": entries}))
+    assert caught.value.field == "prices[5].model"
+    assert caught.value.message == "'m1' is also prices[2]"
+
+
 def test_the_shipped_table_parses_and_says_its_date() -> None:
     entries = pricing.shipped()
     assert len(entries) >= 20 and len({e.model for e in entries}) == len(entries)
@@ -110,6 +137,27 @@ def test_the_shipped_table_parses_and_says_its_date() -> None:
     table = PriceTable(entries)
     for model in ("gpt-5", "claude-sonnet-4-5-20250929", "claude-opus-4-5-20251101"):
         assert table.find(model) is not None, model
+
+
+@pytest.mark.parametrize(
+    ("model", "priced_by", "input", "output"),
+    [
+        ("o1-pro-2025-03-19", "o1-pro*", 150, 600),
+        ("o1-mini-2024-09-12", "o1-mini*", 1.1, 4.4),
+        ("o1-2024-12-17", "o1*", 15, 60),
+        ("o3-deep-research-2025-06-26", "o3-deep-research*", 10, 40),
+        ("o4-mini-deep-research-2025-06-26", "o4-mini-deep-research*", 2, 8),
+        ("o4-mini-2025-04-16", "o4-mini*", 1.1, 4.4),
+        ("gpt-4o-2024-05-13", "gpt-4o-2024-05-13", 5, 15),
+        ("gpt-4o-2024-08-06", "gpt-4o*", 2.5, 10),
+    ],
+)
+def test_the_shipped_table_prices_known_models(
+    model: str, priced_by: str, input: float, output: float
+) -> None:
+    entry = PriceTable(pricing.shipped()).find(model)
+    assert entry is not None
+    assert (entry.model, entry.input, entry.output) == (priced_by, input, output)
 
 
 # --- the Admin API ------------------------------------------------------------------------
@@ -204,6 +252,19 @@ def test_a_bad_price_is_refused_naming_the_field(
     refused(
         cp, grpc.StatusCode.INVALID_ARGUMENT, cp.admin.ImportPrices, imported, f"prices[2].{field}"
     )
+    assert prices(cp) == before
+
+
+def test_an_import_holds_at_most_2000_entries(shared_controlplane: Controlplane) -> None:
+    cp = shared_controlplane
+    before = prices(cp)
+    too_many = admin_pb2.ImportPricesRequest(
+        prices=[admin_pb2.Price(model=f"m{n}", input=1, output=1) for n in range(2001)]
+    )
+    details = refused(
+        cp, grpc.StatusCode.INVALID_ARGUMENT, cp.admin.ImportPrices, too_many, "prices"
+    )
+    assert "at most 2,000 entries" in details
     assert prices(cp) == before
 
 

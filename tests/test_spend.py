@@ -181,6 +181,41 @@ def test_spend_is_added_per_key_once(controlplane: Controlplane) -> None:
     assert table() == expected
 
 
+def test_a_call_is_charged_to_its_tokens_user_whatever_was_reported(
+    controlplane: Controlplane,
+) -> None:
+    """The database, not the data plane's report, says whose a call is: a report that
+    claims alice for bob's token, or for a token without a user (or one the database does
+    not know), counts under the token's real user only."""
+    cp = controlplane
+    with database(cp) as session:
+        add_user(session, "alice", teams=("ml",))
+        add_user(session, "bob")
+        add_token(session, "ci")
+        set_budget(session, "user", "usr_alice", CALL_USD / 2)
+    start = cp.admin.revision()
+    batch = [
+        call("b1", token="bob", user="alice"),
+        call("c1", token="ci", user="alice"),
+        call("g1", token="ghost", user="alice"),
+    ]
+    assert report(cp, batch, cp.secrets.bridged) == 3
+    keys = {key for _, key in spend_table(cp)}
+    assert keys == {
+        "token:tok_bob", "user:usr_bob", "token:tok_ci", "token:tok_ghost",
+        "model:gpt-4o", "provider:prv_openai",
+    }  # fmt: skip
+    assert cp.admin.revision() == start  # alice's budget was not crossed
+    stored = {
+        r.id: (r.user_id, r.user_name)
+        for r in (
+            cp.admin.GetInterception(admin_pb2.GetInterceptionRequest(id=i))
+            for i in ("b1", "c1", "g1")
+        )
+    }
+    assert stored == {"b1": ("usr_bob", "bob"), "c1": ("", ""), "g1": ("", "")}
+
+
 @pytest.mark.postgres
 def test_concurrent_reports_of_one_batch_count_it_once(postgres_url: str, tmp_path: Path) -> None:
     """Two bridged retrying the same batch at once (PostgreSQL lets their transactions
@@ -200,6 +235,53 @@ def test_concurrent_reports_of_one_batch_count_it_once(postgres_url: str, tmp_pa
         assert sorted(stored) == [0, 0, 0, 300]
         assert spend_table(cp)[MONTH, "model:gpt-4o"][1] == 300
     finally:
+        cp.stop()
+
+
+@pytest.mark.postgres
+def test_an_ingest_waits_for_a_budget_change_in_progress(postgres_url: str, tmp_path: Path) -> None:
+    """A mutation lowers alice's budget below one call while her call is ingested
+    (PostgreSQL runs them at once): the ingest waits for the mutation's revision lock
+    before it reads the budgets, so it sees the new budget and makes the crossing's
+    revision; it never reads the old budget while the admin's snapshot misses its spend."""
+    cp = Controlplane(postgres_url, tmp_path, Secrets()).start()
+    engine = sa.create_engine(postgres_url)
+    try:
+        with database(cp) as session:
+            add_user(session, "alice")
+            set_budget(session, "user", "usr_alice", 100.0)
+        start = cp.admin.revision()
+        with engine.connect() as mutation, engine.connect() as observer:
+            mutation.execute(sa.text("SELECT value FROM revision WHERE id = 1 FOR UPDATE"))
+            mutation.execute(
+                sa.text(
+                    "UPDATE limit_sets SET monthly_budget_usd = :usd WHERE scope_id = 'usr_alice'"
+                ),
+                {"usd": CALL_USD / 2},
+            )
+            mutation.execute(sa.text("UPDATE revision SET value = value + 1 WHERE id = 1"))
+            stored: list[int] = []
+            ingest = threading.Thread(
+                target=lambda: stored.append(
+                    report(cp, [call("a1", token="alice")], cp.secrets.bridged)
+                )
+            )
+            ingest.start()
+
+            def waiting() -> bool:
+                query = "SELECT count(*) FROM pg_locks WHERE NOT granted"
+                return bool(observer.execute(sa.text(query)).scalar_one())
+
+            wait_until(lambda: not ingest.is_alive() or waiting(), what="the ingest or a lock wait")
+            assert ingest.is_alive(), "the ingest did not wait for the mutation in progress"
+            mutation.commit()
+            ingest.join(30)
+        assert stored == [1]
+        assert cp.admin.revision() == start + 2  # the mutation, then the crossing
+        (entry,) = audit_entries(cp, "budget.crossed")
+        assert (entry.target, entry.revision) == ("user:alice", start + 2)
+    finally:
+        engine.dispose()
         cp.stop()
 
 
@@ -313,7 +395,6 @@ def test_query_spend_by_scope_with_budgets(controlplane: Controlplane) -> None:
         add_user(session, "alice", teams=("ml", "web"))
         add_user(session, "bob")
         add_user(session, "carol", deleted=True)
-        add_token(session, "alice", user="alice")
         add_token(session, "ci")
         add_token(session, "old", revoked=True)
         set_budget(session, "default", "", 100.0)
@@ -330,6 +411,7 @@ def test_query_spend_by_scope_with_budgets(controlplane: Controlplane) -> None:
         call("c1", token="carol", user="carol", tokens=(10_000, 0, 0, 0)),
         call("ci", token="ci"),
         call("o1", token="old"),
+        call("g1", token="ghost"),
     ]
     for c in calls:
         c.provider_id = oai.id
@@ -360,19 +442,20 @@ def test_query_spend_by_scope_with_budgets(controlplane: Controlplane) -> None:
     # without a user is held to the default too. Tokens the database does not know are
     # shown by id.
     assert rows("token") == [
-        ("tok_carol", "tok_carol", 0.025, 1, 100.0),
+        ("carol", "tok_carol", 0.025, 1, None),
         ("alice", "tok_alice", alice_spent, 3, 1.0),
+        ("bob", "tok_bob", CALL_USD, 1, None),
         ("ci", "tok_ci", CALL_USD, 1, 100.0),
         ("old (revoked)", "tok_old", CALL_USD, 1, 100.0),
-        ("tok_bob", "tok_bob", CALL_USD, 1, 100.0),
+        ("tok_ghost", "tok_ghost", CALL_USD, 1, 100.0),
     ]
-    total = usd(0.025 + 5 * CALL_USD)
+    total = usd(0.025 + 6 * CALL_USD)
     assert rows("model") == [
-        ("gpt-4o", "gpt-4o", total, 6, None),
+        ("gpt-4o", "gpt-4o", total, 7, None),
         ("mystery-1", "mystery-1", 0.0, 1, None),
     ]
     cp.admin.UpdateProvider(admin_pb2.UpdateProviderRequest(ref=oai.id, name="renamed"))
-    assert rows("provider") == [("renamed", oai.id, total, 7, None)]
+    assert rows("provider") == [("renamed", oai.id, total, 8, None)]
 
 
 @pytest.mark.parametrize(

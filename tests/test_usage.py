@@ -197,7 +197,7 @@ def test_usage_command(controlplane: Controlplane) -> None:
     ]  # fmt: skip
     # gpt-4o: (7 uncached input * 2.5 + 20 * 10 + 1 cache read * 1.25 + 2 cache write * 2.5)
     # + 5 * 2.5; gpt-4o-mini: 3 * 0.15 + 4 * 0.6; USD per million tokens.
-    assert lines[-1].split() == ["TOTAL", "5", "2", "119", "76", "34", "13", "0.0002"]
+    assert lines[-1].split() == ["TOTAL", "5", "2", "119", "76", "34", "13", "$0.000239"]
     assert footer.startswith("2 calls of models with no price, not in COST"), footer
 
     recent = ctl(controlplane, "usage", "--since", "1h", "--by", "model", "--json", check=True)

@@ -15,6 +15,7 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from aibridge.v1 import admin_pb2
+from controlplane.ctl.money import usd
 
 # --- JSON ----------------------------------------------------------------------------------
 
@@ -141,13 +142,6 @@ def key_values(pairs: Sequence[tuple[str, str]]) -> str:
 
 def yes_no(value: bool) -> str:
     return "yes" if value else "no"
-
-
-def usd(value: float) -> str:
-    """An amount of USD: cents for a budget's worth, finer for a call's."""
-    if value >= 100 or value == 0:
-        return f"{value:.2f}"
-    return f"{value:.4f}" if value >= 0.0001 else f"{value:.6f}"
 
 
 def cost_text(record: admin_pb2.InterceptionRecord) -> str:

@@ -72,7 +72,7 @@ def _about(record: admin_pb2.InterceptionRecord) -> list[tuple[str, str]]:
             f"in {record.input_tokens}, out {record.output_tokens}, cache read "
             f"{record.cache_read_tokens}, cache write {record.cache_write_tokens}",
         ),
-        ("cost", f"{cost_text(record)} USD" if record.HasField("cost_usd") else "- (no price)"),
+        ("cost", cost_text(record) if record.HasField("cost_usd") else "- (no price)"),
         ("time", f"first byte {record.ttfb_ms:g} ms, total {record.duration_ms:g} ms"),
         ("stop reason", record.stop_reason or "-"),
         ("error", record.error_message or "-"),

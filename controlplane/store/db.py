@@ -158,6 +158,16 @@ class Database:
             yield Mutation(session, revision)
             session.flush()
 
+    def lock_revision(self, session: Session) -> int:
+        """Takes the revision row's lock (the one every mutation takes) until `session`'s
+        transaction ends, and returns the revision; on SQLite the write transaction holds
+        the database's write lock already."""
+        return int(
+            session.execute(
+                select(Revision.value).where(Revision.id == 1).with_for_update()
+            ).scalar_one()
+        )
+
     def bump_revision(
         self, session: Session, expected_revision: int | None = None, at_least: int = 0
     ) -> int:

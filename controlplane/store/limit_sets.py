@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controlplane import validation
@@ -23,7 +23,15 @@ from controlplane.errors import InvalidArgument, NotFound
 from controlplane.pricing import validate_model
 from controlplane.store import audit
 from controlplane.store.db import Database
-from controlplane.store.models import GatewayToken, LimitSetRow, Revision, Team, User, utcnow
+from controlplane.store.models import (
+    GatewayToken,
+    LimitSetRow,
+    Provider,
+    Revision,
+    Team,
+    User,
+    utcnow,
+)
 
 COUNT_MAX = 1_000_000_000  # rpm, tpm, concurrency: beyond is a typo
 BUDGET_MAX = 1e9  # USD a month
@@ -93,6 +101,8 @@ class LimitSets:
         values = _validated(changes)
         with self.db.mutation(expected_revision) as m:
             found = resolve_scope(m.session, scope)
+            if "providers" in values:
+                _check_providers(m.session, values["providers"])
             if changes.per_member and found.kind != "team":
                 raise InvalidArgument("per_member", "applies only to a team's set")
             row = m.session.get(LimitSetRow, (found.kind, found.id))
@@ -167,6 +177,34 @@ def resolve_scope(session: Session, scope: str) -> Scope:
     return Scope("token", token.id, f"token:{token.name}")
 
 
+def _check_providers(session: Session, names: Sequence[str]) -> None:
+    """An allowlist names live providers: a typo would refuse every call of the scope."""
+    if not names:
+        return
+    live = set(
+        session.scalars(
+            select(Provider.name).where(Provider.name.in_(names), Provider.deleted_at.is_(None))
+        )
+    )
+    missing = [n for n in names if n not in live]
+    if missing:
+        raise NotFound(f"no provider named {missing[0]!r}")
+
+
+def rename_provider(session: Session, old: str, new: str) -> list[str]:
+    """Rewrites the allowlists that name provider `old` to name `new`, in the rename's
+    transaction; returns the scopes of the sets changed."""
+    rows = session.scalars(
+        select(LimitSetRow).where(LimitSetRow.providers.contains(json.dumps(old), autoescape=True))
+    )
+    changed = [r for r in rows if old in providers_of(r)]
+    for row in changed:
+        names = {new if p == old else p for p in providers_of(row)}
+        row.providers = json.dumps(sorted(names))
+        row.updated_at = utcnow()
+    return [s.scope for s in labelled(session, changed)]
+
+
 def labelled(session: Session, rows: Iterable[LimitSetRow]) -> list[LimitSet]:
     """`rows` with their scopes' labels (three queries, whatever the number of sets),
     sorted by label, default first. A set whose user, team or token is gone (they delete
@@ -188,13 +226,6 @@ def labelled(session: Session, rows: Iterable[LimitSetRow]) -> list[LimitSet]:
         for r in rows
     ]
     return sorted(found, key=lambda s: (s.scope != "default", s.scope))
-
-
-def delete_scope(session: Session, kind: str, scope_id: str) -> None:
-    """Deletes the set of a user, team or token being deleted, in its transaction."""
-    session.execute(
-        delete(LimitSetRow).where(LimitSetRow.scope_kind == kind, LimitSetRow.scope_id == scope_id)
-    )
 
 
 def providers_of(row: LimitSetRow) -> list[str]:

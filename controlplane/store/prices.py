@@ -16,7 +16,7 @@ from controlplane.store import audit
 from controlplane.store.db import Database
 from controlplane.store.models import Price, Revision, utcnow
 
-IMPORT_MAX = 10_000  # entries in one import: far beyond any real table
+IMPORT_MAX = 2_000  # entries in one import: beyond any real table (each prices every call)
 
 
 class Prices:

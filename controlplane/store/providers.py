@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from controlplane import validation
 from controlplane.errors import AlreadyExists, InvalidArgument, NotFound
-from controlplane.store import audit
+from controlplane.store import audit, limit_sets
 from controlplane.store.db import Database
 from controlplane.store.keyring import KeyRing
 from controlplane.store.models import Provider, ProviderKey, Revision, utcnow
@@ -127,6 +127,10 @@ class Providers:
             if changes.name is not None and changes.name != provider.name:
                 _ensure_name_free(m.session, changes.name)
                 details["name"] = {"from": provider.name, "to": changes.name}
+                # Allowlists name providers: they follow the rename, in this mutation.
+                renamed_in = limit_sets.rename_provider(m.session, provider.name, changes.name)
+                if renamed_in:
+                    details["limit_sets"] = renamed_in
                 provider.name = changes.name
             if changes.base_url is not None:
                 validation.base_url_for_type(provider.type, changes.base_url)

@@ -83,6 +83,14 @@ def add(session: Session, calls: Sequence[Mapping[str, Any]], month: str) -> lis
     return _crossings(session, this_month, teams, month, added, spent)
 
 
+def any_budget(session: Session) -> bool:
+    """Whether some limit set has a monthly budget."""
+    found = session.scalar(
+        select(LimitSetRow.scope_kind).where(LimitSetRow.monthly_budget_usd.is_not(None)).limit(1)
+    )
+    return found is not None
+
+
 def _keys(call: Mapping[str, Any], teams: Mapping[str, list[str]]) -> list[str]:
     user_id = call["user_id"]
     return [
@@ -144,12 +152,12 @@ def _crossings(
     )
     if not budgeted:
         return []
+    index = scopes.LimitSetIndex(budgeted)
+    # Calls of one token and user share their sets and keys: each pair is checked once.
+    identities = sorted({(call["token_id"], call["user_id"]) for call in calls})
     found: dict[tuple[str, str, str], Crossing] = {}
-    for call in calls:
-        user_id = call["user_id"]
-        for limit_set, key in scopes.applicable(
-            budgeted, call["token_id"], user_id, teams.get(user_id, ())
-        ):
+    for token_id, user_id in identities:
+        for limit_set, key in index.applicable(token_id, user_id, teams.get(user_id, ())):
             budget = limit_set.monthly_budget_usd
             now = spent[f"{month} {key}"]
             # What it was before this batch, from what the upsert returned: right even

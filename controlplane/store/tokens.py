@@ -15,7 +15,7 @@ from controlplane import validation
 from controlplane.errors import AlreadyExists, InvalidArgument, NotFound
 from controlplane.store import audit, limit_sets, users
 from controlplane.store.db import Database
-from controlplane.store.models import GatewayToken, Revision, utcnow
+from controlplane.store.models import GatewayToken, LimitSetRow, Revision, utcnow
 
 ID_PREFIX = "tok_"
 TOKEN_PREFIX = "abt_"
@@ -97,8 +97,13 @@ class Tokens:
         with self.db.mutation(expected_revision) as m:
             token = _find_live(m.session, ref)
             token.revoked_at = utcnow()
-            limit_sets.delete_scope(m.session, "token", token.id)
-            audit.record(m, actor, "token.revoke", f"{token.name} ({token.id})", {})
+            # The token's limit set goes with it: the entry says what it held.
+            row = m.session.get(LimitSetRow, ("token", token.id))
+            details: dict[str, object] = {}
+            if row is not None:
+                details["limit_set_deleted"] = limit_sets.describe(row)
+                m.session.delete(row)
+            audit.record(m, actor, "token.revoke", f"{token.name} ({token.id})", details)
             return m.revision, token
 
 

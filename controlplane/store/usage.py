@@ -14,7 +14,7 @@ from common import scopes
 from controlplane.errors import InvalidArgument
 from controlplane.store import audit, prices, spend
 from controlplane.store.db import Database, Mutation
-from controlplane.store.models import Interception, Provider
+from controlplane.store.models import GatewayToken, Interception, Provider, User
 
 _BY_ID = Interception.provider_id
 GROUPS = {
@@ -75,6 +75,15 @@ class UsageLog:
         )
         month = scopes.month()
         with self.db.write() as session:
+            if spend.any_budget(session):
+                # Budgets are read below at READ COMMITTED (PostgreSQL), after the upsert: a
+                # budget set meanwhile could go unseen here while the admin's snapshot read
+                # the spend before this commits, and the scope would go unrefused. Holding
+                # the lock every mutation takes (before reading budgets and upserting)
+                # orders ingests and mutations as SQLite's single writer does. Without any
+                # budget there is nothing to cross, and concurrent ingests stay concurrent.
+                self.db.lock_revision(session)
+            _attribute(session, rows)
             table = prices.price_table(session)
             for row in rows:
                 row["cost_usd"] = table.cost(
@@ -145,6 +154,23 @@ class UsageLog:
             for key, *counts, cost, unpriced, last_name in found
         ]
         return sorted(rows, key=lambda r: (r.key, r.provider_id))
+
+
+def _attribute(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Sets each call's user to its token's, as the database has it: the data plane's
+    report is not the authority on whom a call is charged to. A token without a user (or
+    one this database does not know) leaves the call without one, whatever was reported."""
+    token_ids = sorted({row["token_id"] for row in rows})
+    owners = {
+        token_id: (user_id or "", name or "")
+        for token_id, user_id, name in session.execute(
+            select(GatewayToken.id, GatewayToken.user_id, User.name)
+            .outerjoin(User, User.id == GatewayToken.user_id)
+            .where(GatewayToken.id.in_(token_ids))
+        )
+    }
+    for row in rows:
+        row["user_id"], row["user_name"] = owners.get(row["token_id"], ("", ""))
 
 
 def failed(status: SQLColumnExpression[int]) -> ColumnElement[bool]:

@@ -8,7 +8,8 @@ import re
 from aibridge.v1 import admin_pb2
 from controlplane.ctl.api import Context
 from controlplane.ctl.errors import EXIT_OK
-from controlplane.ctl.output import emit_json, table, unpriced_note, usd
+from controlplane.ctl.money import usd
+from controlplane.ctl.output import emit_json, table, unpriced_note
 
 SPEND_BY = ("user", "team", "token", "model", "provider")
 _MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")

@@ -8,8 +8,9 @@ import argparse
 from aibridge.v1 import admin_pb2
 from controlplane.ctl.api import Context
 from controlplane.ctl.errors import EXIT_OK
+from controlplane.ctl.money import usd
 from controlplane.ctl.options import add_period_options, check_period, set_period
-from controlplane.ctl.output import emit_json, table, unpriced_note, usd
+from controlplane.ctl.output import emit_json, table, unpriced_note
 
 USAGE_GROUPS = ("provider", "model", "token", "client", "user")
 NO_USER = "(no user)"  # the calls of tokens that belong to no user
