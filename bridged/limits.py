@@ -697,9 +697,15 @@ def _consumed(future: asyncio.Future[Any]) -> None:
 
 
 def redacted(url: str) -> str:
-    """The Redis URL as a log line may show it: without its credentials."""
+    """The Redis URL as a log line may show it: without its credentials, in its user
+    part or in its query (?username=…&password=…)."""
     try:
         u = URL(url)
-        return str(u.with_user(None)) if u.user or u.password else url
+        if u.user or u.password:
+            u = u.with_user(None)
+        secret = [k for k in u.query if k.lower() in ("username", "password")]
+        if secret:
+            u = u.without_query_params(*secret)
+        return str(u)
     except (ValueError, TypeError):
         return "the limits Redis"

@@ -534,3 +534,9 @@ def test_a_redis_that_swallows_packets_costs_one_timeout_then_decides_at_once() 
             await c.close()
 
     run(scenario)
+
+
+def test_redacted_drops_credentials_from_the_query_too() -> None:
+    url = "redis://h:6379/0?username=bob&password=hunter2&db=1"
+    assert "hunter2" not in redacted(url) and "bob" not in redacted(url)
+    assert "db=1" in redacted(url)
