@@ -43,6 +43,9 @@ REQUESTS = "requests"
 TOKENS = "tokens"
 CONCURRENT = "concurrent"
 UNAVAILABLE = "unavailable"  # the counters could not be reached and the setting is closed
+# Retry-After of a concurrency refusal. Not 1: an SDK retries twice, so within ~2 s it
+# would give up, while the call holding the place may stream for minutes.
+CONCURRENCY_RETRY_AFTER = 5
 
 
 class Refusal(NamedTuple):
@@ -140,8 +143,10 @@ class LocalCounters:
             if c.concurrent:
                 held = self._in_flight.get(c.key)
                 if held is not None and len(held) >= c.concurrent:
-                    n = len(held)
-                    return Refusal(c.key, CONCURRENT, c.concurrent_scope, c.concurrent, n, 1, 1)
+                    return Refusal(
+                        c.key, CONCURRENT, c.concurrent_scope, c.concurrent, len(held),
+                        CONCURRENCY_RETRY_AFTER, CONCURRENCY_RETRY_AFTER,
+                    )  # fmt: skip
             if c.rpm:
                 refusal = self._rate(self._requests, c.key, REQUESTS, c.rpm, c.rpm_scope, now)
                 if refusal is not None:
@@ -458,6 +463,8 @@ class RedisCounters:
             REQUESTS: (c.rpm, c.rpm_scope),
             TOKENS: (c.tpm, c.tpm_scope),
         }[kind]
+        if kind == CONCURRENT:
+            reset = retry_after = CONCURRENCY_RETRY_AFTER
         return Refusal(c.key, kind, scope, limit, used, reset, retry_after)
 
     def end(self, admission: Admission, tokens: int) -> None:

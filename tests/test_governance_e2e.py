@@ -178,7 +178,7 @@ def test_concurrency(gw: Gateway) -> None:
         refused = refusal(lambda: message(ant, "e2e-conc"), anthropic.RateLimitError)
         assert refused.status_code == 429
         assert refused.response.headers["x-aibridge-error"] == "concurrency_limited"
-        assert refused.response.headers["retry-after"] == "1"
+        assert refused.response.headers["retry-after"] == "5"  # CONCURRENCY_RETRY_AFTER
         assert "token:conc" in refused.message
         refused = refusal(lambda: chat(oai, "e2e-conc"), openai.RateLimitError)
         assert refused.code == "concurrency_limited"
@@ -299,7 +299,7 @@ def test_every_refusal_through_proxyd(gw: Gateway) -> None:
             lambda: chat(proxied_openai(proxyd, gw.a, single), "px-conc"), openai.RateLimitError
         )
         assert refused.code == "concurrency_limited"
-        assert refused.response.headers["retry-after"] == "1"
+        assert refused.response.headers["retry-after"] == "5"  # CONCURRENCY_RETRY_AFTER
         held.release()
         assert stream.finish() == ("hello from B", ANTHROPIC_USAGE["output_tokens"])
 

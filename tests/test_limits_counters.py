@@ -15,6 +15,7 @@ import redis
 
 from bridged.governance import CLOSED, OPEN, Check
 from bridged.limits import (
+    CONCURRENCY_RETRY_AFTER,
     CONCURRENT,
     REQUESTS,
     TOKENS,
@@ -203,7 +204,7 @@ def test_concurrency_is_released_when_a_call_ends(make: Make) -> None:
             b = admitted(await c.admit("b", checks))
             r = refused(await c.admit("c", checks))
             assert (r.kind, r.scope, r.limit, r.used, r.retry_after) == (
-                CONCURRENT, "user:alice", 2, 2, 1,
+                CONCURRENT, "user:alice", 2, 2, CONCURRENCY_RETRY_AFTER,
             )  # fmt: skip
             await ended(c, a)
             await ended(c, a)  # once only: b still holds its place
