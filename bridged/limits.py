@@ -176,7 +176,7 @@ class LocalCounters:
                     held.discard(admission.request_id)
                     if not held:
                         del self._in_flight[c.key]
-            if c.tpm and tokens > 0:
+            if tokens > 0:  # every key: a tpm limit set since the admission counts it too
                 _window(self._tokens, c.key).add(now_s, tokens)
 
     def in_flight(self, key: str) -> int:
@@ -477,7 +477,7 @@ class RedisCounters:
         for c in admission.checks:
             if c.concurrent:
                 self._pending.append((self.key(CONCURRENT, c.key), "-" + admission.request_id))
-            if c.tpm and tokens > 0:
+            if tokens > 0:  # every key: a tpm limit set since the admission counts it too
                 self._pending.append((self.key(TOKENS, c.key), f"+{tokens}"))
         self._wake.set()
 

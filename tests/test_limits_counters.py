@@ -392,6 +392,21 @@ async def until(
         await asyncio.sleep(0.05)
 
 
+def test_a_tpm_limit_set_while_calls_are_in_flight_counts_them(make: Make) -> None:
+    async def scenario() -> None:
+        c = make(Clock())
+        try:
+            # Admitted under a requests limit only; a tokens limit on the same key since.
+            call = admitted(await c.admit("a", rpm("user:u1", 10)))
+            await ended(c, call, 50)
+            r = refused(await c.admit("b", (Check("user:u1", tpm=40, tpm_scope="user:alice"),)))
+            assert (r.kind, r.used) == (TOKENS, 50)
+        finally:
+            await close(c)
+
+    run(scenario)
+
+
 def test_300_admissions_at_once_share_round_trips_and_never_fail(prefix: str) -> None:
     async def scenario() -> None:
         c = RedisCounters(REDIS_URL, prefix, timeout=2.0)
