@@ -7,7 +7,8 @@ bridged that uses the same Redis and prefix.
 - Rate: per key and kind (requests, tokens), a sliding window of the last 60 one-second
   buckets (bucket = floor(unix seconds); the window holds the buckets s > now − 60). A
   call passes while the window's sum is under the limit; its request is added to the
-  current bucket when it is admitted, its tokens (input + output) when it ends.
+  current bucket when it is admitted, its tokens (all input, cached too, and output:
+  bridged/usage.py Usage.tpm_tokens) when it ends.
 - Concurrency: per key, the ids of the calls in flight; a call passes while there are
   fewer than the limit.
 - All the checks of a call are decided together: one that fails adds nothing anywhere.

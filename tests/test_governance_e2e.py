@@ -140,8 +140,9 @@ def test_requests_per_minute(gw: Gateway) -> None:
 def test_tokens_per_minute(gw: Gateway) -> None:
     create_user(gw.cp, "tpm-user")
     token = create_token(gw.cp, "tpm", user="tpm-user")
-    # One call's input + output tokens (13 + 5) are more than the limit: the first call is
-    # admitted (the window was empty), and its tokens, counted when it ends, refuse the next.
+    # One call's tokens (13 input, 4 + 2 cache read and write, 5 output) are more than the
+    # limit: the first call is admitted (the window was empty), and its tokens, counted when
+    # it ends, refuse the next.
     set_limits(gw.cp, "user:tpm-user", tokens_per_minute=10)
     ant = anthropic_client(gw.bridged, token)
 
