@@ -437,17 +437,18 @@ class RedisCounters:
                 return self._without_redis(request_id, checks, unavailable, None)
             probe = self._probing = True
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Waiting(keys, args, done))
+        waiting = _Waiting(keys, args, done)
+        self._waiting.append(waiting)
         self._schedule()
         try:
             async with asyncio.timeout(self.timeout):
                 result = await asyncio.shield(done)
         except (RedisError, OSError, TimeoutError) as exc:
             self._trip()
-            done.add_done_callback(lambda f: self._abandoned(f, request_id, sets))
+            self._give_up(waiting, request_id, sets)
             return self._without_redis(request_id, checks, unavailable, exc)
-        except asyncio.CancelledError:  # the client left: the script may run
-            done.add_done_callback(lambda f: self._abandoned(f, request_id, sets))
+        except asyncio.CancelledError:  # the client left
+            self._give_up(waiting, request_id, sets)
             raise
         finally:
             if probe:
@@ -638,6 +639,16 @@ class RedisCounters:
         except NoScriptError:  # it did not run
             await self._load_scripts()
             return await self.background.evalsha(script.sha, len(keys), *keys, *args)
+
+    def _give_up(self, waiting: _Waiting, request_id: str, sets: list[str]) -> None:
+        """The call no longer waits for its admission: not sent yet, it never will be;
+        sent, its places go when (or if) it ran."""
+        for i, w in enumerate(self._waiting):
+            if w is waiting:
+                del self._waiting[i]
+                waiting.done.cancel()
+                return
+        waiting.done.add_done_callback(lambda f: self._abandoned(f, request_id, sets))
 
     def _abandoned(self, done: asyncio.Future[Any], request_id: str, sets: list[str]) -> None:
         """An admission its call gave up on: if it ran (or may have), its places go."""
