@@ -6,7 +6,10 @@ import json
 
 from aiohttp import web
 
-# status → (OpenAI error type, Anthropic error type), as each provider types its own.
+# status → (OpenAI error type, Anthropic error type), as each provider types its own. The
+# 503s bridged makes (no snapshot, limit counters unreachable, bodies buffer full) are
+# Anthropic's api_error, not overloaded_error: Claude Code reads that as the model's
+# capacity, and may switch model.
 _TYPES = {
     400: ("invalid_request_error", "invalid_request_error"),
     401: ("invalid_request_error", "authentication_error"),
@@ -15,7 +18,7 @@ _TYPES = {
     413: ("invalid_request_error", "request_too_large"),
     429: ("rate_limit_error", "rate_limit_error"),
     502: ("api_error", "api_error"),
-    503: ("api_error", "overloaded_error"),
+    503: ("api_error", "api_error"),
     504: ("api_error", "api_error"),
 }
 

@@ -246,7 +246,7 @@ class Forwarder:
         """Out of the concurrency sets, the call's tokens counted: once, whatever ended it."""
         assert x.admission is not None
         usage = x.usage
-        tokens = usage.input_tokens + usage.output_tokens if usage is not None else 0
+        tokens = usage.tpm_tokens(x.route.family) if usage is not None else 0
         try:
             self.counters.end(x.admission, tokens)
         except Exception:  # the call's record matters more

@@ -51,6 +51,7 @@ REFUSALS = Counter(
 )
 LIMITS_REDIS_ERRORS = Counter(
     "aibridge_bridged_limits_redis_errors_total",
-    "Failed exchanges with the --limits-redis server (the call was admitted uncounted, or "
-    "refused, as the setting limits.redis_unavailable says)",
+    "Failed exchanges with the --limits-redis server, and calls decided without it in the "
+    "second after one (the call was admitted uncounted, or refused, as the setting "
+    "limits.redis_unavailable says)",
 )

@@ -17,6 +17,15 @@ class Usage:
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
 
+    def tpm_tokens(self, family: str) -> int:
+        """Every token of the call, as a tokens-per-minute limit counts it: all its input
+        and its output. Anthropic's input_tokens leave out the cache reads and writes;
+        OpenAI's include the cached tokens."""
+        total = self.input_tokens + self.output_tokens
+        if family == "anthropic":
+            total += self.cache_read_tokens + self.cache_write_tokens
+        return total
+
     def read_model(self, model: Any) -> None:
         if isinstance(model, str) and model:
             self.model = model

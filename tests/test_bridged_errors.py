@@ -290,8 +290,7 @@ def test_without_a_snapshot_nothing_is_served(tmp_path: Path, secrets: Secrets) 
         assert ready.json()["ready"] is False
         assert ready.json()["controlplane_connected"] is False
         openai_error(chat(orphan, "llm", WRONG_TOKEN), 503, "no_snapshot")
-        anthropic_error(messages(orphan, "claude", WRONG_TOKEN), 503, "no_snapshot",
-                        "overloaded_error")  # fmt: skip
+        anthropic_error(messages(orphan, "claude", WRONG_TOKEN), 503, "no_snapshot", "api_error")
         orphan.check_alive()
         assert WRONG_TOKEN not in orphan.log()
     finally:

@@ -140,8 +140,9 @@ def test_requests_per_minute(gw: Gateway) -> None:
 def test_tokens_per_minute(gw: Gateway) -> None:
     create_user(gw.cp, "tpm-user")
     token = create_token(gw.cp, "tpm", user="tpm-user")
-    # One call's input + output tokens (13 + 5) are more than the limit: the first call is
-    # admitted (the window was empty), and its tokens, counted when it ends, refuse the next.
+    # One call's tokens (13 input, 4 + 2 cache read and write, 5 output) are more than the
+    # limit: the first call is admitted (the window was empty), and its tokens, counted when
+    # it ends, refuse the next.
     set_limits(gw.cp, "user:tpm-user", tokens_per_minute=10)
     ant = anthropic_client(gw.bridged, token)
 
@@ -178,7 +179,7 @@ def test_concurrency(gw: Gateway) -> None:
         refused = refusal(lambda: message(ant, "e2e-conc"), anthropic.RateLimitError)
         assert refused.status_code == 429
         assert refused.response.headers["x-aibridge-error"] == "concurrency_limited"
-        assert refused.response.headers["retry-after"] == "1"
+        assert refused.response.headers["retry-after"] == "5"  # CONCURRENCY_RETRY_AFTER
         assert "token:conc" in refused.message
         refused = refusal(lambda: chat(oai, "e2e-conc"), openai.RateLimitError)
         assert refused.code == "concurrency_limited"
@@ -299,7 +300,7 @@ def test_every_refusal_through_proxyd(gw: Gateway) -> None:
             lambda: chat(proxied_openai(proxyd, gw.a, single), "px-conc"), openai.RateLimitError
         )
         assert refused.code == "concurrency_limited"
-        assert refused.response.headers["retry-after"] == "1"
+        assert refused.response.headers["retry-after"] == "5"  # CONCURRENCY_RETRY_AFTER
         held.release()
         assert stream.finish() == ("hello from B", ANTHROPIC_USAGE["output_tokens"])
 

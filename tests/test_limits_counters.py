@@ -15,6 +15,7 @@ import redis
 
 from bridged.governance import CLOSED, OPEN, Check
 from bridged.limits import (
+    CONCURRENCY_RETRY_AFTER,
     CONCURRENT,
     REQUESTS,
     TOKENS,
@@ -203,7 +204,7 @@ def test_concurrency_is_released_when_a_call_ends(make: Make) -> None:
             b = admitted(await c.admit("b", checks))
             r = refused(await c.admit("c", checks))
             assert (r.kind, r.scope, r.limit, r.used, r.retry_after) == (
-                CONCURRENT, "user:alice", 2, 2, 1,
+                CONCURRENT, "user:alice", 2, 2, CONCURRENCY_RETRY_AFTER,
             )  # fmt: skip
             await ended(c, a)
             await ended(c, a)  # once only: b still holds its place
@@ -389,3 +390,169 @@ async def until(
         if loop.time() > deadline:
             raise AssertionError(f"not reached within {timeout}s: last {value!r}")
         await asyncio.sleep(0.05)
+
+
+def test_a_tpm_limit_set_while_calls_are_in_flight_counts_them(make: Make) -> None:
+    async def scenario() -> None:
+        c = make(Clock())
+        try:
+            # Admitted under a requests limit only; a tokens limit on the same key since.
+            call = admitted(await c.admit("a", rpm("user:u1", 10)))
+            await ended(c, call, 50)
+            r = refused(await c.admit("b", (Check("user:u1", tpm=40, tpm_scope="user:alice"),)))
+            assert (r.kind, r.used) == (TOKENS, 50)
+        finally:
+            await close(c)
+
+    run(scenario)
+
+
+def test_300_admissions_at_once_share_round_trips_and_never_fail(prefix: str) -> None:
+    async def scenario() -> None:
+        c = RedisCounters(REDIS_URL, prefix, timeout=2.0)
+        checks = (Check("team:ml", concurrent=100),)
+        before = _redis_errors()
+        try:
+            results = await asyncio.gather(*(c.admit(f"r{i}", checks) for i in range(300)))
+            assert sum(isinstance(r, Admission) for r in results) == 100
+            assert {r.kind for r in results if isinstance(r, Refusal)} == {CONCURRENT}
+            assert all(isinstance(r, Refusal) or r.counted for r in results)
+            assert _redis_errors() == before
+            assert c.round_trips < 300  # batched per event-loop tick
+        finally:
+            await c.close()
+
+    run(scenario)
+
+
+def test_a_burst_on_fresh_counters_counts_exactly_at_the_default_timeout(prefix: str) -> None:
+    async def scenario() -> None:
+        c = RedisCounters(REDIS_URL, prefix)  # 0.25 s a check
+        before = _redis_errors()
+        try:
+            await c.start()
+            results = await asyncio.gather(
+                *(c.admit(f"r{i}", rpm("user:u1", 30)) for i in range(50))
+            )
+            assert sum(isinstance(r, Admission) and r.counted for r in results) == 30
+            assert sum(isinstance(r, Refusal) and r.kind == REQUESTS for r in results) == 20
+            # Redis forgot the script (a failover): one load for the whole burst.
+            loads = c.script_loads
+            c._admit.sha = "0" * 40
+            results = await asyncio.gather(
+                *(c.admit(f"s{i}", rpm("user:u2", 30)) for i in range(50))
+            )
+            assert sum(isinstance(r, Admission) and r.counted for r in results) == 30
+            assert c.script_loads == loads + 1
+            assert _redis_errors() == before
+        finally:
+            await c.close()
+
+    run(scenario)
+
+
+def test_a_batch_of_ends_sent_twice_counts_once(prefix: str) -> None:
+    async def scenario() -> None:
+        c = RedisCounters(REDIS_URL, prefix, timeout=2.0, clock=Clock())
+        checks = (Check("user:u1", tpm=100, concurrent=5),)
+        try:
+            c.end(admitted(await c.admit("a", checks)), 60)
+            batch = list(c._pending)
+            assert await c.flush()
+            # Its reply was lost: flush sends the same batch again, with its id.
+            c._unsent = [(f"{c._instance}:{c._batches}", batch)]
+            assert await c.flush()
+            r = refused(await c.admit("b", (Check("user:u1", tpm=60),)))
+            assert r.used == 60
+        finally:
+            await c.close()
+
+    run(scenario)
+
+
+def test_ends_cancelled_at_shutdown_are_sent_by_close(prefix: str) -> None:
+    async def scenario() -> None:
+        c = RedisCounters(REDIS_URL, prefix, timeout=2.0, clock=Clock())
+        checks = (Check("user:u1", tpm=100, concurrent=1),)
+        other = RedisCounters(REDIS_URL, prefix, timeout=2.0, clock=Clock())
+        try:
+            c.end(admitted(await c.admit("a", checks)), 70)
+            flushing = asyncio.create_task(c.flush())
+            await asyncio.sleep(0)  # it has taken the ends and waits for Redis
+            flushing.cancel()
+            await asyncio.gather(flushing, return_exceptions=True)
+            await c.close()
+            r = refused(await other.admit("b", (Check("user:u1", tpm=70),)))
+            assert r.used == 70
+            admitted(await other.admit("c", (Check("user:u1", concurrent=1),)))
+        finally:
+            await other.close()
+
+    run(scenario)
+
+
+def test_a_place_released_before_its_late_admission_ran_goes_at_the_next_renewal(
+    prefix: str,
+) -> None:
+    async def scenario() -> None:
+        c = RedisCounters(REDIS_URL, prefix, timeout=2.0)
+        checks = (Check("user:u1", concurrent=1),)
+        key = c.key(CONCURRENT, "user:u1")
+        try:
+            await c.start()
+            # The call gave up on its admission (no answer): released, ZREM sent...
+            c._abandoned(_failed_future(), "late", [key])
+            assert await c.flush()
+            # ...and then the admission ran after all (it was still queued in Redis).
+            await c.redis.evalsha(c._admit.sha, 1, key, "late", c.lease_ms, "", "c", 1)
+            assert await c.redis.zcard(key) == 1
+            await c.renew()
+            assert await c.flush()
+            assert await c.redis.zcard(key) == 0
+            admitted(await c.admit("next", checks))
+        finally:
+            await c.close()
+
+    run(scenario)
+
+
+def _failed_future() -> asyncio.Future[Any]:
+    done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    done.set_exception(TimeoutError())
+    return done
+
+
+def test_a_redis_that_swallows_packets_costs_one_timeout_then_decides_at_once() -> None:
+    async def scenario() -> None:
+        held: list[asyncio.StreamWriter] = []
+
+        async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            held.append(writer)  # reads nothing, answers nothing
+
+        server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        c = RedisCounters(f"redis://127.0.0.1:{port}/0", "aibridge-test:", timeout=0.25)
+        checks = (Check("user:u1", rpm=1),)
+        try:
+            assert not admitted(await c.admit("a", checks, OPEN)).counted
+            assert c.round_trips == 1
+            # The breaker is open: decided without asking Redis.
+            assert not admitted(await c.admit("b", checks, OPEN)).counted
+            assert refused(await c.admit("c", checks, CLOSED)).kind == UNAVAILABLE
+            assert c.round_trips == 1
+            c._down_until = 0.0  # its second is over: the next call probes
+            assert not admitted(await c.admit("d", checks, OPEN)).counted
+            assert c.round_trips == 2
+        finally:
+            for w in held:
+                w.close()
+            server.close()
+            await c.close()
+
+    run(scenario)
+
+
+def test_redacted_drops_credentials_from_the_query_too() -> None:
+    url = "redis://h:6379/0?username=bob&password=hunter2&db=1"
+    assert "hunter2" not in redacted(url) and "bob" not in redacted(url)
+    assert "db=1" in redacted(url)
