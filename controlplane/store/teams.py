@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from controlplane import validation
 from controlplane.errors import AlreadyExists, NotFound
-from controlplane.store import audit, users
+from controlplane.store import audit, live, users
 from controlplane.store.db import Database
 from controlplane.store.models import LimitSetRow, Revision, Team, TeamMember, User, utcnow
 
@@ -121,14 +121,7 @@ class Teams:
 
 def find_live(session: Session, ref: str, field: str = "ref") -> Team:
     """A live team by id (team_…) or name."""
-    validation.reference(ref, "a team id or name", field)
-    column = Team.id if ref.startswith(ID_PREFIX) else Team.name
-    team = session.scalars(
-        select(Team).where(column == ref, Team.deleted_at.is_(None))
-    ).one_or_none()
-    if team is None:
-        raise NotFound(f"team {ref!r} not found")
-    return team
+    return live.find_live(session, Team, ref, ID_PREFIX, "team", field)
 
 
 def _members(session: Session, team_id: str | None = None) -> dict[str, list[str]]:

@@ -11,8 +11,8 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from controlplane import validation
-from controlplane.errors import AlreadyExists, InvalidArgument, NotFound
-from controlplane.store import audit
+from controlplane.errors import AlreadyExists, InvalidArgument
+from controlplane.store import audit, live
 from controlplane.store.db import Database
 from controlplane.store.models import (
     GatewayToken,
@@ -172,14 +172,7 @@ class Users:
 
 def find_live(session: Session, ref: str, field: str = "ref") -> User:
     """A live user by id (usr_…) or name."""
-    validation.reference(ref, "a user id or name", field)
-    column = User.id if ref.startswith(ID_PREFIX) else User.name
-    user = session.scalars(
-        select(User).where(column == ref, User.deleted_at.is_(None))
-    ).one_or_none()
-    if user is None:
-        raise NotFound(f"user {ref!r} not found")
-    return user
+    return live.find_live(session, User, ref, ID_PREFIX, "user", field)
 
 
 def _info(session: Session, users: list[User], everyone: bool = False) -> list[UserInfo]:
