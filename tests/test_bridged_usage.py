@@ -179,8 +179,12 @@ def test_usage_produced_while_the_controlplane_is_down_arrives_after_it_returns(
     controlplane.kill()  # SIGKILL: no goodbye
     during = ["chat-plain", "chat-stream", "resp-stream", "claude-plain", "claude-stream"]
     ids += [call(bridged, token, case) for case in during]  # fail static: all answered
-    # The records wait in bridged's buffer: produced, not delivered, not dropped.
-    assert bridged_metric(bridged, "aibridge_bridged_usage_buffered") == len(during)
+    # The records wait in bridged's buffer: produced, not delivered, not dropped. (A call's
+    # record is made just after its client has the last byte: waited for, not assumed.)
+    wait_until(
+        lambda: bridged_metric(bridged, "aibridge_bridged_usage_buffered") == len(during),
+        what="every record of the outage in bridged's buffer",
+    )
     assert bridged_metric(bridged, "aibridge_bridged_usage_dropped_total") == 0
 
     controlplane.start()  # same port, same database
