@@ -7,6 +7,9 @@ INSTALLED := $(VENV)/.installed
 CLIENTS := $(VENV)/clients/.installed
 PROTOS := $(wildcard protos/aibridge/v1/*.proto)
 GENERATED := protos/aibridge/v1/.generated
+# Debian's chromium, which the console's browser tests drive with Playwright.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run demo-upstream test test-faults bench protos lint constraints clean
 
@@ -17,11 +20,11 @@ run: $(INSTALLED) $(GENERATED)
 demo-upstream: $(INSTALLED)
 	$(BIN)/aibridge-mock-upstream
 
-test: $(INSTALLED) $(GENERATED) $(CLIENTS)
+test: $(INSTALLED) $(GENERATED) $(CLIENTS) $(CHROMIUM)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The fault-injection suite alone (it is part of `make test` too).
-test-faults: $(INSTALLED) $(GENERATED) $(CLIENTS)
+test-faults: $(INSTALLED) $(GENERATED) $(CLIENTS) $(CHROMIUM)
 	$(BIN)/python -m pytest -m faults $(PYTEST_ARGS)
 
 # Benchmarks: not part of `make test` (see bench/).
@@ -55,6 +58,10 @@ constraints:
 	{ echo "# The versions \`make test\` passed with; \`make constraints\` refreshes them."; \
 	  $(VENV)-constraints/bin/python -m pip freeze --exclude aibridge; } > constraints.txt
 	rm -rf $(VENV)-constraints
+
+# Playwright's own browser download cannot reach its host here: Debian's package instead.
+$(CHROMIUM):
+	$(SUDO) apt-get install -y chromium || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
 
 $(CLIENTS): tests/clients/package.json tests/clients/package-lock.json
 	mkdir -p $(VENV)/clients

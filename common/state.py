@@ -16,6 +16,7 @@ from pathlib import Path
 DEFAULT_STATE_DIR = ".aibridge"
 
 ADMIN_TOKEN_FILE = "admin.token"
+VIEWER_TOKEN_FILE = "viewer.token"
 BRIDGED_TOKEN_FILE = "bridged.token"
 PROXYD_TOKEN_FILE = "proxyd.token"
 ENCRYPTION_KEYS_FILE = "encryption.keys"

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import grpc
 
 from aibridge.v1 import admin_pb2, admin_pb2_grpc
-from controlplane.auth import actor
+from controlplane.auth import Credentials, actor
 from controlplane.cache import SnapshotCache
 from controlplane.errors import AlreadyExists, InvalidArgument, NotFound
 from controlplane.fleet import DEFAULT_GRACE, MAX_GRACE, Fleet
@@ -64,6 +64,9 @@ def _rpc(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
             if isinstance(exc, DatabaseUnavailable):
                 message = f"database unavailable: {exc}"
             log.info("%s refused: %s %s", method.__name__, code.name, message)
+            if isinstance(exc, InvalidArgument):
+                # Where a form shows the message: beside this field.
+                await context.abort(code, message, (("aibridge-field", exc.field),))
             await context.abort(code, message)
             raise  # unreachable: abort raises
         except asyncio.CancelledError:
@@ -96,6 +99,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         controlplane_id: str,
         users: Users,
         teams: Teams,
+        credentials: Credentials,
     ) -> None:
         self.db = db
         self.providers = providers
@@ -109,6 +113,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         self.controlplane_id = controlplane_id
         self.users = users
         self.teams = teams
+        self.credentials = credentials
         self.limit_sets = LimitSets(db)
         self.prices = Prices(db)
         self.spending = Spending(db)
@@ -432,11 +437,20 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             _time(request, "since"),
             _time(request, "until"),
             request.provider,
+            request.bucket_seconds,
         )
         return admin_pb2.QueryUsageResponse(
             group_by=group_by,
-            rows=[admin_pb2.UsageRow(**vars(r)) for r in rows],
+            rows=[
+                admin_pb2.UsageRow(**{**vars(r), "bucket_start": timestamp(r.bucket_start)})
+                for r in rows
+            ],
         )
+
+    @_rpc
+    async def WhoAmI(self, request, context):  # type: ignore[no-untyped-def]
+        role = self.credentials.role_of(context.invocation_metadata())
+        return admin_pb2.WhoAmIResponse(role=str(role or ""))
 
     @_rpc
     async def QuerySpend(self, request, context):  # type: ignore[no-untyped-def]

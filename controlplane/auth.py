@@ -1,6 +1,7 @@
 """Who may call what. Roles are proven by the bearer credential, never claimed.
 
 admin   → the Admin service
+viewer  → the Admin service's reads (Get*, List*, Query*, WaitForRevision, WhoAmI)
 bridged → Watch (bridged cut), Ack, Leave, ReportUsage
 proxyd  → Watch (proxyd cut), Ack, Leave
 Health and reflection are open so that probes and grpcurl work.
@@ -18,16 +19,30 @@ import grpc
 
 class Role(StrEnum):
     ADMIN = "admin"
+    VIEWER = "viewer"
     BRIDGED = "bridged"
     PROXYD = "proxyd"
 
 
 _OPEN_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 _SERVICE_ROLES = {
-    "/aibridge.v1.Admin/": {Role.ADMIN},
+    "/aibridge.v1.Admin/": {Role.ADMIN, Role.VIEWER},
     "/aibridge.v1.Sync/": {Role.BRIDGED, Role.PROXYD},
     "/aibridge.v1.Usage/": {Role.BRIDGED},
 }
+_ADMIN = "/aibridge.v1.Admin/"
+# What the viewer may call: the methods that change nothing. A method added later is a
+# mutation until it is named here (tests/test_viewer.py lists them all).
+_READ_PREFIXES = ("Get", "List", "Query")
+_READ_METHODS = {"WaitForRevision", "WhoAmI"}
+
+
+def is_read(method: str) -> bool:
+    """Whether the full method name (/aibridge.v1.Admin/GetStatus) only reads."""
+    if not method.startswith(_ADMIN):
+        return False
+    name = method[len(_ADMIN) :]
+    return name.startswith(_READ_PREFIXES) or name in _READ_METHODS
 
 
 class Credentials:
@@ -90,7 +105,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 handler, grpc.StatusCode.UNAUTHENTICATED, "missing or unknown credential"
             )
         allowed = next((r for p, r in _SERVICE_ROLES.items() if method.startswith(p)), set())
-        if role not in allowed:
+        if role not in allowed or (role is Role.VIEWER and not is_read(method)):
             return _refusing(
                 handler,
                 grpc.StatusCode.PERMISSION_DENIED,

@@ -83,6 +83,11 @@ FLAGS = (
     ),
     Flag("--admin-token", help="credential for the admin API (default: STATE_DIR/admin.token)"),
     Flag(
+        "--viewer-token",
+        help="read-only credential for the admin API, the console's viewer sign-in "
+        "(default: STATE_DIR/viewer.token)",
+    ),
+    Flag(
         "--bridged-token", help="credential bridged watches with (default: STATE_DIR/bridged.token)"
     ),
     Flag("--proxyd-token", help="credential proxyd watches with (default: STATE_DIR/proxyd.token)"),
@@ -174,6 +179,7 @@ def _finish(a: Mapping[str, Any]) -> dict[str, Any]:
         or state.load_or_create(state_dir / state.ENCRYPTION_KEYS_FILE, KeyRing.generate_key),
         "credentials": {
             Role.ADMIN: credential(a["admin_token"], state.ADMIN_TOKEN_FILE, "aba"),
+            Role.VIEWER: credential(a["viewer_token"], state.VIEWER_TOKEN_FILE, "abv"),
             Role.BRIDGED: credential(a["bridged_token"], state.BRIDGED_TOKEN_FILE, "abb"),
             Role.PROXYD: credential(a["proxyd_token"], state.PROXYD_TOKEN_FILE, "abp"),
         },

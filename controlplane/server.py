@@ -117,6 +117,7 @@ async def serve(config: ControlplaneConfig) -> None:
             config.controlplane_id,
             Users(db),
             Teams(db),
+            credentials,
         ),
         server,
     )

@@ -10,10 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser, Page
 
 from aibridge.v1 import admin_pb2
 from mockupstream import MockUpstream
 from tests.certs import CertFiles, issue, make_ca
+from tests.console import LAPTOP, ConsoleStack, chromium
+from tests.console import console_stack as _console_stack
 from tests.harness import Bridged, Controlplane, Proxyd, Secrets, postgres_database
 
 DATABASES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
@@ -169,3 +172,29 @@ def proxyd_before_bridged(
             proxyd.stop()
     finally:
         bridged.stop()
+
+
+@pytest.fixture(scope="module")
+def console_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleStack]:
+    """A module's console, with a controlplane (SQLite: the console never opens the
+    database), a bridged and a proxyd for it to show."""
+    directory = tmp_path_factory.mktemp("console")
+    with _console_stack(f"sqlite:///{directory / 'aibridge.db'}", directory) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with chromium() as launched:
+        yield launched
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh browser context (no cookies) at laptop width."""
+    context = browser.new_context(viewport=LAPTOP)
+    context.set_default_timeout(15_000)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()

@@ -37,6 +37,7 @@ from common.state import (
     DEFAULT_STATE_DIR,
     ENCRYPTION_KEYS_FILE,
     PROXYD_TOKEN_FILE,
+    VIEWER_TOKEN_FILE,
 )
 from common.subscriber import ApplyResult, ProviderSnapshot, Subscriber
 from controlplane.store.models import Interception
@@ -169,6 +170,7 @@ class Secrets:
     """Known secret strings, so tests can check they never leak."""
 
     admin: str = field(default_factory=lambda: f"aba_admin_{uuid.uuid4().hex}")
+    viewer: str = field(default_factory=lambda: f"abv_viewer_{uuid.uuid4().hex}")
     bridged: str = field(default_factory=lambda: f"abb_bridged_{uuid.uuid4().hex}")
     proxyd: str = field(default_factory=lambda: f"abp_proxyd_{uuid.uuid4().hex}")
     encryption_key: str = "cw_0x689RpI-jtRR7oE8h_eQsVVNhAAxBlHIpXyEXhA="  # test-only Fernet key
@@ -176,6 +178,7 @@ class Secrets:
     def env(self) -> dict[str, str]:
         return {
             "AIBRIDGE_ADMIN_TOKEN": self.admin,
+            "AIBRIDGE_VIEWER_TOKEN": self.viewer,
             "AIBRIDGE_BRIDGED_TOKEN": self.bridged,
             "AIBRIDGE_PROXYD_TOKEN": self.proxyd,
             "AIBRIDGE_ENCRYPTION_KEYS": self.encryption_key,
@@ -396,6 +399,7 @@ class Controlplane(ManagedProcess):
         self._close_admin()
         return Secrets(
             admin=read(ADMIN_TOKEN_FILE),
+            viewer=read(VIEWER_TOKEN_FILE),
             bridged=read(BRIDGED_TOKEN_FILE),
             proxyd=read(PROXYD_TOKEN_FILE),
             encryption_key=read(ENCRYPTION_KEYS_FILE),

@@ -40,7 +40,7 @@ def top_level(modules: set[str]) -> set[str]:
     return {name.split(".")[0] for name in modules}
 
 
-@pytest.mark.parametrize("package", ["common", "bridged", "proxyd"])
+@pytest.mark.parametrize("package", ["common", "bridged", "proxyd", "console"])
 def test_never_imports_the_database_or_the_controlplane(package: str) -> None:
     loaded = top_level(loaded_after_importing(package))
     assert "sqlalchemy" not in loaded
@@ -57,3 +57,7 @@ def test_the_controlplane_never_imports_a_data_plane() -> None:
     loaded = top_level(loaded_after_importing("controlplane"))
     assert "common" in loaded
     assert not loaded & {"bridged", "proxyd"}
+
+
+def test_the_console_is_only_an_admin_api_client() -> None:
+    assert not top_level(loaded_after_importing("console")) & {"bridged", "proxyd"}

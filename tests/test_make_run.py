@@ -21,6 +21,7 @@ BIN = Path(sys.executable).parent
 
 def test_procfile_under_honcho_then_ctl_with_no_flags(tmp_path: Path) -> None:
     port, bridged_port, proxyd_port = free_port(), free_port(), free_port()
+    console_port = free_port()
     env = clean_env() | {
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
         # The default ports may be taken on a shared machine; everything else is default.
@@ -30,6 +31,7 @@ def test_procfile_under_honcho_then_ctl_with_no_flags(tmp_path: Path) -> None:
         "AIBRIDGE_CONTROLPLANE": f"127.0.0.1:{port}",
         "AIBRIDGE_PROXYD_LISTEN": f"127.0.0.1:{proxyd_port}",
         "AIBRIDGE_BRIDGED_URL": f"http://127.0.0.1:{bridged_port}",
+        "AIBRIDGE_CONSOLE_LISTEN": f"127.0.0.1:{console_port}",
     }
     honcho = subprocess.Popen(
         [str(BIN / "honcho"), "start", "-f", str(REPO / "Procfile"), "-d", str(tmp_path)],
@@ -52,7 +54,7 @@ def test_procfile_under_honcho_then_ctl_with_no_flags(tmp_path: Path) -> None:
         # bridged subscribed with the generated credential and is ready.
         wait_until(lambda: '"role": "bridged"' in (status() or result).stdout, what="bridged")
         wait_until(lambda: '"role": "proxyd"' in (status() or result).stdout, what="proxyd")
-        for ready in (f"{bridged_port}/readyz", f"{proxyd_port}/readyz"):
+        for ready in (f"{bridged_port}/readyz", f"{proxyd_port}/readyz", f"{console_port}/healthz"):
             with urllib.request.urlopen(f"http://127.0.0.1:{ready}", timeout=5) as r:
                 assert r.status == 200
         with urllib.request.urlopen(f"http://127.0.0.1:{proxyd_port}/ca.pem", timeout=5) as r:
@@ -61,7 +63,8 @@ def test_procfile_under_honcho_then_ctl_with_no_flags(tmp_path: Path) -> None:
         assert (state / "aibridge.db").exists()
         # Every file in the state directory, whatever the shell's umask (the README says so).
         assert {path.name for path in state.iterdir()} >= {
-            "admin.token", "bridged.token", "proxyd.token", "encryption.keys", "proxyd-ca.key",
+            "admin.token", "viewer.token", "bridged.token", "proxyd.token", "encryption.keys",
+            "proxyd-ca.key",
             "proxyd-ca.pem", "aibridge.db", "aibridge.db-wal", "aibridge.db-shm",
         }  # fmt: skip
         for path in state.iterdir():

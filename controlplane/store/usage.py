@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, SQLColumnExpression, case, func, select
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    SQLColumnExpression,
+    case,
+    cast,
+    extract,
+    func,
+    literal_column,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -24,6 +34,9 @@ GROUPS = {
     "client": Interception.client,
     "user": Interception.user_name,
 }
+# QueryUsage's buckets: at least a minute, at most this many in a range.
+MIN_BUCKET_SECONDS = 60
+MAX_BUCKETS = 1000
 
 
 @dataclass(frozen=True)
@@ -38,6 +51,7 @@ class UsageTotals:
     cost_usd: float = 0.0  # of the priced calls
     unpriced: int = 0  # calls of a model with no price (not in cost_usd)
     provider_id: str = ""  # when grouped by provider
+    bucket_start: datetime | None = None  # when bucketed
 
 
 @dataclass(frozen=True)
@@ -114,15 +128,21 @@ class UsageLog:
         since: datetime | None = None,
         until: datetime | None = None,
         provider: str = "",
+        bucket_seconds: int = 0,
     ) -> list[UsageTotals]:
-        """Totals per provider, model, token, client or user (by name). A provider is
-        followed by its id, not its name: its history stays one row, under its current
-        name, across renames."""
+        """Totals per provider, model, token, client or user (by name), over the range or
+        per bucket of `bucket_seconds` in it. A provider is followed by its id, not its
+        name: its history stays one row, under its current name, across renames."""
         column = GROUPS.get(group_by or "provider")
         if column is None:
             raise InvalidArgument("group_by", f"must be one of {', '.join(GROUPS)}")
+        if bucket_seconds:
+            until = until or datetime.now(UTC)
+            _check_buckets(bucket_seconds, since, until)
+        bucket = self._bucket(bucket_seconds) if bucket_seconds else None
         query = select(
             column,
+            literal_column("0") if bucket is None else bucket,
             func.count(),
             error_count(Interception.status),
             func.sum(Interception.input_tokens),
@@ -133,7 +153,7 @@ class UsageLog:
             func.sum(case((Interception.cost_usd.is_(None), 1), else_=0)),
             # What a provider this database does not know was called, for its row's name.
             func.max(Interception.provider_name),
-        ).group_by(column)
+        ).group_by(column, *(() if bucket is None else (bucket,)))
         if since is not None:
             query = query.where(Interception.started_at >= since)
         if until is not None:
@@ -150,10 +170,36 @@ class UsageLog:
                 cost_usd=float(cost or 0.0),
                 unpriced=int(unpriced or 0),
                 provider_id=str(key) if column is _BY_ID else "",
+                bucket_start=datetime.fromtimestamp(int(index) * bucket_seconds, UTC)
+                if bucket_seconds
+                else None,
             )
-            for key, *counts, cost, unpriced, last_name in found
+            for key, index, *counts, cost, unpriced, last_name in found
         ]
-        return sorted(rows, key=lambda r: (r.key, r.provider_id))
+        return sorted(rows, key=lambda r: (r.bucket_start or _EPOCH, r.key, r.provider_id))
+
+    def _bucket(self, seconds: int) -> ColumnElement[int]:
+        """The index of a call's bucket: its start / `seconds`."""
+        if self.db.is_postgres:  # a timestamp without time zone: its epoch is UTC's
+            return cast(func.floor(extract("epoch", Interception.started_at) / seconds), Integer)
+        epoch = cast(func.strftime("%s", Interception.started_at), Integer)
+        return epoch // seconds
+
+
+_EPOCH = datetime.fromtimestamp(0, UTC)
+
+
+def _check_buckets(seconds: int, since: datetime | None, until: datetime) -> None:
+    if seconds < MIN_BUCKET_SECONDS:
+        raise InvalidArgument("bucket_seconds", f"must be at least {MIN_BUCKET_SECONDS}")
+    if since is None:
+        raise InvalidArgument("since", "is required with bucket_seconds")
+    if until <= since:
+        raise InvalidArgument("until", "must be after since")
+    if (until - since).total_seconds() / seconds > MAX_BUCKETS:
+        raise InvalidArgument(
+            "bucket_seconds", f"makes more than {MAX_BUCKETS} buckets in the range: choose more"
+        )
 
 
 def _attribute(session: Session, rows: list[dict[str, Any]]) -> None:

@@ -1,0 +1,1 @@
+"""aibridge-console: the web UI, a client of the admin API like aibridgectl."""

@@ -1,0 +1,68 @@
+"""Wiring: the aiohttp application, its middlewares and the pages' routes, and serving
+it until a signal."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from aiohttp import web
+
+from common.lifecycle import wait_for_signal
+from console.api import AdminAPI
+from console.config import ConsoleConfig
+from console.pages import overview, signin
+from console.security import SESSIONS, errors, headers, signed_in
+from console.session import Sessions
+from console.views import API, TEMPLATES, templates
+
+log = logging.getLogger("console")
+
+STATIC = Path(__file__).parent / "static"
+PAGES = (signin, overview)
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    return web.Response(text="ok\n")
+
+
+async def favicon(_request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "favicon.svg", headers={"Content-Type": "image/svg+xml"})
+
+
+def make_app(config: ConsoleConfig) -> web.Application:
+    app = web.Application(middlewares=[headers, errors, signed_in], client_max_size=2 * 1024**2)
+    app[SESSIONS] = Sessions(config.session_hours * 3600)
+    app[TEMPLATES] = templates()
+    app[API] = AdminAPI(config.controlplane, config.tls, config.call_timeout)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/favicon.ico", favicon)
+    app.router.add_static("/static/", STATIC)
+    for page in PAGES:
+        app.add_routes(page.routes)
+
+    async def close_api(app: web.Application) -> None:
+        await app[API].close()
+
+    app.on_cleanup.append(close_api)
+    return app
+
+
+async def serve(config: ConsoleConfig) -> None:
+    runner = web.AppRunner(
+        make_app(config),
+        access_log=logging.getLogger("console.access"),
+        access_log_format='%a "%r" %s %b %Tfs',
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port)
+    await site.start()
+    log.info(
+        "console serving on http://%s:%d/ (admin API at %s)",
+        config.host,
+        config.port,
+        config.controlplane,
+    )
+    await wait_for_signal()
+    log.info("shutting down")
+    await runner.cleanup()

@@ -1,0 +1,1 @@
+"""One module a page: its routes, its calls to the admin API, its template."""
