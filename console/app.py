@@ -11,7 +11,19 @@ from aiohttp import web
 from common.lifecycle import wait_for_signal
 from console.api import AdminAPI
 from console.config import ConsoleConfig
-from console.pages import overview, signin
+from console.pages import (
+    audit,
+    interceptions,
+    limits,
+    overview,
+    prices,
+    providers,
+    signin,
+    teams,
+    tokens,
+    usage,
+    users,
+)
 from console.security import SESSIONS, errors, headers, signed_in
 from console.session import Sessions
 from console.views import API, TEMPLATES, templates
@@ -19,7 +31,10 @@ from console.views import API, TEMPLATES, templates
 log = logging.getLogger("console")
 
 STATIC = Path(__file__).parent / "static"
-PAGES = (signin, overview)
+PAGES = (
+    signin, overview, providers, tokens, usage, interceptions, users, teams, limits, prices,
+    audit,
+)  # fmt: skip
 
 
 async def healthz(_request: web.Request) -> web.Response:

@@ -8,9 +8,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from urllib.parse import quote
 
+import grpc
 from aiohttp import web
 
-from console.api import ControlplaneUnavailable, SignedOut
+from console.api import ControlplaneUnavailable, Refused, SignedOut
 from console.session import COOKIE, Sessions
 from console.views import render
 
@@ -57,6 +58,9 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except ControlplaneUnavailable as exc:
         log.warning("%s %s: %s", request.method, request.path, exc)
         return render(request, "unavailable.html", {"problem": str(exc)}, status=503)
+    except Refused as exc:  # one a page did not place beside a field: the page says it
+        status = REFUSED_STATUS.get(exc.code, 502)
+        return render(request, "refused.html", {"problem": exc.message}, status=status)
     except SignedOut:
         session = request.get("session")
         if session is not None:
@@ -91,6 +95,16 @@ async def signed_in(request: web.Request, handler: Handler) -> web.StreamRespons
     return await handler(request)
 
 
+# The API's refusals a page does not handle itself, as HTTP statuses.
+REFUSED_STATUS = {
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.FAILED_PRECONDITION: 409,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 503,
+}
 CSRF_PROBLEM = (
     "This form did not come from this console's page (its CSRF token is missing or out of "
     "date), so nothing was changed. Reload the page and try again."
