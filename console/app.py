@@ -47,7 +47,7 @@ async def favicon(_request: web.Request) -> web.FileResponse:
 
 def make_app(config: ConsoleConfig) -> web.Application:
     app = web.Application(middlewares=[headers, errors, signed_in], client_max_size=2 * 1024**2)
-    app[SESSIONS] = Sessions(config.session_hours * 3600)
+    app[SESSIONS] = Sessions(config.session_hours * 3600, config.secure_cookies)
     app[TEMPLATES] = templates()
     app[API] = AdminAPI(config.controlplane, config.tls, config.call_timeout)
     app.router.add_get("/healthz", healthz)

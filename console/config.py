@@ -18,6 +18,7 @@ class ConsoleConfig:
     controlplane: str
     tls: ClientTLS | None
     session_hours: float
+    secure_cookies: bool
     call_timeout: float
     log_format: str
     log_level: str
@@ -42,6 +43,12 @@ FLAGS = (
         type=float,
         default=12.0,
         help="hours a sign-in lasts; sessions live in this process (a restart signs everyone out)",
+    ),
+    Flag(
+        "--secure-cookies",
+        switch=True,
+        help="mark the session cookie Secure: set it when browsers reach the console over "
+        "HTTPS through a reverse proxy (it is set by itself on a direct HTTPS request)",
     ),
     Flag(
         "--call-timeout",

@@ -40,8 +40,9 @@ class Session:
 
 
 class Sessions:
-    def __init__(self, lifetime_seconds: float) -> None:
+    def __init__(self, lifetime_seconds: float, secure_cookies: bool = False) -> None:
         self.lifetime = lifetime_seconds
+        self.secure_cookies = secure_cookies
         self._secret = secrets.token_bytes(32)
         self._sessions: dict[str, Session] = {}
 

@@ -3,10 +3,12 @@ cannot read, security headers, CSRF checks, viewers that cannot change anything.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 from playwright.sync_api import Page, expect
 
-from tests.console import ConsoleStack, csrf_of, post_form, sign_in, signed_in_client
+from tests.console import Console, ConsoleStack, csrf_of, post_form, sign_in, signed_in_client
 
 
 def test_signing_in_with_the_admin_token_shows_the_overview(
@@ -79,3 +81,28 @@ def test_a_forged_post_from_a_viewer_is_refused(console_stack: ConsoleStack) -> 
     assert reply.status_code == 403
     assert "viewer" in reply.text
     assert csrf_of(client.get("/").text)  # the session is intact
+
+
+def test_secure_cookies_behind_an_https_proxy(console_stack: ConsoleStack, tmp_path: Path) -> None:
+    console = Console(
+        console_stack.controlplane.address, tmp_path, extra_args=("--secure-cookies",)
+    ).start()
+    try:
+        form = httpx.get(console.url + "/signin")
+        nonce = form.headers["set-cookie"]
+        assert "Secure" in nonce
+        # A browser sends a Secure cookie over HTTPS only: here the test hands it back itself.
+        reply = httpx.post(
+            console.url + "/signin",
+            data={"token": console_stack.secrets.admin, "csrf": csrf_of(form.text)},
+            headers={"cookie": nonce.split(";")[0]},
+        )
+        assert reply.status_code == 303
+        (session_cookie,) = [
+            v
+            for k, v in reply.headers.multi_items()
+            if k == "set-cookie" and v.startswith("aibridge_console=")
+        ]
+        assert "Secure" in session_cookie and "HttpOnly" in session_cookie
+    finally:
+        console.stop()

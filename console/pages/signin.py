@@ -42,7 +42,7 @@ def _signin_page(request: web.Request, problem: str = "", status: int = 200) -> 
         path="/signin",
         httponly=True,
         samesite="Strict",
-        secure=request.secure,
+        secure=request.secure or sessions.secure_cookies,
     )
     return response
 
@@ -73,7 +73,12 @@ async def signin(request: web.Request) -> web.Response:
     _, cookie = sessions.create(role, token)
     response = web.HTTPSeeOther(_safe_next(str(fields.get("next", "/"))))
     response.set_cookie(
-        COOKIE, cookie, path="/", httponly=True, samesite="Strict", secure=request.secure
+        COOKIE,
+        cookie,
+        path="/",
+        httponly=True,
+        samesite="Strict",
+        secure=request.secure or sessions.secure_cookies,
     )
     response.del_cookie(SIGNIN_COOKIE, path="/signin")
     raise response
