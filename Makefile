@@ -11,7 +11,7 @@ GENERATED := protos/aibridge/v1/.generated
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run demo-upstream test test-faults bench protos lint constraints clean
+.PHONY: run demo-upstream test test-faults bench protos lint constraints clean console-screenshots
 
 run: $(INSTALLED) $(GENERATED)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start
@@ -26,6 +26,10 @@ test: $(INSTALLED) $(GENERATED) $(CLIENTS) $(CHROMIUM)
 # The fault-injection suite alone (it is part of `make test` too).
 test-faults: $(INSTALLED) $(GENERATED) $(CLIENTS) $(CHROMIUM)
 	$(BIN)/python -m pytest -m faults $(PYTEST_ARGS)
+
+# docs/console/*.png: every console page, over a stack with a day of calls.
+console-screenshots: $(INSTALLED) $(GENERATED) $(CHROMIUM)
+	$(BIN)/python -m tests.console_screenshots docs/console
 
 # Benchmarks: not part of `make test` (see bench/).
 bench: $(INSTALLED) $(GENERATED)
