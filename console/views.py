@@ -9,7 +9,7 @@ from typing import Any, NoReturn
 import jinja2
 from aiohttp import web
 
-from console.api import AdminAPI
+from console.api import AdminAPI, Refused
 from console.formatting import FILTERS
 from console.session import Session
 
@@ -99,3 +99,20 @@ def revision_of(fields: Mapping[str, str]) -> int | None:
     """The revision the form was rendered at: what a mutation expects still to be current."""
     value = fields.get("revision", "")
     return int(value) if value.isdigit() else None
+
+
+def errors_of(refused: Refused, fields: Mapping[str, str], unnamed: str = "") -> dict[str, str]:
+    """A refusal as a form's errors (`{form field: message}`, "" for the whole form): a
+    stale form gets STALE; an API field the form has (`fields` maps the API's names to
+    the form's) gets its message beside it; a refusal that names no field goes beside
+    `unnamed` (an ALREADY_EXISTS is about the name a form gave)."""
+    if refused.stale:
+        return {"": STALE}
+    if not refused.field:
+        return {unnamed: refused.message}
+    field = fields.get(refused.field)
+    if field is None:
+        return {"": refused.message}
+    # The API words it after its own field ("base_url: must have a host"): beside the
+    # form's field, the problem alone.
+    return {field: refused.message.removeprefix(f"{refused.field}: ")}

@@ -117,6 +117,16 @@ def csrf_of(html: str) -> str:
     return found.group(1)
 
 
+_REVISION = re.compile(r'name="revision" value="(\d+)"')
+
+
+def revision_in(html: str) -> int:
+    """The revision a page's forms were rendered at (what their mutations expect)."""
+    found = _REVISION.search(html)
+    assert found, f"no revision in the page:\n{html[:2000]}"
+    return int(found.group(1))
+
+
 def signed_in_client(console_url: str, token: str) -> httpx.Client:
     """An HTTP client holding a session of `token`'s role."""
     client = httpx.Client(base_url=console_url, timeout=15, follow_redirects=False)

@@ -1,7 +1,251 @@
-"""Providers: (being built)."""
+"""Providers: the list and a form for a new one; a provider's page to edit it, add and
+remove its keys, and delete it after a confirmation. Keys go to the API and never come
+back into a page: only their hints are shown."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import grpc
 from aiohttp import web
 
+from aibridge.v1 import admin_pb2
+from common.wire import PROVIDER_TYPES
+from console.api import Refused
+from console.security import REFUSED_STATUS
+from console.views import call, errors_of, form, render, revision_of, see_other, session_of
+
 routes = web.RouteTableDef()
+
+# The API's field names, as the forms name them: a key refused goes beside the Key field.
+FORM_FIELDS = {
+    "name": "name",
+    "type": "type",
+    "base_url": "base_url",
+    "display_name": "display_name",
+    "keys": "key",
+    "add_keys": "key",
+}
+
+
+def _status_of(refused: Refused) -> int:
+    return REFUSED_STATUS.get(refused.code, 502)
+
+
+def _errors(refused: Refused) -> dict[str, str]:
+    unnamed = "name" if refused.code == grpc.StatusCode.ALREADY_EXISTS else ""
+    return errors_of(refused, FORM_FIELDS, unnamed)
+
+
+def _entered(fields: dict[str, str], names: tuple[str, ...]) -> dict[str, str]:
+    """What the person typed, to show again: never the key."""
+    return {name: fields.get(name, "").strip() for name in names}
+
+
+async def _listing(request: web.Request) -> admin_pb2.ListProvidersResponse:
+    listing: admin_pb2.ListProvidersResponse = await call(
+        request, "ListProviders", admin_pb2.ListProvidersRequest()
+    )
+    return listing
+
+
+async def _current(request: web.Request, name: str) -> tuple[int, admin_pb2.Provider]:
+    """The provider and the revision it is current at, read together (GetProvider has
+    no revision: one read after it could be newer than what it showed)."""
+    listing = await _listing(request)
+    for provider in listing.providers:
+        if provider.name == name:
+            return listing.revision, provider
+    raise Refused(
+        grpc.StatusCode.NOT_FOUND,
+        f"There is no provider named {name!r}: it may have been renamed or deleted.",
+    )
+
+
+# --- the list, and a new provider ---------------------------------------------------------
+
+
+async def _providers_page(
+    request: web.Request,
+    values: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+) -> web.Response:
+    listing = await _listing(request)
+    context = {
+        "providers": listing.providers,
+        "revision": listing.revision,
+        "types": PROVIDER_TYPES,
+        "values": values or {"type": PROVIDER_TYPES[0]},
+        "errors": errors or {},
+    }
+    return render(request, "providers.html", context, status)
+
+
+@routes.get("/providers")
+async def providers(request: web.Request) -> web.Response:
+    return await _providers_page(request)
+
+
+@routes.post("/providers")
+async def create(request: web.Request) -> web.Response:
+    fields = await form(request)
+    entered = _entered(fields, ("name", "type", "base_url", "display_name"))
+    key = fields.get("key", "")
+    message = admin_pb2.CreateProviderRequest(
+        **entered,
+        disabled="disabled" in fields,
+        keys=[key] if key else [],
+        expected_revision=revision_of(fields),
+    )
+    try:
+        reply = await call(request, "CreateProvider", message)
+    except Refused as exc:
+        values = entered | {"disabled": "1" if "disabled" in fields else ""}
+        return await _providers_page(request, values, _errors(exc), _status_of(exc))
+    session_of(request).flash(
+        f"Created provider {reply.provider.name} at revision {reply.revision}.", "success"
+    )
+    see_other("/providers")
+
+
+# --- one provider -------------------------------------------------------------------------
+
+
+def _values_of(provider: admin_pb2.Provider) -> dict[str, str]:
+    return {
+        "name": provider.name,
+        "base_url": provider.base_url,
+        "display_name": provider.display_name,
+        "enabled": "1" if provider.enabled else "",
+    }
+
+
+async def _provider_page(
+    request: web.Request,
+    name: str,
+    values: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+) -> web.Response:
+    revision, provider = await _current(request, name)
+    context = {
+        "provider": provider,
+        "revision": revision,
+        "values": values or _values_of(provider),
+        "errors": errors or {},
+    }
+    return render(request, "provider.html", context, status)
+
+
+async def _provider_refused(
+    request: web.Request, name: str, refused: Refused, values: dict[str, str] | None = None
+) -> web.Response:
+    """The provider's page again with the refusal placed; a stale form shows the
+    current state, not what was entered."""
+    shown = None if refused.stale else values
+    return await _provider_page(request, name, shown, _errors(refused), _status_of(refused))
+
+
+def _changes(
+    message: admin_pb2.UpdateProviderRequest, entered: dict[str, str], current: admin_pb2.Provider
+) -> bool:
+    """Sets in `message` the fields the form changed; whether it changed any. Only
+    those are sent, so the audit log names what was changed and nothing else."""
+    for attr in ("name", "base_url", "display_name"):
+        if entered[attr] != getattr(current, attr):
+            setattr(message, attr, entered[attr])
+    enabled = bool(entered["enabled"])
+    if enabled != current.enabled:
+        message.enabled = enabled
+    return any(message.HasField(f) for f in ("name", "base_url", "display_name", "enabled"))
+
+
+@routes.get("/providers/{name}")
+async def provider(request: web.Request) -> web.Response:
+    return await _provider_page(request, request.match_info["name"])
+
+
+@routes.post("/providers/{name}")
+async def update(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    fields = await form(request)
+    entered = _entered(fields, ("name", "base_url", "display_name"))
+    entered["enabled"] = "1" if "enabled" in fields else ""
+    _, current = await _current(request, name)
+    message = admin_pb2.UpdateProviderRequest(ref=current.id)
+    if not _changes(message, entered, current):
+        session_of(request).flash("Nothing to change: the form is what the provider has.")
+        see_other(f"/providers/{name}")
+    # The revision the form was rendered at: if anything changed since, this is refused.
+    expected = revision_of(fields)
+    if expected is not None:
+        message.expected_revision = expected
+    try:
+        reply = await call(request, "UpdateProvider", message)
+    except Refused as exc:
+        return await _provider_refused(request, name, exc, entered)
+    session_of(request).flash(
+        f"Updated provider {reply.provider.name} at revision {reply.revision}.", "success"
+    )
+    see_other(f"/providers/{reply.provider.name}")
+
+
+async def _update_keys(request: web.Request, fields: dict[str, str], **keys: Any) -> web.Response:
+    """Adds or removes a key (`add_keys` / `remove_key_ids`), back to the provider."""
+    name = request.match_info["name"]
+    message = admin_pb2.UpdateProviderRequest(
+        ref=name, expected_revision=revision_of(fields), **keys
+    )
+    try:
+        reply = await call(request, "UpdateProvider", message)
+    except Refused as exc:
+        return await _provider_refused(request, name, exc)
+    done = "Added a key to" if "add_keys" in keys else "Removed a key from"
+    session_of(request).flash(
+        f"{done} provider {reply.provider.name} at revision {reply.revision}.", "success"
+    )
+    see_other(f"/providers/{name}")
+
+
+@routes.post("/providers/{name}/keys")
+async def add_key(request: web.Request) -> web.Response:
+    fields = await form(request)
+    return await _update_keys(request, fields, add_keys=[fields.get("key", "")])
+
+
+@routes.post("/providers/{name}/keys/{key_id}/remove")
+async def remove_key(request: web.Request) -> web.Response:
+    key_id = request.match_info["key_id"]
+    return await _update_keys(request, await form(request), remove_key_ids=[key_id])
+
+
+# --- deleting, after a confirmation -------------------------------------------------------
+
+
+async def _delete_page(
+    request: web.Request, name: str, errors: dict[str, str] | None = None, status: int = 200
+) -> web.Response:
+    revision, provider = await _current(request, name)
+    context = {"provider": provider, "revision": revision, "errors": errors or {}}
+    return render(request, "provider_delete.html", context, status)
+
+
+@routes.get("/providers/{name}/delete")
+async def confirm_delete(request: web.Request) -> web.Response:
+    return await _delete_page(request, request.match_info["name"])
+
+
+@routes.post("/providers/{name}/delete")
+async def delete(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    fields = await form(request)
+    message = admin_pb2.DeleteProviderRequest(ref=name, expected_revision=revision_of(fields))
+    try:
+        reply = await call(request, "DeleteProvider", message)
+    except Refused as exc:
+        if not exc.stale:
+            raise
+        return await _delete_page(request, name, _errors(exc), _status_of(exc))
+    session_of(request).flash(f"Deleted provider {reply.name} at revision {reply.revision}.")
+    see_other("/providers")
