@@ -4,6 +4,7 @@ its credential, rendering a template, and redirecting after a form."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 import jinja2
@@ -99,3 +100,12 @@ def revision_of(fields: Mapping[str, str]) -> int | None:
     """The revision the form was rendered at: what a mutation expects still to be current."""
     value = fields.get("revision", "")
     return int(value) if value.isdigit() else None
+
+
+def utc_datetime(text: str) -> datetime:
+    """An <input type="datetime-local"> value (2025-01-31T14:00), read as UTC; one with an
+    offset is converted. ValueError for anything else."""
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
