@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,4 +32,31 @@ def usd(value: Any) -> str:
     return f"${amount:,.2f}"
 
 
-FILTERS = {"when": when, "count": count, "usd": usd}
+def duration(milliseconds: Any) -> str:
+    """A call's duration: milliseconds under a second, else seconds."""
+    ms = float(milliseconds or 0)
+    return f"{ms:,.0f} ms" if ms < 1000 else f"{ms / 1000:,.1f} s"
+
+
+def excerpt(text: str, chars: int = 120) -> str:
+    """`text` on one line, cut to `chars` (a table cell's preview of a longer text)."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= chars else flat[: chars - 1] + "…"
+
+
+def pretty_json(text: str) -> str:
+    """JSON indented for reading; anything else (a cut or free-form text) as it came."""
+    try:
+        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except ValueError:
+        return text
+
+
+FILTERS: dict[str, Callable[..., str]] = {
+    "when": when,
+    "count": count,
+    "usd": usd,
+    "duration": duration,
+    "excerpt": excerpt,
+    "pretty_json": pretty_json,
+}

@@ -4,6 +4,7 @@ its credential, rendering a template, and redirecting after a form."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 import jinja2
@@ -116,3 +117,12 @@ def errors_of(refused: Refused, fields: Mapping[str, str], unnamed: str = "") ->
     # The API words it after its own field ("base_url: must have a host"): beside the
     # form's field, the problem alone.
     return {field: refused.message.removeprefix(f"{refused.field}: ")}
+
+
+def utc_datetime(text: str) -> datetime:
+    """An <input type="datetime-local"> value (2025-01-31T14:00), read as UTC; one with an
+    offset is converted. ValueError for anything else."""
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
