@@ -30,4 +30,12 @@ def usd(value: Any) -> str:
     return f"${amount:,.2f}"
 
 
-FILTERS = {"when": when, "count": count, "usd": usd}
+def usd_exact(value: Any) -> str:
+    """USD with cents, and more decimals only when the amount has them (up to six): prices
+    ($0.075 per million tokens, not $0.08) and budgets, as aibridgectl prints them."""
+    text = f"{float(value or 0):,.6f}".rstrip("0")
+    whole, _, decimals = text.partition(".")
+    return f"${whole}.{decimals.ljust(2, '0')}"
+
+
+FILTERS = {"when": when, "count": count, "usd": usd, "usd_exact": usd_exact}
