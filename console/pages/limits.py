@@ -49,12 +49,6 @@ async def limits(request: web.Request) -> web.Response:
     return await _page(request)
 
 
-def _given(value: str) -> str | None:
-    """A field's text; None when it is empty (the scope's limit is kept)."""
-    value = value.strip()
-    return value or None
-
-
 def _request(fields: dict[str, str]) -> tuple[admin_pb2.SetLimitsRequest, dict[str, str]]:
     """The form as a SetLimitsRequest: each field filled in replaces the scope's limit,
     `none` removes it, an empty one keeps it. Also what could not be read, by field."""
@@ -62,29 +56,21 @@ def _request(fields: dict[str, str]) -> tuple[admin_pb2.SetLimitsRequest, dict[s
         scope=fields.get("scope", "").strip(), expected_revision=revision_of(fields)
     )
     errors: dict[str, str] = {}
-    for name in (*COUNTS, "monthly_budget_usd"):
-        value = _given(fields.get(name, ""))
-        if value is None:
+    for name in (*COUNTS, "monthly_budget_usd", *LISTS):
+        value = fields.get(name, "").strip()
+        if not value:
             continue
         if value.lower() == NONE:
             request.clear.append(name)
-            continue
-        try:
-            number = _number(value, whole=name in COUNTS)
-            setattr(request, name, number)
-        except ValueError:
-            what = "a whole number" if name in COUNTS else "an amount of USD"
-            errors[name] = f"must be {what}, or none to remove the limit"
-    for name in LISTS:
-        value = _given(fields.get(name, ""))
-        if value is None:
-            continue
-        if value.lower() == NONE:
-            request.clear.append(name)
-            continue
-        listed = getattr(request, name)
-        listed.values.extend(v.strip() for v in value.split(",") if v.strip())
-        listed.SetInParent()  # given, even when it lists nothing: every one allowed
+        elif name in LISTS:
+            listed = getattr(request, name)
+            listed.values.extend(v.strip() for v in value.split(",") if v.strip())
+            listed.SetInParent()  # given, even when it lists nothing: every one allowed
+        else:
+            try:
+                setattr(request, name, _number(value, whole=name in COUNTS))
+            except ValueError as exc:
+                errors[name] = str(exc)
     per_member = fields.get("per_member", "")
     if per_member in ("yes", "no"):
         request.per_member = per_member == "yes"
@@ -92,18 +78,19 @@ def _request(fields: dict[str, str]) -> tuple[admin_pb2.SetLimitsRequest, dict[s
 
 
 def _number(text: str, whole: bool) -> int | float:
-    """A number as people write one ("1,000", "$50"); ValueError when it is none, or
-    beyond what the request's field holds."""
+    """A number as people write one ("1,000", "$50"); ValueError saying what is wrong
+    with one that is none, or beyond what the request's field holds."""
     text = text.removeprefix("$").replace(",", "").replace("_", "")
-    if whole:
-        number = int(text)
-        if abs(number) >= 2**63:
-            raise ValueError(text)
-        return number
-    amount = float(text)
-    if not math.isfinite(amount):
-        raise ValueError(text)
-    return amount
+    what = "a whole number" if whole else "an amount of USD"
+    try:
+        number = int(text) if whole else float(text)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):  # "nan" and "inf" are floats, but no amounts
+        raise ValueError(f"must be {what}, or none to remove the limit")
+    if abs(number) >= 2**63:
+        raise ValueError(f"{text} is too large")
+    return number
 
 
 def _nothing_given(request: admin_pb2.SetLimitsRequest) -> bool:

@@ -112,7 +112,9 @@ async def _membership(
     try:
         reply = await call(request, method, message)
     except Refused as exc:
-        errors, status = refusal(exc, ("user",), default="user")
+        # Adding, what is refused is the user chosen; removing, the page as a whole.
+        default = "user" if method == "AddTeamMember" else ""
+        errors, status = refusal(exc, ("user",), default=default)
         return await _team_page(request, "team.html", errors, status)
     done = f"Added {user} to" if method == "AddTeamMember" else f"Removed {user} from"
     session_of(request).flash(
