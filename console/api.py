@@ -35,6 +35,19 @@ class Refused(Exception):
         return self.code == grpc.StatusCode.ABORTED
 
 
+# The API's refusals as HTTP statuses: of a page that shows one (a form re-rendered with
+# the message beside its field), or of the page the middleware makes of one no page placed.
+REFUSED_STATUS = {
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.FAILED_PRECONDITION: 409,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 503,
+}
+
+
 class AdminAPI:
     """One channel to the controlplane, shared by every session; the credential goes
     with each call."""

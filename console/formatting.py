@@ -52,6 +52,14 @@ def pretty_json(text: str) -> str:
         return text
 
 
+def usd_exact(value: Any) -> str:
+    """USD with cents, and more decimals only when the amount has them (up to six): prices
+    ($0.075 per million tokens, not $0.08) and budgets, as aibridgectl prints them."""
+    text = f"{float(value or 0):,.6f}".rstrip("0")
+    whole, _, decimals = text.partition(".")
+    return f"${whole}.{decimals.ljust(2, '0')}"
+
+
 FILTERS: dict[str, Callable[..., str]] = {
     "when": when,
     "count": count,
@@ -59,4 +67,5 @@ FILTERS: dict[str, Callable[..., str]] = {
     "duration": duration,
     "excerpt": excerpt,
     "pretty_json": pretty_json,
+    "usd_exact": usd_exact,
 }

@@ -8,10 +8,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from urllib.parse import quote
 
-import grpc
 from aiohttp import web
 
-from console.api import ControlplaneUnavailable, Refused, SignedOut
+from console.api import REFUSED_STATUS, ControlplaneUnavailable, Refused, SignedOut
 from console.session import COOKIE, Sessions
 from console.views import render
 
@@ -95,16 +94,6 @@ async def signed_in(request: web.Request, handler: Handler) -> web.StreamRespons
     return await handler(request)
 
 
-# The API's refusals a page does not handle itself, as HTTP statuses.
-REFUSED_STATUS = {
-    grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.ALREADY_EXISTS: 409,
-    grpc.StatusCode.ABORTED: 409,
-    grpc.StatusCode.FAILED_PRECONDITION: 409,
-    grpc.StatusCode.PERMISSION_DENIED: 403,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 503,
-}
 CSRF_PROBLEM = (
     "This form did not come from this console's page (its CSRF token is missing or out of "
     "date), so nothing was changed. Reload the page and try again."

@@ -3,14 +3,16 @@ its credential, rendering a template, and redirecting after a form."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 import jinja2
 from aiohttp import web
 
-from console.api import AdminAPI, Refused
+from aibridge.v1 import admin_pb2
+from console.api import REFUSED_STATUS, AdminAPI, Refused
 from console.formatting import FILTERS
 from console.session import Session
 
@@ -102,21 +104,22 @@ def revision_of(fields: Mapping[str, str]) -> int | None:
     return int(value) if value.isdigit() else None
 
 
-def errors_of(refused: Refused, fields: Mapping[str, str], unnamed: str = "") -> dict[str, str]:
-    """A refusal as a form's errors (`{form field: message}`, "" for the whole form): a
-    stale form gets STALE; an API field the form has (`fields` maps the API's names to
-    the form's) gets its message beside it; a refusal that names no field goes beside
-    `unnamed` (an ALREADY_EXISTS is about the name a form gave)."""
-    if refused.stale:
-        return {"": STALE}
-    if not refused.field:
-        return {unnamed: refused.message}
-    field = fields.get(refused.field)
-    if field is None:
-        return {"": refused.message}
-    # The API words it after its own field ("base_url: must have a host"): beside the
-    # form's field, the problem alone.
-    return {field: refused.message.removeprefix(f"{refused.field}: ")}
+def refusal(
+    exc: Refused, fields: Mapping[str, str] | Collection[str], default: str = ""
+) -> tuple[dict[str, str], int]:
+    """A refused form's errors (`{form field: message}`, "" for above the form) and HTTP
+    status. A stale form gets STALE above it. The API's message goes beside the field it
+    names when the form has it (`fields`: the form's field names, or a map from the
+    API's names to the form's), without that name, which the message starts with;
+    otherwise beside `default` (an ALREADY_EXISTS, which names no field, is about the
+    name a form gave)."""
+    status = REFUSED_STATUS.get(exc.code, 502)
+    if exc.stale:
+        return {"": STALE}, status
+    names = fields if isinstance(fields, Mapping) else {name: name for name in fields}
+    if exc.field and exc.field in names:
+        return {names[exc.field]: exc.message.removeprefix(f"{exc.field}: ")}, status
+    return {default: exc.message}, status
 
 
 def utc_datetime(text: str) -> datetime:
@@ -126,3 +129,69 @@ def utc_datetime(text: str) -> datetime:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class Budgeted:
+    """What a user or team spent this month against the monthly budget that applies to
+    it as a whole (None: no budget)."""
+
+    spent: float
+    budget: float | None
+
+    @property
+    def share(self) -> float:
+        """The part of the budget spent (1.0: all of it); 0 without a budget, or with a
+        budget of 0 (which allows nothing: no share of it to show)."""
+        return self.spent / self.budget if self.budget else 0.0
+
+    @property
+    def percent(self) -> str:
+        return f"{100 * self.share:.1f}%"
+
+    @property
+    def over(self) -> bool:
+        """Spent at or past the budget: the gateway refuses the scope's calls."""
+        return self.budget is not None and self.spent >= self.budget and self.spent > 0
+
+
+@dataclass(frozen=True)
+class Spending:
+    """This month's spend by user or team (QuerySpend), and every limit set (ListLimits):
+    what each spent against the budget that applies to it."""
+
+    month: str  # "YYYY-MM", UTC
+    unpriced: int  # the month's calls of a model with no price: their cost is not counted
+    rows: Mapping[str, Any]  # SpendRow by the user's or team's id
+    sets: Sequence[Any]  # every Limits
+
+    def of(self, id_: str, scopes: Collection[str]) -> Budgeted:
+        """What `id_` spent, against the budget the API gives its row; one that spent
+        nothing this month has no row, so its budget is the same rule's, from the sets of
+        `scopes` (as ListLimits names them: "default", "user:NAME", "team:NAME")."""
+        row = self.rows.get(id_)
+        if row is not None:
+            return Budgeted(row.spent_usd, row.budget_usd if row.HasField("budget_usd") else None)
+        return Budgeted(0.0, smallest_budget(self.sets, scopes))
+
+    def set_of(self, scope: str) -> Any | None:
+        """The limit set of `scope`, if it has one."""
+        return next((s for s in self.sets if s.scope == scope), None)
+
+
+async def spending(request: web.Request, by: str) -> Spending:
+    spend = await call(request, "QuerySpend", admin_pb2.QuerySpendRequest(by=by))
+    limits = await call(request, "ListLimits", admin_pb2.ListLimitsRequest())
+    rows = {row.id: row for row in spend.rows}
+    return Spending(spend.month, spend.unpriced, rows, list(limits.limits))
+
+
+def smallest_budget(sets: Iterable[Any], scopes: Collection[str]) -> float | None:
+    """The smallest monthly budget among the sets of `scopes` that applies to the scope as
+    a whole (a team's per-member set applies to each member instead)."""
+    budgets = [
+        s.monthly_budget_usd
+        for s in sets
+        if s.scope in scopes and s.HasField("monthly_budget_usd") and not s.per_member
+    ]
+    return min(budgets, default=None)

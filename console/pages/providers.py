@@ -12,8 +12,7 @@ from aiohttp import web
 from aibridge.v1 import admin_pb2
 from common.wire import PROVIDER_TYPES
 from console.api import Refused
-from console.security import REFUSED_STATUS
-from console.views import call, errors_of, form, render, revision_of, see_other, session_of
+from console.views import call, form, refusal, render, revision_of, see_other, session_of
 
 routes = web.RouteTableDef()
 
@@ -28,13 +27,9 @@ FORM_FIELDS = {
 }
 
 
-def _status_of(refused: Refused) -> int:
-    return REFUSED_STATUS.get(refused.code, 502)
-
-
-def _errors(refused: Refused) -> dict[str, str]:
+def _refusal(refused: Refused) -> tuple[dict[str, str], int]:
     unnamed = "name" if refused.code == grpc.StatusCode.ALREADY_EXISTS else ""
-    return errors_of(refused, FORM_FIELDS, unnamed)
+    return refusal(refused, FORM_FIELDS, unnamed)
 
 
 def _entered(fields: dict[str, str], names: tuple[str, ...]) -> dict[str, str]:
@@ -102,7 +97,7 @@ async def create(request: web.Request) -> web.Response:
         reply = await call(request, "CreateProvider", message)
     except Refused as exc:
         values = entered | {"disabled": "1" if "disabled" in fields else ""}
-        return await _providers_page(request, values, _errors(exc), _status_of(exc))
+        return await _providers_page(request, values, *_refusal(exc))
     session_of(request).flash(
         f"Created provider {reply.provider.name} at revision {reply.revision}.", "success"
     )
@@ -144,7 +139,7 @@ async def _provider_refused(
     """The provider's page again with the refusal placed; a stale form shows the
     current state, not what was entered."""
     shown = None if refused.stale else values
-    return await _provider_page(request, name, shown, _errors(refused), _status_of(refused))
+    return await _provider_page(request, name, shown, *_refusal(refused))
 
 
 def _changes(
@@ -246,6 +241,6 @@ async def delete(request: web.Request) -> web.Response:
     except Refused as exc:
         if not exc.stale:
             raise
-        return await _delete_page(request, name, _errors(exc), _status_of(exc))
+        return await _delete_page(request, name, *_refusal(exc))
     session_of(request).flash(f"Deleted provider {reply.name} at revision {reply.revision}.")
     see_other("/providers")

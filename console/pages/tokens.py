@@ -10,8 +10,7 @@ from aiohttp import web
 
 from aibridge.v1 import admin_pb2
 from console.api import Refused
-from console.security import REFUSED_STATUS
-from console.views import call, errors_of, form, render, revision_of, see_other, session_of
+from console.views import call, form, refusal, render, revision_of, see_other, session_of
 
 routes = web.RouteTableDef()
 
@@ -80,8 +79,8 @@ async def create(request: web.Request) -> web.Response:
     try:
         reply = await call(request, "CreateToken", message)
     except Refused as exc:
-        errors = errors_of(exc, FORM_FIELDS, UNNAMED.get(exc.code, ""))
-        return await _tokens_page(request, entered, errors, REFUSED_STATUS.get(exc.code, 502))
+        errors, status = refusal(exc, FORM_FIELDS, UNNAMED.get(exc.code, ""))
+        return await _tokens_page(request, entered, errors, status)
     session = session_of(request)
     session.shown_once[SHOWN_ONCE] = reply.token
     session.flash(f"Created token {reply.info.name} at revision {reply.revision}.", "success")
@@ -98,7 +97,7 @@ async def revoke(request: web.Request) -> web.Response:
     except Refused as exc:
         if not exc.stale:
             raise
-        return await _tokens_page(request, None, errors_of(exc, {}), REFUSED_STATUS[exc.code])
+        return await _tokens_page(request, None, *refusal(exc, {}))
     session_of(request).flash(
         f"Revoked token {reply.info.name} at revision {reply.revision}.", "success"
     )
