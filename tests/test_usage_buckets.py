@@ -13,7 +13,7 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from aibridge.v1 import admin_pb2, usage_pb2
-from tests.harness import Controlplane, interception, report
+from tests.harness import Controlplane, ctl, interception, report
 
 HOUR = timedelta(hours=1)
 MINUTE = timedelta(minutes=1)
@@ -243,3 +243,24 @@ def test_until_defaults_to_now(stored: Stored) -> None:
     request = admin_pb2.QueryUsageRequest(bucket_seconds=3600, since=ts(stored.start))
     response = stored.cp.admin.QueryUsage(request)
     assert sum(r.requests for r in response.rows) == 7
+
+
+def test_aibridgectl_usage_by_bucket(stored: Stored) -> None:
+    since, until = stored.start.isoformat(), (stored.start + 4 * HOUR).isoformat()
+    shown = ctl(stored.cp, "usage", "--since", since, "--until", until, "--bucket", "1h")
+    assert shown.returncode == 0, shown.stderr
+    table, _, note = shown.stdout.partition("\n\n")
+    lines = [line.split() for line in table.splitlines()]
+    assert lines[0][:3] == ["BUCKET", "PROVIDER", "REQUESTS"]
+    h0, h1, h3 = (
+        (stored.start + n * HOUR).strftime("%Y-%m-%dT%H:%M:%SZ") for n in (0, 1, 3)
+    )  # fmt: skip
+    assert [line[:4] for line in lines[1:]] == [
+        [h0, "openai", "3", "1"], [h1, "anthropic", "1", "0"], [h1, "openai", "1", "0"],
+        [h3, "openai", "2", "1"], ["-", "TOTAL", "7", "2"],
+    ]  # fmt: skip
+    assert "1 call" in note  # m-free's, unpriced
+    needs_since = ctl(stored.cp, "usage", "--bucket", "1h")
+    assert needs_since.returncode == 2 and "--bucket needs --since" in needs_since.stderr
+    too_short = ctl(stored.cp, "usage", "--since", since, "--bucket", "30s")
+    assert too_short.returncode == 1 and "bucket_seconds" in too_short.stderr
