@@ -1,4 +1,5 @@
-"""How pages show times, counts and money (jinja filters)."""
+"""How pages show times, counts and money (jinja filters), and read the times people
+type."""
 
 from __future__ import annotations
 
@@ -58,6 +59,19 @@ def usd_exact(value: Any) -> str:
     text = f"{float(value or 0):,.6f}".rstrip("0")
     whole, _, decimals = text.partition(".")
     return f"${whole}.{decimals.ljust(2, '0')}"
+
+
+def local_input(value: datetime) -> str:
+    """`value` for an <input type="datetime-local">, in UTC (the pages say so)."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
+
+
+def parse_local_input(text: str) -> datetime:
+    """What an <input type="datetime-local"> sent, read as UTC; ValueError if it is none."""
+    value = datetime.fromisoformat(text.strip())
+    if value.tzinfo is not None:
+        raise ValueError("a time without a zone: it is read as UTC")
+    return value.replace(tzinfo=UTC)
 
 
 FILTERS: dict[str, Callable[..., str]] = {

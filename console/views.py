@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 import jinja2
@@ -120,15 +119,6 @@ def refusal(
     if exc.field and exc.field in names:
         return {names[exc.field]: exc.message.removeprefix(f"{exc.field}: ")}, status
     return {default: exc.message}, status
-
-
-def utc_datetime(text: str) -> datetime:
-    """An <input type="datetime-local"> value (2025-01-31T14:00), read as UTC; one with an
-    offset is converted. ValueError for anything else."""
-    value = datetime.fromisoformat(text)
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
 
 
 @dataclass(frozen=True)

@@ -107,13 +107,19 @@ def pages(ids: dict[str, str]) -> list[tuple[str, str]]:
         ("overview", "/"),
         ("providers", "/providers"),
         ("provider", "/providers/openai"),
+        ("provider-delete", "/providers/openai/delete"),
         ("tokens", "/tokens"),
         ("usage", "/usage?range=24h&by=model&metric=requests"),
         ("interceptions", "/interceptions"),
         ("interception", f"/interceptions/{ids['interception']}"),
         ("sessions", "/interceptions/sessions"),
+        ("session", f"/interceptions/sessions/{ids['session']}"),
         ("users", "/users"),
+        ("user", "/users/alice"),
+        ("user-delete", "/users/alice/delete"),
         ("teams", "/teams"),
+        ("team", "/teams/platform"),
+        ("team-delete", "/teams/platform/delete"),
         ("limits", "/limits"),
         ("prices", "/prices"),
         ("audit", "/audit"),
@@ -135,6 +141,8 @@ def capture(directory: Path) -> None:
             page.screenshot(path=directory / "signin.png")
             sign_in(page, stack.url, stack.secrets.admin)
             for name, path in pages(ids):
+                if name.endswith("-delete"):
+                    continue  # a question and a button: nothing to see
                 page.goto(stack.url + path)
                 page.screenshot(path=directory / f"{name}.png", full_page=True)
                 print(f"{directory / name}.png  {path}")

@@ -162,6 +162,8 @@ def test_usage_options() -> None:
     assert (args.by, args.provider) == ("model", "openai")
     assert parse("usage").by == "provider"
     assert parse("usage", "--by", "client").by == "client"
+    assert parse("usage").bucket is None
+    assert parse("usage", "--since", "1d", "--bucket", "15m").bucket == 900
     with pytest.raises(SystemExit):
         parse("usage", "--by", "day")
 

@@ -17,7 +17,8 @@ from aiohttp import web
 
 from aibridge.v1 import admin_pb2
 from console.api import Refused
-from console.views import call, render, utc_datetime
+from console.formatting import parse_local_input
+from console.views import call, render
 
 routes = web.RouteTableDef()
 
@@ -115,7 +116,7 @@ def _time(values: dict[str, str], name: str, errors: dict[str, str]) -> datetime
     if not values[name]:
         return None
     try:
-        return utc_datetime(values[name])
+        return parse_local_input(values[name])
     except ValueError:
         errors[name] = "must be a date and time in UTC, like 2025-01-31T14:00"
         return None

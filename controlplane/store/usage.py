@@ -182,7 +182,10 @@ class UsageLog:
         """The index of a call's bucket: its start / `seconds`."""
         if self.db.is_postgres:  # a timestamp without time zone: its epoch is UTC's
             return cast(func.floor(extract("epoch", Interception.started_at) / seconds), Integer)
-        epoch = cast(func.strftime("%s", Interception.started_at), Integer)
+        # SQLite reads fractional seconds to the millisecond, rounding: 00:59:59.9999 would
+        # be 01:00:00, the next bucket's. Cut them off: bucket edges are whole seconds.
+        whole_seconds = func.substr(Interception.started_at, 1, 19)
+        epoch = cast(func.strftime("%s", whole_seconds), Integer)
         return epoch // seconds
 
 
