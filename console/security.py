@@ -12,7 +12,7 @@ from aiohttp import web
 
 from console.api import REFUSED_STATUS, ControlplaneUnavailable, Refused, SignedOut
 from console.session import COOKIE, Sessions
-from console.views import render
+from console.views import SESSION, render
 
 log = logging.getLogger("console")
 
@@ -61,7 +61,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         status = REFUSED_STATUS.get(exc.code, 502)
         return render(request, "refused.html", {"problem": exc.message}, status=status)
     except SignedOut:
-        session = request.get("session")
+        session = request.get(SESSION)
         if session is not None:
             request.app[SESSIONS].drop(session)
         response = web.HTTPSeeOther("/signin?expired=1")
@@ -83,7 +83,7 @@ async def signed_in(request: web.Request, handler: Handler) -> web.StreamRespons
         if request.method == "GET" and not request.path.startswith("/live/"):
             raise web.HTTPSeeOther(f"/signin?next={quote(request.path_qs, safe='')}")
         raise web.HTTPUnauthorized(text="Not signed in.")
-    request["session"] = session
+    request[SESSION] = session
     if request.method == "POST":
         fields = await request.post()
         presented = fields.get("csrf")

@@ -17,6 +17,7 @@ from console.session import Session
 
 API = web.AppKey("api", AdminAPI)
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
+SESSION = web.RequestKey("session", Session)
 
 # The navigation, in order: (path, name).
 NAV = (
@@ -52,7 +53,7 @@ def templates() -> jinja2.Environment:
 
 def session_of(request: web.Request) -> Session:
     """The signed-in session (the middleware lets no other request reach a page)."""
-    session: Session = request["session"]
+    session: Session = request[SESSION]
     return session
 
 
@@ -70,7 +71,7 @@ async def call(request: web.Request, method: str, message: Any) -> Any:
 def render(
     request: web.Request, template: str, context: Mapping[str, Any] | None = None, status: int = 200
 ) -> web.Response:
-    session: Session | None = request.get("session")
+    session: Session | None = request.get(SESSION)
     text = (
         request.app[TEMPLATES]
         .get_template(template)
