@@ -31,18 +31,22 @@ _SERVICE_ROLES = {
     "/aibridge.v1.Usage/": {Role.BRIDGED},
 }
 _ADMIN = "/aibridge.v1.Admin/"
-# What the viewer may call: the methods that change nothing. A method added later is a
-# mutation until it is named here (tests/test_viewer.py lists them all).
-_READ_PREFIXES = ("Get", "List", "Query")
-_READ_METHODS = {"WaitForRevision", "WhoAmI"}
+# What the viewer may call: the methods that change nothing, by name. A method added
+# later is refused to the viewer until it is named here (tests/test_viewer.py checks it).
+_READS = frozenset(
+    f"{_ADMIN}{name}"
+    for name in (
+        "WhoAmI", "GetStatus", "WaitForRevision", "GetProvider", "ListProviders", "ListTokens",
+        "QueryUsage", "ListAudit", "ListSettings", "ListInterceptions", "GetInterception",
+        "ListSessions", "GetSession", "GetUser", "ListUsers", "GetTeam", "ListTeams",
+        "ListLimits", "ListPrices", "QuerySpend",
+    )
+)  # fmt: skip
 
 
 def is_read(method: str) -> bool:
     """Whether the full method name (/aibridge.v1.Admin/GetStatus) only reads."""
-    if not method.startswith(_ADMIN):
-        return False
-    name = method[len(_ADMIN) :]
-    return name.startswith(_READ_PREFIXES) or name in _READ_METHODS
+    return method in _READS
 
 
 class Credentials:

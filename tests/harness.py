@@ -62,7 +62,8 @@ def _port_block() -> Iterator[int]:
         while True:
             with socket.socket() as s:
                 s.bind(("127.0.0.1", 0))
-                yield s.getsockname()[1]
+                port = s.getsockname()[1]
+            yield port  # closed first: the caller binds it
     yield from itertools.cycle(range(first, first + size))
 
 

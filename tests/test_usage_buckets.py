@@ -228,11 +228,21 @@ def test_ranges_and_lengths_it_refuses(stored: Stored) -> None:
             admin_pb2.QueryUsageRequest(bucket_seconds=60, since=ts(now + HOUR))
         )
     assert (refusal.value.details() or "").startswith("until:")
-    # 1,000 buckets are served; one second more is refused.
-    stored.query(bucket_seconds=60, since=now - 1000 * MINUTE, until=now)
+    refused_naming(stored, "bucket_seconds", bucket_seconds=2**31, since=now - HOUR)
+    refused_naming(stored, "bucket_seconds", bucket_seconds=366 * 86400 + 1, since=now - HOUR)
+    # 1,000 buckets are served; one second more is refused. The buckets are counted as
+    # they fall (from multiples of their length): 1,000 minutes that start mid-minute
+    # touch 1,001 of them.
+    minute = now.replace(second=0, microsecond=0)
+    stored.query(bucket_seconds=60, since=minute - 1000 * MINUTE, until=minute)
     refused_naming(
         stored, "bucket_seconds",
-        bucket_seconds=60, since=now - 1000 * MINUTE - timedelta(seconds=1), until=now,
+        bucket_seconds=60, since=minute - 1000 * MINUTE - timedelta(seconds=1), until=minute,
+    )  # fmt: skip
+    refused_naming(
+        stored, "bucket_seconds",
+        bucket_seconds=60, since=minute - 1000 * MINUTE + timedelta(seconds=1),
+        until=minute + timedelta(seconds=1),
     )  # fmt: skip
     refused_naming(
         stored, "bucket_seconds", bucket_seconds=3600, since=now - 1001 * HOUR, until=now

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +37,7 @@ GROUPS = {
 }
 # QueryUsage's buckets: at least a minute, at most this many in a range.
 MIN_BUCKET_SECONDS = 60
+MAX_BUCKET_SECONDS = 366 * 86400  # a year's bucket; more is a slip (and beyond int32 in SQL)
 MAX_BUCKETS = 1000
 
 
@@ -193,13 +195,18 @@ _EPOCH = datetime.fromtimestamp(0, UTC)
 
 
 def _check_buckets(seconds: int, since: datetime | None, until: datetime) -> None:
-    if seconds < MIN_BUCKET_SECONDS:
-        raise InvalidArgument("bucket_seconds", f"must be at least {MIN_BUCKET_SECONDS}")
+    if not MIN_BUCKET_SECONDS <= seconds <= MAX_BUCKET_SECONDS:
+        raise InvalidArgument(
+            "bucket_seconds", f"must be between {MIN_BUCKET_SECONDS} and {MAX_BUCKET_SECONDS}"
+        )
     if since is None:
         raise InvalidArgument("since", "is required with bucket_seconds")
     if until <= since:
         raise InvalidArgument("until", "must be after since")
-    if (until - since).total_seconds() / seconds > MAX_BUCKETS:
+    # The buckets the range touches: they start at multiples of `seconds`, not at `since`.
+    first = math.floor(since.timestamp() / seconds)
+    last = math.ceil(until.timestamp() / seconds) - 1  # `until` is not in the range
+    if last - first + 1 > MAX_BUCKETS:
         raise InvalidArgument(
             "bucket_seconds", f"makes more than {MAX_BUCKETS} buckets in the range: choose more"
         )
