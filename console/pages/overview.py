@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from aibridge.v1 import admin_pb2
+from console.pages.usage import Period, charts, query_usage
 from console.views import call, render
 
 routes = web.RouteTableDef()
@@ -22,16 +22,21 @@ async def _status(request: web.Request) -> dict[str, Any]:
 
 @routes.get("/")
 async def overview(request: web.Request) -> web.Response:
-    since = Timestamp()
-    since.FromDatetime(datetime.now(UTC) - timedelta(hours=24))
-    usage = await call(request, "QueryUsage", admin_pb2.QueryUsageRequest(since=since))
+    now = datetime.now(UTC).replace(microsecond=0)
+    day = Period(now - timedelta(hours=24), now, 3600)  # hourly bars
+    bucketed, rows = await query_usage(request, day, "provider")
     totals = {
-        "requests": sum(r.requests for r in usage.rows),
-        "errors": sum(r.errors for r in usage.rows),
-        "tokens": sum(r.input_tokens + r.output_tokens for r in usage.rows),
-        "cost_usd": sum(r.cost_usd for r in usage.rows),
+        "requests": sum(r.requests for r in rows),
+        "errors": sum(r.errors for r in rows),
+        "tokens": sum(r.input_tokens + r.output_tokens for r in rows),
+        "cost_usd": sum(r.cost_usd for r in rows),
     }
-    context = {**await _status(request), "totals": totals, "usage": usage.rows}
+    context = {
+        **await _status(request),
+        "totals": totals,
+        "usage": rows,
+        "chart": charts("requests", day, "provider", bucketed, rows),
+    }
     return render(request, "overview.html", context)
 
 
