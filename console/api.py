@@ -68,12 +68,14 @@ class AdminAPI:
             raise _translated(exc, self.address) from None
 
     async def role_of(self, credential: str) -> str | None:
-        """ "admin" or "viewer"; None for a credential the controlplane does not know."""
+        """ "admin" or "viewer"; None for any other credential. Whether the controlplane
+        does not know it or knows it as a data plane's, the answer is the same: a sign-in
+        page tells nobody which of its guesses is a credential."""
         try:
             reply = await self.call("WhoAmI", admin_pb2.WhoAmIRequest(), credential, "console")
-        except SignedOut:
+        except (SignedOut, Refused):
             return None
-        return str(reply.role) or None
+        return str(reply.role) if reply.role in ("admin", "viewer") else None
 
     async def close(self) -> None:
         await self._channel.close()

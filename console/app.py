@@ -9,6 +9,7 @@ from pathlib import Path
 from aiohttp import web
 
 from common.lifecycle import wait_for_signal
+from console.access import ACCESS, AccessLogger
 from console.api import AdminAPI
 from console.config import ConsoleConfig
 from console.pages import (
@@ -24,7 +25,7 @@ from console.pages import (
     usage,
     users,
 )
-from console.security import SESSIONS, errors, headers, signed_in
+from console.security import FAILED_SIGNINS, SESSIONS, FailedSignins, errors, headers, signed_in
 from console.session import Sessions
 from console.views import API, TEMPLATES, templates
 
@@ -48,6 +49,7 @@ async def favicon(_request: web.Request) -> web.FileResponse:
 def make_app(config: ConsoleConfig) -> web.Application:
     app = web.Application(middlewares=[headers, errors, signed_in], client_max_size=2 * 1024**2)
     app[SESSIONS] = Sessions(config.session_hours * 3600, config.secure_cookies)
+    app[FAILED_SIGNINS] = FailedSignins()
     app[TEMPLATES] = templates()
     app[API] = AdminAPI(config.controlplane, config.tls, config.call_timeout)
     app.router.add_get("/healthz", healthz)
@@ -64,11 +66,7 @@ def make_app(config: ConsoleConfig) -> web.Application:
 
 
 async def serve(config: ConsoleConfig) -> None:
-    runner = web.AppRunner(
-        make_app(config),
-        access_log=logging.getLogger("console.access"),
-        access_log_format='%a "%r" %s %b %Tfs',
-    )
+    runner = web.AppRunner(make_app(config), access_log_class=AccessLogger, access_log=ACCESS)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port)
     await site.start()

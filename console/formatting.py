@@ -1,9 +1,11 @@
-"""How pages show times, counts and money (jinja filters), and read the times people
-type."""
+"""How pages show times, counts and money (jinja filters), and read the times and
+numbers people type."""
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -72,6 +74,33 @@ def parse_local_input(text: str) -> datetime:
     if value.tzinfo is not None:
         raise ValueError("a time without a zone: it is read as UTC")
     return value.replace(tzinfo=UTC)
+
+
+# Commas only between groups of three digits: "1,000" is a thousand, "0,5" no number
+# (rather than 5, ten times what a decimal comma meant).
+_GROUPED = re.compile(r"-?[0-9]{1,3}(,[0-9]{3})+(\.[0-9]*)?")
+_INT64_END = 2**63
+
+
+def parse_number(text: str, *, whole: bool) -> int | float:
+    """A whole number, or an amount of USD, as people write one ("1,000", "1_000",
+    "$50"); a negative one too, for the API to say what is wrong with it. ValueError
+    saying what it must be, for one that is none or beyond what the API's fields hold."""
+    what = "a whole number" if whole else "an amount of USD"
+    text = text.strip().removeprefix("$")
+    if "," in text:
+        if not _GROUPED.fullmatch(text):
+            raise ValueError(f"must be {what}")
+        text = text.replace(",", "")
+    try:
+        number = int(text) if whole else float(text)
+    except ValueError:
+        raise ValueError(f"must be {what}") from None
+    if not math.isfinite(number):  # "nan" and "inf" are floats, but no amounts
+        raise ValueError(f"must be {what}")
+    if abs(number) >= _INT64_END:
+        raise ValueError(f"must be {what} below {_INT64_END:,}")
+    return number
 
 
 FILTERS: dict[str, Callable[..., str]] = {

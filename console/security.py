@@ -1,18 +1,20 @@
 """The middlewares every request passes: security headers, sign-in, CSRF, read-only
-viewers, and errors as pages (the controlplane down is a banner, never a 500)."""
+viewers, and errors as pages (the controlplane down is a banner, never a 500); and the
+limit on failed sign-ins."""
 
 from __future__ import annotations
 
-import hmac
 import logging
+import time
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from urllib.parse import quote
 
 from aiohttp import web
 
 from console.api import REFUSED_STATUS, ControlplaneUnavailable, Refused, SignedOut
-from console.session import COOKIE, Sessions
-from console.views import SESSION, render
+from console.session import COOKIE, Sessions, matches
+from console.views import SESSION, MalformedForm, posted, render
 
 log = logging.getLogger("console")
 
@@ -33,6 +35,9 @@ HEADERS = {
 }
 # Paths served without a session.
 PUBLIC = ("/signin", "/static/", "/healthz", "/favicon.ico")
+# The fragments a page's script fetches: without a session, a 401, never a redirect.
+LIVE = "/live/"
+SIGNED_OUT = "Not signed in."
 
 
 @web.middleware
@@ -56,20 +61,31 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise
     except ControlplaneUnavailable as exc:
         log.warning("%s %s: %s", request.method, request.path, exc)
-        return render(request, "unavailable.html", {"problem": str(exc)}, status=503)
+        return _problem(request, "unavailable.html", str(exc), 503)
     except Refused as exc:  # one a page did not place beside a field: the page says it
-        status = REFUSED_STATUS.get(exc.code, 502)
-        return render(request, "refused.html", {"problem": exc.message}, status=status)
+        return _problem(request, "refused.html", exc.message, REFUSED_STATUS.get(exc.code, 502))
+    except MalformedForm as exc:
+        return _problem(request, "refused.html", str(exc), 400)
     except SignedOut:
         session = request.get(SESSION)
         if session is not None:
             request.app[SESSIONS].drop(session)
-        response = web.HTTPSeeOther("/signin?expired=1")
+        # A live region's fetch would follow a redirect and show the sign-in page inside
+        # the page: it gets a 401 and sends the whole page to sign in.
+        if request.path.startswith(LIVE):
+            response: web.HTTPException = web.HTTPUnauthorized(text=SIGNED_OUT)
+        else:
+            response = web.HTTPSeeOther("/signin?expired=1")
         response.del_cookie(COOKIE, path="/")
         raise response from None
     except Exception:
         log.exception("%s %s failed", request.method, request.path)
-        return render(request, "error.html", {}, status=500)
+        return _problem(request, "error.html", "", 500)
+
+
+def _problem(request: web.Request, template: str, problem: str, status: int) -> web.Response:
+    # An error page leaves the session's flashes for the page the person goes on to.
+    return render(request, template, {"problem": problem}, status, take_flashes=False)
 
 
 @web.middleware
@@ -80,17 +96,17 @@ async def signed_in(request: web.Request, handler: Handler) -> web.StreamRespons
         return await handler(request)
     session = request.app[SESSIONS].find(request.cookies.get(COOKIE))
     if session is None:
-        if request.method == "GET" and not request.path.startswith("/live/"):
+        if request.method == "GET" and not request.path.startswith(LIVE):
             raise web.HTTPSeeOther(f"/signin?next={quote(request.path_qs, safe='')}")
-        raise web.HTTPUnauthorized(text="Not signed in.")
+        raise web.HTTPUnauthorized(text=SIGNED_OUT)
     request[SESSION] = session
     if request.method == "POST":
-        fields = await request.post()
+        fields = await posted(request)
         presented = fields.get("csrf")
-        if not isinstance(presented, str) or not hmac.compare_digest(presented, session.csrf):
-            return render(request, "refused.html", {"problem": CSRF_PROBLEM}, status=403)
+        if not isinstance(presented, str) or not matches(presented, session.csrf):
+            return _problem(request, "refused.html", CSRF_PROBLEM, 403)
         if not session.admin and request.path != "/signout":
-            return render(request, "refused.html", {"problem": VIEWER_PROBLEM}, status=403)
+            return _problem(request, "refused.html", VIEWER_PROBLEM, 403)
     return await handler(request)
 
 
@@ -99,3 +115,38 @@ CSRF_PROBLEM = (
     "date), so nothing was changed. Reload the page and try again."
 )
 VIEWER_PROBLEM = "You are signed in as a viewer, who may look but not change anything."
+
+
+class FailedSignins:
+    """Failed sign-ins by client address over the last `window` seconds: past `limit` of
+    them, an address may not try again until the oldest is `window` old (so guessing a
+    credential from one address is slow). Holds only the window's failures."""
+
+    def __init__(
+        self, limit: int = 10, window: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limit = limit
+        self.window = window
+        self._clock = clock
+        self._recent: deque[tuple[float, str]] = deque()  # (when, address), oldest first
+        self._counts: Counter[str] = Counter()
+
+    def blocked(self, address: str) -> bool:
+        self._forget_old()
+        return self._counts[address] >= self.limit
+
+    def failed(self, address: str) -> None:
+        self._forget_old()
+        self._recent.append((self._clock(), address))
+        self._counts[address] += 1
+
+    def _forget_old(self) -> None:
+        cutoff = self._clock() - self.window
+        while self._recent and self._recent[0][0] <= cutoff:
+            _, address = self._recent.popleft()
+            self._counts[address] -= 1
+            if not self._counts[address]:
+                del self._counts[address]
+
+
+FAILED_SIGNINS = web.AppKey("failed_signins", FailedSignins)

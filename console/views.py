@@ -3,10 +3,12 @@ its credential, rendering a template, and redirecting after a form."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+import grpc
 import jinja2
 from aiohttp import web
 
@@ -37,6 +39,16 @@ STALE = (
     "Someone else changed the configuration since this form was loaded, so nothing was "
     "changed. This is the current state: check it and try again."
 )
+NO_REVISION = (
+    "This form has no valid revision (a page of this console always sends the one it "
+    "was loaded at), so nothing was changed. Reload the page and try again."
+)
+UNREADABLE = "This form's answer could not be read, so nothing was changed."
+
+
+class MalformedForm(Exception):
+    """A posted form no page of this console sends (unreadable, or without a field every
+    form has): the middleware answers 400 with this message."""
 
 
 def templates() -> jinja2.Environment:
@@ -68,19 +80,39 @@ async def call(request: web.Request, method: str, message: Any) -> Any:
     return await request.app[API].call(method, message, session.credential, actor(request))
 
 
+@dataclass(frozen=True)
+class SignedIn:
+    """What a template knows of the session: never its credential."""
+
+    role: str
+    csrf: str
+
+    @property
+    def admin(self) -> bool:
+        return self.role == "admin"
+
+
 def render(
-    request: web.Request, template: str, context: Mapping[str, Any] | None = None, status: int = 200
+    request: web.Request,
+    template: str,
+    context: Mapping[str, Any] | None = None,
+    status: int = 200,
+    *,
+    take_flashes: bool = True,
 ) -> web.Response:
+    """`template` with `context`. A page takes the session's flashes and shows them; a
+    fragment a script fetches, or an error page, leaves them for the next page (else a
+    live region refreshing in another tab would take a form's "Created …")."""
     session: Session | None = request.get(SESSION)
     text = (
         request.app[TEMPLATES]
         .get_template(template)
         .render(
-            request=request,
-            session=session,
+            session=SignedIn(session.role, session.csrf) if session is not None else None,
             nav=NAV,
             path=request.path,
-            flashes=session.take_flashes() if session is not None else [],
+            path_qs=request.path_qs,
+            flashes=session.take_flashes() if session is not None and take_flashes else [],
             **(context or {}),
         )
     )
@@ -92,16 +124,50 @@ def see_other(location: str) -> NoReturn:
     raise web.HTTPSeeOther(location)
 
 
+async def posted(request: web.Request) -> Mapping[str, object]:
+    """The posted body's fields; MalformedForm for a body that is no form (a multipart
+    one without its boundary, say), which aiohttp refuses with a ValueError."""
+    try:
+        return await request.post()
+    except ValueError:
+        raise MalformedForm(UNREADABLE) from None
+
+
 async def form(request: web.Request) -> dict[str, str]:
     """The posted form's fields (each once; the middleware has checked its CSRF token)."""
-    data = await request.post()
+    data = await posted(request)
     return {k: str(v) for k, v in data.items() if isinstance(v, str)}
 
 
-def revision_of(fields: Mapping[str, str]) -> int | None:
-    """The revision the form was rendered at: what a mutation expects still to be current."""
+_REVISION = re.compile(r"[0-9]{1,20}")
+_UINT64_END = 2**64
+
+
+def revision_of(fields: Mapping[str, str]) -> int:
+    """The revision the form was rendered at: what a mutation expects still to be current.
+    Every form has one; a mutation without it would change whatever is current, unseen,
+    so a missing or unreadable one (not a uint64) is MalformedForm."""
     value = fields.get("revision", "")
-    return int(value) if value.isdigit() else None
+    if not _REVISION.fullmatch(value) or int(value) >= _UINT64_END:
+        raise MalformedForm(NO_REVISION)
+    return int(value)
+
+
+async def find_named(
+    request: web.Request, method: str, message: Any, listed: str, name: str, what: str
+) -> tuple[int, Any]:
+    """The revision of `method`'s listing and its item (in the field `listed`) named
+    `name`, read together: the revision a page's forms about that item expect (a Get has
+    no revision, and one read after it could be newer than what it showed). NOT_FOUND,
+    saying `what` it looked for, if there is none."""
+    listing = await call(request, method, message)
+    for item in getattr(listing, listed):
+        if item.name == name:
+            return listing.revision, item
+    raise Refused(
+        grpc.StatusCode.NOT_FOUND,
+        f"There is no {what} named {name!r}: it may have been renamed or deleted.",
+    )
 
 
 def refusal(
@@ -168,6 +234,14 @@ class Spending:
     def set_of(self, scope: str) -> Any | None:
         """The limit set of `scope`, if it has one."""
         return next((s for s in self.sets if s.scope == scope), None)
+
+
+def budget_scopes(kind: str, name: str) -> tuple[str, ...]:
+    """The limit sets whose budget holds the user or team (`kind`) `name` as a whole: a
+    user, the default set's and their own (the smaller one); a team, its own (unless it
+    is per member)."""
+    own = f"{kind}:{name}"
+    return ("default", own) if kind == "user" else (own,)
 
 
 async def spending(request: web.Request, by: str) -> Spending:

@@ -139,9 +139,13 @@ def signed_in_client(console_url: str, token: str) -> httpx.Client:
 def post_form(
     client: httpx.Client, page: str, action: str, fields: dict[str, Any]
 ) -> httpx.Response:
-    """Loads `page` for its CSRF token, then posts `fields` to `action`, as its form would."""
-    token = csrf_of(client.get(page).text)
-    return client.post(action, data={"csrf": token, **fields})
+    """Loads `page` for its CSRF token and the revision its forms were rendered at (if it
+    has forms with one), then posts `fields` to `action`, as its form would."""
+    html = client.get(page).text
+    loaded = {"csrf": csrf_of(html)}
+    if _REVISION.search(html):
+        loaded["revision"] = str(revision_in(html))
+    return client.post(action, data={**loaded, **fields})
 
 
 # --- in Chromium ------------------------------------------------------------------------

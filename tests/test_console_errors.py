@@ -4,6 +4,7 @@ says it is paused and resumes by itself."""
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +32,8 @@ def stack(tmp_path: Path) -> Iterator[tuple[Controlplane, Console]]:
 
 
 def routes() -> list[tuple[str, str]]:
-    """Every page's (method, path), path parameters filled with a made-up value."""
+    """Every page's (method, path), path parameters filled with a made-up value (or the
+    first one a parameter's pattern allows)."""
     app = make_app(parse([]))
     found = []
     for route in app.router.routes():
@@ -39,8 +41,18 @@ def routes() -> list[tuple[str, str]]:
         path = info.get("path") or info.get("formatter")
         if not path or route.method not in ("GET", "POST") or path.startswith("/static"):
             continue
-        found.append((route.method, re.sub(r"\{[^}]+\}", "made-up", path)))
+        value_of = functools.partial(_value_of, pattern=info.get("pattern"))
+        found.append((route.method, re.sub(r"\{([^}]+)\}", value_of, path)))
     return found
+
+
+def _value_of(parameter: re.Match[str], pattern: re.Pattern[str] | None) -> str:
+    """A value for a path parameter: made up, or the first of those its pattern lists
+    (`{switch:enable|disable}`)."""
+    name = parameter.group(1)
+    group = re.search(rf"\(\?P<{name}>([^)]*)\)", pattern.pattern) if pattern else None
+    allowed = group.group(1) if group else ""
+    return allowed.split("|")[0] if re.fullmatch(r"\w+(\|\w+)+", allowed) else "made-up"
 
 
 PUBLIC = {"/signin", "/healthz", "/favicon.ico"}
@@ -98,6 +110,25 @@ def test_the_overview_pauses_and_resumes_its_live_updates(
     cp.admin.create_provider("after-outage")
     expect(page.locator("#revision")).to_have_text(str(cp.admin.revision()))
     expect(paused).to_be_hidden()
+
+
+def test_the_overview_goes_to_sign_in_when_the_credential_is_no_longer_accepted(
+    stack: tuple[Controlplane, Console], page: Page
+) -> None:
+    """Its live region is not filled with the sign-in page: the whole page goes there."""
+    cp, console = stack
+    sign_in(page, console.url, cp.secrets.admin)
+    expect(page.locator("#revision")).to_be_visible()
+    live: list[int] = []
+    page.on("response", lambda r: live.append(r.status) if "/live/" in r.url else None)
+    cp.stop()
+    cp.secrets = Secrets()  # the controlplane comes back with other credentials
+    cp.start()
+    expect(page).to_have_url(re.compile(r"/signin\?next=%2F$"))
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+    # The live fragment answered 401, never a redirect the script's fetch would follow
+    # (to put the sign-in page inside the overview).
+    assert 401 in live and 303 not in live, live
 
 
 def test_a_page_the_api_does_not_know_is_a_404(stack: tuple[Controlplane, Console]) -> None:

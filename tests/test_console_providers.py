@@ -211,7 +211,10 @@ def test_a_viewer_sees_providers_but_nothing_to_change_them(
     name = unique()
     console_stack.controlplane.admin.create_provider(name, keys=[a_key()])
     client = signed_in_client(console_stack.url, console_stack.secrets.viewer)
-    for path in ("/providers", f"/providers/{name}", f"/providers/{name}/delete"):
+    # A viewer has no deletion to confirm: as on the users' and teams' pages, back to it.
+    confirm = client.get(f"/providers/{name}/delete")
+    assert confirm.status_code == 303 and confirm.headers["location"] == f"/providers/{name}"
+    for path in ("/providers", f"/providers/{name}"):
         reply = client.get(path)
         assert reply.status_code == 200, path
         assert name in reply.text

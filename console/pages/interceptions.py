@@ -18,7 +18,7 @@ from aiohttp import web
 from aibridge.v1 import admin_pb2
 from console.api import Refused
 from console.formatting import parse_local_input
-from console.views import call, render
+from console.views import call, render, session_of
 
 routes = web.RouteTableDef()
 
@@ -43,6 +43,12 @@ TIME_HINT = "UTC"
 # The API's names of the filter's fields, where the URL's differ.
 FORM_NAME = {"session_id": "session", "status_class": "status"}
 TOKEN_ID_PREFIX = "tok_"
+TOKEN_SECRET_PREFIX = "abt_"  # what every gateway token's plaintext starts with
+LABELS = {name: label for name, label, _ in TEXT_FILTERS}
+SECRET_DROPPED = (
+    "The {} filter was given what looks like a gateway token's secret: it was not used, "
+    "and is kept out of the page's address. Filter by the token's name or id (tok_…)."
+)
 
 
 @dataclass
@@ -72,19 +78,34 @@ HREFS = {"interception_href": interception_href, "session_href": session_href}
 
 def canonical(request: web.Request) -> None:
     """Redirects a filter form's answer (every field, most of them empty) to the URL
-    holding only the filters set: the one to link to or reload."""
-    kept = [(k, v) for k, v in request.query.items() if v and v != DEFAULTS.get(k)]
+    holding only the filters set: the one to link to or reload. A secret pasted into a
+    filter is dropped first, and the page says so: a URL is kept in the browser's
+    history and in proxies' logs."""
+    kept = []
+    for name, value in request.query.items():
+        if _looks_like_a_secret(name, value):
+            session_of(request).flash(SECRET_DROPPED.format(LABELS[name]), "warning")
+        elif value and value != DEFAULTS.get(name):
+            kept.append((name, value))
     if len(kept) != len(request.query):
         raise web.HTTPFound(request.path + ("?" + urlencode(kept) if kept else ""))
+
+
+def _looks_like_a_secret(name: str, value: str) -> bool:
+    """A gateway token's plaintext in any text filter. Token names have no "_" and ids
+    start "tok_": in the Token filter, anything else with a "_" is taken for one too
+    (aibridgectl refuses it likewise)."""
+    value = value.strip()
+    if name not in LABELS:
+        return False
+    if value.startswith(TOKEN_SECRET_PREFIX):
+        return True
+    return name == "token" and "_" in value and not value.startswith(TOKEN_ID_PREFIX)
 
 
 def filters_of(query: Mapping[str, str], names: tuple[str, ...]) -> Filters:
     values = {name: query.get(name, "").strip() for name in names}
     errors: dict[str, str] = {}
-    if _looks_like_a_secret(values.get("token", "")):
-        # Neither sent to the API nor shown back (aibridgectl refuses it likewise).
-        values["token"] = ""
-        errors["token"] = "expects a gateway token's name or id (tok_…), not its secret"
     period = {name: _time(values, name, errors) for name in ("since", "until")}
     since, until = period["since"], period["until"]
     if since and until and since > until and not errors:
@@ -105,11 +126,6 @@ def filters_of(query: Mapping[str, str], names: tuple[str, ...]) -> Filters:
     if limit not in PAGE_SIZES:
         errors["limit"] = f"must be one of {', '.join(PAGE_SIZES)}"
     return Filters(values, selected, int(limit) if limit.isdigit() else 0, errors)
-
-
-def _looks_like_a_secret(token: str) -> bool:
-    # Token names have no "_" and ids start "tok_": anything else with one is a secret.
-    return "_" in token and not token.startswith(TOKEN_ID_PREFIX)
 
 
 def _time(values: dict[str, str], name: str, errors: dict[str, str]) -> datetime | None:

@@ -43,4 +43,4 @@ async def overview(request: web.Request) -> web.Response:
 @routes.get("/live/overview")
 async def live(request: web.Request) -> web.Response:
     """The fleet part of the page, which the page's script fetches every second or two."""
-    return render(request, "_fleet.html", await _status(request))
+    return render(request, "_fleet.html", await _status(request), take_flashes=False)

@@ -4,13 +4,13 @@ model's price and deleting one."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from aiohttp import web
 
 from aibridge.v1 import admin_pb2
 from console.api import Refused
+from console.formatting import parse_number
 from console.views import call, form, refusal, render, revision_of, see_other, session_of
 
 routes = web.RouteTableDef()
@@ -23,8 +23,9 @@ FIELDS = ("model", *PRICES)
 
 async def _page(
     request: web.Request,
-    errors: dict[str, str] | None = None,
+    *,
     values: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
     status: int = 200,
 ) -> web.Response:
     listing = await call(request, "ListPrices", admin_pb2.ListPricesRequest())
@@ -56,39 +57,38 @@ async def prices(request: web.Request) -> web.Response:
     return await _page(request)
 
 
-def _request(fields: dict[str, str]) -> tuple[admin_pb2.SetPriceRequest, dict[str, str]]:
+def _set_price_message(
+    fields: dict[str, str],
+) -> tuple[admin_pb2.SetPriceRequest, dict[str, str]]:
     """The form as a SetPriceRequest, and what could not be read, by field."""
-    request = admin_pb2.SetPriceRequest(
+    message = admin_pb2.SetPriceRequest(
         model=fields.get("model", "").strip(), expected_revision=revision_of(fields)
     )
     errors: dict[str, str] = {}
     for name in PRICES:
-        text = fields.get(name, "").strip().removeprefix("$")
-        if not text and name in OPTIONAL:
+        text = fields.get(name, "").strip()
+        if not text:
+            if name not in OPTIONAL:
+                errors[name] = "is required"
             continue
         try:
-            amount = float(text)
-        except ValueError:
-            errors[name] = "is required" if not text else "must be a number of USD"
-            continue
-        if not math.isfinite(amount):
-            errors[name] = "must be a number of USD"
-            continue
-        setattr(request, name, amount)
-    return request, errors
+            setattr(message, name, parse_number(text, whole=False))
+        except ValueError as exc:
+            errors[name] = str(exc)
+    return message, errors
 
 
 @routes.post("/prices")
 async def set_price(request: web.Request) -> web.Response:
     fields = await form(request)
-    message, errors = _request(fields)
+    message, errors = _set_price_message(fields)
     if errors:
-        return await _page(request, errors, fields, 400)
+        return await _page(request, values=fields, errors=errors, status=400)
     try:
         reply = await call(request, "SetPrice", message)
     except Refused as exc:
         errors, status = refusal(exc, FIELDS)
-        return await _page(request, errors, fields, status)
+        return await _page(request, values=fields, errors=errors, status=status)
     session_of(request).flash(
         f"Set the price of {reply.price.model} at revision {reply.revision}.", "success"
     )
@@ -105,7 +105,7 @@ async def delete(request: web.Request) -> web.Response:
         reply = await call(request, "DeletePrice", message)
     except Refused as exc:
         errors, status = refusal(exc, ())
-        return await _page(request, errors, {}, status)
+        return await _page(request, values={}, errors=errors, status=status)
     session_of(request).flash(
         f"Deleted the price of {reply.model} at revision {reply.revision}: its calls are "
         "unpriced from now on, unless a pattern matches them.",

@@ -12,7 +12,16 @@ from aiohttp import web
 from aibridge.v1 import admin_pb2
 from common.wire import PROVIDER_TYPES
 from console.api import Refused
-from console.views import call, form, refusal, render, revision_of, see_other, session_of
+from console.views import (
+    call,
+    find_named,
+    form,
+    refusal,
+    render,
+    revision_of,
+    see_other,
+    session_of,
+)
 
 routes = web.RouteTableDef()
 
@@ -37,24 +46,10 @@ def _entered(fields: dict[str, str], names: tuple[str, ...]) -> dict[str, str]:
     return {name: fields.get(name, "").strip() for name in names}
 
 
-async def _listing(request: web.Request) -> admin_pb2.ListProvidersResponse:
-    listing: admin_pb2.ListProvidersResponse = await call(
-        request, "ListProviders", admin_pb2.ListProvidersRequest()
-    )
-    return listing
-
-
 async def _current(request: web.Request, name: str) -> tuple[int, admin_pb2.Provider]:
-    """The provider and the revision it is current at, read together (GetProvider has
-    no revision: one read after it could be newer than what it showed)."""
-    listing = await _listing(request)
-    for provider in listing.providers:
-        if provider.name == name:
-            return listing.revision, provider
-    raise Refused(
-        grpc.StatusCode.NOT_FOUND,
-        f"There is no provider named {name!r}: it may have been renamed or deleted.",
-    )
+    """The revision and the provider, read together: the revision its forms expect."""
+    message = admin_pb2.ListProvidersRequest()
+    return await find_named(request, "ListProviders", message, "providers", name, "provider")
 
 
 # --- the list, and a new provider ---------------------------------------------------------
@@ -62,11 +57,12 @@ async def _current(request: web.Request, name: str) -> tuple[int, admin_pb2.Prov
 
 async def _providers_page(
     request: web.Request,
+    *,
     values: dict[str, str] | None = None,
     errors: dict[str, str] | None = None,
     status: int = 200,
 ) -> web.Response:
-    listing = await _listing(request)
+    listing = await call(request, "ListProviders", admin_pb2.ListProvidersRequest())
     context = {
         "providers": listing.providers,
         "revision": listing.revision,
@@ -97,7 +93,8 @@ async def create(request: web.Request) -> web.Response:
         reply = await call(request, "CreateProvider", message)
     except Refused as exc:
         values = entered | {"disabled": "1" if "disabled" in fields else ""}
-        return await _providers_page(request, values, *_refusal(exc))
+        errors, status = _refusal(exc)
+        return await _providers_page(request, values=values, errors=errors, status=status)
     session_of(request).flash(
         f"Created provider {reply.provider.name} at revision {reply.revision}.", "success"
     )
@@ -119,6 +116,7 @@ def _values_of(provider: admin_pb2.Provider) -> dict[str, str]:
 async def _provider_page(
     request: web.Request,
     name: str,
+    *,
     values: dict[str, str] | None = None,
     errors: dict[str, str] | None = None,
     status: int = 200,
@@ -138,8 +136,9 @@ async def _provider_refused(
 ) -> web.Response:
     """The provider's page again with the refusal placed; a stale form shows the
     current state, not what was entered."""
+    errors, status = _refusal(refused)
     shown = None if refused.stale else values
-    return await _provider_page(request, name, shown, *_refusal(refused))
+    return await _provider_page(request, name, values=shown, errors=errors, status=status)
 
 
 def _changes(
@@ -167,15 +166,13 @@ async def update(request: web.Request) -> web.Response:
     fields = await form(request)
     entered = _entered(fields, ("name", "base_url", "display_name"))
     entered["enabled"] = "1" if "enabled" in fields else ""
+    # The revision the form was rendered at: if anything changed since, this is refused.
+    expected = revision_of(fields)
     _, current = await _current(request, name)
-    message = admin_pb2.UpdateProviderRequest(ref=current.id)
+    message = admin_pb2.UpdateProviderRequest(ref=current.id, expected_revision=expected)
     if not _changes(message, entered, current):
         session_of(request).flash("Nothing to change: the form is what the provider has.")
         see_other(f"/providers/{name}")
-    # The revision the form was rendered at: if anything changed since, this is refused.
-    expected = revision_of(fields)
-    if expected is not None:
-        message.expected_revision = expected
     try:
         reply = await call(request, "UpdateProvider", message)
     except Refused as exc:
@@ -219,7 +216,7 @@ async def remove_key(request: web.Request) -> web.Response:
 
 
 async def _delete_page(
-    request: web.Request, name: str, errors: dict[str, str] | None = None, status: int = 200
+    request: web.Request, name: str, *, errors: dict[str, str] | None = None, status: int = 200
 ) -> web.Response:
     revision, provider = await _current(request, name)
     context = {"provider": provider, "revision": revision, "errors": errors or {}}
@@ -228,6 +225,8 @@ async def _delete_page(
 
 @routes.get("/providers/{name}/delete")
 async def confirm_delete(request: web.Request) -> web.Response:
+    if not session_of(request).admin:  # a viewer has nothing to confirm
+        see_other(f"/providers/{request.match_info['name']}")
     return await _delete_page(request, request.match_info["name"])
 
 
@@ -241,6 +240,7 @@ async def delete(request: web.Request) -> web.Response:
     except Refused as exc:
         if not exc.stale:
             raise
-        return await _delete_page(request, name, *_refusal(exc))
+        errors, status = _refusal(exc)
+        return await _delete_page(request, name, errors=errors, status=status)
     session_of(request).flash(f"Deleted provider {reply.name} at revision {reply.revision}.")
     see_other("/providers")

@@ -2,21 +2,38 @@
 
 from __future__ import annotations
 
-import hmac
+import logging
 import secrets
+import unicodedata
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from console.security import SESSIONS
-from console.session import COOKIE, SIGNIN_COOKIE
-from console.views import API, render, session_of
+from console.security import FAILED_SIGNINS, SESSIONS
+from console.session import COOKIE, SIGNIN_COOKIE, matches
+from console.views import API, posted, render, session_of
+
+log = logging.getLogger("console")
 
 routes = web.RouteTableDef()
 
+NOT_A_CREDENTIAL = "That token is not an admin or viewer credential."
+TOO_MANY = (
+    "Too many failed sign-ins from your address: wait a minute, then try again with the "
+    "admin or viewer credential."
+)
+
 
 def _safe_next(value: str) -> str:
-    """Only a path of this console: never another site (an open redirect)."""
-    return value if value.startswith("/") and not value.startswith("//") else "/"
+    """Only a path of this console: never another site (an open redirect). Browsers read
+    a backslash as a slash and drop tabs and newlines, so `/\\evil` and `/<tab>/evil`
+    are `//evil`, another host, as `///evil` is: any of them is refused."""
+    if "\\" in value or any(unicodedata.category(c) == "Cc" for c in value):
+        return "/"
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/"):
+        return "/"
+    return "/" if value.startswith("//") else value
 
 
 def _signin_page(request: web.Request, problem: str = "", status: int = 200) -> web.Response:
@@ -55,21 +72,32 @@ async def signin_form(request: web.Request) -> web.Response:
 @routes.post("/signin")
 async def signin(request: web.Request) -> web.Response:
     sessions = request.app[SESSIONS]
-    fields = await request.post()
+    fields = await posted(request)
     nonce = request.cookies.get(SIGNIN_COOKIE, "")
     presented = fields.get("csrf")
     if (
         not nonce
         or not isinstance(presented, str)
-        or not hmac.compare_digest(presented, sessions.sign("signin:" + nonce))
+        or not matches(presented, sessions.sign("signin:" + nonce))
     ):
         return _signin_page(
             request, "The sign-in form was out of date. Please try again.", status=403
         )
+    address = request.remote or "unknown"
+    failures = request.app[FAILED_SIGNINS]
+    if failures.blocked(address):
+        log.warning("sign-in refused: too many failed sign-ins from %s", address)
+        return _signin_page(request, TOO_MANY, status=429)
     token = str(fields.get("token", "")).strip()
     role = await request.app[API].role_of(token) if token else None
     if role is None:
-        return _signin_page(request, "That token is not an admin or viewer credential.", status=401)
+        failures.failed(address)
+        log.warning("failed sign-in from %s", address)  # never the token: it may be a typo'd one
+        return _signin_page(request, NOT_A_CREDENTIAL, status=401)
+    # The browser's previous session, if any, ends: one browser, one session.
+    previous = sessions.find(request.cookies.get(COOKIE))
+    if previous is not None:
+        sessions.drop(previous)
     _, cookie = sessions.create(role, token)
     response = web.HTTPSeeOther(_safe_next(str(fields.get("next", "/"))))
     response.set_cookie(

@@ -3,31 +3,37 @@ one, adding and removing members, and deleting it."""
 
 from __future__ import annotations
 
-import grpc
 from aiohttp import web
 
 from aibridge.v1 import admin_pb2
 from console.api import Refused
-from console.views import call, form, refusal, render, revision_of, see_other, session_of, spending
+from console.views import (
+    budget_scopes,
+    call,
+    find_named,
+    form,
+    refusal,
+    render,
+    revision_of,
+    see_other,
+    session_of,
+    spending,
+)
 
 routes = web.RouteTableDef()
 
 
-def budget_scopes(name: str) -> tuple[str]:
-    """The limit set whose budget holds a team's total (unless it is per member)."""
-    return (f"team:{name}",)
-
-
 async def _listing(
     request: web.Request,
-    errors: dict[str, str] | None = None,
+    *,
     values: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
     status: int = 200,
 ) -> web.Response:
     listing = await call(request, "ListTeams", admin_pb2.ListTeamsRequest())
     spend = await spending(request, "team")
     teams = [
-        (t, spend.of(t.id, budget_scopes(t.name)), spend.set_of(f"team:{t.name}"))
+        (t, spend.of(t.id, budget_scopes("team", t.name)), spend.set_of(f"team:{t.name}"))
         for t in listing.teams
     ]
     context = {
@@ -56,7 +62,7 @@ async def create(request: web.Request) -> web.Response:
     except Refused as exc:
         # A name already taken is refused without naming a field: it is the name's problem.
         errors, status = refusal(exc, ("name",), default="name")
-        return await _listing(request, errors, fields, status)
+        return await _listing(request, values=fields, errors=errors, status=status)
     session_of(request).flash(
         f"Created team {reply.team.name} at revision {reply.revision}.", "success"
     )
@@ -69,6 +75,7 @@ async def create(request: web.Request) -> web.Response:
 async def _team_page(
     request: web.Request,
     template: str = "team.html",
+    *,
     errors: dict[str, str] | None = None,
     status: int = 200,
 ) -> web.Response:
@@ -77,18 +84,16 @@ async def _team_page(
     # Teams and users read apart: the revision of the teams' listing is the older, and
     # the one the forms expect (a change between the two reads makes them stale, never
     # lets one through unseen).
-    listing = await call(request, "ListTeams", admin_pb2.ListTeamsRequest())
-    team = next((t for t in listing.teams if t.name == name), None)
-    if team is None:
-        raise Refused(grpc.StatusCode.NOT_FOUND, f"There is no team named {name!r}.")
+    message = admin_pb2.ListTeamsRequest()
+    revision, team = await find_named(request, "ListTeams", message, "teams", name, "team")
     users = await call(request, "ListUsers", admin_pb2.ListUsersRequest())
     spend = await spending(request, "team")
     context = {
         "team": team,
-        "revision": listing.revision,
+        "revision": revision,
         "members": [u for u in users.users if u.name in team.members],
         "others": [u.name for u in users.users if u.name not in team.members],
-        "spend": spend.of(team.id, budget_scopes(team.name)),
+        "spend": spend.of(team.id, budget_scopes("team", team.name)),
         "spending": spend,
         "limits": spend.set_of(f"team:{team.name}"),
         "errors": errors or {},
@@ -115,7 +120,7 @@ async def _membership(
         # Adding, what is refused is the user chosen; removing, the page as a whole.
         default = "user" if method == "AddTeamMember" else ""
         errors, status = refusal(exc, ("user",), default=default)
-        return await _team_page(request, "team.html", errors, status)
+        return await _team_page(request, errors=errors, status=status)
     done = f"Added {user} to" if method == "AddTeamMember" else f"Removed {user} from"
     session_of(request).flash(
         f"{done} team {reply.team.name} at revision {reply.revision}.", "success"
@@ -155,6 +160,6 @@ async def delete(request: web.Request) -> web.Response:
         reply = await call(request, "DeleteTeam", message)
     except Refused as exc:
         errors, status = refusal(exc, ())
-        return await _team_page(request, "team_delete.html", errors, status)
+        return await _team_page(request, "team_delete.html", errors=errors, status=status)
     session_of(request).flash(f"Deleted team {reply.name} at revision {reply.revision}.", "success")
     see_other("/teams")

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from aibridge.v1 import admin_pb2
 from console.api import Refused
+from console.formatting import parse_number
 from console.views import call, form, refusal, render, revision_of, see_other, session_of
 
 routes = web.RouteTableDef()
@@ -42,6 +43,7 @@ def _state(token: admin_pb2.Token, now: datetime) -> str:
 
 async def _tokens_page(
     request: web.Request,
+    *,
     values: dict[str, str] | None = None,
     errors: dict[str, str] | None = None,
     status: int = 200,
@@ -69,18 +71,20 @@ async def tokens(request: web.Request) -> web.Response:
 async def create(request: web.Request) -> web.Response:
     fields = await form(request)
     entered = {name: fields.get(name, "").strip() for name in ("name", "user", "expires_in")}
-    expires_in = entered["expires_in"]
     message = admin_pb2.CreateTokenRequest(
-        name=entered["name"],
-        user=entered["user"],
-        expires_in_seconds=int(expires_in) if expires_in.isdigit() else 0,
-        expected_revision=revision_of(fields),
+        name=entered["name"], user=entered["user"], expected_revision=revision_of(fields)
     )
+    try:
+        message.expires_in_seconds = int(parse_number(entered["expires_in"] or "0", whole=True))
+    except ValueError as exc:
+        return await _tokens_page(
+            request, values=entered, errors={"expires_in": str(exc)}, status=400
+        )
     try:
         reply = await call(request, "CreateToken", message)
     except Refused as exc:
         errors, status = refusal(exc, FORM_FIELDS, UNNAMED.get(exc.code, ""))
-        return await _tokens_page(request, entered, errors, status)
+        return await _tokens_page(request, values=entered, errors=errors, status=status)
     session = session_of(request)
     session.shown_once[SHOWN_ONCE] = reply.token
     session.flash(f"Created token {reply.info.name} at revision {reply.revision}.", "success")
@@ -97,7 +101,8 @@ async def revoke(request: web.Request) -> web.Response:
     except Refused as exc:
         if not exc.stale:
             raise
-        return await _tokens_page(request, None, *refusal(exc, {}))
+        errors, status = refusal(exc, {})
+        return await _tokens_page(request, errors=errors, status=status)
     session_of(request).flash(
         f"Revoked token {reply.info.name} at revision {reply.revision}.", "success"
     )

@@ -7,31 +7,37 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import grpc
 from aiohttp import web
 
 from aibridge.v1 import admin_pb2
 from console.api import Refused
-from console.views import call, form, refusal, render, revision_of, see_other, session_of, spending
+from console.views import (
+    budget_scopes,
+    call,
+    find_named,
+    form,
+    refusal,
+    render,
+    revision_of,
+    see_other,
+    session_of,
+    spending,
+)
 
 routes = web.RouteTableDef()
 
 
-def budget_scopes(name: str) -> tuple[str, str]:
-    """The limit sets whose budget a user is held to as a whole (the smaller one)."""
-    return ("default", f"user:{name}")
-
-
 async def _listing(
     request: web.Request,
-    errors: dict[str, str] | None = None,
+    *,
     values: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
     status: int = 200,
 ) -> web.Response:
     listing = await call(request, "ListUsers", admin_pb2.ListUsersRequest())
     spend = await spending(request, "user")
     context = {
-        "users": [(u, spend.of(u.id, budget_scopes(u.name))) for u in listing.users],
+        "users": [(u, spend.of(u.id, budget_scopes("user", u.name))) for u in listing.users],
         "spending": spend,
         "revision": listing.revision,
         "errors": errors or {},
@@ -59,7 +65,7 @@ async def create(request: web.Request) -> web.Response:
     except Refused as exc:
         # A name already taken is refused without naming a field: it is the name's problem.
         errors, status = refusal(exc, ("name", "email"), default="name")
-        return await _listing(request, errors, fields, status)
+        return await _listing(request, values=fields, errors=errors, status=status)
     user = reply.user
     state = "" if user.enabled else " (disabled)"
     session_of(request).flash(
@@ -71,15 +77,6 @@ async def create(request: web.Request) -> web.Response:
 # --- one user ---------------------------------------------------------------------------
 
 
-async def find_user(request: web.Request, name: str) -> tuple[int, Any]:
-    """The revision and the user, read together: the revision the page's forms expect."""
-    listing = await call(request, "ListUsers", admin_pb2.ListUsersRequest())
-    for user in listing.users:
-        if user.name == name:
-            return listing.revision, user
-    raise Refused(grpc.StatusCode.NOT_FOUND, f"There is no user named {name!r}.")
-
-
 async def _tokens_of(request: web.Request, name: str) -> list[Any]:
     """The user's live tokens."""
     listing = await call(request, "ListTokens", admin_pb2.ListTokensRequest())
@@ -89,18 +86,21 @@ async def _tokens_of(request: web.Request, name: str) -> list[Any]:
 async def _user_page(
     request: web.Request,
     template: str = "user.html",
-    errors: dict[str, str] | None = None,
+    *,
     values: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
     status: int = 200,
 ) -> web.Response:
     """The user's page, or (`template`) the confirmation of their deletion."""
-    revision, user = await find_user(request, request.match_info["name"])
+    name = request.match_info["name"]
+    message = admin_pb2.ListUsersRequest()
+    revision, user = await find_named(request, "ListUsers", message, "users", name, "user")
     spend = await spending(request, "user")
     context = {
         "user": user,
         "revision": revision,
         "tokens": await _tokens_of(request, user.name),
-        "spend": spend.of(user.id, budget_scopes(user.name)),
+        "spend": spend.of(user.id, budget_scopes("user", user.name)),
         "spending": spend,
         "limits": spend.set_of(f"user:{user.name}"),
         "errors": errors or {},
@@ -129,7 +129,8 @@ async def _update(
         reply = await call(request, "UpdateUser", message)
     except Refused as exc:
         errors, status = refusal(exc, ("email",))
-        return await _user_page(request, "user.html", errors, {} if exc.stale else fields, status)
+        values = {} if exc.stale else fields
+        return await _user_page(request, values=values, errors=errors, status=status)
     session_of(request).flash(describe(reply), "success")
     see_other(f"/users/{reply.user.name}")
 
@@ -179,7 +180,7 @@ async def delete(request: web.Request) -> web.Response:
         reply = await call(request, "DeleteUser", message)
     except Refused as exc:
         errors, status = refusal(exc, ())
-        return await _user_page(request, "user_delete.html", errors, {}, status)
+        return await _user_page(request, "user_delete.html", errors=errors, status=status)
     session_of(request).flash(
         f"Deleted user {reply.name} and revoked {reply.revoked_tokens} token(s) at revision "
         f"{reply.revision}.",

@@ -10,7 +10,9 @@ function startLive(region) {
   async function refresh() {
     try {
       const response = await fetch(url, { credentials: "same-origin", cache: "no-store" });
-      if (response.status === 401) {
+      // Signed out (401), or answered by another page than the fragment (a redirect the
+      // fetch followed, to the sign-in page say): the whole page goes to sign in.
+      if (response.status === 401 || response.redirected) {
         window.location.assign("/signin?next=" + encodeURIComponent(window.location.pathname));
         return;
       }
