@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 from google.protobuf.timestamp_pb2 import Timestamp
+from playwright.sync_api import Page
 
 from aibridge.v1 import admin_pb2, usage_pb2
 from mockupstream import MockUpstream
@@ -126,6 +127,18 @@ def pages(ids: dict[str, str]) -> list[tuple[str, str]]:
     ]
 
 
+# Long pages (a list of 50 calls) are cut here: the top shows what the page is.
+MAX_HEIGHT = 1800
+
+
+def shot(page: Page, path: Path) -> None:
+    width = page.viewport_size["width"] if page.viewport_size else LAPTOP["width"]
+    height = min(page.evaluate("document.documentElement.scrollHeight"), MAX_HEIGHT)
+    page.screenshot(
+        path=path, full_page=True, clip={"x": 0, "y": 0, "width": width, "height": height}
+    )
+
+
 def capture(directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     upstream = MockUpstream().start()
@@ -144,12 +157,12 @@ def capture(directory: Path) -> None:
                 if name.endswith("-delete"):
                     continue  # a question and a button: nothing to see
                 page.goto(stack.url + path)
-                page.screenshot(path=directory / f"{name}.png", full_page=True)
+                shot(page, directory / f"{name}.png")
                 print(f"{directory / name}.png  {path}")
             phone = browser.new_context(viewport=PHONE, device_scale_factor=2)
             small = phone.new_page()
             sign_in(small, stack.url, stack.secrets.admin)
-            small.screenshot(path=directory / "overview-phone.png", full_page=True)
+            shot(small, directory / "overview-phone.png")
     upstream.stop()
 
 
