@@ -4,6 +4,7 @@ it until a signal."""
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
@@ -51,17 +52,19 @@ def make_app(config: ConsoleConfig) -> web.Application:
     app[SESSIONS] = Sessions(config.session_hours * 3600, config.secure_cookies)
     app[FAILED_SIGNINS] = FailedSignins()
     app[TEMPLATES] = templates()
-    app[API] = AdminAPI(config.controlplane, config.tls, config.call_timeout)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/favicon.ico", favicon)
     app.router.add_static("/static/", STATIC)
     for page in PAGES:
         app.add_routes(page.routes)
 
-    async def close_api(app: web.Application) -> None:
+    async def admin_api(app: web.Application) -> AsyncIterator[None]:
+        # Made in the running loop, which its channel belongs to.
+        app[API] = AdminAPI(config.controlplane, config.tls, config.call_timeout)
+        yield
         await app[API].close()
 
-    app.on_cleanup.append(close_api)
+    app.cleanup_ctx.append(admin_api)
     return app
 
 
