@@ -166,7 +166,7 @@ def backup_of(url: str, directory: Path) -> Iterator[str]:
         yield backup
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Secrets:
     """Known secret strings, so tests can check they never leak."""
 
