@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -53,7 +54,7 @@ def test_rotation_across_restarts(database_url: str, tmp_path: Path) -> None:
         await asyncio.to_thread(cp.stop)
 
         # A new key goes first; the old one stays so existing rows can still be read.
-        cp.secrets = Secrets(before.admin, before.bridged, before.proxyd, f"{NEW},{OLD}")
+        cp.secrets = dataclasses.replace(before, encryption_key=f"{NEW},{OLD}")
         await asyncio.to_thread(cp.start)
         sub = RecordingSubscriber([cp.address], "bridged", before.bridged).start()
         try:
@@ -71,7 +72,7 @@ def test_rotation_across_restarts(database_url: str, tmp_path: Path) -> None:
         assert Fernet(NEW.encode()).decrypt(new_row).decode() == SECRET_2
 
         # Without the old key the row it sealed is skipped and logged; the rest is served.
-        cp.secrets = Secrets(before.admin, before.bridged, before.proxyd, NEW)
+        cp.secrets = dataclasses.replace(before, encryption_key=NEW)
         await asyncio.to_thread(cp.start)
         sub = RecordingSubscriber([cp.address], "bridged", before.bridged).start()
         try:
