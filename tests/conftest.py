@@ -17,7 +17,7 @@ from mockupstream import MockUpstream
 from tests.certs import CertFiles, issue, make_ca
 from tests.console import LAPTOP, ConsoleStack, chromium
 from tests.console import console_stack as _console_stack
-from tests.harness import Bridged, Controlplane, Proxyd, Secrets, postgres_database
+from tests.harness import Bridged, Controlplane, Proxyd, Secrets, postgres_database, unique
 
 DATABASES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
@@ -41,7 +41,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 def shared_controlplane(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Controlplane]:
-    """One controlplane for a module's tests that leave no state behind (refused inputs)."""
+    """One controlplane for a module's tests that leave no state behind (refused inputs),
+    or that each use names of their own (`harness.unique`) and count only what they made."""
     directory = tmp_path_factory.mktemp("shared")
     with _database(request.param, directory) as url:
         cp = Controlplane(url, directory, Secrets()).start()
@@ -49,6 +50,30 @@ def shared_controlplane(
             yield cp
         finally:
             cp.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_bridged(
+    shared_controlplane: Controlplane, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Bridged]:
+    """bridged subscribed to the module's shared controlplane, for tests that each make
+    providers (and upstreams) of their own."""
+    cp = shared_controlplane
+    process = Bridged([cp.address], tmp_path_factory.mktemp("bridged"), cp.secrets).start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_token(shared_controlplane: Controlplane) -> str:
+    """A gateway token of the shared controlplane, already applied by every subscriber."""
+    created = shared_controlplane.admin.CreateToken(
+        admin_pb2.CreateTokenRequest(name=unique("tester"))
+    )
+    shared_controlplane.admin.wait_applied(created.revision)
+    return created.token
 
 
 @pytest.fixture

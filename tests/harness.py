@@ -186,6 +186,12 @@ class Secrets:
         }
 
 
+def unique(name: str) -> str:
+    """`name` with a random suffix: a test's own name for a user, team, token or provider
+    on a controlplane the module's tests share (`name` is a valid name, so is this)."""
+    return f"{name}-{uuid.uuid4().hex[:8]}"
+
+
 def instance_key() -> str:
     """A fresh instance key, for a test's own raw Watch stream (a Subscriber makes its own)."""
     return uuid.uuid4().hex + uuid.uuid4().hex

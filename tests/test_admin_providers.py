@@ -1,5 +1,6 @@
 """Provider CRUD through the gRPC admin API, every validation error, and nothing changed
-by a refused mutation. Runs on SQLite and PostgreSQL."""
+by a refused mutation. Runs on SQLite and PostgreSQL. Tests on the module's shared
+controlplane make providers of their own names."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ import pytest
 import sqlalchemy as sa
 
 from aibridge.v1 import admin_pb2
-from tests.harness import Controlplane, refused
+from tests.harness import Controlplane, refused, unique
 
 KEY_A = "sk-test-AAAAAAAAAAAAAAAAAAAA-1111"
 KEY_B = "sk-test-BBBBBBBBBBBBBBBBBBBB-2222"
 
 
 def test_create_get_list_update_delete(controlplane: Controlplane) -> None:
+    """(A controlplane of its own: it reads the whole listing and audit log.)"""
     admin = controlplane.admin
     start = admin.revision()
 
@@ -69,11 +71,13 @@ def test_create_get_list_update_delete(controlplane: Controlplane) -> None:
     ]  # fmt: skip
 
 
-def test_keys_keep_their_order_and_are_never_returned(controlplane: Controlplane) -> None:
+def test_keys_keep_their_order_and_are_never_returned(shared_controlplane: Controlplane) -> None:
+    controlplane = shared_controlplane
     admin = controlplane.admin
-    created = admin.create_provider("p1", keys=[KEY_A, KEY_B])
+    p1 = unique("p1")
+    created = admin.create_provider(p1, keys=[KEY_A, KEY_B])
     third = "sk-test-CCCCCCCCCCCCCCCCCCCC-3333"
-    updated = admin.UpdateProvider(admin_pb2.UpdateProviderRequest(ref="p1", add_keys=[third]))
+    updated = admin.UpdateProvider(admin_pb2.UpdateProviderRequest(ref=p1, add_keys=[third]))
     assert [k.hint for k in updated.provider.keys] == ["…1111", "…2222", "…3333"]
     for message in (created, updated, admin.ListProviders(admin_pb2.ListProvidersRequest())):
         raw = message.SerializeToString()
@@ -85,8 +89,9 @@ def test_keys_keep_their_order_and_are_never_returned(controlplane: Controlplane
     assert KEY_A not in controlplane.log() and third not in controlplane.log()
 
 
-def test_raw_database_rows_hold_no_plaintext_key(controlplane: Controlplane) -> None:
-    controlplane.admin.create_provider("p1", keys=[KEY_A])
+def test_raw_database_rows_hold_no_plaintext_key(shared_controlplane: Controlplane) -> None:
+    controlplane = shared_controlplane
+    created = controlplane.admin.create_provider(unique("p1"), keys=[KEY_A])
     engine = sa.create_engine(controlplane.database_url)
     try:
         with engine.connect() as conn:
@@ -94,7 +99,10 @@ def test_raw_database_rows_hold_no_plaintext_key(controlplane: Controlplane) -> 
                 [conn.execute(sa.text(f"SELECT * FROM {t}")).fetchall()
                  for t in ("providers", "provider_keys", "audit_log")]
             )  # fmt: skip
-            ciphertext = conn.execute(sa.text("SELECT ciphertext FROM provider_keys")).scalar_one()
+            ciphertext = conn.execute(
+                sa.text("SELECT ciphertext FROM provider_keys WHERE provider_id = :id"),
+                {"id": created.provider.id},
+            ).scalar_one()
     finally:
         engine.dispose()
     assert KEY_A not in dump
@@ -148,52 +156,54 @@ def test_create_validation(
             assert key.strip() not in details
 
 
-def test_update_validation_and_missing(controlplane: Controlplane) -> None:
+def test_update_validation_and_missing(shared_controlplane: Controlplane) -> None:
+    controlplane = shared_controlplane
     admin = controlplane.admin
-    admin.create_provider("one")
-    admin.create_provider("two")
+    one, two, claude = unique("one"), unique("two"), unique("claude")
+    admin.create_provider(one)
+    admin.create_provider(two)
     invalid = grpc.StatusCode.INVALID_ARGUMENT
     update = admin.UpdateProvider
-    refused(controlplane, invalid, update, admin_pb2.UpdateProviderRequest(ref="one"), "update")
+    refused(controlplane, invalid, update, admin_pb2.UpdateProviderRequest(ref=one), "update")
     refused(
         controlplane, invalid, update,
-        admin_pb2.UpdateProviderRequest(ref="one", name="Bad Name"), "name",
+        admin_pb2.UpdateProviderRequest(ref=one, name="Bad Name"), "name",
     )  # fmt: skip
     refused(
         controlplane, invalid, update,
-        admin_pb2.UpdateProviderRequest(ref="one", base_url="nope"), "base_url",
+        admin_pb2.UpdateProviderRequest(ref=one, base_url="nope"), "base_url",
     )  # fmt: skip
     refused(
         controlplane, invalid, update,
-        admin_pb2.UpdateProviderRequest(ref="one", add_keys=["  "]), "add_keys",
+        admin_pb2.UpdateProviderRequest(ref=one, add_keys=["  "]), "add_keys",
     )  # fmt: skip
-    admin.create_provider("claude", "https://api.anthropic.com", type="anthropic")
+    admin.create_provider(claude, "https://api.anthropic.com", type="anthropic")
     details = refused(
         controlplane, invalid, update,
-        admin_pb2.UpdateProviderRequest(ref="claude", base_url="https://api.anthropic.com/v1"),
+        admin_pb2.UpdateProviderRequest(ref=claude, base_url="https://api.anthropic.com/v1"),
         "base_url",
     )  # fmt: skip
     assert "host root without /v1 (like https://api.anthropic.com)" in details
     # The same path is right for an OpenAI-type provider, whose base_url carries the version.
-    admin.UpdateProvider(
-        admin_pb2.UpdateProviderRequest(ref="one", base_url="https://x.example/v1")
-    )
+    admin.UpdateProvider(admin_pb2.UpdateProviderRequest(ref=one, base_url="https://x.example/v1"))
     refused(
         controlplane, grpc.StatusCode.ALREADY_EXISTS, update,
-        admin_pb2.UpdateProviderRequest(ref="one", name="two"),
+        admin_pb2.UpdateProviderRequest(ref=one, name=two),
     )  # fmt: skip
     refused(
         controlplane, grpc.StatusCode.NOT_FOUND, update,
-        admin_pb2.UpdateProviderRequest(ref="missing", enabled=False),
+        admin_pb2.UpdateProviderRequest(ref=unique("missing"), enabled=False),
     )  # fmt: skip
     refused(
         controlplane, grpc.StatusCode.NOT_FOUND, update,
-        admin_pb2.UpdateProviderRequest(ref="one", remove_key_ids=["key_nope"]),
+        admin_pb2.UpdateProviderRequest(ref=one, remove_key_ids=["key_nope"]),
     )  # fmt: skip
     # A failed step in a multi-part update undoes the parts before it.
     refused(
         controlplane, grpc.StatusCode.NOT_FOUND, update,
-        admin_pb2.UpdateProviderRequest(ref="one", name="renamed", remove_key_ids=["key_nope"]),
+        admin_pb2.UpdateProviderRequest(
+            ref=one, name=unique("renamed"), remove_key_ids=["key_nope"]
+        ),
     )  # fmt: skip
     refused(
         controlplane, grpc.StatusCode.NOT_FOUND, admin.DeleteProvider,
@@ -204,46 +214,49 @@ def test_update_validation_and_missing(controlplane: Controlplane) -> None:
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-def test_duplicate_name_is_already_exists(controlplane: Controlplane) -> None:
-    controlplane.admin.create_provider("dup")
+def test_duplicate_name_is_already_exists(shared_controlplane: Controlplane) -> None:
+    controlplane, dup = shared_controlplane, unique("dup")
+    controlplane.admin.create_provider(dup)
     refused(
         controlplane, grpc.StatusCode.ALREADY_EXISTS, controlplane.admin.CreateProvider,
-        admin_pb2.CreateProviderRequest(name="dup", type="openai", base_url="https://x.example"),
+        admin_pb2.CreateProviderRequest(name=dup, type="openai", base_url="https://x.example"),
     )  # fmt: skip
 
 
-def test_expected_revision(controlplane: Controlplane) -> None:
+def test_expected_revision(shared_controlplane: Controlplane) -> None:
+    controlplane, p = shared_controlplane, unique("p")
     admin = controlplane.admin
     revision = admin.revision()
-    created = admin.create_provider("p", expected_revision=revision)
+    created = admin.create_provider(p, expected_revision=revision)
     assert created.revision == revision + 1
     stale = revision  # the revision has moved on since
     aborted = grpc.StatusCode.ABORTED
     refused(
         controlplane, aborted, admin.CreateProvider,
         admin_pb2.CreateProviderRequest(
-            name="q", type="openai", base_url="https://x.example", expected_revision=stale
+            name=unique("q"), type="openai", base_url="https://x.example",
+            expected_revision=stale,
         ),
     )  # fmt: skip
     refused(
         controlplane, aborted, admin.UpdateProvider,
-        admin_pb2.UpdateProviderRequest(ref="p", enabled=False, expected_revision=stale),
+        admin_pb2.UpdateProviderRequest(ref=p, enabled=False, expected_revision=stale),
     )  # fmt: skip
     refused(
         controlplane, aborted, admin.DeleteProvider,
-        admin_pb2.DeleteProviderRequest(ref="p", expected_revision=stale),
+        admin_pb2.DeleteProviderRequest(ref=p, expected_revision=stale),
     )  # fmt: skip
     refused(
         controlplane, aborted, admin.CreateToken,
-        admin_pb2.CreateTokenRequest(name="t", expected_revision=stale),
+        admin_pb2.CreateTokenRequest(name=unique("t"), expected_revision=stale),
     )  # fmt: skip
-    ok = admin.DeleteProvider(admin_pb2.DeleteProviderRequest(ref="p", expected_revision=stale + 1))
+    ok = admin.DeleteProvider(admin_pb2.DeleteProviderRequest(ref=p, expected_revision=stale + 1))
     assert ok.revision == stale + 2
 
 
-def test_audit_names_who_and_masks_keys(controlplane: Controlplane) -> None:
-    admin = controlplane.admin
-    created = admin.create_provider("p", keys=[KEY_A])
+def test_audit_names_who_and_masks_keys(shared_controlplane: Controlplane) -> None:
+    admin = shared_controlplane.admin
+    created = admin.create_provider(unique("p"), keys=[KEY_A])
     entry = admin.ListAudit(admin_pb2.ListAuditRequest(limit=1)).entries[0]
     assert entry.action == "provider.create"
     assert entry.revision == created.revision

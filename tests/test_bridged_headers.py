@@ -1,5 +1,7 @@
 """Which client headers reach the upstream: an allowlist of what the real clients need,
-so that no caller can change what the provider's key does for every other caller."""
+so that no caller can change what the provider's key does for every other caller. The
+module's tests share a controlplane and bridged (per database), each with a provider of
+its own."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import http.client
 
 from aibridge.v1 import admin_pb2
 from mockupstream import MockUpstream
-from tests.harness import Bridged, Controlplane
+from tests.harness import Bridged, Controlplane, unique
 
 KEY1 = "sk-headers-first-key-0000000001"
 KEY2 = "sk-headers-second-key-000000002"
@@ -62,14 +64,16 @@ def post(bridged: Bridged, provider: str, token: str, headers: list[tuple[str, s
 
 
 def test_only_allowlisted_headers_reach_the_upstream(
-    controlplane: Controlplane, bridged: Bridged, token: str, upstream_a: MockUpstream
-) -> None:
-    admin = controlplane.admin
-    admin.wait_applied(admin.create_provider("llm", upstream_a.url + "/v1", keys=[KEY1]).revision)
+    shared_controlplane: Controlplane, shared_bridged: Bridged, shared_token: str,
+    upstream_a: MockUpstream,
+) -> None:  # fmt: skip
+    admin, bridged, token = shared_controlplane.admin, shared_bridged, shared_token
+    llm = unique("llm")
+    admin.wait_applied(admin.create_provider(llm, upstream_a.url + "/v1", keys=[KEY1]).revision)
 
     # Headers the Connection header names are that hop's: dropped, even allowlisted ones.
     hop = [("Connection", "keep-alive, Anthropic-Beta"), ("Connection", "X-Stainless-OS")]
-    assert post(bridged, "llm", token, [*ALLOWED.items(), *REFUSED.items(), *hop]) == 200
+    assert post(bridged, llm, token, [*ALLOWED.items(), *REFUSED.items(), *hop]) == 200
     seen = upstream_a.seen[-1].headers
     expected = {k: v for k, v in ALLOWED.items() if k not in ("anthropic-beta", "x-stainless-os")}
     assert {k: v for k, v in seen.items() if k in ALLOWED} == expected
@@ -82,26 +86,28 @@ def test_only_allowlisted_headers_reach_the_upstream(
 
     # A header given twice reaches the upstream twice, in order.
     betas = [("anthropic-beta", "one"), ("anthropic-beta", "two")]
-    assert post(bridged, "llm", token, betas) == 200
+    assert post(bridged, llm, token, betas) == 200
     assert [v for k, v in upstream_a.seen[-1].header_list if k == "anthropic-beta"] == [
         "one", "two",
     ]  # fmt: skip
 
 
 def test_a_caller_cannot_take_the_keys_away_from_everyone(
-    controlplane: Controlplane, bridged: Bridged, token: str, upstream_a: MockUpstream
-) -> None:
+    shared_controlplane: Controlplane, shared_bridged: Bridged, shared_token: str,
+    upstream_a: MockUpstream,
+) -> None:  # fmt: skip
     """OpenAI answers 401 to an OpenAI-Organization its key does not belong to. When that
     header passed, one crafted request took every key out until the next admin change."""
-    admin = controlplane.admin
-    created = admin.create_provider("llm", upstream_a.url + "/v1", keys=[KEY1, KEY2])
+    admin, bridged, token = shared_controlplane.admin, shared_bridged, shared_token
+    llm = unique("llm")
+    created = admin.create_provider(llm, upstream_a.url + "/v1", keys=[KEY1, KEY2])
     admin.wait_applied(created.revision)
     upstream_a.header_status.update({"openai-organization": 401, "openai-project": 401})
 
     crafted = [("OpenAI-Organization", "org-someone-else"), ("OpenAI-Project", "proj_x")]
     for _ in range(3):
-        assert post(bridged, "llm", token, crafted) == 200
-    assert post(bridged, "llm", token, []) == 200
+        assert post(bridged, llm, token, crafted) == 200
+    assert post(bridged, llm, token, []) == 200
     assert [s.key for s in upstream_a.seen] == [KEY1] * 4
     listing = admin.ListProviders(admin_pb2.ListProvidersRequest())
-    assert [len(p.keys) for p in listing.providers] == [2]
+    assert [len(p.keys) for p in listing.providers if p.name == llm] == [2]

@@ -15,7 +15,7 @@ import openai
 import pytest
 
 from mockupstream import ANTHROPIC_USAGE, OPENAI_USAGE, RESPONSES_USAGE, MockUpstream, Seen
-from tests.harness import Bridged, Controlplane
+from tests.harness import Bridged, Controlplane, unique
 
 OPENAI_KEY = "sk-openai-provider-key-0001"
 ANTHROPIC_KEY = "sk-ant-provider-key-0002"
@@ -25,11 +25,13 @@ MESSAGES: list[Any] = [{"role": "user", "content": "hi"}]
 
 @dataclass
 class Gateway:
-    """Two providers behind bridged: "oai" (OpenAI) on upstream A, "ant" (Anthropic) on B.
-    Every request an SDK client made is kept in `sent`, as it left the client."""
+    """Two providers of the test's own behind bridged: "oai-…" (OpenAI) on upstream A,
+    "ant-…" (Anthropic) on B, named in `providers` by kind ("oai", "ant"). Every request
+    an SDK client made is kept in `sent`, as it left the client."""
 
     bridged: Bridged
     token: str
+    providers: dict[str, str]
     openai_upstream: MockUpstream
     anthropic_upstream: MockUpstream
     # httpx2.Request: the SDKs' own flavour of httpx.
@@ -37,7 +39,7 @@ class Gateway:
 
     def openai(self) -> openai.OpenAI:
         return openai.OpenAI(
-            base_url=f"{self.bridged.provider_url('oai')}/v1", api_key=self.token,
+            base_url=f"{self.provider_url('oai')}/v1", api_key=self.token,
             http_client=openai.DefaultHttpxClient(event_hooks={"request": [self.sent.append]}),
             timeout=15, max_retries=0,
         )  # fmt: skip
@@ -47,10 +49,13 @@ class Gateway:
     ) -> anthropic.Anthropic:
         return anthropic.Anthropic(
             api_key=api_key, auth_token=auth_token,
-            base_url=self.bridged.provider_url("ant"), default_headers={"anthropic-beta": BETA},
+            base_url=self.provider_url("ant"), default_headers={"anthropic-beta": BETA},
             http_client=anthropic.DefaultHttpxClient(event_hooks={"request": [self.sent.append]}),
             timeout=15, max_retries=0,
         )  # fmt: skip
+
+    def provider_url(self, kind: str) -> str:
+        return self.bridged.provider_url(self.providers[kind])
 
     def assert_no_gateway_token(self, seen: list[Seen]) -> None:
         assert seen, "the upstream saw nothing"
@@ -94,9 +99,11 @@ def path_after_provider(request: Any) -> str:
 
 @pytest.fixture
 def gateway(
-    controlplane: Controlplane, bridged: Bridged, token: str,
+    shared_controlplane: Controlplane, shared_bridged: Bridged, shared_token: str,
     upstream_a: MockUpstream, upstream_b: MockUpstream, monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Gateway]:  # fmt: skip
+    """The module's controlplane and bridged (one of each per database), with providers
+    and upstreams of the test's own."""
     for variable in (
         "ANTHROPIC_API_KEY",
         "ANTHROPIC_AUTH_TOKEN",
@@ -104,11 +111,14 @@ def gateway(
         "OPENAI_API_KEY",
     ):
         monkeypatch.delenv(variable, raising=False)  # the SDKs would pick them up
-    admin = controlplane.admin
-    admin.create_provider("oai", upstream_a.url + "/v1", keys=[OPENAI_KEY])
-    last = admin.create_provider("ant", upstream_b.url, type="anthropic", keys=[ANTHROPIC_KEY])
+    admin = shared_controlplane.admin
+    providers = {"oai": unique("oai"), "ant": unique("ant")}
+    admin.create_provider(providers["oai"], upstream_a.url + "/v1", keys=[OPENAI_KEY])
+    last = admin.create_provider(
+        providers["ant"], upstream_b.url, type="anthropic", keys=[ANTHROPIC_KEY]
+    )
     admin.wait_applied(last.revision)
-    yield Gateway(bridged, token, upstream_a, upstream_b)
+    yield Gateway(shared_bridged, shared_token, providers, upstream_a, upstream_b)
 
 
 def test_openai_chat_completions_plain_and_streamed_with_usage(gateway: Gateway) -> None:
@@ -227,7 +237,7 @@ def test_anthropic_auth_token_as_claude_code_sends_it(gateway: Gateway) -> None:
     assert_anthropic_headers_unchanged(gateway)
 
 
-# name → (provider, path, body, the caller's credential header, how the stream ends)
+# name → (provider kind, path, body, the caller's credential header, how the stream ends)
 STREAMS = {
     "chat": ("oai", "/v1/chat/completions", {"model": "m", "messages": [], "stream": True},
              "authorization", b"data: [DONE]"),
@@ -244,7 +254,7 @@ def test_streamed_responses_tell_proxies_not_to_buffer(gateway: Gateway) -> None
     for name, (provider, path, body, header, end) in STREAMS.items():
         value = f"Bearer {gateway.token}" if header == "authorization" else gateway.token
         with httpx.stream(
-            "POST", gateway.bridged.provider_url(provider) + path, json=body, timeout=15,
+            "POST", gateway.provider_url(provider) + path, json=body, timeout=15,
             headers={header: value, "anthropic-version": "2023-06-01"},
         ) as response:  # fmt: skip
             response.read()

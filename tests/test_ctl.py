@@ -1,6 +1,7 @@
 """aibridgectl as users run it: a subprocess against a real controlplane, its output, its
 JSON, its exit codes, `--wait` against real subscribers, and the first run after
-`make run` with nothing configured."""
+`make run` with nothing configured. Tests on the module's shared controlplane use names
+of their own."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from tests.harness import (
     ctl,
     lagging_line,
     printed_revision,
+    unique,
 )
 
 KEY_A = "sk-test-AAAAAAAAAAAAAAAAAAAA-1111"
@@ -36,6 +38,7 @@ def assert_no_keys(result: subprocess.CompletedProcess[str]) -> None:
 
 
 def test_provider_lifecycle(controlplane: Controlplane) -> None:
+    """(A controlplane of its own: it ends with no providers at all.)"""
     cp = controlplane
     start = cp.admin.revision()
 
@@ -101,14 +104,16 @@ def test_provider_lifecycle(controlplane: Controlplane) -> None:
     assert empty.stdout == f"no providers (revision {start + 4})\n"
 
 
-def test_keys_from_files_and_standard_input(controlplane: Controlplane, tmp_path: Path) -> None:
+def test_keys_from_files_and_standard_input(
+    shared_controlplane: Controlplane, tmp_path: Path
+) -> None:
     """Keys kept off the command line (process list, shell history), in the given order."""
-    cp = controlplane
+    cp, p = shared_controlplane, unique("p")
     first, third = tmp_path / "first.key", tmp_path / "third.key"
     first.write_text(KEY_A + "\n")
     third.write_text(f"  {KEY_C}\n\n")
     created = ctl(
-        cp, "--json", "providers", "create", "p", "--type", "openai", "--base-url", BASE_URL,
+        cp, "--json", "providers", "create", p, "--type", "openai", "--base-url", BASE_URL,
         "--key-file", str(first), "--key", "-", "--key-file", str(third),
         stdin=KEY_B + "\n", check=True,
     )  # fmt: skip
@@ -116,10 +121,10 @@ def test_keys_from_files_and_standard_input(controlplane: Controlplane, tmp_path
     assert [k["hint"] for k in json.loads(created.stdout)["provider"]["keys"]] == [
         "…1111", "…2222", "…3333",
     ]  # fmt: skip
-    added = ctl(cp, "--json", "providers", "update", "p", "--add-key", "-", stdin=KEY_C,
+    added = ctl(cp, "--json", "providers", "update", p, "--add-key", "-", stdin=KEY_C,
                 check=True)  # fmt: skip
     assert [k["hint"] for k in json.loads(added.stdout)["provider"]["keys"]][-1] == "…3333"
-    added = ctl(cp, "--json", "providers", "update", "p", "--add-key-file", str(first),
+    added = ctl(cp, "--json", "providers", "update", p, "--add-key-file", str(first),
                 check=True)  # fmt: skip
     assert [k["hint"] for k in json.loads(added.stdout)["provider"]["keys"]][-1] == "…1111"
 
@@ -129,7 +134,7 @@ def test_keys_from_files_and_standard_input(controlplane: Controlplane, tmp_path
         (("--key", "-"), "  \n", "standard input holds no key"),
         (("--key", "-", "--key", "-"), KEY_A, "only one key can come from standard input"),
     ):
-        refused = ctl(cp, "providers", "create", "q", "--type", "openai", "--base-url",
+        refused = ctl(cp, "providers", "create", unique("q"), "--type", "openai", "--base-url",
                       BASE_URL, *args, stdin=stdin)  # fmt: skip
         assert refused.returncode == 1, refused
         assert refused.stderr.startswith("error: ") and message in refused.stderr, refused.stderr
@@ -137,32 +142,33 @@ def test_keys_from_files_and_standard_input(controlplane: Controlplane, tmp_path
     assert cp.admin.revision() == revision
 
 
-def test_tokens_through_the_command(controlplane: Controlplane) -> None:
-    cp = controlplane
-    created = ctl(cp, "tokens", "create", "ci", check=True).stdout
+def test_tokens_through_the_command(shared_controlplane: Controlplane) -> None:
+    cp, ci, deploy_name = shared_controlplane, unique("ci"), unique("deploy")
+    created = ctl(cp, "tokens", "create", ci, check=True).stdout
     (laptop,) = re.findall(r"^    (abt_\S+)$", created, re.M)
-    assert "created token ci (tok_" in created and "expires never" in created
+    assert f"created token {ci} (tok_" in created and "expires never" in created
     assert "will not be shown again" in created
 
-    deployed = ctl(cp, "--json", "tokens", "create", "deploy", "--expires-in", "1h", check=True)
+    deployed = ctl(cp, "--json", "tokens", "create", deploy_name, "--expires-in", "1h", check=True)
     response = json.loads(deployed.stdout)
     deploy = response["token"]
     assert deploy.startswith("abt_") and deploy != laptop
     assert isinstance(response["revision"], int)
-    assert response["info"]["name"] == "deploy" and response["info"]["expires_at"]
+    assert response["info"]["name"] == deploy_name and response["info"]["expires_at"]
 
     listing = ctl(cp, "tokens", "list", check=True).stdout
     assert laptop not in listing and deploy not in listing
     rows = {line.split()[0]: line.split() for line in listing.splitlines()[1:]}
-    assert set(rows) == {"ci", "deploy"}
-    assert laptop.startswith(rows["ci"][2].rstrip("…"))
-    assert rows["ci"][4] == "never" and rows["deploy"][4] != "never"
+    assert {ci, deploy_name} <= set(rows)
+    assert laptop.startswith(rows[ci][2].rstrip("…"))
+    assert rows[ci][4] == "never" and rows[deploy_name][4] != "never"
 
-    revoked = ctl(cp, "tokens", "revoke", "ci", check=True).stdout
-    assert revoked.startswith("revoked token ci (tok_")
+    revoked = ctl(cp, "tokens", "revoke", ci, check=True).stdout
+    assert revoked.startswith(f"revoked token {ci} (tok_")
     everything = json.loads(ctl(cp, "tokens", "list", "--all", "--json", check=True).stdout)
-    state = {t["name"]: "revoked_at" in t for t in everything["tokens"]}
-    assert state == {"ci": True, "deploy": False}
+    mine = (ci, deploy_name)
+    state = {t["name"]: "revoked_at" in t for t in everything["tokens"] if t["name"] in mine}
+    assert state == {ci: True, deploy_name: False}
 
 
 def test_errors_exit_1_and_never_print_the_key(shared_controlplane: Controlplane) -> None:
@@ -198,16 +204,16 @@ def test_errors_exit_1_and_never_print_the_key(shared_controlplane: Controlplane
     assert cp.admin.revision() == before
 
 
-def test_stale_expect_revision_is_aborted(controlplane: Controlplane) -> None:
-    cp = controlplane
-    current = cp.admin.create_provider("p").revision
-    stale = ctl(cp, "providers", "update", "p", "--disable", "--expect-revision", str(current - 1))
+def test_stale_expect_revision_is_aborted(shared_controlplane: Controlplane) -> None:
+    cp, p = shared_controlplane, unique("p")
+    current = cp.admin.create_provider(p).revision
+    stale = ctl(cp, "providers", "update", p, "--disable", "--expect-revision", str(current - 1))
     assert stale.returncode == 1
     assert stale.stderr.startswith("error: ABORTED: "), stale.stderr
     assert cp.admin.revision() == current
-    assert cp.admin.GetProvider(admin_pb2.GetProviderRequest(ref="p")).enabled
+    assert cp.admin.GetProvider(admin_pb2.GetProviderRequest(ref=p)).enabled
 
-    fresh = ctl(cp, "providers", "update", "p", "--disable", "--expect-revision", str(current))
+    fresh = ctl(cp, "providers", "update", p, "--disable", "--expect-revision", str(current))
     assert fresh.returncode == 0, fresh.stderr
     assert printed_revision(fresh.stdout) == current + 1
 

@@ -4,7 +4,9 @@ calls, then its record holds the client, the session, the last prompt, the tool 
 the client assembled and the tool results it sent, in the order of its turns. Bad input
 never changes the client's answer; it marks the record partial.
 
-Records are read from the controlplane's database, read-only."""
+Records are read from the controlplane's database, read-only. The module's tests share a
+controlplane and bridged (per database): each has providers of its own, and asks for
+models (and names sessions) no other test does."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from controlplane.store.models import Interception
 from mockupstream import MockUpstream
 from mockupstream.replies import TOOL_CALLS
 from mockupstream.server import MALFORMED_EVENT
-from tests.harness import Bridged, Controlplane, free_port, stored_records, wait_until
+from tests.harness import Bridged, Controlplane, free_port, stored_records, unique, wait_until
 
 OPENAI_KEY = "sk-openai-provider-key-0001"
 ANTHROPIC_KEY = "sk-ant-provider-key-0002"
@@ -45,19 +47,26 @@ Calls = list[tuple[str, str, Any]]  # (id, name, arguments parsed)
 
 @dataclass
 class Gateway:
+    """bridged with the test's providers, named in `providers` by kind: "oai" (OpenAI)
+    and "ant" (Anthropic)."""
+
     bridged: Bridged
     token: str
     controlplane: Controlplane
+    providers: dict[str, str]
+
+    def provider_url(self, kind: str) -> str:
+        return self.bridged.provider_url(self.providers[kind])
 
     def openai(self, headers: dict[str, str] | None = None) -> openai.OpenAI:
         return openai.OpenAI(
-            base_url=f"{self.bridged.provider_url('oai')}/v1", api_key=self.token,
+            base_url=f"{self.provider_url('oai')}/v1", api_key=self.token,
             default_headers=headers, timeout=15, max_retries=0,
         )  # fmt: skip
 
     def anthropic(self, headers: dict[str, str] | None = None) -> anthropic.Anthropic:
         return anthropic.Anthropic(
-            base_url=self.bridged.provider_url("ant"), api_key=self.token,
+            base_url=self.provider_url("ant"), api_key=self.token,
             default_headers=headers, timeout=15, max_retries=0,
         )  # fmt: skip
 
@@ -87,14 +96,17 @@ class Gateway:
 
 @pytest.fixture
 def gateway(
-    controlplane: Controlplane, bridged: Bridged, token: str, upstream_a: MockUpstream
-) -> Gateway:
-    controlplane.admin.create_provider("oai", upstream_a.url + "/v1", keys=[OPENAI_KEY])
-    last = controlplane.admin.create_provider(
-        "ant", upstream_a.url, type="anthropic", keys=[ANTHROPIC_KEY]
+    shared_controlplane: Controlplane, shared_bridged: Bridged, shared_token: str,
+    upstream_a: MockUpstream,
+) -> Gateway:  # fmt: skip
+    cp = shared_controlplane
+    providers = {"oai": unique("oai"), "ant": unique("ant")}
+    cp.admin.create_provider(providers["oai"], upstream_a.url + "/v1", keys=[OPENAI_KEY])
+    last = cp.admin.create_provider(
+        providers["ant"], upstream_a.url, type="anthropic", keys=[ANTHROPIC_KEY]
     )
-    controlplane.admin.wait_applied(last.revision)
-    return Gateway(bridged, token, controlplane)
+    cp.admin.wait_applied(last.revision)
+    return Gateway(shared_bridged, shared_token, cp, providers)
 
 
 def recorded_calls(record: Interception) -> Calls:
@@ -290,10 +302,10 @@ def test_the_gateway_session_header_names_a_session_and_is_not_forwarded(
 
 
 def raw_call(
-    g: Gateway, provider: str, path: str, body: bytes, user_agent: bytes = b"curl/8.5.0"
+    g: Gateway, kind: str, path: str, body: bytes, user_agent: bytes = b"curl/8.5.0"
 ) -> httpx.Response:
     return httpx.post(
-        g.bridged.provider_url(provider) + path, content=body, timeout=15,
+        g.provider_url(kind) + path, content=body, timeout=15,
         headers={b"Authorization": f"Bearer {g.token}".encode(),
                  b"Content-Type": b"application/json", b"User-Agent": user_agent,
                  b"anthropic-version": b"2023-06-01"},
@@ -370,17 +382,18 @@ def malformed_upstream() -> Iterator[MockUpstream]:
     ids=["chat", "responses", "messages"],
 )  # fmt: skip
 def test_a_malformed_stream_reaches_the_client_byte_for_byte_and_is_recorded_partial(
-    controlplane: Controlplane, bridged: Bridged, token: str, malformed_upstream: MockUpstream,
-    path: str, body: dict[str, Any],
+    shared_controlplane: Controlplane, shared_bridged: Bridged, shared_token: str,
+    malformed_upstream: MockUpstream, path: str, body: dict[str, Any],
 ) -> None:  # fmt: skip
+    cp, bridged, token, broken = shared_controlplane, shared_bridged, shared_token, unique("broken")
     kind = "anthropic" if path == "/v1/messages" else "openai"
     root = malformed_upstream.url + ("" if kind == "anthropic" else "/v1")
-    last = controlplane.admin.create_provider("broken", root, type=kind, keys=[OPENAI_KEY])
-    controlplane.admin.wait_applied(last.revision)
-    g = Gateway(bridged, token, controlplane)
+    last = cp.admin.create_provider(broken, root, type=kind, keys=[OPENAI_KEY])
+    cp.admin.wait_applied(last.revision)
+    g = Gateway(bridged, token, cp, {})
     model = f"malformed-{kind}-{path.rsplit('/', 1)[-1]}"
     with httpx.stream(
-        "POST", bridged.provider_url("broken") + path, json={"model": model, **body}, timeout=15,
+        "POST", bridged.provider_url(broken) + path, json={"model": model, **body}, timeout=15,
         headers={"Authorization": f"Bearer {token}", "anthropic-version": "2023-06-01"},
     ) as answered:  # fmt: skip
         received = b"".join(answered.iter_raw())
@@ -394,15 +407,16 @@ def test_a_malformed_stream_reaches_the_client_byte_for_byte_and_is_recorded_par
 
 
 def test_error_messages_come_from_the_upstream_or_from_the_gateway(
-    controlplane: Controlplane, bridged: Bridged, token: str, upstream_a: MockUpstream
-) -> None:
+    shared_controlplane: Controlplane, shared_bridged: Bridged, shared_token: str,
+    upstream_a: MockUpstream,
+) -> None:  # fmt: skip
+    cp, bridged, token = shared_controlplane, shared_bridged, shared_token
+    refusing, gone = unique("refusing"), unique("gone")
     upstream_a.key_status["sk-refused"] = 400
-    controlplane.admin.create_provider("refusing", upstream_a.url + "/v1", keys=["sk-refused"])
-    last = controlplane.admin.create_provider(
-        "gone", f"http://127.0.0.1:{free_port()}/v1", keys=[OPENAI_KEY]
-    )
-    controlplane.admin.wait_applied(last.revision)
-    for provider, model in (("refusing", "refused"), ("gone", "unreachable")):
+    cp.admin.create_provider(refusing, upstream_a.url + "/v1", keys=["sk-refused"])
+    last = cp.admin.create_provider(gone, f"http://127.0.0.1:{free_port()}/v1", keys=[OPENAI_KEY])
+    cp.admin.wait_applied(last.revision)
+    for provider, model in ((refusing, "refused"), (gone, "unreachable")):
         answered = httpx.post(
             f"{bridged.provider_url(provider)}/v1/chat/completions", timeout=15,
             json={"model": model, "messages": user("hi")},
@@ -412,7 +426,7 @@ def test_error_messages_come_from_the_upstream_or_from_the_gateway(
 
     def by_request_model(model: str) -> Interception:
         found: Interception = wait_until(
-            lambda: next((r for r in stored_records(controlplane) if r.model == model), None),
+            lambda: next((r for r in stored_records(cp) if r.model == model), None),
             what=f"the record of {model}",
         )
         return found

@@ -2,7 +2,10 @@
 merges into the scope's set, `clear` removes fields, every change is a revision with an
 audit entry, and every bad input is refused naming its field with nothing written. Then
 the sets and the spend they budget in bridged's snapshot (never proxyd's). SQLite and
-PostgreSQL."""
+PostgreSQL.
+
+Tests on the module's shared controlplane use names of their own and never set the
+default limit set (it applies to every identity): those that do have their own."""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ import pytest
 from aibridge.v1 import admin_pb2, snapshot_pb2
 from common import scopes
 from tests.governance_rows import add_spend, add_team, add_user
-from tests.harness import Controlplane, RecordingSubscriber, refused
+from tests.harness import Controlplane, RecordingSubscriber, refused, unique
 
 
 def set_limits(cp: Controlplane, scope: str, **fields: Any) -> admin_pb2.LimitsResponse:
@@ -132,22 +135,25 @@ def test_set_merges_clear_removes_and_each_change_is_audited(controlplane: Contr
     assert list(listed(cp)) == ["default", "team:ml"]
 
 
-def test_expected_revision_and_clearing_a_scope_without_a_set(controlplane: Controlplane) -> None:
-    cp = controlplane
-    add_user(cp, "alice")
+def test_expected_revision_and_clearing_a_scope_without_a_set(
+    shared_controlplane: Controlplane,
+) -> None:
+    cp = shared_controlplane
+    alice = f"user:{unique('alice')}"
+    add_user(cp, alice.removeprefix("user:"))
     start = cp.admin.revision()
     request = admin_pb2.SetLimitsRequest(
-        scope="user:alice", requests_per_minute=5, expected_revision=start - 1
+        scope=alice, requests_per_minute=5, expected_revision=start - 1
     )
     refused(cp, grpc.StatusCode.ABORTED, cp.admin.SetLimits, request)
     request.expected_revision = start
     assert cp.admin.SetLimits(request).revision == start + 1
 
-    stale = admin_pb2.ClearLimitsRequest(scope="user:alice", expected_revision=start)
+    stale = admin_pb2.ClearLimitsRequest(scope=alice, expected_revision=start)
     refused(cp, grpc.StatusCode.ABORTED, cp.admin.ClearLimits, stale)
-    assert "user:alice" in listed(cp)
-    cp.admin.ClearLimits(admin_pb2.ClearLimitsRequest(scope="user:alice"))
-    for scope in ("user:alice", "default"):
+    assert alice in listed(cp)
+    cp.admin.ClearLimits(admin_pb2.ClearLimitsRequest(scope=alice))
+    for scope in (alice, "default"):
         details = refused(
             cp, grpc.StatusCode.NOT_FOUND, cp.admin.ClearLimits,
             admin_pb2.ClearLimitsRequest(scope=scope),
@@ -262,17 +268,20 @@ def test_an_allowlist_names_live_providers(scoped: Scoped, providers: list[str],
     assert listed(cp) == before
 
 
-def test_revoking_a_token_says_which_limit_set_went_with_it(controlplane: Controlplane) -> None:
-    cp = controlplane
-    for name in ("ci", "bare"):
+def test_revoking_a_token_says_which_limit_set_went_with_it(
+    shared_controlplane: Controlplane,
+) -> None:
+    cp = shared_controlplane
+    ci, bare = unique("ci"), unique("bare")
+    for name in (ci, bare):
         cp.admin.CreateToken(admin_pb2.CreateTokenRequest(name=name))
-    set_limits(cp, "token:ci", max_concurrent=2, monthly_budget_usd=5)
-    cp.admin.RevokeToken(admin_pb2.RevokeTokenRequest(ref="ci"))
+    set_limits(cp, f"token:{ci}", max_concurrent=2, monthly_budget_usd=5)
+    cp.admin.RevokeToken(admin_pb2.RevokeTokenRequest(ref=ci))
     ((action, target, details),) = audit(cp, 1)
-    assert (action, target.split()[0]) == ("token.revoke", "ci")
+    assert (action, target.split()[0]) == ("token.revoke", ci)
     assert details == {"limit_set_deleted": {"max_concurrent": 2, "monthly_budget_usd": 5.0}}
-    assert "token:ci" not in listed(cp)
-    cp.admin.RevokeToken(admin_pb2.RevokeTokenRequest(ref="bare"))
+    assert f"token:{ci}" not in listed(cp)
+    cp.admin.RevokeToken(admin_pb2.RevokeTokenRequest(ref=bare))
     assert audit(cp, 1)[0][2] == {}  # no set, nothing to say
 
 

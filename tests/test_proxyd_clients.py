@@ -1,24 +1,46 @@
-"""Real clients through proxyd, trusting its CA: the SDKs, curl, streams; and the CA."""
+"""Real clients through proxyd, trusting its CA: the SDKs, curl, streams; and the CA. The
+module's tests share a controlplane, bridged and proxyd (per database), each with
+upstreams and providers of its own."""
 
 from __future__ import annotations
 
 import ssl
 import subprocess
 import threading
+from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
 import anthropic
 import httpx
 import openai
+import pytest
 
 from aibridge.v1 import admin_pb2
 from mockupstream import ANTHROPIC_USAGE, OPENAI_USAGE, MockUpstream
-from tests.harness import Bridged, Controlplane, Proxyd, wait_until
+from tests.conftest import UpstreamPKI, proxyd_before_bridged
+from tests.harness import Bridged, Controlplane, Proxyd, unique, wait_until
 
 KEY = "sk-proxied-provider-key-0001"
 CLIENT_KEY = "sk-client-side-dummy"
 MESSAGES: list[Any] = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> UpstreamPKI:
+    """The module's upstream CA: the module's bridged trusts it, each test's upstreams
+    (tls_upstream_a, tls_upstream_b) present a certificate it issued."""
+    return UpstreamPKI.create(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="module")
+def mitm(
+    shared_controlplane: Controlplane, tmp_path_factory: pytest.TempPathFactory, pki: UpstreamPKI
+) -> Iterator[tuple[Bridged, Proxyd]]:
+    """bridged (trusting the module's upstream CA) with proxyd in front of it."""
+    cp = shared_controlplane
+    with proxyd_before_bridged(cp, tmp_path_factory.mktemp("mitm"), cp.secrets, pki) as pair:
+        yield pair
 
 
 def http_client(proxyd: Proxyd, token: str, sdk: ModuleType = httpx) -> Any:
@@ -31,44 +53,50 @@ def http_client(proxyd: Proxyd, token: str, sdk: ModuleType = httpx) -> Any:
 
 
 def test_sdks_and_curl_through_the_proxy(
-    controlplane: Controlplane, mitm: tuple[Bridged, Proxyd], token: str,
+    shared_controlplane: Controlplane, mitm: tuple[Bridged, Proxyd], shared_token: str,
     tls_upstream_a: MockUpstream, tls_upstream_b: MockUpstream,
 ) -> None:  # fmt: skip
     _bridged, proxyd = mitm
-    a, b = tls_upstream_a, tls_upstream_b
-    admin = controlplane.admin
-    admin.create_provider("oai", f"https://localhost:{a.port}/v1", keys=[KEY])
-    last = admin.create_provider("ant", f"https://localhost:{b.port}", type="anthropic", keys=[KEY])
+    a, b, token = tls_upstream_a, tls_upstream_b, shared_token
+    admin = shared_controlplane.admin
+    oai_name, ant_name = unique("oai"), unique("ant")
+    admin.create_provider(oai_name, f"https://localhost:{a.port}/v1", keys=[KEY])
+    last = admin.create_provider(
+        ant_name, f"https://localhost:{b.port}", type="anthropic", keys=[KEY]
+    )
     admin.wait_applied(last.revision)
 
-    # openai: the client thinks it talks to the provider's host directly.
-    oai = openai.OpenAI(
+    # openai: the client thinks it talks to the provider's host directly. (Each client is
+    # closed when done: proxyd's shutdown waits for the connections left open.)
+    with openai.OpenAI(
         base_url=f"https://localhost:{a.port}/v1", api_key=CLIENT_KEY,
         http_client=http_client(proxyd, token, openai),
-    )  # fmt: skip
-    answer = oai.chat.completions.create(model="m", messages=MESSAGES)
-    assert answer.choices[0].message.content == "hello from A"
-    chunks = list(
-        oai.chat.completions.create(
-            model="m", messages=MESSAGES, stream=True,
-            stream_options={"include_usage": True},
-        )
-    )  # fmt: skip
-    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "hello from A"
+    ) as oai:  # fmt: skip
+        answer = oai.chat.completions.create(model="m", messages=MESSAGES)
+        assert answer.choices[0].message.content == "hello from A"
+        chunks = list(
+            oai.chat.completions.create(
+                model="m", messages=MESSAGES, stream=True,
+                stream_options={"include_usage": True},
+            )
+        )  # fmt: skip
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "hello from A"
     assert chunks[-1].usage is not None
     assert chunks[-1].usage.prompt_tokens == OPENAI_USAGE["prompt_tokens"]
 
     # anthropic, with an anthropic-type provider.
-    ant = anthropic.Anthropic(
+    with anthropic.Anthropic(
         base_url=f"https://localhost:{b.port}", api_key="dummy",
         http_client=http_client(proxyd, token, anthropic),
-    )  # fmt: skip
-    message = ant.messages.create(model="c", max_tokens=5, messages=MESSAGES)
-    block = message.content[0]
-    assert block.type == "text" and block.text == "hello from B"
-    with ant.messages.stream(model="c", max_tokens=5, messages=MESSAGES) as stream:
-        assert "".join(stream.text_stream) == "hello from B"
-        assert stream.get_final_message().usage.input_tokens == ANTHROPIC_USAGE["input_tokens"]
+    ) as ant:  # fmt: skip
+        message = ant.messages.create(model="c", max_tokens=5, messages=MESSAGES)
+        block = message.content[0]
+        assert block.type == "text" and block.text == "hello from B"
+        with ant.messages.stream(model="c", max_tokens=5, messages=MESSAGES) as stream:
+            assert "".join(stream.text_stream) == "hello from B"
+            final = stream.get_final_message()
+            assert final.usage.input_tokens == ANTHROPIC_USAGE["input_tokens"]
 
     # curl -x http://user:TOKEN@proxy --cacert CA
     curl = subprocess.run(
@@ -92,23 +120,24 @@ def test_sdks_and_curl_through_the_proxy(
     # bridged recorded the proxied calls like any other.
     def usage() -> dict[str, tuple[int, int]]:
         rows = admin.QueryUsage(admin_pb2.QueryUsageRequest(group_by="provider")).rows
-        return {r.key: (r.requests, r.input_tokens) for r in rows}
+        mine = (oai_name, ant_name)
+        return {r.key: (r.requests, r.input_tokens) for r in rows if r.key in mine}
 
     expected = {
-        "oai": (3, 3 * OPENAI_USAGE["prompt_tokens"]),
-        "ant": (2, 2 * ANTHROPIC_USAGE["input_tokens"]),
+        oai_name: (3, 3 * OPENAI_USAGE["prompt_tokens"]),
+        ant_name: (2, 2 * ANTHROPIC_USAGE["input_tokens"]),
     }
     wait_until(lambda: usage() == expected, what=f"usage {expected}, have {usage()}")
 
 
 def test_streams_pass_through_the_proxy_as_they_arrive(
-    controlplane: Controlplane, mitm: tuple[Bridged, Proxyd], token: str,
+    shared_controlplane: Controlplane, mitm: tuple[Bridged, Proxyd], shared_token: str,
     tls_upstream_a: MockUpstream,
 ) -> None:  # fmt: skip
     _bridged, proxyd = mitm
-    a = tls_upstream_a
-    admin = controlplane.admin
-    created = admin.create_provider("oai", f"https://localhost:{a.port}/v1", keys=[KEY])
+    a, token = tls_upstream_a, shared_token
+    admin = shared_controlplane.admin
+    created = admin.create_provider(unique("oai"), f"https://localhost:{a.port}/v1", keys=[KEY])
     admin.wait_applied(created.revision)
     a.hold = threading.Event()  # the upstream sends its first SSE event, then waits
     try:

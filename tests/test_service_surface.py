@@ -17,7 +17,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 
 from aibridge.v1 import admin_pb2, admin_pb2_grpc, sync_pb2, sync_pb2_grpc
-from tests.harness import Controlplane, Secrets, health_stub, instance_key, wait_until
+from tests.harness import Controlplane, Secrets, health_stub, instance_key, unique, wait_until
 
 SERVICES = {"aibridge.v1.Admin", "aibridge.v1.Sync", "aibridge.v1.Usage", "grpc.health.v1.Health"}
 
@@ -215,13 +215,13 @@ def test_ack_for_another_roles_subscriber_is_refused(
 # --- metrics and shutdown ---------------------------------------------------------------------
 
 
-def test_metrics_follow_the_snapshot_version(controlplane: Controlplane) -> None:
-    cp = controlplane
+def test_metrics_follow_the_snapshot_version(shared_controlplane: Controlplane) -> None:
+    cp = shared_controlplane
     name = "aibridge_controlplane_snapshot_version"
     text = metrics(cp)
     assert f"# TYPE {name} gauge" in text
     assert metric_value(text, name) == cp.admin.revision()
-    revision = cp.admin.create_provider("openai").revision
+    revision = cp.admin.create_provider(unique("openai")).revision
     wait_until(
         lambda: metric_value(metrics(cp), name) == revision, what=f"{name} to reach {revision}"
     )

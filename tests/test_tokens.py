@@ -1,7 +1,10 @@
 """Gateway tokens through the gRPC admin API: shown once, stored and published only as a
 hash, revocable by name or id, and every refused request changes nothing. Runs on SQLite
 and PostgreSQL. Then the one verifier both data planes check a presented token with
-(common/tokens.py)."""
+(common/tokens.py).
+
+The module's tests share a controlplane (per database): each makes tokens of its own names
+and reads back only those."""
 
 from __future__ import annotations
 
@@ -18,32 +21,38 @@ from aibridge.v1 import admin_pb2, snapshot_pb2
 from bridged.routes import RouteBuilder
 from common.tokens import Caller, Callers, token_digest
 from proxyd.routes import build_host_router
-from tests.harness import Controlplane, RecordingSubscriber, Secrets, refused
+from tests.harness import Controlplane, RecordingSubscriber, refused, unique
 
 
 def sha256(plaintext: str) -> str:
     return hashlib.sha256(plaintext.encode()).hexdigest()
 
 
-def verifiers(recording: RecordingSubscriber) -> dict[str, tuple[str, str, int]]:
-    """The current snapshot's token verifiers: sha256 → (id, name, expires_at)."""
-    return {t.sha256: (t.id, t.name, t.expires_at) for t in recording.snapshot.tokens}
+def verifiers(recording: RecordingSubscriber, *names: str) -> dict[str, tuple[str, str, int]]:
+    """The current snapshot's verifiers of the tokens named: sha256 → (id, name, expires_at)."""
+    return {
+        t.sha256: (t.id, t.name, t.expires_at) for t in recording.snapshot.tokens if t.name in names
+    }
 
 
-def listed(cp: Controlplane, include_revoked: bool = False) -> list[admin_pb2.Token]:
+def listed(cp: Controlplane, *names: str, include_revoked: bool = False) -> list[admin_pb2.Token]:
+    """The listing's tokens of the names given, in its order."""
     request = admin_pb2.ListTokensRequest(include_revoked=include_revoked)
-    return list(cp.admin.ListTokens(request).tokens)
+    return [t for t in cp.admin.ListTokens(request).tokens if t.name in names]
 
 
-def test_plaintext_is_returned_once_and_only_its_hash_is_kept(controlplane: Controlplane) -> None:
+def test_plaintext_is_returned_once_and_only_its_hash_is_kept(
+    shared_controlplane: Controlplane,
+) -> None:
+    controlplane, ci = shared_controlplane, unique("ci")
     admin = controlplane.admin
     start = admin.revision()
 
-    created = admin.CreateToken(admin_pb2.CreateTokenRequest(name="ci"))
+    created = admin.CreateToken(admin_pb2.CreateTokenRequest(name=ci))
     plaintext, info = created.token, created.info
     assert created.revision == start + 1
     assert plaintext.startswith("abt_") and len(plaintext) >= 40
-    assert info.id.startswith("tok_") and info.name == "ci"
+    assert info.id.startswith("tok_") and info.name == ci
     shown = info.hint.rstrip("…")
     assert shown.startswith("abt_") and plaintext.startswith(shown)
     assert len(shown) <= 12, "the hint must not give away the token"
@@ -51,7 +60,8 @@ def test_plaintext_is_returned_once_and_only_its_hash_is_kept(controlplane: Cont
     assert not info.HasField("revoked_at")
 
     listing = admin.ListTokens(admin_pb2.ListTokensRequest(include_revoked=True))
-    assert [(t.id, t.name, t.hint) for t in listing.tokens] == [(info.id, "ci", info.hint)]
+    mine = [(t.id, t.name, t.hint) for t in listing.tokens if t.name == ci]
+    assert mine == [(info.id, ci, info.hint)]
     assert listing.revision == created.revision
     assert plaintext.encode() not in listing.SerializeToString()
     audit = admin.ListAudit(admin_pb2.ListAuditRequest())
@@ -61,7 +71,9 @@ def test_plaintext_is_returned_once_and_only_its_hash_is_kept(controlplane: Cont
     engine = sa.create_engine(controlplane.database_url)
     try:
         with engine.connect() as conn:
-            stored = conn.execute(sa.text("SELECT id, sha256 FROM gateway_tokens")).fetchall()
+            stored = conn.execute(
+                sa.text("SELECT id, sha256 FROM gateway_tokens WHERE name = :name"), {"name": ci}
+            ).fetchall()
             dump = repr(
                 [conn.execute(sa.text(f"SELECT * FROM {t}")).fetchall()
                  for t in ("gateway_tokens", "audit_log")]
@@ -76,100 +88,105 @@ def test_plaintext_is_returned_once_and_only_its_hash_is_kept(controlplane: Cont
 
 
 def test_verifier_is_published_on_create_and_withdrawn_on_revoke(
-    controlplane: Controlplane, secrets: Secrets
+    shared_controlplane: Controlplane,
 ) -> None:
+    controlplane, alice, bob = shared_controlplane, unique("alice"), unique("bob")
     admin = controlplane.admin
 
     async def scenario() -> None:
         recording = RecordingSubscriber(
-            [controlplane.address], "bridged", secrets.bridged, subscriber_id="bridged-tokens"
-        ).start()
+            [controlplane.address], "bridged", controlplane.secrets.bridged,
+            subscriber_id="bridged-tokens",
+        ).start()  # fmt: skip
         try:
             first = await asyncio.to_thread(
-                admin.CreateToken, admin_pb2.CreateTokenRequest(name="alice")
+                admin.CreateToken, admin_pb2.CreateTokenRequest(name=alice)
             )
             second = await asyncio.to_thread(
-                admin.CreateToken, admin_pb2.CreateTokenRequest(name="bob")
+                admin.CreateToken, admin_pb2.CreateTokenRequest(name=bob)
             )
             await recording.wait_version(second.revision)
-            assert verifiers(recording) == {
-                sha256(first.token): (first.info.id, "alice", 0),
-                sha256(second.token): (second.info.id, "bob", 0),
+            assert verifiers(recording, alice, bob) == {
+                sha256(first.token): (first.info.id, alice, 0),
+                sha256(second.token): (second.info.id, bob, 0),
             }
             raw = recording.snapshot.SerializeToString()
             assert first.token.encode() not in raw and second.token.encode() not in raw
 
             by_name = await asyncio.to_thread(
-                admin.RevokeToken, admin_pb2.RevokeTokenRequest(ref="alice")
+                admin.RevokeToken, admin_pb2.RevokeTokenRequest(ref=alice)
             )
             assert by_name.revision == second.revision + 1
             assert by_name.info.id == first.info.id and by_name.info.HasField("revoked_at")
             await recording.wait_version(by_name.revision)
-            assert list(verifiers(recording)) == [sha256(second.token)]
+            assert list(verifiers(recording, alice, bob)) == [sha256(second.token)]
 
             by_id = await asyncio.to_thread(
                 admin.RevokeToken, admin_pb2.RevokeTokenRequest(ref=second.info.id)
             )
-            assert by_id.info.name == "bob"
+            assert by_id.info.name == bob
             await recording.wait_version(by_id.revision)
-            assert verifiers(recording) == {}
+            assert verifiers(recording, alice, bob) == {}
         finally:
             await recording.stop()
 
     asyncio.run(scenario())
 
 
-def test_revoked_tokens_are_listed_only_on_request(controlplane: Controlplane) -> None:
+def test_revoked_tokens_are_listed_only_on_request(shared_controlplane: Controlplane) -> None:
+    controlplane, laptop, server = shared_controlplane, unique("laptop"), unique("server")
     admin = controlplane.admin
-    old = admin.CreateToken(admin_pb2.CreateTokenRequest(name="laptop"))
-    kept = admin.CreateToken(admin_pb2.CreateTokenRequest(name="server"))
-    admin.RevokeToken(admin_pb2.RevokeTokenRequest(ref="laptop"))
+    old = admin.CreateToken(admin_pb2.CreateTokenRequest(name=laptop))
+    kept = admin.CreateToken(admin_pb2.CreateTokenRequest(name=server))
+    admin.RevokeToken(admin_pb2.RevokeTokenRequest(ref=laptop))
 
-    assert [t.id for t in listed(controlplane)] == [kept.info.id]
-    everything = {t.id: t for t in listed(controlplane, include_revoked=True)}
+    assert [t.id for t in listed(controlplane, laptop, server)] == [kept.info.id]
+    everything = {t.id: t for t in listed(controlplane, laptop, server, include_revoked=True)}
     assert set(everything) == {old.info.id, kept.info.id}
     assert everything[old.info.id].HasField("revoked_at")
     assert not everything[kept.info.id].HasField("revoked_at")
 
     # The name of a revoked token is free again; revoking by name finds the live one.
-    again = admin.CreateToken(admin_pb2.CreateTokenRequest(name="laptop"))
+    again = admin.CreateToken(admin_pb2.CreateTokenRequest(name=laptop))
     assert again.info.id != old.info.id and again.token != old.token
-    assert sorted(t.name for t in listed(controlplane)) == ["laptop", "server"]
+    assert sorted(t.name for t in listed(controlplane, laptop, server)) == [laptop, server]
     # A revoked token cannot be revoked again, by id.
     refused(
         controlplane, grpc.StatusCode.NOT_FOUND, admin.RevokeToken,
         admin_pb2.RevokeTokenRequest(ref=old.info.id),
     )  # fmt: skip
-    revoked = admin.RevokeToken(admin_pb2.RevokeTokenRequest(ref="laptop"))
+    revoked = admin.RevokeToken(admin_pb2.RevokeTokenRequest(ref=laptop))
     assert revoked.info.id == again.info.id
 
 
 def test_expiring_token_carries_its_expiry_to_admin_and_verifier(
-    controlplane: Controlplane, secrets: Secrets
+    shared_controlplane: Controlplane,
 ) -> None:
+    controlplane, temp = shared_controlplane, unique("temp")
     admin = controlplane.admin
 
     async def scenario() -> admin_pb2.CreateTokenResponse:
         recording = RecordingSubscriber(
-            [controlplane.address], "bridged", secrets.bridged, subscriber_id="bridged-expiry"
-        ).start()
+            [controlplane.address], "bridged", controlplane.secrets.bridged,
+            subscriber_id="bridged-expiry",
+        ).start()  # fmt: skip
         try:
             expected = datetime.now(UTC) + timedelta(seconds=3600)
             created = await asyncio.to_thread(
                 admin.CreateToken,
-                admin_pb2.CreateTokenRequest(name="temp", expires_in_seconds=3600),
+                admin_pb2.CreateTokenRequest(name=temp, expires_in_seconds=3600),
             )
             expires_at = created.info.expires_at.ToDatetime(tzinfo=UTC)
             assert abs((expires_at - expected).total_seconds()) < 5
             await recording.wait_version(created.revision)
-            (verifier,) = recording.snapshot.tokens
+            (verifier,) = [t for t in recording.snapshot.tokens if t.name == temp]
             assert verifier.sha256 == sha256(created.token)
             assert abs(verifier.expires_at - (time.time() + 3600)) < 5
             assert abs(verifier.expires_at - expires_at.timestamp()) < 1
             # What the data planes make of it: the caller, until it expires.
             callers = Callers(recording.snapshot.tokens)
             assert callers.verify(created.token) == Caller(
-                created.info.id, "temp", verifier.expires_at
+                created.info.id, temp, verifier.expires_at
             )
             assert callers.verify(created.token, now=verifier.expires_at) is None
             return created
@@ -177,21 +194,22 @@ def test_expiring_token_carries_its_expiry_to_admin_and_verifier(
             await recording.stop()
 
     created = asyncio.run(scenario())
-    (token,) = listed(controlplane)
+    (token,) = listed(controlplane, temp)
     assert token.expires_at == created.info.expires_at
 
 
-def test_duplicate_live_name_is_already_exists(controlplane: Controlplane) -> None:
+def test_duplicate_live_name_is_already_exists(shared_controlplane: Controlplane) -> None:
+    controlplane, dup = shared_controlplane, unique("dup")
     admin = controlplane.admin
-    created = admin.CreateToken(admin_pb2.CreateTokenRequest(name="dup"))
+    created = admin.CreateToken(admin_pb2.CreateTokenRequest(name=dup))
     details = refused(
         controlplane, grpc.StatusCode.ALREADY_EXISTS, admin.CreateToken,
-        admin_pb2.CreateTokenRequest(name="dup"),
+        admin_pb2.CreateTokenRequest(name=dup),
     )  # fmt: skip
     assert created.token not in details
     refused(
         controlplane, grpc.StatusCode.ABORTED, admin.RevokeToken,
-        admin_pb2.RevokeTokenRequest(ref="dup", expected_revision=created.revision - 1),
+        admin_pb2.RevokeTokenRequest(ref=dup, expected_revision=created.revision - 1),
     )  # fmt: skip
 
 
