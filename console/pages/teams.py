@@ -7,8 +7,8 @@ from aiohttp import web
 
 from aibridge.v1 import admin_pb2
 from console.api import Refused
+from console.spending import budget_scopes, spending
 from console.views import (
-    budget_scopes,
     call,
     find_named,
     form,
@@ -17,7 +17,6 @@ from console.views import (
     revision_of,
     see_other,
     session_of,
-    spending,
 )
 
 routes = web.RouteTableDef()
