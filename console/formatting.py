@@ -12,6 +12,8 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from common import money
+
 
 def when(value: Timestamp | datetime | None) -> str:
     """A time in UTC to the second; "-" for an unset timestamp."""
@@ -56,11 +58,8 @@ def pretty_json(text: str) -> str:
 
 
 def usd_exact(value: Any) -> str:
-    """USD with cents, and more decimals only when the amount has them (up to six): prices
-    ($0.075 per million tokens, not $0.08) and budgets, as aibridgectl prints them."""
-    text = f"{float(value or 0):,.6f}".rstrip("0")
-    whole, _, decimals = text.partition(".")
-    return f"${whole}.{decimals.ljust(2, '0')}"
+    """Prices ($0.075 per million tokens, not $0.08) and budgets, as aibridgectl prints them."""
+    return money.usd(float(value or 0))
 
 
 def local_input(value: datetime) -> str:

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from aibridge.v1 import admin_pb2
+from common.money import usd
 from controlplane import ctl as ctl_package
 from controlplane import pricing
-from controlplane.ctl.money import usd
 from tests.governance_rows import add_team, add_user
 from tests.harness import Controlplane, ctl, printed_revision
 

@@ -15,7 +15,7 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from aibridge.v1 import admin_pb2
-from controlplane.ctl.money import usd
+from common.money import usd
 
 # --- JSON ----------------------------------------------------------------------------------
 

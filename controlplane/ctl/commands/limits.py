@@ -7,9 +7,9 @@ import argparse
 from collections.abc import Callable, Iterable
 
 from aibridge.v1 import admin_pb2
+from common.money import usd
 from controlplane.ctl.api import Context
 from controlplane.ctl.errors import EXIT_OK
-from controlplane.ctl.money import usd
 from controlplane.ctl.mutation import add_mutation_options, mutate
 from controlplane.ctl.options import positive_int
 from controlplane.ctl.output import emit_json, table

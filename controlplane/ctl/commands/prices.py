@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 from aibridge.v1 import admin_pb2
+from common.money import usd
 from controlplane import pricing
 from controlplane.ctl.api import Context
 from controlplane.ctl.errors import EXIT_OK, CtlError
-from controlplane.ctl.money import usd
 from controlplane.ctl.mutation import add_mutation_options, mutate
 from controlplane.ctl.output import emit_json, fmt_time, table
 from controlplane.errors import InvalidArgument

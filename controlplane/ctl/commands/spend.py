@@ -6,9 +6,9 @@ import argparse
 import re
 
 from aibridge.v1 import admin_pb2
+from common.money import usd
 from controlplane.ctl.api import Context
 from controlplane.ctl.errors import EXIT_OK
-from controlplane.ctl.money import usd
 from controlplane.ctl.output import emit_json, table, unpriced_note
 
 SPEND_BY = ("user", "team", "token", "model", "provider")

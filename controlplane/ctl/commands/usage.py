@@ -7,9 +7,9 @@ import argparse
 
 from aibridge.v1 import admin_pb2
 from common.flags import parse_duration
+from common.money import usd
 from controlplane.ctl.api import Context
 from controlplane.ctl.errors import EXIT_OK
-from controlplane.ctl.money import usd
 from controlplane.ctl.options import add_period_options, check_period, set_period
 from controlplane.ctl.output import emit_json, fmt_time, table, unpriced_note
 

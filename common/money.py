@@ -1,5 +1,6 @@
-"""Money as aibridgectl prints it: USD with a $, cents always, and more decimals only
-when the amount has them (a price of $0.075 per million tokens, not $0.07)."""
+"""Money as the admin clients (aibridgectl, the console) print it: USD with a $, cents
+always, and more decimals only when the amount has them (a price of $0.075 per million
+tokens, not $0.07)."""
 
 from __future__ import annotations
 
