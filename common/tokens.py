@@ -16,11 +16,22 @@ from typing import NamedTuple
 
 from aibridge.v1 import snapshot_pb2
 
+# How a token's id and its plaintext begin (controlplane/store/tokens.py makes both).
+TOKEN_ID_PREFIX = "tok_"
+TOKEN_PREFIX = "abt_"
+
 
 def token_digest(plaintext: str) -> str:
     """Lowercase hex SHA-256 of the UTF-8 plaintext: what is stored and looked up.
     Raises UnicodeEncodeError for a string that is not text (lone surrogates)."""
     return hashlib.sha256(plaintext.encode()).hexdigest()
+
+
+def could_be_plaintext(ref: str) -> bool:
+    """Whether `ref`, given where a token's name or id belongs, may be its secret instead:
+    names have no "_" and ids start "tok_", so anything else with one is taken for a
+    secret (and an admin client refuses it, neither sending nor showing it)."""
+    return "_" in ref and not ref.startswith(TOKEN_ID_PREFIX)
 
 
 class Caller(NamedTuple):

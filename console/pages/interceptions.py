@@ -16,6 +16,7 @@ import grpc
 from aiohttp import web
 
 from aibridge.v1 import admin_pb2
+from common.tokens import TOKEN_PREFIX, could_be_plaintext
 from console.api import Refused
 from console.formatting import parse_local_input
 from console.views import call, render, session_of
@@ -42,8 +43,6 @@ SESSION_CALLS = 100  # a session page's calls
 TIME_HINT = "UTC"
 # The API's names of the filter's fields, where the URL's differ.
 FORM_NAME = {"session_id": "session", "status_class": "status"}
-TOKEN_ID_PREFIX = "tok_"
-TOKEN_SECRET_PREFIX = "abt_"  # what every gateway token's plaintext starts with
 LABELS = {name: label for name, label, _ in TEXT_FILTERS}
 SECRET_DROPPED = (
     "The {} filter was given what looks like a gateway token's secret: it was not used, "
@@ -92,15 +91,14 @@ def canonical(request: web.Request) -> None:
 
 
 def _looks_like_a_secret(name: str, value: str) -> bool:
-    """A gateway token's plaintext in any text filter. Token names have no "_" and ids
-    start "tok_": in the Token filter, anything else with a "_" is taken for one too
-    (aibridgectl refuses it likewise)."""
+    """A gateway token's plaintext in any text filter; in the Token filter, anything
+    that cannot be a token's name or id (aibridgectl refuses it likewise)."""
     value = value.strip()
     if name not in LABELS:
         return False
-    if value.startswith(TOKEN_SECRET_PREFIX):
+    if value.startswith(TOKEN_PREFIX):
         return True
-    return name == "token" and "_" in value and not value.startswith(TOKEN_ID_PREFIX)
+    return name == "token" and could_be_plaintext(value)
 
 
 def filters_of(query: Mapping[str, str], names: tuple[str, ...]) -> Filters:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TypeAlias
 
 from aibridge.v1 import admin_pb2
+from common.tokens import could_be_plaintext
 from controlplane.ctl.api import Context
 from controlplane.ctl.options import (
     add_global_options,
@@ -22,7 +23,6 @@ from controlplane.ctl.options import (
 
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx", "error")
 DEFAULT_LIMIT = 50
-TOKEN_ID_PREFIX = "tok_"
 
 
 Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -43,9 +43,9 @@ def add_filtering_group(
 
 
 def token_ref(value: str) -> str:
-    """A gateway token's name or id. Names have no `_` and ids start `tok_`, so anything
-    else with one is a secret given here by mistake: refused, neither sent nor echoed."""
-    if "_" in value and not value.startswith(TOKEN_ID_PREFIX):
+    """A gateway token's name or id; a secret given here by mistake is refused, neither
+    sent nor echoed."""
+    if could_be_plaintext(value):
         raise argparse.ArgumentTypeError(
             "expects a gateway token's name or id (tok_…), not a secret; the admin token "
             "goes before the command (aibridgectl --token … COMMAND) or in AIBRIDGE_ADMIN_TOKEN"

@@ -10,15 +10,14 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from common.tokens import token_digest
+from common.tokens import TOKEN_ID_PREFIX, TOKEN_PREFIX, token_digest
 from controlplane import validation
 from controlplane.errors import AlreadyExists, InvalidArgument, NotFound
 from controlplane.store import audit, limit_sets, users
 from controlplane.store.db import Database
 from controlplane.store.models import GatewayToken, LimitSetRow, Revision, utcnow
 
-ID_PREFIX = "tok_"
-TOKEN_PREFIX = "abt_"
+ID_PREFIX = TOKEN_ID_PREFIX
 MAX_EXPIRY = timedelta(days=3650)
 
 
