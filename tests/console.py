@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright
 
+from aibridge.v1 import admin_pb2
 from tests.harness import (
     PYTHON,
     Bridged,
@@ -166,3 +167,12 @@ def sign_in(page: Page, console_url: str, token: str) -> None:
     page.get_by_label("Token").fill(token)
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("navigation", name="Main")).to_be_visible()
+
+
+def flash(page: Page, text: str) -> None:
+    """A flash message holding `text` is on the page (waits for it)."""
+    expect(page.locator(".flash").filter(has_text=text)).to_be_visible()
+
+
+def get_provider(stack: ConsoleStack, name: str) -> admin_pb2.Provider:
+    return stack.controlplane.admin.GetProvider(admin_pb2.GetProviderRequest(ref=name))

@@ -7,7 +7,6 @@ whatever else the browser fetched in between."""
 from __future__ import annotations
 
 import re
-import uuid
 
 import jinja2
 import pytest
@@ -18,17 +17,10 @@ from aibridge.v1 import admin_pb2
 from console.formatting import parse_number
 from console.session import Session
 from console.views import SESSION, TEMPLATES, render
-from tests.console import ConsoleStack, csrf_of, post_form, signed_in_client
+from tests.console import ConsoleStack, csrf_of, get_provider, post_form, signed_in_client
+from tests.harness import unique
 
 BAD_REVISIONS = ["²", "9" * 30, "-1", "1.0", " 1"]
-
-
-def unique(prefix: str = "f") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def get_provider(stack: ConsoleStack, name: str) -> admin_pb2.Provider:
-    return stack.controlplane.admin.GetProvider(admin_pb2.GetProviderRequest(ref=name))
 
 
 def the_log_has_no_traceback(stack: ConsoleStack) -> bool:
@@ -38,7 +30,7 @@ def the_log_has_no_traceback(stack: ConsoleStack) -> bool:
 def test_an_update_without_its_revision_changes_nothing(console_stack: ConsoleStack) -> None:
     """A form always sends the revision it was loaded at: without one, nothing would tell
     a change made since."""
-    name = unique()
+    name = unique("f")
     console_stack.controlplane.admin.create_provider(name, display_name="Before")
     client = signed_in_client(console_stack.url, console_stack.secrets.admin)
     csrf = csrf_of(client.get(f"/providers/{name}").text)
@@ -58,7 +50,7 @@ def test_an_update_without_its_revision_changes_nothing(console_stack: ConsoleSt
 def test_a_new_provider_with_an_unreadable_revision_is_not_created(
     console_stack: ConsoleStack, revision: str
 ) -> None:
-    name = unique()
+    name = unique("f")
     client = signed_in_client(console_stack.url, console_stack.secrets.admin)
     fields = {"name": name, "type": "openai", "base_url": "https://api.example.com/v1"}
     reply = post_form(client, "/providers", "/providers", {**fields, "revision": revision})
@@ -72,7 +64,7 @@ def test_an_expiry_that_is_no_number_is_shown_beside_its_field(
 ) -> None:
     client = signed_in_client(console_stack.url, console_stack.secrets.admin)
     for expires_in in ("²", "9" * 30, "soon"):
-        name = unique()
+        name = unique("f")
         reply = post_form(client, "/tokens", "/tokens", {"name": name, "expires_in": expires_in})
         assert reply.status_code == 400, (expires_in, reply.status_code)
         assert re.search(r'id="f-expires_in-error"[^>]*>must be a whole number', reply.text)
@@ -123,7 +115,7 @@ def test_a_form_s_message_waits_for_the_page_it_leads_to(console_stack: ConsoleS
     neither takes the message."""
     client = signed_in_client(console_stack.url, console_stack.secrets.admin)
     for meanwhile in ("/live/overview", "/providers/no-such-provider"):
-        name = unique()
+        name = unique("f")
         fields = {"name": name, "type": "openai", "base_url": "https://api.example.com/v1"}
         reply = post_form(client, "/providers", "/providers", fields)
         assert reply.status_code == 303

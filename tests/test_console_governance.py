@@ -11,13 +11,8 @@ from datetime import timedelta
 from playwright.sync_api import Page, expect
 
 from aibridge.v1 import admin_pb2
-from tests.console import PHONE, ConsoleStack, csrf_of, post_form, sign_in, signed_in_client
-from tests.harness import interception, report
-
-
-def unique(prefix: str) -> str:
-    """A name no other test of the module uses (the stack is shared)."""
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+from tests.console import PHONE, ConsoleStack, csrf_of, flash, post_form, sign_in, signed_in_client
+from tests.harness import interception, report, unique
 
 
 def charge(stack: ConsoleStack, token_id: str, model: str, input_tokens: int) -> None:
@@ -25,10 +20,6 @@ def charge(stack: ConsoleStack, token_id: str, model: str, input_tokens: int) ->
     call = interception(uuid.uuid4().hex, timedelta(0), model=model, tokens=(input_tokens, 0, 0, 0))
     call.token_id = token_id
     assert report(stack.controlplane, [call], stack.secrets.bridged) == 1
-
-
-def flash(page: Page, text: str) -> None:
-    expect(page.locator(".flash").filter(has_text=text)).to_be_visible()
 
 
 def test_an_administrator_sets_up_a_user_with_a_budget_and_sees_their_spend(

@@ -17,14 +17,10 @@ from playwright.sync_api import Dialog, Page, expect
 from aibridge.v1 import admin_pb2, usage_pb2
 from console.formatting import usd
 from tests.console import PHONE, ConsoleStack, sign_in, signed_in_client
-from tests.harness import interception, report, wait_until
+from tests.harness import interception, report, unique, wait_until
 
 MINUTE = timedelta(minutes=1)
 A_TIME = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$")
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 def store(stack: ConsoleStack, records: list[usage_pb2.Interception]) -> None:

@@ -4,21 +4,11 @@ fields, and the price table set, edited and pruned."""
 
 from __future__ import annotations
 
-import uuid
-
 from playwright.sync_api import Page, expect
 
 from aibridge.v1 import admin_pb2
-from tests.console import PHONE, ConsoleStack, post_form, sign_in, signed_in_client
-
-
-def unique(prefix: str) -> str:
-    """A name no other test of the module uses (the stack is shared)."""
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def flash(page: Page, text: str) -> None:
-    expect(page.locator(".flash").filter(has_text=text)).to_be_visible()
+from tests.console import PHONE, ConsoleStack, flash, post_form, sign_in, signed_in_client
+from tests.harness import unique
 
 
 def limit_sets(stack: ConsoleStack) -> dict[str, admin_pb2.Limits]:

@@ -13,15 +13,13 @@ from aibridge.v1 import admin_pb2
 from tests.console import (
     PHONE,
     ConsoleStack,
+    get_provider,
     post_form,
     revision_in,
     sign_in,
     signed_in_client,
 )
-
-
-def unique(prefix: str = "p") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+from tests.harness import unique
 
 
 def a_key() -> str:
@@ -42,10 +40,6 @@ def provider_names(stack: ConsoleStack) -> list[str]:
     return [p.name for p in listing.providers]
 
 
-def get_provider(stack: ConsoleStack, name: str) -> admin_pb2.Provider:
-    return stack.controlplane.admin.GetProvider(admin_pb2.GetProviderRequest(ref=name))
-
-
 def test_a_provider_created_in_the_form_reaches_every_data_plane(
     console_stack: ConsoleStack, page: Page
 ) -> None:
@@ -57,7 +51,7 @@ def test_a_provider_created_in_the_form_reaches_every_data_plane(
     expect(subscribers).to_have_count(2)
     form_tab = page.context.new_page()
     form_tab.goto(console_stack.url + "/providers")
-    name, key = unique(), a_key()
+    name, key = unique("p"), a_key()
     form_tab.get_by_label("Name", exact=True).fill(name)
     form_tab.get_by_label("Type").select_option("openai")
     form_tab.get_by_label("Base URL").fill("https://api.example.com/v1")
@@ -83,7 +77,7 @@ def test_a_provider_created_in_the_form_reaches_every_data_plane(
 def test_a_bad_base_url_is_shown_beside_its_field(console_stack: ConsoleStack, page: Page) -> None:
     sign_in(page, console_stack.url, console_stack.secrets.admin)
     page.goto(console_stack.url + "/providers")
-    name, key = unique(), a_key()
+    name, key = unique("p"), a_key()
     page.get_by_label("Name", exact=True).fill(name)
     page.get_by_label("Type").select_option("anthropic")
     page.get_by_label("Base URL").fill("ftp://files.example.com")
@@ -106,7 +100,7 @@ def test_a_bad_base_url_is_shown_beside_its_field(console_stack: ConsoleStack, p
 
 
 def test_a_taken_name_is_shown_beside_the_name_field(console_stack: ConsoleStack) -> None:
-    name = unique()
+    name = unique("p")
     console_stack.controlplane.admin.create_provider(name)
     client = signed_in_client(console_stack.url, console_stack.secrets.admin)
     key = a_key()
@@ -123,7 +117,7 @@ def test_a_stale_form_is_refused_with_the_current_state(
     console_stack: ConsoleStack, page: Page
 ) -> None:
     admin = console_stack.controlplane.admin
-    name = unique()
+    name = unique("p")
     admin.create_provider(name, base_url="https://old.example.com/v1", display_name="Before")
     sign_in(page, console_stack.url, console_stack.secrets.admin)
     page.goto(f"{console_stack.url}/providers/{name}")
@@ -142,7 +136,7 @@ def test_a_stale_form_is_refused_with_the_current_state(
 
 
 def test_editing_renames_and_disables_a_provider(console_stack: ConsoleStack, page: Page) -> None:
-    name, renamed = unique(), unique("renamed")
+    name, renamed = unique("p"), unique("renamed")
     console_stack.controlplane.admin.create_provider(name)
     sign_in(page, console_stack.url, console_stack.secrets.admin)
     page.goto(f"{console_stack.url}/providers/{name}")
@@ -163,7 +157,7 @@ def test_editing_renames_and_disables_a_provider(console_stack: ConsoleStack, pa
 def test_a_key_is_added_and_removed_and_only_its_hint_shown(
     console_stack: ConsoleStack, page: Page
 ) -> None:
-    name, key = unique(), a_key()
+    name, key = unique("p"), a_key()
     console_stack.controlplane.admin.create_provider(name)
     sign_in(page, console_stack.url, console_stack.secrets.admin)
     page.goto(f"{console_stack.url}/providers/{name}")
@@ -189,7 +183,7 @@ def test_a_key_is_added_and_removed_and_only_its_hint_shown(
 def test_a_provider_is_deleted_after_a_confirmation(
     console_stack: ConsoleStack, page: Page
 ) -> None:
-    name = unique()
+    name = unique("p")
     console_stack.controlplane.admin.create_provider(name)
     sign_in(page, console_stack.url, console_stack.secrets.admin)
     page.goto(f"{console_stack.url}/providers/{name}")
@@ -208,7 +202,7 @@ def test_a_provider_is_deleted_after_a_confirmation(
 def test_a_viewer_sees_providers_but_nothing_to_change_them(
     console_stack: ConsoleStack,
 ) -> None:
-    name = unique()
+    name = unique("p")
     console_stack.controlplane.admin.create_provider(name, keys=[a_key()])
     client = signed_in_client(console_stack.url, console_stack.secrets.viewer)
     # A viewer has no deletion to confirm: as on the users' and teams' pages, back to it.
@@ -225,7 +219,7 @@ def test_a_viewer_sees_providers_but_nothing_to_change_them(
 
 
 def test_the_providers_pages_fit_a_phone(console_stack: ConsoleStack, page: Page) -> None:
-    name = unique()
+    name = unique("p")
     long_url = "https://a-rather-long-host-name.api.example.com/v1/some/deep/path/prefix"
     console_stack.controlplane.admin.create_provider(name, base_url=long_url, keys=[a_key()])
     page.set_viewport_size(PHONE)

@@ -4,16 +4,12 @@ their fields, revoking (and a stale revoke refused), and viewers."""
 from __future__ import annotations
 
 import re
-import uuid
 
 from playwright.sync_api import Page, expect
 
 from aibridge.v1 import admin_pb2
 from tests.console import ConsoleStack, csrf_of, post_form, revision_in, sign_in, signed_in_client
-
-
-def unique(prefix: str = "t") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+from tests.harness import unique
 
 
 def listed(stack: ConsoleStack, name: str) -> list[admin_pb2.Token]:
@@ -28,7 +24,7 @@ def create_token(stack: ConsoleStack, name: str) -> admin_pb2.CreateTokenRespons
 def test_a_new_token_is_shown_once(console_stack: ConsoleStack, page: Page) -> None:
     sign_in(page, console_stack.url, console_stack.secrets.admin)
     page.goto(console_stack.url + "/tokens")
-    name = unique()
+    name = unique("t")
     page.get_by_label("Name").fill(name)
     page.get_by_label("Expires in").select_option(label="30 days")
     page.get_by_role("button", name="Create token").click()
@@ -56,7 +52,7 @@ def test_a_new_token_is_shown_once(console_stack: ConsoleStack, page: Page) -> N
 
 
 def test_a_token_is_revoked(console_stack: ConsoleStack, page: Page) -> None:
-    name = unique()
+    name = unique("t")
     created = create_token(console_stack, name)
     sign_in(page, console_stack.url, console_stack.secrets.admin)
     page.goto(console_stack.url + "/tokens")
@@ -72,7 +68,7 @@ def test_a_token_is_revoked(console_stack: ConsoleStack, page: Page) -> None:
 
 
 def test_refusals_are_shown_beside_their_fields(console_stack: ConsoleStack) -> None:
-    name = unique()
+    name = unique("t")
     create_token(console_stack, name)
     client = signed_in_client(console_stack.url, console_stack.secrets.admin)
 
@@ -81,7 +77,7 @@ def test_refusals_are_shown_beside_their_fields(console_stack: ConsoleStack) -> 
     assert re.search(r'id="f-name"[^>]*aria-invalid="true"', taken.text)
     assert f"a live token named &#39;{name}&#39; already exists" in taken.text
 
-    other = unique()
+    other = unique("t")
     nobody = unique("nobody")
     fields = {"name": other, "user": nobody, "expires_in": "0"}
     unknown_user = post_form(client, "/tokens", "/tokens", fields)
@@ -92,11 +88,11 @@ def test_refusals_are_shown_beside_their_fields(console_stack: ConsoleStack) -> 
 
 
 def test_a_stale_revoke_is_refused(console_stack: ConsoleStack) -> None:
-    name = unique()
+    name = unique("t")
     created = create_token(console_stack, name)
     client = signed_in_client(console_stack.url, console_stack.secrets.admin)
     page = client.get("/tokens").text
-    create_token(console_stack, unique())  # someone else changes the configuration
+    create_token(console_stack, unique("t"))  # someone else changes the configuration
     fields = {"csrf": csrf_of(page), "revision": str(revision_in(page))}
     reply = client.post(f"/tokens/{created.info.id}/revoke", data=fields)
     assert reply.status_code == 409
@@ -107,7 +103,7 @@ def test_a_stale_revoke_is_refused(console_stack: ConsoleStack) -> None:
 
 
 def test_a_viewer_sees_tokens_but_nothing_to_change_them(console_stack: ConsoleStack) -> None:
-    name = unique()
+    name = unique("t")
     create_token(console_stack, name)
     client = signed_in_client(console_stack.url, console_stack.secrets.viewer)
     reply = client.get("/tokens")
@@ -118,7 +114,7 @@ def test_a_viewer_sees_tokens_but_nothing_to_change_them(console_stack: ConsoleS
 
 
 def test_a_token_can_belong_to_a_user(console_stack: ConsoleStack) -> None:
-    user, name = unique("user"), unique()
+    user, name = unique("user"), unique("t")
     console_stack.controlplane.admin.CreateUser(admin_pb2.CreateUserRequest(name=user))
     client = signed_in_client(console_stack.url, console_stack.secrets.admin)
     fields = {"name": name, "user": user, "expires_in": "0"}
