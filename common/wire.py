@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 # OpenAI-compatible kinds speak OpenAI's wire format at their own base URL.
 OPENAI_COMPATIBLE_TYPES = ("openai", "openai-compatible", "azure-openai", "openrouter", "ollama")
-PROVIDER_TYPES = ("openai", "anthropic", *OPENAI_COMPATIBLE_TYPES[1:])
+# bedrock and vertex: Claude on AWS and Google Cloud (common/clouds.py).
+PROVIDER_TYPES = ("openai", "anthropic", *OPENAI_COMPATIBLE_TYPES[1:], "bedrock", "vertex")
 
 # Headers about one connection, never forwarded by a hop (RFC 9110 §7.6.1, plus the
 # proxy headers clients still send).
