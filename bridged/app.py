@@ -11,6 +11,7 @@ from aiohttp import web
 from bridged import client_errors, metrics
 from bridged.access import AccessLogger
 from bridged.bodies import RequestBodies
+from bridged.clouds.credentials import CloudCredentials
 from bridged.config import BridgedConfig
 from bridged.connections import LimitedSite
 from bridged.errors import error_response, family_for_path
@@ -40,7 +41,9 @@ class Gateway:
             config.connect_timeout, config.idle_read_timeout, config.upstream_ca_file
         )
         self.keys = KeyHealth(config.default_cooldown, config.unauthorized_cooldown)
-        self.state = LiveRouteTable(self.pools, self.keys)
+        ca_file = str(config.upstream_ca_file) if config.upstream_ca_file else None
+        self.credentials = CloudCredentials(config.connect_timeout, ca_file)
+        self.state = LiveRouteTable(self.pools, self.keys, self.credentials)
         link = config.controlplane
         self.subscriber = link.subscriber("bridged", self.state.apply)
         self.reporter = UsageReporter(
@@ -68,7 +71,7 @@ class Gateway:
             )
         self.forwarder = Forwarder(
             self.state, self.pools, self.keys, self.reporter, self.bodies, self.tracing,
-            counters,
+            counters, self.credentials,
         )  # fmt: skip
         expose_subscriber("bridged", self.subscriber)
         expose_gc_pauses("bridged")
@@ -145,6 +148,7 @@ async def serve(config: BridgedConfig) -> None:
     await gateway.subscriber.leave()  # so that no admin's --wait holds for this process
     await supervisor.stop(subscription)
     await gateway.pools.close()
+    gateway.credentials.close()
     log.info("stopped")
     supervisor.check()
 

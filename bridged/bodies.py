@@ -124,7 +124,9 @@ class RequestBodies:
         )  # fmt: skip
 
 
-def upstream_payload(body: bytearray) -> bytearray | AsyncIterator[memoryview]:
+def upstream_payload(
+    body: bytes | bytearray,
+) -> bytes | bytearray | AsyncIterator[memoryview]:
     """What to send upstream: a small body as it is; a large one in pieces, each written
     once the socket took the one before, so that the transport never holds a copy of it
     (its Content-Length is the caller's to set: aiohttp would chunk an iterator)."""

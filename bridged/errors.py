@@ -1,10 +1,15 @@
-"""Errors in the provider's own JSON shape, so SDKs parse them like the provider's."""
+"""Errors in the provider's own JSON shape, so SDKs parse them like the provider's.
+
+The family is the API the client speaks: "openai", "anthropic", or a cloud's own
+("bedrock", "vertex") for a client calling the cloud's paths through the gateway."""
 
 from __future__ import annotations
 
 import json
 
 from aiohttp import web
+
+from bridged.clouds.errors import cloud_error
 
 # status → (OpenAI error type, Anthropic error type), as each provider types its own. The
 # 503s bridged makes (no snapshot, limit counters unreachable, bodies buffer full) are
@@ -30,6 +35,12 @@ def error_response(
     message: str,
     headers: dict[str, str] | None = None,
 ) -> web.Response:
+    if family in ("bedrock", "vertex"):
+        cloud_body, cloud_headers = cloud_error(family, status, message)
+        return web.Response(
+            status=status, body=cloud_body, content_type="application/json",
+            headers={"x-aibridge-error": code, **cloud_headers, **(headers or {})},
+        )  # fmt: skip
     openai_type, anthropic_type = _TYPES.get(status, ("api_error", "api_error"))
     if family == "anthropic":
         body = {"type": "error", "error": {"type": anthropic_type, "message": message}}
@@ -43,6 +54,16 @@ def error_response(
     )
 
 
+def anthropic_error_type(status: int) -> str:
+    return _TYPES.get(status, ("api_error", "api_error"))[1]
+
+
 def family_for_path(path: str) -> str:
     """Before a route is known, guess the family from the path the client used."""
-    return "anthropic" if "/v1/messages" in path else "openai"
+    if "/v1/messages" in path:
+        return "anthropic"
+    if path.startswith("/model/"):
+        return "bedrock"
+    if path.startswith("/v1/projects/"):
+        return "vertex"
+    return "openai"

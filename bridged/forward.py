@@ -10,6 +10,7 @@ import itertools
 import logging
 import os
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,11 @@ from bridged import metrics
 from bridged.access import CALL, Call
 from bridged.bodies import SENT_WHOLE, BodyRefused, HeldBody, RequestBodies, upstream_payload
 from bridged.capture import Recording
+from bridged.capture.recorder import ResponseRecorder
+from bridged.clouds import eventstream
+from bridged.clouds.calls import BadCloudRequest, CloudCall, cloud_call, path_model, path_streams
+from bridged.clouds.credentials import CloudCredentials, KeyRefused, TokenEndpointUnreachable
+from bridged.clouds.responses import anthropic_error, anthropic_token_count
 from bridged.errors import error_response, family_for_path
 from bridged.governance import Governance
 from bridged.headers import STRIPPED_RESPONSE, upstream_request_headers
@@ -70,6 +76,11 @@ class Exchange:
     user_name: str = ""  # the caller's user's, as of this request's snapshot
     admission: Admission | None = None  # counted by the limit counters: ended at the end
 
+    @property
+    def family(self) -> str:
+        """The API the client speaks, for bridged's own errors."""
+        return self.endpoint.dialect or self.route.family
+
 
 class Forwarder:
     def __init__(
@@ -81,6 +92,7 @@ class Forwarder:
         bodies: RequestBodies,
         tracing: Tracing | None = None,
         counters: Counters | None = None,
+        credentials: CloudCredentials | None = None,
     ) -> None:
         self.state = state
         self.pools = pools
@@ -89,6 +101,7 @@ class Forwarder:
         self.bodies = bodies
         self.tracing = tracing
         self.counters: Counters = counters if counters is not None else LocalCounters()
+        self.credentials = credentials if credentials is not None else CloudCredentials(10.0)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         metrics.IN_FLIGHT.inc()
@@ -121,14 +134,15 @@ class Forwarder:
         if table is None:
             return _refuse("", family, 503, "no_snapshot", "the gateway has no configuration yet")
         known = name if name in table.routes else ""
-        caller = authenticate(request, table)
+        caller = authenticate(request, table, api_key_first=family in ("bedrock", "vertex"))
         if caller is None:
             return _refuse(known, family, 401, "invalid_token", "missing, unknown or expired token")
         call.token = caller.name
         route = table.routes.get(name)
         if route is None:
             return _refuse("", family, 404, "unknown_provider", f"no provider named {name!r}")
-        family = route.family
+        if family not in ("bedrock", "vertex") or not route.cloud:
+            family = route.family
         if not route.enabled:
             # 403, not 503: a client must not retry it (Claude Code retries a 503 for minutes).
             return _refuse(name, family, 403, "provider_disabled", f"provider {name!r} is disabled")
@@ -160,6 +174,9 @@ class Forwarder:
             exchange.model, exchange.streaming = exchange.recording.read_request(
                 request.headers, held.body
             )
+            if endpoint.dialect:  # a cloud's path names the model, and whether it streams
+                exchange.model = path_model(endpoint, path)
+                exchange.streaming = path_streams(endpoint, path)
         try:
             if self.tracing is not None:
                 exchange.span = _start_span(self.tracing, request, exchange)
@@ -258,22 +275,50 @@ class Forwarder:
         route = x.route
         if not route.keys:
             return self._fail(x, 502, "no_keys", f"provider {route.name!r} has no keys")
-        url = route.upstream_url(path, request.rel_url.raw_query_string)
+        cloud: CloudCall | None = None
+        if route.cloud:
+            try:
+                cloud = cloud_call(route, x.endpoint, path, held.body, request.headers, x.streaming)
+            except BadCloudRequest as bad:
+                return self._fail(x, 400, "invalid_request", str(bad))
+            url, body = cloud.url, cloud.body
+        else:
+            url = route.upstream_url(path, request.rel_url.raw_query_string)
+            body = held.body
         headers = upstream_request_headers(request.headers, x.endpoint.intercepted)
         if self.tracing is not None and x.span is not None:
             headers = self.tracing.with_trace_context(headers, x.span)
-        if len(held.body) > SENT_WHOLE:  # sent in pieces, not chunked
-            headers.append(("Content-Length", str(len(held.body))))
-        keys = self.keys.usable(route.keys)
+        if len(body) > SENT_WHOLE:  # sent in pieces, not chunked
+            headers.append(("Content-Length", str(len(body))))
+        tries = deque(self.keys.usable(route.keys))
+        fresh_token_for: set[str] = set()  # keys tried again with a new Vertex token
         rate_limited = False
         forbidden: Kept | None = None  # a refusal of this request by a key, not the last
         async with self.pools.use(route.origin) as session:
-            for attempt, key in enumerate(keys, 1):
+            while tries:
+                key = tries.popleft()
+                if cloud is None:
+                    auth = route.auth_headers(key.secret)
+                else:
+                    try:
+                        auth = await self.credentials.headers(route, key, request.method, url, body)
+                    except KeyRefused as refused:
+                        rest = self.keys.unauthorized(key)
+                        log.warning(
+                            "provider %s: no token for key %s (%s); it rests %.0fs",
+                            route.name, key.hint, refused, rest,
+                        )  # fmt: skip
+                        metrics.KEY_FAILOVERS.labels(route.name, "unauthorized").inc()
+                        continue
+                    except TokenEndpointUnreachable:
+                        return self._fail(
+                            x, 502, "upstream_unreachable",
+                            "the provider's token endpoint is unreachable",
+                        )  # fmt: skip
                 try:
                     upstream = await session.request(
-                        request.method, url, data=upstream_payload(held.body),
-                        allow_redirects=False,
-                        headers=[*headers, *route.auth_headers(key.secret).items()],
+                        request.method, url, data=upstream_payload(body),
+                        allow_redirects=False, headers=[*headers, *auth.items()],
                     )  # fmt: skip
                 except TimeoutError:
                     return self._fail(
@@ -288,6 +333,14 @@ class Forwarder:
                         rate_limited = True
                         metrics.KEY_FAILOVERS.labels(route.name, "rate_limited").inc()
                         continue
+                    if (
+                        upstream.status == 401 and cloud is not None
+                        and key.id not in fresh_token_for and self.credentials.refused(key)
+                    ):  # fmt: skip
+                        # A Vertex token refused before its time: once more with a new one.
+                        fresh_token_for.add(key.id)
+                        tries.appendleft(key)
+                        continue
                     if upstream.status == 401 and x.endpoint.intercepted:
                         rest = self.keys.unauthorized(key)
                         log.warning(
@@ -298,7 +351,7 @@ class Forwarder:
                         continue
                     if upstream.status != 401:
                         self.keys.answered(key)
-                    if upstream.status in (401, 403) and attempt < len(keys):
+                    if upstream.status in (401, 403) and tries:
                         # About this request (its model; a pass-through a restricted key
                         # may not use): the next key may serve it, and this one keeps
                         # serving the others. The refusal is kept, for the client if no
@@ -307,7 +360,11 @@ class Forwarder:
                         metrics.KEY_FAILOVERS.labels(route.name, "forbidden").inc()
                         continue
                     held.release()  # answered: nothing will be replayed
-                    return await self._respond(request, x, upstream)
+                    if cloud is not None and (
+                        cloud.count_tokens or (cloud.anthropic_errors and upstream.status >= 400)
+                    ):
+                        return await self._respond_in_anthropic_words(x, upstream, cloud)
+                    return await self._respond(request, x, upstream, cloud)
         retry_after = self.keys.rate_limit_retry_after(route.keys)
         if rate_limited or retry_after is not None:
             return self._fail(
@@ -322,18 +379,29 @@ class Forwarder:
         return self._fail(x, 502, "all_keys_refused", "the provider refused every key")
 
     async def _respond(
-        self, request: web.Request, x: Exchange, upstream: aiohttp.ClientResponse
-    ) -> web.StreamResponse:
+        self, request: web.Request, x: Exchange, upstream: aiohttp.ClientResponse,
+        cloud: CloudCall | None = None,
+    ) -> web.StreamResponse:  # fmt: skip
         x.status = upstream.status
-        event_stream = upstream.content_type == "text/event-stream"
+        frames = upstream.content_type == eventstream.EVENT_STREAM  # Bedrock's stream
+        # The client of the Anthropic API gets Bedrock's frames as SSE events.
+        to_sse = None
+        if frames and cloud is not None and cloud.frames_to_sse:
+            to_sse = eventstream.EventStreamReader()
+        event_stream = upstream.content_type == "text/event-stream" or to_sse is not None
         headers = CIMultiDict(
             (k, v) for k, v in upstream.headers.items() if k.lower() not in STRIPPED_RESPONSE
         )
         headers["x-aibridge-request-id"] = x.call.request_id
         if event_stream:
+            headers["Content-Type"] = "text/event-stream"
             headers["Cache-Control"] = "no-cache"
             headers["X-Accel-Buffering"] = "no"
-        recorder = x.recording.responding(upstream.status, event_stream) if x.recording else None
+        recorder: ResponseRecorder | eventstream.FramesRecorder | None = None
+        if x.recording is not None:
+            recorder = x.recording.responding(upstream.status, event_stream or frames)
+            if frames and to_sse is None:  # the client reads the frames themselves
+                recorder = eventstream.FramesRecorder(recorder)
         response = web.StreamResponse(status=upstream.status, headers=headers)
         if not event_stream and upstream.content_length is not None:
             # Kept, not re-chunked: the client learns the size, and aiohttp sends the head
@@ -344,10 +412,16 @@ class Forwarder:
             async for chunk in upstream.content.iter_any():
                 if not x.ttfb:
                     x.ttfb = time.monotonic() - x.call.started
+                if to_sse is not None:
+                    chunk = to_sse.feed(chunk)  # the events of the frames it completes
+                    if not chunk:
+                        continue
                 await response.write(chunk)  # the client gets it before we look at it
                 x.call.bytes_out += len(chunk)
                 if recorder is not None:
                     recorder.feed(chunk)
+            if to_sse is not None:
+                to_sse.finish()
         except TimeoutError:
             log.warning("provider %s went silent mid-response", x.route.name)
             x.status = 504
@@ -362,6 +436,16 @@ class Forwarder:
             x.status = 502
             _failed(x, "the provider cut the response short", cut_short=True)
             raise
+        except eventstream.MalformedStream as bad:
+            # The client gets an error event and the end of the stream: nothing hangs.
+            log.warning("provider %s sent a malformed event stream: %s", x.route.name, bad)
+            x.status = 502
+            message = "the provider sent a malformed event stream"
+            _failed(x, message, cut_short=True)
+            event = eventstream.error_event("api_error", message)
+            await response.write(event)
+            if recorder is not None:
+                recorder.feed(event)
         finally:
             if recorder is not None:
                 x.usage = recorder.finish().usage
@@ -369,13 +453,31 @@ class Forwarder:
         await response.write_eof()
         return response
 
+    async def _respond_in_anthropic_words(
+        self, x: Exchange, upstream: aiohttp.ClientResponse, cloud: CloudCall
+    ) -> web.Response:
+        """A cloud's answer the Anthropic API words otherwise: its errors, and Bedrock's
+        token count. Small: read whole."""
+        x.status = upstream.status
+        body = await _read_up_to(upstream, _KEPT_BODY_MAX)
+        if upstream.status >= 400:
+            body = anthropic_error(upstream.status, body)
+        elif cloud.count_tokens:
+            body = anthropic_token_count(body)
+        if x.recording is not None:
+            x.recording.refused(upstream.status, body)
+        return web.Response(
+            status=upstream.status, body=body, content_type="application/json",
+            headers={"x-aibridge-request-id": x.call.request_id},
+        )  # fmt: skip
+
     def _fail(
         self, x: Exchange, status: int, code: str, message: str,
         headers: dict[str, str] | None = None,
     ) -> web.Response:  # fmt: skip
         x.status = status
         _failed(x, message)
-        return error_response(x.route.family, status, code, message, headers)
+        return error_response(x.family, status, code, message, headers)
 
     def _record(self, x: Exchange) -> None:
         duration = time.monotonic() - x.call.started
@@ -435,7 +537,7 @@ class Kept:
         headers = tuple(
             (k, v) for k, v in upstream.headers.items() if k.lower() not in STRIPPED_RESPONSE
         )
-        return cls(upstream.status, headers, await upstream.content.read(_KEPT_BODY_MAX))
+        return cls(upstream.status, headers, await _read_up_to(upstream, _KEPT_BODY_MAX))
 
     def response(self, request_id: str) -> web.Response:
         headers = CIMultiDict(self.headers)
@@ -446,13 +548,28 @@ class Kept:
 _KEPT_BODY_MAX = 64 * 1024  # an error message; more is not one
 
 
-def authenticate(request: web.Request, table: RouteTable) -> Caller | None:
-    """The gateway token from `Authorization: Bearer` or `x-api-key`, checked locally."""
-    token = ""
-    authorization = request.headers.get("Authorization", "")
-    scheme, _, value = authorization.partition(" ")
-    if scheme.lower() == "bearer":
-        token = value.strip()
+async def _read_up_to(upstream: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The answer's first `limit` bytes, or all of a shorter one (read(n) gives what has
+    arrived, which may be less)."""
+    body = bytearray()
+    while len(body) < limit and (piece := await upstream.content.read(limit - len(body))):
+        body += piece
+    return bytes(body)
+
+
+def authenticate(
+    request: web.Request, table: RouteTable, api_key_first: bool = False
+) -> Caller | None:
+    """The gateway token from `Authorization: Bearer` or `x-api-key`, checked locally.
+    On a cloud's paths x-api-key comes first: the clouds' SDKs put their own credential
+    in Authorization (a SigV4 signature, a Google token), and the gateway's goes in a
+    header of its own."""
+    token = request.headers.get("x-api-key", "").strip() if api_key_first else ""
+    if not token:
+        authorization = request.headers.get("Authorization", "")
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() == "bearer":
+            token = value.strip()
     if not token:
         token = request.headers.get("x-api-key", "").strip()
     if not token:

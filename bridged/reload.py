@@ -9,6 +9,7 @@ import logging
 
 from aibridge.v1 import snapshot_pb2
 from bridged import metrics
+from bridged.clouds.credentials import CloudCredentials
 from bridged.keys import KeyHealth
 from bridged.routes import RouteBuilder, RouteTable
 from bridged.upstreams import UpstreamPools
@@ -20,10 +21,13 @@ log = logging.getLogger(__name__)
 class LiveRouteTable:
     """The route table requests are served from, replaced whole by each snapshot."""
 
-    def __init__(self, pools: UpstreamPools, keys: KeyHealth) -> None:
+    def __init__(
+        self, pools: UpstreamPools, keys: KeyHealth, credentials: CloudCredentials | None = None
+    ) -> None:
         self.table: RouteTable | None = None
         self._pools = pools
         self._keys = keys
+        self._credentials = credentials
         self._builder = RouteBuilder()
 
     def apply(self, snapshot: snapshot_pb2.ProviderSnapshot) -> ApplyResult:
@@ -33,5 +37,7 @@ class LiveRouteTable:
         self.table = table  # the swap
         self._keys.forget_expired()
         self._pools.keep_only(table.origins)
+        if self._credentials is not None:
+            self._credentials.keep_only(table.cloud_key_ids)
         metrics.SKIPPED_PROVIDERS.set(len(skipped))
         return ApplyResult(skipped=skipped)

@@ -18,6 +18,8 @@ from yarl import URL
 from aibridge.v1 import snapshot_pb2
 from bridged.capture import CaptureSettings
 from bridged.governance import Governance
+from common import clouds
+from common.clouds import ANTHROPIC_TYPES, CLOUD_TYPES, BadCredential
 from common.tokens import Callers
 from common.urls import BadBaseURL, parse_base_url
 from common.wire import OPENAI_COMPATIBLE_TYPES, SkippedProvider
@@ -30,14 +32,17 @@ class Endpoint:
     method: str
     pattern: re.Pattern[str]
     route: str = ""  # "" for a pass-through endpoint: forwarded, not recorded
+    # A cloud's own API ("bedrock", "vertex"), spoken by the client and the upstream
+    # alike; "" for the API of the route's family.
+    dialect: str = ""
 
     @property
     def intercepted(self) -> bool:
         return bool(self.route)
 
 
-def _ep(method: str, path: str, route: str = "") -> Endpoint:
-    return Endpoint(method, re.compile(f"^{path}$"), route)
+def _ep(method: str, path: str, route: str = "", dialect: str = "") -> Endpoint:
+    return Endpoint(method, re.compile(f"^{path}$"), route, dialect)
 
 
 _MODEL_ID = r"[A-Za-z0-9._:/@-]+"
@@ -55,6 +60,27 @@ ANTHROPIC_ENDPOINTS = (
     _ep("GET", "/v1/models"),
     _ep("GET", f"/v1/models/{_MODEL_ID}"),
 )
+# Claude on the clouds: the Anthropic API (bridged/clouds/calls.py translates it), and
+# the cloud's own model-invocation paths, nothing else of it (the credential may be
+# able to do much more).
+_MESSAGES = ANTHROPIC_ENDPOINTS[:2]
+BEDROCK_ENDPOINTS = (
+    *_MESSAGES,
+    _ep("POST", f"/model/(?P<model>{_MODEL_ID}?)/(?P<action>invoke|invoke-with-response-stream)",
+        "messages", "bedrock"),
+    _ep("POST", f"/model/(?P<model>{_MODEL_ID}?)/(?P<action>count-tokens)", "", "bedrock"),
+)  # fmt: skip
+_VERTEX_MODELS = "/v1/projects/[A-Za-z0-9.:_-]+/locations/[a-z0-9-]+/publishers/anthropic/models"
+VERTEX_ENDPOINTS = (
+    *_MESSAGES,
+    _ep("POST", f"{_VERTEX_MODELS}/count-tokens:rawPredict", "", "vertex"),
+    _ep("POST", f"{_VERTEX_MODELS}/(?P<model>[A-Za-z0-9._@-]+)"
+        ":(?P<action>rawPredict|streamRawPredict)", "messages", "vertex"),
+)  # fmt: skip
+_ENDPOINTS = {
+    "anthropic": ANTHROPIC_ENDPOINTS, "bedrock": BEDROCK_ENDPOINTS, "vertex": VERTEX_ENDPOINTS,
+}  # fmt: skip
+_NO_MODELS: Mapping[str, str] = MappingProxyType({})
 
 
 class ProviderKey(NamedTuple):
@@ -77,23 +103,31 @@ class Route(NamedTuple):
     base_url: str  # read by common.urls: as yarl writes it, without a trailing slash
     origin: str  # scheme://host[:port]: the key of its connection pool
     keys: tuple[ProviderKey, ...]
+    region: str = ""  # bedrock and vertex
+    project: str = ""  # vertex
+    model_map: Mapping[str, str] = _NO_MODELS  # the client's model name → the cloud's id
 
     @property
     def family(self) -> str:
-        return "anthropic" if self.type == "anthropic" else "openai"
+        """The API its clients speak, whose error shape bridged answers in."""
+        return "anthropic" if self.type in ANTHROPIC_TYPES else "openai"
+
+    @property
+    def cloud(self) -> bool:
+        return self.type in CLOUD_TYPES
 
     def endpoint(self, method: str, path: str) -> Endpoint | None:
         # Dot and empty segments would let a model id climb out of the allowlist
         # (/v1/models/../files): an upstream that normalises the path serves another route.
         if any(segment in ("", ".", "..") for segment in path.split("/")[1:]):
             return None
-        endpoints = ANTHROPIC_ENDPOINTS if self.family == "anthropic" else OPENAI_ENDPOINTS
+        endpoints = _ENDPOINTS.get(self.type, OPENAI_ENDPOINTS)
         for e in endpoints:
             if e.method == method and e.pattern.match(path):
                 return e
         return None
 
-    def upstream_url(self, path: str, raw_query: str) -> URL:
+    def upstream_url(self, path: str, raw_query: str) -> URL:  # not for a cloud's: calls.py
         """OpenAI's base_url carries the version (…/v1) and so does the client's path;
         Anthropic's base_url is the host root. The query goes on exactly as it came."""
         tail = path.removeprefix("/v1") if self.family == "openai" else path
@@ -119,6 +153,10 @@ class RouteTable:
     @property
     def origins(self) -> frozenset[str]:
         return frozenset(r.origin for r in self.routes.values())
+
+    @property
+    def cloud_key_ids(self) -> frozenset[str]:
+        return frozenset(k.id for r in self.routes.values() if r.cloud for k in r.keys)
 
 
 class RouteBuilder:
@@ -161,14 +199,38 @@ class RouteBuilder:
 
 def _route(p: snapshot_pb2.SnapshotProvider) -> Route | str:
     """The provider's Route, or why it cannot have one."""
-    if p.type != "anthropic" and p.type not in OPENAI_COMPATIBLE_TYPES:
+    if p.type not in ANTHROPIC_TYPES and p.type not in OPENAI_COMPATIBLE_TYPES:
         return f"unknown provider type {p.type!r}"
     try:
         where = parse_base_url(p.base_url)
     except BadBaseURL as bad:
         return f"unusable base_url: {bad}"
     keys = tuple(ProviderKey(k.id, k.secret, k.hint) for k in p.keys)
-    return Route(p.id, p.name, p.type, p.enabled, where.url, where.origin, keys)
+    if p.type not in CLOUD_TYPES:
+        return Route(p.id, p.name, p.type, p.enabled, where.url, where.origin, keys)
+    unusable = _cloud_unusable(p)
+    if unusable:
+        return unusable
+    return Route(
+        p.id, p.name, p.type, p.enabled, where.url, where.origin, keys, p.region, p.project,
+        MappingProxyType(dict(p.model_map)),
+    )  # fmt: skip
+
+
+def _cloud_unusable(p: snapshot_pb2.SnapshotProvider) -> str:
+    """Why a bedrock or vertex row cannot be served ("" if it can): the controlplane
+    checks the same, so only a row from an older database could fail here."""
+    if not clouds.REGION.fullmatch(p.region):
+        return "no usable region"
+    if p.type == clouds.VERTEX and not clouds.PROJECT.fullmatch(p.project):
+        return "no usable project"
+    read = clouds.aws_credential if p.type == clouds.BEDROCK else clouds.service_account
+    for k in p.keys:
+        try:
+            read(k.secret)
+        except BadCredential as bad:
+            return f"key {k.hint}: {bad}"
+    return ""
 
 
 def _quote_path(path: str) -> str:

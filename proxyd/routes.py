@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from aibridge.v1 import snapshot_pb2
+from common.clouds import ANTHROPIC_TYPES
 from common.tokens import Callers
 from common.urls import BadBaseURL, parse_base_url
 from common.wire import SkippedProvider
@@ -32,10 +33,11 @@ class HostRoute:
         """The path bridged expects under /api/v2/aibridge/{provider}.
 
         bridged maps an OpenAI-type client path `/v1/…` onto the base_url (which carries
-        the version) and an Anthropic path onto the host root; a client talking to the
-        provider's own host sends the base_url's path instead.
+        the version) and an Anthropic path (Bedrock's and Vertex's too) onto the host
+        root; a client talking to the provider's own host sends the base_url's path
+        instead.
         """
-        if self.type == "anthropic":
+        if self.type in ANTHROPIC_TYPES:
             return path
         if self.base_path and (path == self.base_path or path.startswith(self.base_path + "/")):
             return "/v1" + path[len(self.base_path) :]

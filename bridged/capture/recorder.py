@@ -60,6 +60,10 @@ class ResponseRecorder:
         except Exception:  # a bug here must not fail the answer: this record stops
             self._break()
 
+    def partial(self) -> None:
+        """Something the record needed could not be read."""
+        self._bounds.partial = True
+
     def finish(self) -> Answer:
         if not self._broken:
             try:

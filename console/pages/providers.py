@@ -84,7 +84,10 @@ async def create(request: web.Request) -> web.Response:
     entered = _entered(fields, ("name", "type", "base_url", "display_name"))
     key = fields.get("key", "")
     message = admin_pb2.CreateProviderRequest(
-        **entered,
+        name=entered.get("name", ""),
+        type=entered.get("type", ""),
+        base_url=entered.get("base_url", ""),
+        display_name=entered.get("display_name", ""),
         disabled="disabled" in fields,
         keys=[key] if key else [],
         expected_revision=revision_of(fields),

@@ -1,0 +1,65 @@
+"""Errors in the clouds' own shapes, for the clients that call a cloud's API through the
+gateway (way 2: the AnthropicBedrock and AnthropicVertex SDKs, Claude Code in its
+Bedrock or Vertex mode), and a cloud's error read back into Anthropic's shape for the
+clients of the Anthropic API (way 1)."""
+
+from __future__ import annotations
+
+import orjson
+
+# Bedrock names its error in x-amzn-ErrorType and says it in {"message": …}.
+_BEDROCK_TYPES = {
+    400: "ValidationException",
+    401: "UnrecognizedClientException",
+    403: "AccessDeniedException",
+    404: "ResourceNotFoundException",
+    408: "ModelTimeoutException",
+    413: "ValidationException",
+    429: "ThrottlingException",
+    500: "InternalServerException",
+    502: "InternalServerException",
+    503: "ServiceUnavailableException",
+    504: "ModelTimeoutException",
+}
+# Google's APIs answer {"error": {"code", "message", "status"}}, status a gRPC code name.
+_GOOGLE_STATUSES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    408: "DEADLINE_EXCEEDED",
+    413: "INVALID_ARGUMENT",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    502: "UNAVAILABLE",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+
+
+def cloud_error(dialect: str, status: int, message: str) -> tuple[bytes, dict[str, str]]:
+    """The body and headers of an error as Bedrock or Vertex would send it."""
+    if dialect == "bedrock":
+        kind = _BEDROCK_TYPES.get(status, "InternalServerException")
+        return orjson.dumps({"message": message}), {"x-amzn-ErrorType": kind}
+    google = _GOOGLE_STATUSES.get(status, "UNKNOWN")
+    body = {"error": {"code": status, "message": message, "status": google}}
+    return orjson.dumps(body), {}
+
+
+def cloud_error_message(body: bytes) -> str | None:
+    """The message of a cloud's error body ({"message"} or Google's {"error": {…}});
+    None when the body is not one (say, Anthropic's own error, which Vertex passes on
+    as the model sent it)."""
+    try:
+        data = orjson.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("type") == "error":
+        return None
+    error = data.get("error")
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return str(error["message"])
+    message = data.get("message") or data.get("Message")
+    return str(message) if isinstance(message, str) else None
