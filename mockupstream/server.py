@@ -14,7 +14,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import web
 
@@ -85,7 +85,7 @@ class MockUpstream:
     def text(self) -> str:
         return f"hello from {self.name}"
 
-    def start(self) -> MockUpstream:
+    def start(self) -> Self:
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
         return self
@@ -107,7 +107,8 @@ class MockUpstream:
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
-    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+    async def _receive(self, request: web.Request) -> Seen:
+        """The request read and recorded; a `silent` upstream never gets past here."""
         body = await request.read()
         self.bytes_received += len(body)
         seen = Seen(
@@ -118,6 +119,11 @@ class MockUpstream:
             self.seen.append(seen)
         if self.silent:
             await asyncio.sleep(3600)
+        return seen
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        seen = await self._receive(request)
+        body = seen.body
         status = self.key_status.get(seen.key)
         for name, answer in self.header_status.items():
             if name in seen.headers:
@@ -145,13 +151,19 @@ class MockUpstream:
     async def _sse(
         self, request: web.Request, events: list[replies.Event], tail: bytes = b""
     ) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        pieces = [replies.sse([event]) for event in events]
+        if self.malformed_sse and len(pieces) > 1:
+            pieces[1] = MALFORMED_EVENT + pieces[1]
+        return await self._stream(request, {"Content-Type": "text/event-stream"}, pieces, tail)
+
+    async def _stream(
+        self, request: web.Request, headers: dict[str, str], pieces: list[bytes], tail: bytes = b""
+    ) -> web.StreamResponse:
+        """`pieces` written one by one, as `chunk_delay` and `hold` say; then `tail`."""
+        response = web.StreamResponse(headers=headers)
         await response.prepare(request)
         sent = bytearray()
-        for i, event in enumerate(events):
-            data = replies.sse([event])
-            if i == 1 and self.malformed_sse:
-                data = MALFORMED_EVENT + data
+        for i, data in enumerate(pieces):
             sent += data
             await response.write(data)
             if i == 0 and self.hold is not None:
@@ -264,7 +276,17 @@ class MockUpstream:
         )  # fmt: skip
 
     async def _messages(self, request: web.Request, body: dict) -> web.StreamResponse:
-        model = f"{body.get('model', 'claude')}-2026"
+        whole, events = self.anthropic_reply(body, f"{body.get('model', 'claude')}-2026")
+        if not body.get("stream"):
+            return web.json_response(whole)
+        return await self._sse(request, events)
+
+    def anthropic_reply(
+        self, body: dict[str, Any], model: str
+    ) -> tuple[dict[str, Any], list[replies.Event]]:
+        """The answer to a Messages request, whole and as its stream's events: an agent's
+        turn when it offers tools, else this upstream's text. The clouds (clouds.py) wrap
+        the same answer in their own envelopes."""
         usage = {
             "input_tokens": ANTHROPIC_USAGE["input_tokens"],
             "output_tokens": ANTHROPIC_USAGE["output_tokens"],
@@ -277,18 +299,10 @@ class MockUpstream:
         }  # fmt: skip
         if _agent_turn(body, "messages"):
             thinking = (body.get("thinking") or {}).get("type") == "enabled"
-            whole, turn = replies.anthropic_turn(
-                message | {"usage": usage}, thinking, self.tool_calls
-            )
-            if not body.get("stream"):
-                return web.json_response(whole)
-            return await self._sse(request, turn)
-        if not body.get("stream"):
-            return web.json_response(
-                message | {"content": [{"type": "text", "text": self.text()}], "usage": usage}
-            )
+            return replies.anthropic_turn(message | {"usage": usage}, thinking, self.tool_calls)
+        whole = message | {"content": [{"type": "text", "text": self.text()}], "usage": usage}
         start_usage = usage | {"output_tokens": 1}
-        events: list[tuple[str, dict[str, Any]]] = [
+        events: list[replies.Event] = [
             ("message_start", {"type": "message_start", "message": message | {
                 "content": [], "stop_reason": None, "usage": start_usage}}),
             ("content_block_start", {"type": "content_block_start", "index": 0,
@@ -306,7 +320,7 @@ class MockUpstream:
                                "usage": {"output_tokens": usage["output_tokens"]}}),
             ("message_stop", {"type": "message_stop"}),
         ]  # fmt: skip
-        return await self._sse(request, events)
+        return whole, events
 
     async def _count_tokens(self, request: web.Request, body: dict) -> web.StreamResponse:
         return web.json_response({"input_tokens": 10})
