@@ -137,7 +137,9 @@ class MockBedrock(MockUpstream):
     # access key id → the session token a temporary credential must send with it
     session_tokens: dict[str, str] = field(default_factory=dict)
     region: str = "us-east-1"
-    anthropic_version: str = "bedrock-2023-05-31"  # what the body must say
+    # What the body must say; None: any version (the SDKs' clients send their own API
+    # version, not the cloud's).
+    anthropic_version: str | None = "bedrock-2023-05-31"
     malformed_frames: bool = False  # the stream's second frame has a bad CRC
     # After the first chunk, an exception frame of this type ("throttlingException",
     # "modelStreamErrorException", …), and the stream ends.
@@ -247,7 +249,7 @@ class MockBedrock(MockUpstream):
                 "Malformed input request: #: required key [anthropic_version] not found, "
                 "please reformat your input and try again."
             )
-        if version != self.anthropic_version:
+        if self.anthropic_version is not None and version != self.anthropic_version:
             raise _invalid_input(f"Invalid API version; use {self.anthropic_version}.")
         return body
 
@@ -389,7 +391,7 @@ class MockVertex(MockUpstream):
     that the API takes."""
 
     name: str = "Vertex"
-    anthropic_version: str = "vertex-2023-10-16"  # what the body must say
+    anthropic_version: str | None = "vertex-2023-10-16"  # what the body must say; None: any
     token_lifetime: int = 3600  # expires_in of the tokens minted from now on
     token_status: dict[str, int] = field(default_factory=dict)  # client_email → refuse with
     mints: Counter[str] = field(default_factory=Counter)  # client_email → tokens minted
@@ -488,7 +490,10 @@ class MockVertex(MockUpstream):
             return "model: Extra inputs are not permitted"
         if "anthropic_version" not in body:
             return "anthropic_version: Field required"
-        if body["anthropic_version"] != self.anthropic_version:
+        if (
+            self.anthropic_version is not None
+            and body["anthropic_version"] != self.anthropic_version
+        ):
             return f"anthropic_version: Input should be '{self.anthropic_version}'"
         return ""
 
