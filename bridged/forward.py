@@ -141,8 +141,9 @@ class Forwarder:
         route = table.routes.get(name)
         if route is None:
             return _refuse("", family, 404, "unknown_provider", f"no provider named {name!r}")
-        if family not in ("bedrock", "vertex") or not route.cloud:
-            family = route.family
+        family = route.family
+        if route.cloud and not path.startswith("/v1/messages"):
+            family = route.type  # a client of the cloud's own API, or one lost there
         if not route.enabled:
             # 403, not 503: a client must not retry it (Claude Code retries a 503 for minutes).
             return _refuse(name, family, 403, "provider_disabled", f"provider {name!r} is disabled")
@@ -414,12 +415,13 @@ class Forwarder:
                     x.ttfb = time.monotonic() - x.call.started
                 if to_sse is not None:
                     chunk = to_sse.feed(chunk)  # the events of the frames it completes
-                    if not chunk:
-                        continue
-                await response.write(chunk)  # the client gets it before we look at it
-                x.call.bytes_out += len(chunk)
-                if recorder is not None:
-                    recorder.feed(chunk)
+                if chunk:
+                    await response.write(chunk)  # the client gets it before we look at it
+                    x.call.bytes_out += len(chunk)
+                    if recorder is not None:
+                        recorder.feed(chunk)
+                if to_sse is not None:
+                    to_sse.check()  # after the events before a malformed frame
             if to_sse is not None:
                 to_sse.finish()
         except TimeoutError:

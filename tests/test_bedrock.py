@@ -22,8 +22,8 @@ from mockupstream.clouds import MockBedrock
 from tests.harness import Bridged, Controlplane, unique, wait_until
 
 REGION = "eu-west-3"
-MODEL = "claude-sonnet-4-5"  # what clients send
-PROFILE = "eu.anthropic.claude-sonnet-4-5-20250929-v1:0"  # what Bedrock is asked for
+MODEL = "claude-opus-5-5"  # what clients send
+PROFILE = "eu.anthropic.claude-opus-5-5-20261101-v1:0"  # what Bedrock is asked for
 MESSAGES: list[anthropic.types.MessageParam] = [{"role": "user", "content": "hi"}]
 
 
@@ -189,7 +189,7 @@ def test_bedrock_sdk_through_its_own_paths(cloud: Cloud) -> None:
     assert sorted(r.streaming for r in records) == [False, True]
     assert all(r.output_tokens == ANTHROPIC_USAGE["output_tokens"] for r in records)
     # The model the answer names, as for anthropic (the price table's names).
-    assert {r.model for r in records} == {"claude-sonnet-4-5-20250929"}
+    assert {r.model for r in records} == {"claude-opus-5-5-20261101"}
 
 
 def test_only_model_invocation_paths_are_open(cloud: Cloud) -> None:
@@ -198,7 +198,7 @@ def test_only_model_invocation_paths_are_open(cloud: Cloud) -> None:
         ("GET", "/inference-profiles?type=SYSTEM_DEFINED"),
         ("POST", f"/model/{PROFILE}/converse"),
         ("GET", "/foundation-models"),
-        ("POST", "/model/../guardrails/x/invoke"),
+        ("POST", "/model/%2E%2E/guardrail/invoke"),  # a dot segment, decoded
     ]:
         response = httpx.request(method, cloud.url + path, headers=headers, timeout=15)
         assert response.status_code == 404, (path, response.text)

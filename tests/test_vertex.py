@@ -21,8 +21,8 @@ from tests.harness import Bridged, Controlplane, unique, wait_until
 
 REGION = "europe-west1"
 PROJECT = "gateway-project"
-MODEL = "claude-sonnet-4-5"
-VERTEX_MODEL = "claude-sonnet-4-5@20250929"
+MODEL = "claude-opus-5-5"
+VERTEX_MODEL = "claude-opus-5-5@20261101"
 MESSAGES: list[anthropic.types.MessageParam] = [{"role": "user", "content": "hi"}]
 
 

@@ -43,11 +43,12 @@ class EventStreamReader:
         self._buffer = EventStreamBuffer()
         self._pending = 0  # bytes fed that no complete frame has taken yet
         self.ended = False  # an exception frame ended the stream
+        self.malformed = ""  # why the stream could not be read on, once it could not
 
     def feed(self, chunk: bytes) -> bytes:
-        """The SSE bytes of every frame `chunk` completes (b"" while a frame is partial);
-        raises MalformedStream."""
-        if self.ended:
+        """The SSE bytes of every frame `chunk` completes (b"" while a frame is partial),
+        up to a malformed one: `check()` then raises."""
+        if self.ended or self.malformed:
             return b""
         self._buffer.add_data(chunk)
         self._pending += len(chunk)
@@ -59,8 +60,15 @@ class EventStreamReader:
                 if self.ended:
                     break
         except ParserError as exc:
-            raise MalformedStream(f"a frame failed to decode ({type(exc).__name__})") from None
+            self.malformed = f"a frame failed to decode ({type(exc).__name__})"
+        except MalformedStream as bad:
+            self.malformed = str(bad)
         return bytes(out)
+
+    def check(self) -> None:
+        """Raises MalformedStream once a frame fed could not be read."""
+        if self.malformed:
+            raise MalformedStream(self.malformed)
 
     def _event(self, message: EventStreamMessage) -> bytes:
         headers = message.headers
@@ -77,6 +85,7 @@ class EventStreamReader:
 
     def finish(self) -> None:
         """At the stream's end: a frame left half-sent is a stream cut short."""
+        self.check()
         if not self.ended and self._pending:
             raise MalformedStream("the stream ended inside a frame")
 
@@ -121,15 +130,13 @@ class FramesRecorder:
     def feed(self, chunk: bytes) -> None:
         if self._broken:
             return
-        try:
-            events = self._reader.feed(chunk)
-        except MalformedStream as bad:
-            log.warning("a recorded event stream is malformed: %s", bad)
-            self._broken = True
-            self._recorder.partial()
-            return
+        events = self._reader.feed(chunk)
         if events:
             self._recorder.feed(events)
+        if self._reader.malformed:
+            log.warning("a recorded event stream is malformed: %s", self._reader.malformed)
+            self._broken = True
+            self._recorder.partial()
 
     def finish(self) -> Answer:
         return self._recorder.finish()
