@@ -10,6 +10,7 @@ import secrets
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import anthropic
 import httpx
@@ -50,10 +51,10 @@ class Cloud:
     def anthropic(self) -> anthropic.Anthropic:
         return anthropic.Anthropic(base_url=self.url, api_key=self.token, max_retries=0, timeout=15)
 
-    def bedrock(self, **kw: object) -> AnthropicBedrock:
+    def bedrock(self, **kw: Any) -> AnthropicBedrock:
         """The SDK's Bedrock client, its base URL the gateway; the gateway token as its
         Bedrock API key (a bearer) unless `kw` says otherwise."""
-        options: dict[str, object] = {"api_key": self.token} | kw
+        options: dict[str, Any] = {"api_key": self.token} | kw
         return AnthropicBedrock(
             base_url=self.url, aws_region="us-east-1", max_retries=0, timeout=15, **options
         )

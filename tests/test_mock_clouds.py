@@ -13,13 +13,13 @@ from datetime import datetime
 from typing import Any
 
 import anthropic
-import botocore.auth  # type: ignore[import-untyped]
+import botocore.auth
 import google.auth.transport.requests
 import httpx
 import pytest
-from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
-from botocore.credentials import Credentials  # type: ignore[import-untyped]
-from botocore.eventstream import (  # type: ignore[import-untyped]
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from botocore.eventstream import (
     ChecksumMismatch,
     EventStreamBuffer,
 )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import anthropic
 import httpx
@@ -42,10 +43,10 @@ class Cloud:
     def anthropic(self) -> anthropic.Anthropic:
         return anthropic.Anthropic(base_url=self.url, api_key=self.token, max_retries=0, timeout=15)
 
-    def vertex(self, **kw: object) -> AnthropicVertex:
+    def vertex(self, **kw: Any) -> AnthropicVertex:
         """The SDK's Vertex client with another project and region than the provider's
         (the gateway's win), the gateway token as its access token."""
-        options: dict[str, object] = {"access_token": self.token} | kw
+        options: dict[str, Any] = {"access_token": self.token} | kw
         return AnthropicVertex(
             base_url=self.url + "/v1", region="us-east5", project_id="someone-elses",
             max_retries=0, timeout=15, **options,
