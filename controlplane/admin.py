@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import grpc
 
 from aibridge.v1 import admin_pb2, admin_pb2_grpc
+from common.clouds import effective_region
 from controlplane.auth import Credentials, actor
 from controlplane.cache import SnapshotCache
 from controlplane.errors import AlreadyExists, InvalidArgument, NotFound
@@ -29,7 +30,7 @@ from controlplane.store.db import Database, DatabaseUnavailable, RevisionConflic
 from controlplane.store.interceptions import InterceptionFilter, InterceptionLog
 from controlplane.store.limit_sets import LimitChanges, LimitSet, LimitSets, models_of, providers_of
 from controlplane.store.prices import Prices
-from controlplane.store.providers import ProviderChanges, Providers
+from controlplane.store.providers import ProviderChanges, Providers, model_map_of
 from controlplane.store.settings import Settings, SettingValue
 from controlplane.store.spend import Spending
 from controlplane.store.teams import TeamInfo, Teams
@@ -137,6 +138,9 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             enabled=not request.disabled,
             keys=list(request.keys),
             expected_revision=_expected(request),
+            region=request.region,
+            project=request.project,
+            model_map=_model_map(request.model_map),
         )
         return admin_pb2.ProviderResponse(revision=revision, provider=provider_message(provider))
 
@@ -160,6 +164,10 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             display_name=request.display_name if request.HasField("display_name") else None,
             add_keys=list(request.add_keys),
             remove_key_ids=list(request.remove_key_ids),
+            region=request.region if request.HasField("region") else None,
+            project=request.project if request.HasField("project") else None,
+            model_map=_model_map(request.model_map),
+            clear_model_map=request.clear_model_map,
         )
         revision, provider = await self._mutate(
             self.providers.update, actor(context), request.ref, changes, _expected(request)
@@ -583,7 +591,18 @@ def provider_message(p: models.Provider) -> admin_pb2.Provider:
         ],
         created_at=timestamp(p.created_at),
         updated_at=timestamp(p.updated_at),
+        region=p.region,
+        project=p.project,
+        model_map=[
+            admin_pb2.ModelMapping(model=model, upstream_model=upstream)
+            for model, upstream in sorted(model_map_of(p.model_map).items())
+        ],
+        effective_region=effective_region(p.type, p.base_url, p.region),
     )
+
+
+def _model_map(entries: Iterable[admin_pb2.ModelMapping]) -> list[tuple[str, str]]:
+    return [(e.model, e.upstream_model) for e in entries]
 
 
 def token_message(t: models.GatewayToken) -> admin_pb2.Token:

@@ -23,6 +23,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from aibridge.v1 import snapshot_pb2
+from common.clouds import effective_region
 from controlplane.auth import Role
 from controlplane.governance import build_governance
 from controlplane.settings import gateway_settings
@@ -36,6 +37,7 @@ from controlplane.store.models import (
     User,
     utcnow,
 )
+from controlplane.store.providers import model_map_of
 from controlplane.store.settings import stored_values
 
 log = logging.getLogger(__name__)
@@ -152,8 +154,8 @@ class SnapshotBuilder:
         for p in connection.execute(
             select(
                 Provider.id, Provider.name, Provider.type, Provider.display_name,
-                Provider.enabled, Provider.base_url, Provider.changed_by,
-                Provider.deleted_at,
+                Provider.enabled, Provider.base_url, Provider.region, Provider.project,
+                Provider.model_map, Provider.changed_by, Provider.deleted_at,
             ).where(changed)
         ):  # fmt: skip
             if p.deleted_at is not None:
@@ -174,6 +176,10 @@ class SnapshotBuilder:
             display_name=p.display_name,
             enabled=p.enabled,
             base_url=p.base_url,
+            # Not secret: proxyd's cut has them too.
+            region=effective_region(p.type, p.base_url, p.region),
+            project=p.project,
+            model_map=model_map_of(p.model_map),
         )
         proxyd = snapshot_pb2.ProviderSnapshot(providers=[entry]).SerializeToString()
         # Least privilege: only bridged gets keys, and only for providers it may serve.

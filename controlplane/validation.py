@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from common import clouds
 from common.urls import BadBaseURL, parse_base_url
 from common.wire import PROVIDER_TYPES
 from controlplane.errors import InvalidArgument
@@ -15,6 +16,8 @@ DISPLAY_NAME_MAX = 200
 EMAIL_MAX = 254  # RFC 5321's limit on a forward path
 KEY_MAX = 4096
 REF_MAX = 200  # far beyond any id or name: a longer reference cannot name anything
+REGION_MAX = 64
+HINT_MAX = 254  # provider_keys.hint: a vertex key's is its service account's email
 
 
 def name(value: str, field: str = "name") -> str:
@@ -113,3 +116,73 @@ def provider_key(value: str, field: str = "keys") -> str:
 def key_hint(secret: str) -> str:
     """Enough to tell keys apart, never enough to use one."""
     return f"…{secret[-4:]}" if len(secret) >= 16 else "…"
+
+
+# --- bedrock and vertex (common/clouds.py) ---------------------------------------------------
+
+
+def key_for_type(provider_type: str, value: str, field: str = "keys") -> tuple[str, str]:
+    """A key as it is stored, and its hint. A cloud's key is a credential JSON, checked
+    and made compact by common.clouds (whitespace and all: the API-key rule is not for
+    it); any other type's is an API key."""
+    if provider_type not in clouds.CLOUD_TYPES:
+        provider_key(value, field)
+        return value, key_hint(value)
+    try:
+        stored = clouds.stored_key(provider_type, value)
+        hint = clouds.cloud_key_hint(provider_type, stored)
+    except clouds.BadCredential as bad:
+        raise InvalidArgument(field, str(bad)) from None
+    if len(hint) > HINT_MAX:
+        raise InvalidArgument(
+            field, f'a key\'s "client_email" is longer than {HINT_MAX} characters'
+        )
+    return stored, hint
+
+
+def region(value: str) -> str:
+    """Empty (read from the base_url's host), or a cloud region's name."""
+    if len(value) > REGION_MAX:
+        raise InvalidArgument("region", f"is longer than {REGION_MAX} characters")
+    if value and not clouds.REGION.fullmatch(value):
+        raise InvalidArgument(
+            "region", "must be a region's name, like us-east-1 or europe-west1 (or global)"
+        )
+    return value
+
+
+def project(value: str) -> str:
+    if not clouds.PROJECT.fullmatch(value):
+        raise InvalidArgument(
+            "project",
+            "must be a Google Cloud project id: 2 to 100 lowercase letters, digits, "
+            "hyphens, dots and colons",
+        )
+    return value
+
+
+def model_map(entries: list[tuple[str, str]], *, removals: bool = False) -> list[tuple[str, str]]:
+    """Client model name → the cloud's model id, each name once. With `removals`, an
+    empty id means "remove this name's mapping" (an update)."""
+    seen: set[str] = set()
+    for model, upstream in entries:
+        if not clouds.MODEL.fullmatch(model):
+            raise InvalidArgument("model_map", _MODEL_RULE.format(what="a model name"))
+        if not (removals and not upstream) and not clouds.MODEL.fullmatch(upstream):
+            raise InvalidArgument("model_map", _MODEL_RULE.format(what=f"{model}'s model id"))
+        if model in seen:
+            raise InvalidArgument("model_map", f"maps {model} more than once")
+        seen.add(model)
+    return entries
+
+
+def model_map_size(mapping: dict[str, str]) -> dict[str, str]:
+    if len(mapping) > clouds.MODEL_MAP_MAX:
+        raise InvalidArgument("model_map", f"has more than {clouds.MODEL_MAP_MAX} mappings")
+    return mapping
+
+
+_MODEL_RULE = (
+    "{what} must be 1 to 200 letters, digits and . _ : / @ - (like claude-sonnet-4-5 or "
+    "an inference profile's ARN)"
+)

@@ -4,12 +4,14 @@ hints, deleting after a confirmation, viewers, and phone widths."""
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 
 from playwright.sync_api import Page, expect
 
 from aibridge.v1 import admin_pb2
+from tests.cloud_keys import aws_credential, service_account
 from tests.console import (
     PHONE,
     ConsoleStack,
@@ -229,3 +231,57 @@ def test_the_providers_pages_fit_a_phone(console_stack: ConsoleStack, page: Page
         expect(page.get_by_role("heading", level=1)).to_be_visible()
         fits = page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
         assert fits, path
+
+
+def test_a_cloud_provider_from_the_form_and_its_page(
+    console_stack: ConsoleStack, page: Page
+) -> None:
+    """A bedrock or vertex key is a credential JSON over many lines, sent as one key; the
+    provider's page shows its region, project and model map."""
+    client = signed_in_client(console_stack.url, console_stack.secrets.admin)
+    account, aws = service_account("console-proj-1"), aws_credential()
+    vertex, bedrock = unique("vertex"), unique("bedrock")
+    fields = {"name": vertex, "type": "vertex",
+              "base_url": "https://europe-west4-aiplatform.googleapis.com",
+              "key": json.dumps(account, indent=2)}  # fmt: skip
+    reply = post_form(client, "/providers", "/providers", fields)
+    assert reply.status_code == 303, reply.text
+    made = get_provider(console_stack, vertex)
+    assert [k.hint for k in made.keys] == [account["client_email"]]
+    assert made.project == "console-proj-1"  # the service account's
+
+    # A host that names no region needs one, and the refusal is beside its field.
+    fields = {"name": bedrock, "type": "bedrock", "base_url": "http://127.0.0.1:9",
+              "key": json.dumps(aws, indent=2)}  # fmt: skip
+    reply = post_form(client, "/providers", "/providers", fields)
+    assert reply.status_code == 400
+    assert re.search(r'id="f-region"[^>]*aria-invalid="true"', reply.text)
+    assert "the base_url&#39;s host names no region" in reply.text
+    assert aws["secret_access_key"] not in reply.text
+    reply = post_form(client, "/providers", "/providers", fields | {"region": "us-east-2"})
+    assert reply.status_code == 303, reply.text
+    assert get_provider(console_stack, bedrock).effective_region == "us-east-2"
+
+    console_stack.controlplane.admin.UpdateProvider(
+        admin_pb2.UpdateProviderRequest(
+            ref=vertex,
+            model_map=[admin_pb2.ModelMapping(model="claude-opus-4-1",
+                                              upstream_model="claude-opus-4-1@20250805")],
+        )
+    )  # fmt: skip
+    sign_in(page, console_stack.url, console_stack.secrets.admin)
+    page.goto(f"{console_stack.url}/providers/{vertex}")
+    cloud = page.locator("#provider-cloud")
+    expect(cloud).to_contain_text("europe-west4 (from base URL)")
+    expect(cloud).to_contain_text("console-proj-1")
+    mapping = page.locator("#provider-model-map tbody tr")
+    expect(mapping).to_have_count(1)
+    expect(mapping).to_contain_text("claude-opus-4-1@20250805")
+    expect(page.locator("#provider-keys")).to_contain_text(account["client_email"])
+    page.goto(f"{console_stack.url}/providers/{bedrock}")
+    expect(page.locator("#provider-cloud")).to_contain_text("us-east-2")
+    expect(page.locator("#provider-cloud")).not_to_contain_text("from base URL")
+    for path in ("/providers", f"/providers/{vertex}", f"/providers/{bedrock}"):
+        html = client.get(path).text
+        assert account["private_key"].splitlines()[5] not in html, path
+        assert aws["secret_access_key"] not in html, path

@@ -1,6 +1,8 @@
 """Providers: the list and a form for a new one; a provider's page to edit it, add and
 remove its keys, and delete it after a confirmation. Keys go to the API and never come
-back into a page: only their hints are shown."""
+back into a page: only their hints are shown. A bedrock or vertex key is a credential
+JSON document, sent as one key however many lines it has; such a provider's page shows
+its region, project and model map (aibridgectl changes them)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import grpc
 from aiohttp import web
 
 from aibridge.v1 import admin_pb2
+from common.clouds import CLOUD_TYPES
 from common.wire import PROVIDER_TYPES
 from console.api import Refused
 from console.views import (
@@ -31,6 +34,8 @@ FORM_FIELDS = {
     "type": "type",
     "base_url": "base_url",
     "display_name": "display_name",
+    "region": "region",
+    "project": "project",
     "keys": "key",
     "add_keys": "key",
 }
@@ -81,13 +86,15 @@ async def providers(request: web.Request) -> web.Response:
 @routes.post("/providers")
 async def create(request: web.Request) -> web.Response:
     fields = await form(request)
-    entered = _entered(fields, ("name", "type", "base_url", "display_name"))
+    entered = _entered(fields, ("name", "type", "base_url", "display_name", "region", "project"))
     key = fields.get("key", "")
     message = admin_pb2.CreateProviderRequest(
-        name=entered.get("name", ""),
-        type=entered.get("type", ""),
-        base_url=entered.get("base_url", ""),
-        display_name=entered.get("display_name", ""),
+        name=entered["name"],
+        type=entered["type"],
+        base_url=entered["base_url"],
+        display_name=entered["display_name"],
+        region=entered["region"],
+        project=entered["project"],
         disabled="disabled" in fields,
         keys=[key] if key else [],
         expected_revision=revision_of(fields),
@@ -127,6 +134,7 @@ async def _provider_page(
     revision, provider = await _current(request, name)
     context = {
         "provider": provider,
+        "cloud": provider.type in CLOUD_TYPES,
         "revision": revision,
         "values": values or _values_of(provider),
         "errors": errors or {},

@@ -39,7 +39,9 @@ def add_key_sources(parser: argparse.ArgumentParser, flag: str, dest: str, what:
     )  # fmt: skip
     parser.add_argument(
         f"{flag}-file", action="append", dest=dest, type=KeySource.file, metavar="PATH",
-        help=f"{what}, read from PATH (kept out of the process list and shell history)",
+        help=f"{what}, read from PATH: the whole file is one key (a credential JSON may span "
+        "many lines; repeat the option for more keys), kept out of the process list and shell "
+        "history",
     )  # fmt: skip
 
 

@@ -75,6 +75,12 @@ class Provider(Base):
     display_name: Mapped[str] = mapped_column(String(200), nullable=False, default="")
     enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     base_url: Mapped[str] = mapped_column(Text, nullable=False)
+    # bedrock and vertex (common/clouds.py): the region as given ("" reads it from the
+    # base_url's host), vertex's project, and a JSON object of client model name → the
+    # cloud's model id (controlplane/store/providers.py reads and writes it).
+    region: Mapped[str] = mapped_column(String(64), nullable=False, server_default="")
+    project: Mapped[str] = mapped_column(String(100), nullable=False, server_default="")
+    model_map: Mapped[str] = mapped_column(Text, nullable=False, server_default="{}")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     # Deleted providers are kept (usage and audit refer to them); names are unique among live ones.
@@ -99,7 +105,8 @@ class ProviderKey(Base):
     # Failover order: creation order within the provider.
     position: Mapped[int] = mapped_column(Integer, nullable=False)
     ciphertext: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
-    hint: Mapped[str] = mapped_column(String(32), nullable=False)
+    # A vertex key's hint is its service account's email (common/clouds.py).
+    hint: Mapped[str] = mapped_column(String(254), nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
 
     provider: Mapped[Provider] = relationship(back_populates="keys")
