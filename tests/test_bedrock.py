@@ -6,7 +6,6 @@ event-stream frames (mockupstream/clouds.py)."""
 from __future__ import annotations
 
 import json
-import secrets
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from anthropic.lib.bedrock import AnthropicBedrock
 from aibridge.v1 import admin_pb2
 from mockupstream import ANTHROPIC_USAGE
 from mockupstream.clouds import MockBedrock
+from tests import cloud_keys
 from tests.harness import Bridged, Controlplane, unique, wait_until
 
 REGION = "eu-west-3"
@@ -30,9 +30,8 @@ MESSAGES: list[anthropic.types.MessageParam] = [{"role": "user", "content": "hi"
 
 def aws_key() -> tuple[str, str, str]:
     """(access key id, secret, the key as the gateway takes it)."""
-    key_id = "AKIA" + secrets.token_hex(8).upper()
-    secret = secrets.token_urlsafe(30)
-    return key_id, secret, json.dumps({"access_key_id": key_id, "secret_access_key": secret})
+    credential = cloud_keys.aws_credential()
+    return credential["access_key_id"], credential["secret_access_key"], json.dumps(credential)
 
 
 @dataclass
