@@ -268,18 +268,9 @@ def test_a_cloud_error_reaches_an_anthropic_client_in_anthropic_shape(cloud: Clo
 
 def test_malformed_frames_end_the_stream_with_an_error_event(cloud: Cloud) -> None:
     cloud.upstream.malformed_frames = True
-    with httpx.stream(
-        "POST", cloud.url + "/v1/messages", timeout=15,
-        headers={"x-api-key": cloud.token, "anthropic-version": "2023-06-01"},
-        json={"model": MODEL, "max_tokens": 50, "messages": MESSAGES, "stream": True},
-    ) as response:  # fmt: skip
-        body = response.read().decode()
-    assert response.status_code == 200
-    assert body.startswith("event: message_start")
-    last = body.strip().split("\n\n")[-1]
-    assert last.startswith("event: error")
-    error = json.loads(last.partition("data: ")[2])
-    assert error["error"]["type"] == "api_error"
+    status, body, error = stream_raw(cloud)
+    assert status == 200 and body.startswith("event: message_start")
+    assert error["type"] == "api_error"
     (record,) = cloud.records(1)
     assert record.status == 502 and record.partial
     assert "malformed" in record.error_message
@@ -294,6 +285,13 @@ def test_malformed_frames_end_the_stream_with_an_error_event(cloud: Cloud) -> No
 
 def test_an_exception_frame_becomes_an_anthropic_error_event(cloud: Cloud) -> None:
     cloud.upstream.stream_exception = "throttlingException"
+    status, body, error = stream_raw(cloud)
+    assert status == 200 and body.startswith("event: message_start")
+    assert error["type"] == "rate_limit_error"
+
+
+def stream_raw(cloud: Cloud) -> tuple[int, str, dict[str, Any]]:
+    """A streamed call's status and whole body, and the error its last event carries."""
     with httpx.stream(
         "POST", cloud.url + "/v1/messages", timeout=15,
         headers={"x-api-key": cloud.token, "anthropic-version": "2023-06-01"},
@@ -301,5 +299,5 @@ def test_an_exception_frame_becomes_an_anthropic_error_event(cloud: Cloud) -> No
     ) as response:  # fmt: skip
         body = response.read().decode()
     last = body.strip().split("\n\n")[-1]
-    assert last.startswith("event: error")
-    assert json.loads(last.partition("data: ")[2])["error"]["type"] == "rate_limit_error"
+    assert last.startswith("event: error"), body
+    return response.status_code, body, json.loads(last.partition("data: ")[2])["error"]
