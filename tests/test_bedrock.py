@@ -20,6 +20,7 @@ from aibridge.v1 import admin_pb2
 from mockupstream import ANTHROPIC_USAGE
 from mockupstream.clouds import MockBedrock
 from tests import cloud_keys
+from tests.governance import create_token, set_limits
 from tests.harness import Bridged, Controlplane, unique, wait_until
 
 REGION = "eu-west-3"
@@ -301,3 +302,46 @@ def stream_raw(cloud: Cloud) -> tuple[int, str, dict[str, Any]]:
     last = body.strip().split("\n\n")[-1]
     assert last.startswith("event: error"), body
     return response.status_code, body, json.loads(last.partition("data: ")[2])["error"]
+
+
+def test_limits_apply_as_for_anthropic_in_each_apis_shape(cloud: Cloud) -> None:
+    """A token limited to other models, then to one call a minute: refused before the
+    upstream, in Anthropic's shape on its API and in Bedrock's on Bedrock's paths."""
+    name = unique("limited")
+    token = create_token(cloud.cp, name)
+    limited = Cloud(cloud.cp, cloud.bridged, token, cloud.upstream, cloud.provider, cloud.key_ids)
+    set_limits(cloud.cp, f"token:{name}", models=["claude-haiku-*"])
+    with pytest.raises(anthropic.PermissionDeniedError):
+        limited.anthropic().messages.create(model=MODEL, max_tokens=5, messages=MESSAGES)
+    invoke = f"{cloud.url}/model/{MODEL}/invoke"
+    body = {"anthropic_version": "bedrock-2023-05-31", "messages": MESSAGES, "max_tokens": 5}
+    refused = httpx.post(invoke, headers={"x-api-key": token}, json=body, timeout=15)
+    assert refused.status_code == 403
+    assert refused.headers["x-amzn-ErrorType"] == "AccessDeniedException"
+    assert "message" in refused.json()
+    assert cloud.upstream.calls == []
+
+    set_limits(cloud.cp, f"token:{name}", models=[], requests_per_minute=1)
+    assert httpx.post(invoke, headers={"x-api-key": token}, json=body, timeout=15).is_success
+    throttled = httpx.post(invoke, headers={"x-api-key": token}, json=body, timeout=15)
+    assert throttled.status_code == 429 and throttled.headers["retry-after"]
+    assert throttled.headers["x-amzn-ErrorType"] == "ThrottlingException"
+    assert len(cloud.upstream.calls) == 1
+
+
+def test_a_changed_model_map_and_key_apply_without_a_restart(cloud: Cloud) -> None:
+    client = cloud.anthropic()
+    client.messages.create(model=MODEL, max_tokens=5, messages=MESSAGES)
+    other = "eu.anthropic.claude-opus-5-5-20261201-v2:0"
+    key_id, secret, text = aws_key()
+    cloud.upstream.credentials[key_id] = secret
+    old_key = cloud.cp.admin.GetProvider(admin_pb2.GetProviderRequest(ref=cloud.provider)).keys
+    updated = cloud.cp.admin.UpdateProvider(admin_pb2.UpdateProviderRequest(
+        ref=cloud.provider, add_keys=[text], remove_key_ids=[k.id for k in old_key],
+        model_map=[admin_pb2.ModelMapping(model=MODEL, upstream_model=other)],
+    ))  # fmt: skip
+    cloud.cp.admin.wait_applied(updated.revision)
+    client.messages.create(model=MODEL, max_tokens=5, messages=MESSAGES)
+    assert [(c.model_id, c.access_key_id, c.verified) for c in cloud.upstream.calls] == [
+        (PROFILE, cloud.key_ids[0], True), (other, key_id, True),
+    ]  # fmt: skip
