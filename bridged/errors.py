@@ -10,6 +10,7 @@ import json
 from aiohttp import web
 
 from bridged.clouds.errors import cloud_error
+from common.clouds import CLOUD_TYPES
 
 # status → (OpenAI error type, Anthropic error type), as each provider types its own. The
 # 503s bridged makes (no snapshot, limit counters unreachable, bodies buffer full) are
@@ -35,7 +36,7 @@ def error_response(
     message: str,
     headers: dict[str, str] | None = None,
 ) -> web.Response:
-    if family in ("bedrock", "vertex"):
+    if family in CLOUD_TYPES:
         cloud_body, cloud_headers = cloud_error(family, status, message)
         return web.Response(
             status=status, body=cloud_body, content_type="application/json",

@@ -11,7 +11,7 @@ import logging
 import os
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -26,8 +26,9 @@ from bridged.bodies import SENT_WHOLE, BodyRefused, HeldBody, RequestBodies, ups
 from bridged.capture import Recording
 from bridged.capture.recorder import ResponseRecorder
 from bridged.clouds import eventstream
-from bridged.clouds.calls import BadCloudRequest, CloudCall, cloud_call, path_model, path_streams
+from bridged.clouds.calls import BadCloudRequest, CloudCall, cloud_call, cloud_path
 from bridged.clouds.credentials import CloudCredentials, KeyRefused, TokenEndpointUnreachable
+from bridged.clouds.errors import credential_refused
 from bridged.clouds.responses import anthropic_error, anthropic_token_count
 from bridged.errors import error_response, family_for_path
 from bridged.governance import Governance
@@ -40,6 +41,7 @@ from bridged.upstreams import UpstreamPools
 from bridged.usage import Usage
 from bridged.usage_reporter import UsageReporter
 from common import access
+from common.clouds import CLOUD_TYPES
 from common.text import storable
 from common.tokens import Caller
 
@@ -134,7 +136,7 @@ class Forwarder:
         if table is None:
             return _refuse("", family, 503, "no_snapshot", "the gateway has no configuration yet")
         known = name if name in table.routes else ""
-        caller = authenticate(request, table, api_key_first=family in ("bedrock", "vertex"))
+        caller = authenticate(request, table, api_key_first=family in CLOUD_TYPES)
         if caller is None:
             return _refuse(known, family, 401, "invalid_token", "missing, unknown or expired token")
         call.token = caller.name
@@ -176,8 +178,7 @@ class Forwarder:
                 request.headers, held.body
             )
             if endpoint.dialect:  # a cloud's path names the model, and whether it streams
-                exchange.model = path_model(endpoint, path)
-                exchange.streaming = path_streams(endpoint, path)
+                exchange.model, exchange.streaming = cloud_path(endpoint, path)
         try:
             if self.tracing is not None:
                 exchange.span = _start_span(self.tracing, request, exchange)
@@ -293,6 +294,7 @@ class Forwarder:
             headers.append(("Content-Length", str(len(body))))
         tries = deque(self.keys.usable(route.keys))
         fresh_token_for: set[str] = set()  # keys tried again with a new Vertex token
+        token_endpoint_down = False
         rate_limited = False
         forbidden: Kept | None = None  # a refusal of this request by a key, not the last
         async with self.pools.use(route.origin) as session:
@@ -311,11 +313,14 @@ class Forwarder:
                         )  # fmt: skip
                         metrics.KEY_FAILOVERS.labels(route.name, "unauthorized").inc()
                         continue
-                    except TokenEndpointUnreachable:
-                        return self._fail(
-                            x, 502, "upstream_unreachable",
-                            "the provider's token endpoint is unreachable",
+                    except TokenEndpointUnreachable as down:
+                        # Another key's service account may name another token_uri.
+                        log.warning(
+                            "provider %s: the token endpoint of key %s is unreachable (%s)",
+                            route.name, key.hint, down,
                         )  # fmt: skip
+                        token_endpoint_down = True
+                        continue
                 try:
                     upstream = await session.request(
                         request.method, url, data=upstream_payload(body),
@@ -334,15 +339,18 @@ class Forwarder:
                         rate_limited = True
                         metrics.KEY_FAILOVERS.labels(route.name, "rate_limited").inc()
                         continue
+                    unauthorized = upstream.status == 401 or (
+                        cloud is not None and credential_refused(upstream.status, upstream.headers)
+                    )
                     if (
-                        upstream.status == 401 and cloud is not None
-                        and key.id not in fresh_token_for and self.credentials.refused(key)
+                        unauthorized and cloud is not None and key.id not in fresh_token_for
+                        and self.credentials.refused(key, auth)
                     ):  # fmt: skip
                         # A Vertex token refused before its time: once more with a new one.
                         fresh_token_for.add(key.id)
                         tries.appendleft(key)
                         continue
-                    if upstream.status == 401 and x.endpoint.intercepted:
+                    if unauthorized and x.endpoint.intercepted:
                         rest = self.keys.unauthorized(key)
                         log.warning(
                             "provider %s refused key %s (401); it rests %.0fs",
@@ -350,7 +358,7 @@ class Forwarder:
                         )  # fmt: skip
                         metrics.KEY_FAILOVERS.labels(route.name, "unauthorized").inc()
                         continue
-                    if upstream.status != 401:
+                    if not unauthorized:
                         self.keys.answered(key)
                     if upstream.status in (401, 403) and tries:
                         # About this request (its model; a pass-through a restricted key
@@ -373,10 +381,16 @@ class Forwarder:
                 {"Retry-After": str(retry_after or 1)},
             )  # fmt: skip
         if forbidden is not None:
+            if cloud is not None and cloud.anthropic_errors:
+                forbidden = forbidden.in_anthropic_words()
             x.status = forbidden.status
             if x.recording is not None:
                 x.recording.refused(forbidden.status, forbidden.body)
             return forbidden.response(x.call.request_id)
+        if token_endpoint_down:
+            return self._fail(
+                x, 502, "upstream_unreachable", "the provider's token endpoint is unreachable"
+            )
         return self._fail(x, 502, "all_keys_refused", "the provider refused every key")
 
     async def _respond(
@@ -394,8 +408,9 @@ class Forwarder:
             (k, v) for k, v in upstream.headers.items() if k.lower() not in STRIPPED_RESPONSE
         )
         headers["x-aibridge-request-id"] = x.call.request_id
-        if event_stream:
+        if to_sse is not None:
             headers["Content-Type"] = "text/event-stream"
+        if event_stream:
             headers["Cache-Control"] = "no-cache"
             headers["X-Accel-Buffering"] = "no"
         recorder: ResponseRecorder | eventstream.FramesRecorder | None = None
@@ -459,19 +474,16 @@ class Forwarder:
         self, x: Exchange, upstream: aiohttp.ClientResponse, cloud: CloudCall
     ) -> web.Response:
         """A cloud's answer the Anthropic API words otherwise: its errors, and Bedrock's
-        token count. Small: read whole."""
-        x.status = upstream.status
-        body = await _read_up_to(upstream, _KEPT_BODY_MAX)
+        token count. Small: read whole. Its headers stay (Retry-After, request ids)."""
+        answer = await Kept.read(upstream)
         if upstream.status >= 400:
-            body = anthropic_error(upstream.status, body)
+            answer = answer.in_anthropic_words()
         elif cloud.count_tokens:
-            body = anthropic_token_count(body)
+            answer = replace(answer, body=anthropic_token_count(answer.body))
+        x.status = answer.status
         if x.recording is not None:
-            x.recording.refused(upstream.status, body)
-        return web.Response(
-            status=upstream.status, body=body, content_type="application/json",
-            headers={"x-aibridge-request-id": x.call.request_id},
-        )  # fmt: skip
+            x.recording.refused(answer.status, answer.body)
+        return answer.response(x.call.request_id)
 
     def _fail(
         self, x: Exchange, status: int, code: str, message: str,
@@ -541,6 +553,12 @@ class Kept:
         )
         return cls(upstream.status, headers, await _read_up_to(upstream, _KEPT_BODY_MAX))
 
+    def in_anthropic_words(self) -> Kept:
+        """A cloud's error as the Anthropic API's, for its clients."""
+        headers = tuple((k, v) for k, v in self.headers if k.lower() != "content-type")
+        headers += (("Content-Type", "application/json"),)
+        return Kept(self.status, headers, anthropic_error(self.status, self.body))
+
     def response(self, request_id: str) -> web.Response:
         headers = CIMultiDict(self.headers)
         headers["x-aibridge-request-id"] = request_id
@@ -566,14 +584,15 @@ def authenticate(
     On a cloud's paths x-api-key comes first: the clouds' SDKs put their own credential
     in Authorization (a SigV4 signature, a Google token), and the gateway's goes in a
     header of its own."""
-    token = request.headers.get("x-api-key", "").strip() if api_key_first else ""
-    if not token:
-        authorization = request.headers.get("Authorization", "")
-        scheme, _, value = authorization.partition(" ")
-        if scheme.lower() == "bearer":
-            token = value.strip()
-    if not token:
-        token = request.headers.get("x-api-key", "").strip()
+    api_key = request.headers.get("x-api-key", "").strip()
+    if api_key_first and api_key:
+        return table.callers.verify(api_key)
+    token = ""
+    authorization = request.headers.get("Authorization", "")
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() == "bearer":
+        token = value.strip()
+    token = token or api_key
     if not token:
         return None
     return table.callers.verify(token)

@@ -24,6 +24,7 @@ ANTHROPIC_TYPES = ("anthropic", *CLOUD_TYPES)
 REGION = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")  # us-east-1, europe-west1, global
 PROJECT = re.compile(r"[a-z0-9][a-z0-9.:-]{0,98}[a-z0-9]")  # Google's ids, domain-scoped too
 MODEL = re.compile(r"[A-Za-z0-9._:/@-]{1,200}")  # a model name, an inference-profile ARN
+VERTEX_MODEL = re.compile(r"[A-Za-z0-9._@-]{1,200}")  # a Vertex model (claude-x@20250101)
 MODEL_MAP_MAX = 200  # mappings per provider
 CREDENTIAL_MAX = 16 * 1024  # characters of a credential JSON (a service account's is ~2.4k)
 
@@ -62,6 +63,16 @@ def region_from_host(provider_type: str, host: str) -> str:
         match = _VERTEX_MULTI_REGION_HOST.fullmatch(host)
         return match.group(1) if match else ""
     return ""
+
+
+def usable_model(provider_type: str, name: str) -> bool:
+    """A model id bridged may put in a cloud's URL path: no segment "", "." or ".."
+    (the signer and the cloud resolve those, and the call would reach another path than
+    the one checked)."""
+    pattern = VERTEX_MODEL if provider_type == VERTEX else MODEL
+    return bool(pattern.fullmatch(name)) and all(
+        segment not in ("", ".", "..") for segment in name.split("/")
+    )
 
 
 def effective_region(provider_type: str, base_url: str, region: str) -> str:
@@ -155,7 +166,7 @@ def _string(data: dict[str, Any], names: tuple[str, ...], *, required: bool) -> 
             continue
         if not isinstance(value, str) or (required and not value):
             raise BadCredential(f'a key\'s "{name}" must be a non-empty string')
-        if any(ord(c) < 32 and c != "\n" for c in value):
+        if any(ord(c) < 32 and not (c == "\n" and name == "private_key") for c in value):
             raise BadCredential(f'a key\'s "{name}" must not contain control characters')
         return value
     if required:

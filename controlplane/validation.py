@@ -54,6 +54,12 @@ def base_url_for_type(provider_type: str, url: str) -> str:
     """The conventions of each family's base_url (DESIGN.md, bridged): an Anthropic
     base_url is the host root, since clients and the gateway add /v1/messages; one that
     ends in /v1 would send /v1/v1/messages, which Claude Code reports as a model problem."""
+    if provider_type in clouds.CLOUD_TYPES and parse_base_url(url).path:
+        raise InvalidArgument(
+            "base_url",
+            f"a {provider_type} provider's base_url is the host root (like "
+            "https://bedrock-runtime.us-east-1.amazonaws.com): the gateway adds the paths",
+        )
     if provider_type == "anthropic" and parse_base_url(url).path.endswith("/v1"):
         raise InvalidArgument(
             "base_url",
@@ -166,9 +172,9 @@ def model_map(entries: list[tuple[str, str]], *, removals: bool = False) -> list
     empty id means "remove this name's mapping" (an update)."""
     seen: set[str] = set()
     for model, upstream in entries:
-        if not clouds.MODEL.fullmatch(model):
+        if not clouds.usable_model("", model):
             raise InvalidArgument("model_map", _MODEL_RULE.format(what="a model name"))
-        if not (removals and not upstream) and not clouds.MODEL.fullmatch(upstream):
+        if not (removals and not upstream) and not clouds.usable_model("", upstream):
             raise InvalidArgument("model_map", _MODEL_RULE.format(what=f"{model}'s model id"))
         if model in seen:
             raise InvalidArgument("model_map", f"maps {model} more than once")
@@ -184,5 +190,5 @@ def model_map_size(mapping: dict[str, str]) -> dict[str, str]:
 
 _MODEL_RULE = (
     "{what} must be 1 to 200 letters, digits and . _ : / @ - (like claude-sonnet-4-5 or "
-    "an inference profile's ARN)"
+    "an inference profile's ARN), with no empty, . or .. part between slashes"
 )

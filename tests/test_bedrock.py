@@ -345,3 +345,35 @@ def test_a_changed_model_map_and_key_apply_without_a_restart(cloud: Cloud) -> No
     assert [(c.model_id, c.access_key_id, c.verified) for c in cloud.upstream.calls] == [
         (PROFILE, cloud.key_ids[0], True), (other, key_id, True),
     ]  # fmt: skip
+
+
+def test_a_credential_bedrock_refuses_rests_and_the_next_key_serves(
+    shared_controlplane: Controlplane, shared_bridged: Bridged, shared_token: str,
+    bedrock: MockBedrock,
+) -> None:  # fmt: skip
+    """Bedrock answers a bad credential 403 (UnrecognizedClientException), not 401: the
+    key rests like any key its provider refuses, and the next key serves."""
+    name, key_ids = _provider(shared_controlplane, bedrock, keys=2)
+    del bedrock.credentials[key_ids[0]]  # revoked at AWS
+    cloud = Cloud(shared_controlplane, shared_bridged, shared_token, bedrock, name, key_ids)
+    cloud.anthropic().messages.create(model=MODEL, max_tokens=5, messages=MESSAGES)
+    cloud.anthropic().messages.create(model=MODEL, max_tokens=5, messages=MESSAGES)
+    assert [(c.access_key_id, c.verified) for c in bedrock.calls] == [
+        (key_ids[0], False), (key_ids[1], True), (key_ids[1], True),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("model", ["..", ".", "a/../b", "x y", "arn:aws:bedrock:x/"])
+def test_a_model_id_that_would_leave_the_model_path_is_refused(cloud: Cloud, model: str) -> None:
+    with pytest.raises(anthropic.BadRequestError):
+        cloud.anthropic().messages.create(model=model, max_tokens=5, messages=MESSAGES)
+    assert cloud.upstream.seen == []
+
+
+def test_a_cloud_error_keeps_its_request_id(cloud: Cloud) -> None:
+    cloud.upstream.key_status[cloud.key_ids[0]] = 400
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        cloud.anthropic().messages.create(model=MODEL, max_tokens=5, messages=MESSAGES)
+    headers = refused.value.response.headers
+    assert headers["x-amzn-requestid"] and headers["content-type"] == "application/json"
+    assert refused.value.response.json()["error"]["type"] == "invalid_request_error"

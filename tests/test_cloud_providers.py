@@ -121,9 +121,14 @@ def test_bedrock_reads_its_region_from_the_host_or_is_given_one(
     provider = get_json(cp, local)
     assert (provider["region"], provider["effective_region"]) == ("eu-central-1", "eu-central-1")
 
-    # A region given wins over the host's; "" reads the host's again.
-    ctl(cp, "providers", "update", on_aws, "--region", "us-east-1", check=True)
-    assert get_json(cp, on_aws)["effective_region"] == "us-east-1"
+    # A region the host contradicts is refused: signed for one region and sent to
+    # another's endpoint, every call would fail. The host's own may be given; "" reads
+    # the host's again.
+    refused = ctl(cp, "providers", "update", on_aws, "--region", "us-east-1")
+    assert refused.returncode == 1
+    assert "region: is us-east-1, but the base_url's host is us-west-2's" in refused.stderr
+    ctl(cp, "providers", "update", on_aws, "--region", "us-west-2", check=True)
+    assert get_json(cp, on_aws)["region"] == "us-west-2"
     ctl(cp, "providers", "update", on_aws, "--region", "", check=True)
     assert (get_json(cp, on_aws)["region"], get_json(cp, on_aws)["effective_region"]) == (
         "", "us-west-2",
@@ -476,7 +481,7 @@ def test_the_snapshot_carries_region_project_and_model_map(
             # A change of region or map reaches both.
             changed = cp.admin.UpdateProvider(
                 admin_pb2.UpdateProviderRequest(
-                    ref=bedrock, region="us-east-1",
+                    ref=bedrock, base_url=LOCAL_URL, region="us-east-1",
                     model_map=[admin_pb2.ModelMapping(model="a", upstream_model="b")],
                 )
             ).revision  # fmt: skip

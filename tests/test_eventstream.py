@@ -101,3 +101,8 @@ def test_pretty_printed_json_is_sent_on_one_data_line() -> None:
     assert (
         EventStreamReader().feed(frame) == b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
     )
+
+
+def test_a_stream_without_a_frame_is_malformed() -> None:
+    with pytest.raises(MalformedStream, match="without a frame"):
+        EventStreamReader().finish()

@@ -5,20 +5,24 @@ service account's signed assertion (mockupstream/clouds.py)."""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import json
+import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anthropic
 import httpx
 import pytest
+from aiohttp import web
 from anthropic.lib.vertex import AnthropicVertex
 
 from aibridge.v1 import admin_pb2
 from mockupstream import ANTHROPIC_USAGE
 from mockupstream.clouds import MockVertex
-from tests.harness import Bridged, Controlplane, unique, wait_until
+from tests.harness import Bridged, Controlplane, free_port, unique, wait_until
 
 REGION = "europe-west1"
 PROJECT = "gateway-project"
@@ -128,7 +132,7 @@ def test_vertex_sdk_through_its_own_paths(cloud: Cloud) -> None:
         ("streamRawPredict", PROJECT, REGION, cloud.emails[0]),
         ("count-tokens", PROJECT, REGION, cloud.emails[0]),
     ]
-    assert [c.model for c in calls[:2]] == [VERTEX_MODEL, VERTEX_MODEL]
+    assert [c.model for c in calls] == [VERTEX_MODEL] * 3  # count-tokens': its body's
     assert all("client-google-token" not in repr(s.header_list) for s in cloud.upstream.seen)
     records = admin_pb2.ListInterceptionsRequest(
         filter=admin_pb2.InterceptionFilter(provider=cloud.provider)
@@ -201,3 +205,82 @@ def test_only_model_invocation_paths_are_open(cloud: Cloud) -> None:
         assert response.status_code == 404, (path, response.text)
         assert response.json()["error"]["status"] == "NOT_FOUND"
     assert cloud.upstream.seen == []
+
+
+@dataclass
+class HeldVertex(MockVertex):
+    """Holds each call that asks for 6 tokens before reading its token, until `release`."""
+
+    arrived: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        if request.path != "/token" and b'"max_tokens":6' in await request.read():
+            self.arrived.set()
+            await asyncio.get_running_loop().run_in_executor(None, self.release.wait, 15)
+        return await super()._dispatch(request)
+
+
+def test_a_late_401_does_not_forget_the_token_minted_since(
+    shared_controlplane: Controlplane, shared_bridged: Bridged, shared_token: str,
+) -> None:  # fmt: skip
+    """Two calls sent the same revoked token. The first 401 mints a new one; the second,
+    answered later, must retry with that one rather than forget it and rest the key."""
+    upstream = HeldVertex().start()
+    try:
+        name, emails = _provider(shared_controlplane, upstream)
+        cloud = Cloud(shared_controlplane, shared_bridged, shared_token, upstream, name, emails)
+
+        def call(max_tokens: int) -> httpx.Response:
+            return httpx.post(
+                cloud.url + "/v1/messages", timeout=15,
+                headers={"x-api-key": shared_token, "anthropic-version": "2023-06-01"},
+                json={"model": MODEL, "max_tokens": max_tokens, "messages": MESSAGES},
+            )  # fmt: skip
+
+        assert call(5).status_code == 200
+        upstream.revoke_all()
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            held = pool.submit(call, 6)  # sent with the revoked token, answered last
+            assert upstream.arrived.wait(15)
+            assert call(5).status_code == 200  # its 401 mints a second token
+            upstream.release.set()
+            assert held.result().status_code == 200, held.result().text
+        assert call(5).status_code == 200  # the key never rested
+        assert upstream.mints[emails[0]] == 2
+    finally:
+        upstream.release.set()
+        upstream.stop()
+
+
+def test_an_unreachable_token_endpoint_fails_over_to_the_next_key(
+    shared_controlplane: Controlplane, shared_bridged: Bridged, shared_token: str,
+    vertex: MockVertex,
+) -> None:  # fmt: skip
+    unreachable = json.loads(vertex.service_account(project_id=PROJECT))
+    unreachable["token_uri"] = f"http://127.0.0.1:{free_port()}/token"  # nothing listens
+    good = vertex.service_account(project_id=PROJECT)
+    name = unique("vertex")
+    created = shared_controlplane.admin.create_provider(
+        name, vertex.url, type="vertex", region=REGION, project=PROJECT,
+        keys=[json.dumps(unreachable), good],
+    )  # fmt: skip
+    shared_controlplane.admin.wait_applied(created.revision)
+    cloud = Cloud(shared_controlplane, shared_bridged, shared_token, vertex, name, [])
+    assert cloud.anthropic().messages.create(model=MODEL, max_tokens=5, messages=MESSAGES)
+    assert [c.client_email for c in vertex.calls] == [upstream_email(good)]
+
+
+def test_a_kept_refusal_reaches_an_anthropic_client_in_anthropic_shape(
+    shared_controlplane: Controlplane, shared_bridged: Bridged, shared_token: str,
+    vertex: MockVertex,
+) -> None:  # fmt: skip
+    """The first key's 403 is kept while the second is tried; the second gets no token."""
+    name, emails = _provider(shared_controlplane, vertex, keys=2)
+    cloud = Cloud(shared_controlplane, shared_bridged, shared_token, vertex, name, emails)
+    vertex.key_status[emails[0]] = 403
+    vertex.token_status[emails[1]] = 400
+    with pytest.raises(anthropic.PermissionDeniedError) as refused:
+        cloud.anthropic().messages.create(model=MODEL, max_tokens=5, messages=MESSAGES)
+    body = refused.value.response.json()
+    assert body["type"] == "error" and body["error"]["type"] == "permission_error"

@@ -22,7 +22,7 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from bridged.routes import Endpoint, Route
-from common.clouds import BEDROCK, MODEL
+from common.clouds import BEDROCK, usable_model
 
 BEDROCK_VERSION = "bedrock-2023-05-31"
 VERTEX_VERSION = "vertex-2023-10-16"
@@ -31,13 +31,30 @@ VERTEX_VERSION = "vertex-2023-10-16"
 class CloudCall(NamedTuple):
     url: URL
     body: bytes | bytearray
-    frames_to_sse: bool  # Bedrock answers in event-stream frames; the client wants SSE
-    anthropic_errors: bool  # way 1: the cloud's errors are given in Anthropic's shape
+    frames_to_sse: bool = False  # Bedrock answers in event-stream frames; the client wants SSE
+    anthropic_errors: bool = False  # way 1: the cloud's errors are given in Anthropic's shape
     count_tokens: bool = False  # Bedrock's CountTokens answer, in Anthropic's words
 
 
 class BadCloudRequest(ValueError):
-    """A way-1 request the cloud cannot be asked (400, in Anthropic's shape)."""
+    """A request the cloud cannot be asked (400)."""
+
+
+class CloudPath(NamedTuple):
+    """What a way-2 path says: its model, and whether the answer streams."""
+
+    model: str
+    streams: bool
+
+
+def cloud_path(endpoint: Endpoint, path: str) -> CloudPath:
+    match = endpoint.pattern.match(path)
+    groups = match.groupdict() if match else {}
+    action = groups.get("action") or ""
+    return CloudPath(groups.get("model") or "", action in _STREAMING)
+
+
+_STREAMING = ("invoke-with-response-stream", "streamRawPredict")
 
 
 def cloud_call(
@@ -50,10 +67,8 @@ def cloud_call(
     model = data.get("model")
     if not isinstance(model, str) or not model:
         raise BadCloudRequest("model: is required")
-    upstream_model = route.model_map.get(model, model)
-    if not MODEL.fullmatch(upstream_model):
-        raise BadCloudRequest(f"model: {model!r} is not a model id this provider can call")
-    counting = endpoint.route == ""  # /v1/messages/count_tokens
+    upstream_model = _mapped(route, model)
+    counting = not endpoint.intercepted  # /v1/messages/count_tokens, the one pass-through
     if route.type == BEDROCK:
         del data["model"]
         data.pop("stream", None)
@@ -64,47 +79,46 @@ def cloud_call(
         if counting:
             data.setdefault("max_tokens", 1)  # InvokeModel's body wants one; none is spent
             invoke = base64.b64encode(orjson.dumps(data)).decode()
-            payload = {"input": {"invokeModel": {"body": invoke}}}
+            payload = orjson.dumps({"input": {"invokeModel": {"body": invoke}}})
             url = _bedrock_url(route, upstream_model, "count-tokens")
-            return CloudCall(url, orjson.dumps(payload), False, True, count_tokens=True)
+            return CloudCall(url, payload, anthropic_errors=True, count_tokens=True)
         action = "invoke-with-response-stream" if streaming else "invoke"
         url = _bedrock_url(route, upstream_model, action)
-        return CloudCall(url, orjson.dumps(data), streaming, True)
+        return CloudCall(url, orjson.dumps(data), frames_to_sse=streaming, anthropic_errors=True)
     data.setdefault("anthropic_version", VERTEX_VERSION)
     if counting:
         data["model"] = upstream_model  # Vertex's count-tokens reads it from the body
-        return CloudCall(_vertex_url(route, "count-tokens", "rawPredict"), orjson.dumps(data),
-                         False, True)  # fmt: skip
+        url = _vertex_url(route, "count-tokens", "rawPredict")
+        return CloudCall(url, orjson.dumps(data), anthropic_errors=True)
     del data["model"]
     method = "streamRawPredict" if streaming else "rawPredict"
-    return CloudCall(_vertex_url(route, upstream_model, method), orjson.dumps(data), False, True)
-
-
-def path_model(endpoint: Endpoint, path: str) -> str:
-    """The model a way-2 path names ("" for the others)."""
-    match = endpoint.pattern.match(path)
-    return match.group("model") if match and "model" in endpoint.pattern.groupindex else ""
-
-
-def path_streams(endpoint: Endpoint, path: str) -> bool:
-    match = endpoint.pattern.match(path)
-    action = match.group("action") if match and "action" in endpoint.pattern.groupindex else ""
-    return action in ("invoke-with-response-stream", "streamRawPredict")
+    url = _vertex_url(route, upstream_model, method)
+    return CloudCall(url, orjson.dumps(data), anthropic_errors=True)
 
 
 def _as_sent(route: Route, endpoint: Endpoint, path: str, body: bytearray) -> CloudCall:
     match = endpoint.pattern.match(path)
     assert match is not None  # the endpoint was chosen by this pattern
     groups = match.groupdict()
-    model = groups.get("model") or ""
-    upstream_model = route.model_map.get(model, model)
     if route.type == BEDROCK:
-        url = _bedrock_url(route, upstream_model, groups["action"])
-    elif model:
-        url = _vertex_url(route, upstream_model, groups["action"])
-    else:
-        url = _vertex_url(route, "count-tokens", "rawPredict")
-    return CloudCall(url, body, False, False)
+        return CloudCall(
+            _bedrock_url(route, _mapped(route, groups["model"]), groups["action"]), body
+        )
+    if groups.get("model"):
+        model = _mapped(route, groups["model"])
+        return CloudCall(_vertex_url(route, model, groups["action"]), body)
+    # Vertex's count-tokens names the model in its body.
+    data = _json_object(body)
+    if isinstance(data.get("model"), str):
+        data["model"] = _mapped(route, data["model"])
+    return CloudCall(_vertex_url(route, "count-tokens", "rawPredict"), orjson.dumps(data))
+
+
+def _mapped(route: Route, model: str) -> str:
+    upstream_model = route.model_map.get(model, model)
+    if not usable_model(route.type, upstream_model):
+        raise BadCloudRequest(f"model: {model!r} is not a model id this provider can call")
+    return upstream_model
 
 
 def _bedrock_url(route: Route, model: str, action: str) -> URL:

@@ -15,7 +15,7 @@ when a first cloud call needs them, not by every bridged at its start.
 from __future__ import annotations
 
 import asyncio
-import logging
+import functools
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     import requests
     from botocore.credentials import Credentials as AwsCredentials
 
-log = logging.getLogger(__name__)
 
 SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 SIGNATURE_HEADERS = ("Authorization", "X-Amz-Date", "X-Amz-Security-Token")
@@ -59,11 +58,15 @@ class CloudCredentials:
             return self._signature(route, key, method, url, body)
         return {"Authorization": f"Bearer {await self._token(key)}"}
 
-    def refused(self, key: ProviderKey) -> bool:
-        """The cloud answered 401 to `key`'s token: forgets it. True if that token was
-        not minted for this very try, so a fresh one may be accepted."""
+    def refused(self, key: ProviderKey, sent: dict[str, str]) -> bool:
+        """The cloud answered 401 to the token `sent` with `key`: it is forgotten (unless
+        another request has already replaced it). True for a Vertex key, whose next try
+        gets a token that was not refused."""
         token = self._vertex.get(key.id)
-        return token is not None and token.forget()
+        if token is None:
+            return False
+        token.forget(sent.get("Authorization", "").removeprefix("Bearer "))
+        return True
 
     def keep_only(self, keys: Iterable[str]) -> None:
         """After a reload: the credentials of keys no route has any more go."""
@@ -102,23 +105,15 @@ class CloudCredentials:
         return await token.get(self._mint_transport)
 
     def _mint_transport(self) -> Any:
-        """google-auth's transport, with bridged's connect timeout (its own is 120 s)."""
         import requests
-        from google.auth.transport import requests as google_requests
 
-        class Transport(google_requests.Request):
-            def __call__(self, url: str, method: str = "GET", *args: Any, **kwargs: Any) -> Any:
-                kwargs["timeout"] = limit
-                return super().__call__(url, method, *args, **kwargs)
-
-        limit = self._timeout
         if self._session is None:
             session = requests.Session()
             session.trust_env = False  # like bridged's other upstream calls: no proxy from env
             if self._ca_file is not None:
                 session.verify = self._ca_file
             self._session = session
-        return Transport(self._session)
+        return _transport_class()(self._session, self._timeout)
 
 
 class _VertexToken:
@@ -130,16 +125,13 @@ class _VertexToken:
             info, scopes=SCOPES
         )
         self._lock = asyncio.Lock()
-        self._fresh = False  # the token was minted for the request now using it
 
     async def get(self, transport: Any) -> str:
         if self._credentials.valid:
-            self._fresh = False
             return str(self._credentials.token)
         async with self._lock:  # one mint for every request waiting on this key
             if not self._credentials.valid:
                 await asyncio.to_thread(self._mint, transport())
-                self._fresh = True
             return str(self._credentials.token)
 
     def _mint(self, transport: Any) -> None:
@@ -153,7 +145,26 @@ class _VertexToken:
             # Its message is the token endpoint's answer: an error code, never a secret.
             raise KeyRefused(str(exc)[:300]) from None
 
-    def forget(self) -> bool:
-        was_fresh = self._fresh
-        self._credentials.token = None
-        return not was_fresh
+    def forget(self, refused: str) -> None:
+        # Requests that sent the same token get their 401s one after another: only the
+        # first forgets it, and the token minted since is kept.
+        if self._credentials.token == refused:
+            self._credentials.token = None
+
+
+@functools.cache
+def _transport_class() -> Any:
+    """google-auth's transport with bridged's connect timeout (its own is 120 s); made on
+    first use, since it subclasses what google-auth defines."""
+    from google.auth.transport import requests as google_requests
+
+    class Transport(google_requests.Request):
+        def __init__(self, session: Any, timeout: float) -> None:
+            super().__init__(session)
+            self.timeout = timeout
+
+        def __call__(self, url: str, method: str = "GET", *args: Any, **kwargs: Any) -> Any:
+            kwargs["timeout"] = self.timeout
+            return super().__call__(url, method, *args, **kwargs)
+
+    return Transport

@@ -5,6 +5,8 @@ clients of the Anthropic API (way 1)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import orjson
 
 # Bedrock names its error in x-amzn-ErrorType and says it in {"message": …}.
@@ -46,6 +48,22 @@ def cloud_error(dialect: str, status: int, message: str) -> tuple[bytes, dict[st
     google = _GOOGLE_STATUSES.get(status, "UNKNOWN")
     body = {"error": {"code": status, "message": message, "status": google}}
     return orjson.dumps(body), {}
+
+
+# Bedrock's refusals of the credential itself, which come as 403s: the key rests, as a
+# key another provider answers 401 does (not a refusal of this one request).
+_CREDENTIAL_REFUSALS = (
+    "UnrecognizedClientException", "InvalidSignatureException", "ExpiredTokenException",
+    "IncompleteSignatureException", "MissingAuthenticationTokenException",
+)  # fmt: skip
+
+
+def credential_refused(status: int, headers: Mapping[str, str]) -> bool:
+    """Bedrock answered that the key's credential is not good (not this request)."""
+    if status != 403:
+        return False
+    kind = headers.get("x-amzn-ErrorType", "").partition(":")[0]  # "Type:http://…"
+    return kind in _CREDENTIAL_REFUSALS
 
 
 def cloud_error_message(body: bytes) -> str | None:

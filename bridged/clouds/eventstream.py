@@ -43,6 +43,7 @@ class EventStreamReader:
         self._buffer = EventStreamBuffer()
         self._pending = 0  # bytes fed that no complete frame has taken yet
         self.ended = False  # an exception frame ended the stream
+        self._frames = 0
         self.malformed = ""  # why the stream could not be read on, once it could not
 
     def feed(self, chunk: bytes) -> bytes:
@@ -56,6 +57,7 @@ class EventStreamReader:
         try:
             for message in self._buffer:
                 self._pending -= message.prelude.total_length
+                self._frames += 1
                 out += self._event(message)
                 if self.ended:
                     break
@@ -88,6 +90,8 @@ class EventStreamReader:
         self.check()
         if not self.ended and self._pending:
             raise MalformedStream("the stream ended inside a frame")
+        if not self._frames:
+            raise MalformedStream("the stream ended without a frame")
 
 
 def error_event(error_type: str, message: str) -> bytes:
@@ -102,7 +106,7 @@ def _chunk(payload: bytes) -> bytes:
         kind = orjson.loads(event)["type"]
     except (ValueError, KeyError, TypeError, binascii.Error):
         raise MalformedStream("a chunk does not carry an Anthropic event") from None
-    if not isinstance(kind, str) or "\n" in kind:
+    if not isinstance(kind, str) or "\n" in kind or "\r" in kind:
         raise MalformedStream("a chunk does not carry an Anthropic event")
     if b"\n" in event or b"\r" in event:  # one data line: JSON written over several is not
         event = orjson.dumps(orjson.loads(event))

@@ -274,10 +274,14 @@ def _only_for_clouds(provider_type: str, *, region: bool, project: bool, model_m
 
 
 def _require_region(provider_type: str, base_url: str, region: str) -> None:
-    if provider_type in clouds.CLOUD_TYPES and not clouds.effective_region(
-        provider_type, base_url, region
-    ):
+    if provider_type not in clouds.CLOUD_TYPES:
+        return
+    if not clouds.effective_region(provider_type, base_url, region):
         raise InvalidArgument("region", "is required: the base_url's host names no region")
+    named = clouds.effective_region(provider_type, base_url, "")
+    if region and named and region != named:
+        # Signed or addressed for one region, sent to another's endpoint: every call fails.
+        raise InvalidArgument("region", f"is {region}, but the base_url's host is {named}'s")
 
 
 def _vertex_project(given: str, stored: list[tuple[str, str]]) -> str:

@@ -30,6 +30,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # A service account's email is longer than the old column: its first characters stay.
+    op.execute("UPDATE provider_keys SET hint = substr(hint, 1, 32) WHERE length(hint) > 32")
     with op.batch_alter_table("provider_keys") as table:
         table.alter_column(
             "hint", existing_type=sa.String(254), type_=sa.String(32), existing_nullable=False
