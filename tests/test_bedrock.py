@@ -377,3 +377,16 @@ def test_a_cloud_error_keeps_its_request_id(cloud: Cloud) -> None:
     headers = refused.value.response.headers
     assert headers["x-amzn-requestid"] and headers["content-type"] == "application/json"
     assert refused.value.response.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_only_the_betas_bedrock_takes_go_in_its_body(cloud: Cloud) -> None:
+    """Claude Code's first-party betas would make Bedrock refuse the call."""
+    betas = "claude-code-20250219,interleaved-thinking-2025-05-14,per-turn-control-2026-07-01"
+    client = anthropic.Anthropic(
+        base_url=cloud.url, api_key=cloud.token, max_retries=0, timeout=15,
+        default_headers={"anthropic-beta": betas},
+    )  # fmt: skip
+    client.messages.create(model=MODEL, max_tokens=5, messages=MESSAGES)
+    (call,) = cloud.upstream.calls
+    assert call.body is not None
+    assert call.body["anthropic_beta"] == ["interleaved-thinking-2025-05-14"]

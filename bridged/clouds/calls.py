@@ -73,9 +73,9 @@ def cloud_call(
         del data["model"]
         data.pop("stream", None)
         data.setdefault("anthropic_version", BEDROCK_VERSION)
-        betas = headers.get("anthropic-beta")
+        betas = _bedrock_betas(headers.get("anthropic-beta", ""))
         if betas:  # Bedrock reads them from the body
-            data.setdefault("anthropic_beta", [b.strip() for b in betas.split(",") if b.strip()])
+            data.setdefault("anthropic_beta", betas)
         if counting:
             data.setdefault("max_tokens", 1)  # InvokeModel's body wants one; none is spent
             invoke = base64.b64encode(orjson.dumps(data)).decode()
@@ -94,6 +94,23 @@ def cloud_call(
     method = "streamRawPredict" if streaming else "rawPredict"
     url = _vertex_url(route, upstream_model, method)
     return CloudCall(url, orjson.dumps(data), anthropic_errors=True)
+
+
+# The betas Bedrock takes in its body; it refuses the body with any other ("invalid beta
+# flag"), and the Anthropic API's clients send first-party ones (Claude Code sends
+# claude-code-20250219, per-turn-control-…, and more). Claude Code's own Bedrock mode
+# filters them likewise. A beta Bedrock adds is added here.
+BEDROCK_BETAS = frozenset({
+    "computer-use-2024-10-22", "computer-use-2025-01-24", "token-efficient-tools-2025-02-19",
+    "interleaved-thinking-2025-05-14", "output-128k-2025-02-19", "dev-full-thinking-2025-05-14",
+    "context-1m-2025-08-07", "context-management-2025-06-27", "effort-2025-11-24",
+    "tool-search-tool-2025-10-19", "tool-examples-2025-10-29",
+    "thinking-token-count-2026-05-13",
+})  # fmt: skip
+
+
+def _bedrock_betas(header: str) -> list[str]:
+    return [b for b in (b.strip() for b in header.split(",")) if b in BEDROCK_BETAS]
 
 
 def _as_sent(route: Route, endpoint: Endpoint, path: str, body: bytearray) -> CloudCall:
