@@ -182,9 +182,15 @@ def model_map(entries: list[tuple[str, str]], *, removals: bool = False) -> list
     return entries
 
 
-def model_map_size(mapping: dict[str, str]) -> dict[str, str]:
+def model_map_for_type(provider_type: str, mapping: dict[str, str]) -> dict[str, str]:
+    """A provider's whole map: within bounds, each id one its cloud takes in a URL."""
     if len(mapping) > clouds.MODEL_MAP_MAX:
         raise InvalidArgument("model_map", f"has more than {clouds.MODEL_MAP_MAX} mappings")
+    for model, upstream in mapping.items():
+        if not clouds.usable_model(provider_type, upstream):
+            raise InvalidArgument(
+                "model_map", f"{model}'s model id is not one a {provider_type} provider can call"
+            )
     return mapping
 
 

@@ -415,8 +415,17 @@ def test_bad_model_maps_are_refused(shared_controlplane: Controlplane) -> None:
         [("a b", "x")],
         [("a", "x" * 201)],
         [(f"m{n}", "x") for n in range(201)],  # more than MODEL_MAP_MAX
+        [("a", "..")],  # the call's path would climb out of /model/
+        [("a", "arn:aws:bedrock:x//y")],
     ):
         refused_field(cp, admin.CreateProvider, create(*pairs), "model_map")
+    # A Vertex model id has neither "/" nor ":" (a Bedrock profile's has).
+    vertex = admin_pb2.CreateProviderRequest(
+        name=unique("v"), type="vertex", base_url=LOCAL_URL, region="us-east5",
+        project="p-1234",
+        model_map=[admin_pb2.ModelMapping(model="a", upstream_model="us.anthropic.a-v1:0")],
+    )  # fmt: skip
+    refused_field(cp, admin.CreateProvider, vertex, "model_map")
     refused_field(
         cp, admin.UpdateProvider,
         admin_pb2.UpdateProviderRequest(

@@ -83,7 +83,7 @@ class Providers:
             type, region=bool(region), project=bool(project), model_map=bool(model_map)
         )
         region = validation.region(region)
-        mapping = validation.model_map_size(dict(validation.model_map(list(model_map))))
+        mapping = validation.model_map_for_type(type, dict(validation.model_map(list(model_map))))
         stored = [validation.key_for_type(type, k) for k in keys]
         if type == clouds.VERTEX:
             project = validation.project(_vertex_project(project, stored))
@@ -328,6 +328,7 @@ def _change_cloud_settings(provider: Provider, changes: ProviderChanges) -> dict
             else:
                 after.pop(model, None)
         if after != before:
-            details["model_map"] = {"from": before, "to": validation.model_map_size(after)}
+            after = validation.model_map_for_type(provider.type, after)
+            details["model_map"] = {"from": before, "to": after}
             provider.model_map = _model_map_text(after)
     return details
