@@ -18,6 +18,7 @@ import aiohttp
 from aiohttp import web
 from google.protobuf.timestamp_pb2 import Timestamp
 from multidict import CIMultiDict
+from yarl import URL
 
 from aibridge.v1 import usage_pb2
 from bridged import metrics
@@ -36,7 +37,7 @@ from bridged.headers import STRIPPED_RESPONSE, upstream_request_headers
 from bridged.keys import KeyHealth
 from bridged.limits import CONCURRENT, UNAVAILABLE, Admission, Counters, LocalCounters, Refusal
 from bridged.reload import LiveRouteTable
-from bridged.routes import Endpoint, Route, RouteTable
+from bridged.routes import Endpoint, ProviderKey, Route, RouteTable
 from bridged.upstreams import UpstreamPools
 from bridged.usage import Usage
 from bridged.usage_reporter import UsageReporter
@@ -303,24 +304,11 @@ class Forwarder:
                 if cloud is None:
                     auth = route.auth_headers(key.secret)
                 else:
-                    try:
-                        auth = await self.credentials.headers(route, key, request.method, url, body)
-                    except KeyRefused as refused:
-                        rest = self.keys.unauthorized(key)
-                        log.warning(
-                            "provider %s: no token for key %s (%s); it rests %.0fs",
-                            route.name, key.hint, refused, rest,
-                        )  # fmt: skip
-                        metrics.KEY_FAILOVERS.labels(route.name, "unauthorized").inc()
+                    signed = await self._cloud_auth(route, key, request.method, url, body)
+                    if isinstance(signed, _NoCredential):
+                        token_endpoint_down |= signed.unreachable
                         continue
-                    except TokenEndpointUnreachable as down:
-                        # Another key's service account may name another token_uri.
-                        log.warning(
-                            "provider %s: the token endpoint of key %s is unreachable (%s)",
-                            route.name, key.hint, down,
-                        )  # fmt: skip
-                        token_endpoint_down = True
-                        continue
+                    auth = signed
                 try:
                     upstream = await session.request(
                         request.method, url, data=upstream_payload(body),
@@ -392,6 +380,29 @@ class Forwarder:
                 x, 502, "upstream_unreachable", "the provider's token endpoint is unreachable"
             )
         return self._fail(x, 502, "all_keys_refused", "the provider refused every key")
+
+    async def _cloud_auth(
+        self, route: Route, key: ProviderKey, method: str, url: URL, body: bytes | bytearray
+    ) -> dict[str, str] | _NoCredential:
+        """The signature or token that authorizes a cloud call with `key`, or why the
+        key cannot have one now (the next key may)."""
+        try:
+            return await self.credentials.headers(route, key, method, url, body)
+        except KeyRefused as refused:
+            rest = self.keys.unauthorized(key)
+            log.warning(
+                "provider %s: no token for key %s (%s); it rests %.0fs",
+                route.name, key.hint, refused, rest,
+            )  # fmt: skip
+            metrics.KEY_FAILOVERS.labels(route.name, "unauthorized").inc()
+            return _NoCredential(unreachable=False)
+        except TokenEndpointUnreachable as down:
+            # Another key's service account may name another token_uri.
+            log.warning(
+                "provider %s: the token endpoint of key %s is unreachable (%s)",
+                route.name, key.hint, down,
+            )  # fmt: skip
+            return _NoCredential(unreachable=True)
 
     async def _respond(
         self, request: web.Request, x: Exchange, upstream: aiohttp.ClientResponse,
@@ -536,6 +547,13 @@ class Forwarder:
                 **(x.recording.fields() if x.recording is not None else {}),
             )
         )
+
+
+@dataclass(frozen=True)
+class _NoCredential:
+    """A key that cannot authorize a cloud call now."""
+
+    unreachable: bool  # its token endpoint did not answer (else it refused the key)
 
 
 @dataclass(frozen=True)
