@@ -1,7 +1,7 @@
 """Errors in the clouds' own shapes, for the clients that call a cloud's API through the
 gateway (way 2: the AnthropicBedrock and AnthropicVertex SDKs, Claude Code in its
-Bedrock or Vertex mode), and a cloud's error read back into Anthropic's shape for the
-clients of the Anthropic API (way 1)."""
+Bedrock or Vertex mode), and which of a cloud's refusals are about the credential.
+(A cloud's error in Anthropic's shape, for way 1: responses.py.)"""
 
 from __future__ import annotations
 
@@ -64,20 +64,3 @@ def credential_refused(status: int, headers: Mapping[str, str]) -> bool:
         return False
     kind = headers.get("x-amzn-ErrorType", "").partition(":")[0]  # "Type:http://…"
     return kind in _CREDENTIAL_REFUSALS
-
-
-def cloud_error_message(body: bytes) -> str | None:
-    """The message of a cloud's error body ({"message"} or Google's {"error": {…}});
-    None when the body is not one (say, Anthropic's own error, which Vertex passes on
-    as the model sent it)."""
-    try:
-        data = orjson.loads(body)
-    except ValueError:
-        return None
-    if not isinstance(data, dict) or data.get("type") == "error":
-        return None
-    error = data.get("error")
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return str(error["message"])
-    message = data.get("message") or data.get("Message")
-    return str(message) if isinstance(message, str) else None
