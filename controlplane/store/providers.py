@@ -276,9 +276,9 @@ def _only_for_clouds(provider_type: str, *, region: bool, project: bool, model_m
 def _require_region(provider_type: str, base_url: str, region: str) -> None:
     if provider_type not in clouds.CLOUD_TYPES:
         return
-    if not clouds.effective_region(provider_type, base_url, region):
+    named = clouds.effective_region(provider_type, base_url, "")  # the host's, if any
+    if not region and not named:
         raise InvalidArgument("region", "is required: the base_url's host names no region")
-    named = clouds.effective_region(provider_type, base_url, "")
     if region and named and region != named:
         # Signed or addressed for one region, sent to another's endpoint: every call fails.
         raise InvalidArgument("region", f"is {region}, but the base_url's host is {named}'s")
