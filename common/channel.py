@@ -30,6 +30,10 @@ def channel_options(keepalive_seconds: float = DEFAULT_KEEPALIVE_SECONDS) -> lis
         *keepalive_options(keepalive_seconds),
         ("grpc.http2.max_pings_without_data", 0),
         ("grpc.max_receive_message_length", 256 * 1024 * 1024),
+        # gRPC's own reconnect backoff grows to 120 s: a controlplane back from a restart
+        # would go unnoticed by an idle channel (the console's) for minutes.
+        ("grpc.initial_reconnect_backoff_ms", 250),
+        ("grpc.max_reconnect_backoff_ms", 2000),
     ]
 
 
