@@ -8,7 +8,7 @@ import sys
 
 from tests.harness import PYTHON, REPO
 
-BENCHMARKS = ("overhead", "peers", "propagation", "scale", "soak", "flood", "storage")
+BENCHMARKS = ("overhead", "streams", "peers", "propagation", "scale", "soak", "flood", "storage")
 
 
 def main() -> int:

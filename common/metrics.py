@@ -52,7 +52,7 @@ class GcPauses:
     The metric families are built at scrape time instead.
     """
 
-    BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
+    BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25)
 
     def __init__(self, process: str) -> None:
         self.prefix = f"aibridge_{process}_gc_pause"
@@ -82,6 +82,12 @@ class GcPauses:
         yield GaugeMetricFamily(
             f"{self.prefix}_max_seconds", "Longest garbage-collection pause", value=self.longest
         )
+
+
+def gauge_value(gauge: Gauge) -> float:
+    """An unlabelled gauge's value, read as a scrape reads it."""
+    (family,) = gauge.collect()
+    return family.samples[0].value
 
 
 def expose_gc_pauses(process: str) -> GcPauses:

@@ -9,6 +9,7 @@ import asyncio
 import faulthandler
 import gc
 import os
+import resource
 import signal
 import sys
 from collections.abc import Coroutine
@@ -20,9 +21,22 @@ from common.logs import dump_threads_on_usr1
 from common.supervise import BackgroundTaskFailed
 
 EVENT_LOOPS = ("uvloop", "asyncio")
+# Connections the kernel queues for a server before it accepts them (capped by
+# net.core.somaxconn): a storm of a thousand new streams a second overflowed 1,024 while
+# the loop was busy, and each connection dropped there waits a second for its SYN's retry.
+LISTEN_BACKLOG = 4096
+
+
+def raise_descriptor_limit() -> None:
+    """Each stream holds two sockets (client and upstream): the soft limit on open files,
+    often 1,024, goes up to the hard one, as Go's runtime does at start."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def run(main: Coroutine[Any, Any, None], event_loop: str) -> None:
+    raise_descriptor_limit()
     # What a server writes holds secrets or leads to them (the database and SQLite's -wal
     # and -shm beside it, the CA key, snapshot caches): 0600, whatever the shell's umask.
     os.umask(0o077)

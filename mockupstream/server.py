@@ -20,6 +20,7 @@ from aiohttp import web
 
 from mockupstream import replies
 
+LISTEN_BACKLOG = 4096
 OPENAI_USAGE = {"prompt_tokens": 11, "completion_tokens": 7, "cached_tokens": 3}
 RESPONSES_USAGE = {"input_tokens": 21, "output_tokens": 9, "cached_tokens": 5}
 ANTHROPIC_USAGE = {"input_tokens": 13, "output_tokens": 5, "cache_write": 2, "cache_read": 4}
@@ -103,7 +104,11 @@ class MockUpstream:
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.tls)
+        # A provider does not drop connections in a storm (aiohttp's default backlog, 128,
+        # would: a SYN retried a second later).
+        site = web.TCPSite(
+            self._runner, self.host, self.port, ssl_context=self.tls, backlog=LISTEN_BACKLOG
+        )
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
