@@ -23,7 +23,9 @@ from bridged.upstreams import UpstreamPools
 from bridged.usage_reporter import UsageReporter
 from bridged.usage_spool import UsageSpool
 from common import access, probes
-from common.metrics import expose_gc_pauses, expose_subscriber
+from common.collector import Collector
+from common.metrics import expose_gc_pauses, expose_subscriber, gauge_value
+from common.runtime import LISTEN_BACKLOG
 from common.supervise import SHUTDOWN_MARGIN, Supervisor
 
 if TYPE_CHECKING:
@@ -38,8 +40,9 @@ class Gateway:
     def __init__(self, config: BridgedConfig) -> None:
         self.config = config
         self.pools = UpstreamPools(
-            config.connect_timeout, config.idle_read_timeout, config.upstream_ca_file
-        )
+            config.connect_timeout, config.idle_read_timeout, config.upstream_ca_file,
+            idle_timeout=config.upstream_idle_timeout,
+        )  # fmt: skip
         self.keys = KeyHealth(config.default_cooldown, config.unauthorized_cooldown)
         ca_file = str(config.upstream_ca_file) if config.upstream_ca_file else None
         self.credentials = CloudCredentials(config.connect_timeout, ca_file)
@@ -126,12 +129,19 @@ async def serve(config: BridgedConfig) -> None:
     )  # fmt: skip
     await runner.setup()
     site = LimitedSite(
-        runner, config.host, config.port, backlog=1024, max_connections=config.max_connections
+        runner,
+        config.host,
+        config.port,
+        backlog=LISTEN_BACKLOG,
+        max_connections=config.max_connections,
     )
     await site.start()
     log.info("bridged serving on http://%s:%d%s/{provider}/", config.host, config.port, PREFIX)
+    collector = Collector(lambda: gauge_value(metrics.IN_FLIGHT))
+    collector.start()
 
     await supervisor.wait()
+    collector.stop()
     log.info(
         "shutting down: no new connections; %.0fs for requests in flight", config.shutdown_grace
     )

@@ -26,6 +26,7 @@ class BridgedConfig:
     keepalive_timeout: float
     connect_timeout: float
     idle_read_timeout: float
+    upstream_idle_timeout: float
     shutdown_grace: float
     usage_batch_size: int
     usage_flush_interval: float
@@ -85,6 +86,13 @@ FLAGS = (
         type=float,
         default=300.0,
         help="seconds an upstream may stay silent before the request fails",
+    ),
+    Flag(
+        "--upstream-idle-timeout",
+        type=float,
+        default=10.0,
+        help="seconds an idle upstream connection is kept for reuse; it is closed within "
+        "twice that (after a burst of streams, their connections go back to the provider)",
     ),
     Flag(
         "--shutdown-grace",
@@ -179,6 +187,8 @@ def _finish(a: Mapping[str, Any]) -> dict[str, Any]:
         raise Invalid("--max-buffered-bytes must be at least --max-body-bytes")
     if a["max_connections"] <= 0:
         raise Invalid("--max-connections must be positive")
+    if a["upstream_idle_timeout"] <= 0:
+        raise Invalid("--upstream-idle-timeout must be positive")
     if a["unauthorized_cooldown"] <= 0:
         raise Invalid("--unauthorized-cooldown must be positive")
     if not 0 < a["usage_batch_size"] <= DEFAULT_BATCH_SIZE:

@@ -6,7 +6,9 @@ import asyncio
 import logging
 
 from common import access
+from common.collector import Collector
 from common.metrics import expose_gc_pauses, expose_subscriber
+from common.runtime import LISTEN_BACKLOG
 from common.supervise import SHUTDOWN_MARGIN, Supervisor
 from proxyd.certs import CertificateAuthority
 from proxyd.config import ProxydConfig
@@ -32,7 +34,7 @@ async def serve(config: ProxydConfig) -> None:
     expose_gc_pauses("proxyd")
     interceptor = Interceptor(
         state, config.bridged_url, config.max_body_bytes, config.max_header_bytes,
-        config.idle_timeout,
+        config.idle_timeout, config.bridged_idle_timeout,
     )  # fmt: skip
     await interceptor.start()
     proxy = ProxyServer(
@@ -49,14 +51,21 @@ async def serve(config: ProxydConfig) -> None:
     supervisor = Supervisor(shutdown_limit=SHUTDOWN_GRACE + SHUTDOWN_MARGIN)
     supervisor.start(subscriber.run(), "subscriber")
     server = await asyncio.start_server(
-        proxy.handle, config.host, config.port, limit=config.max_header_bytes * 2, backlog=1024
+        proxy.handle,
+        config.host,
+        config.port,
+        limit=config.max_header_bytes * 2,
+        backlog=LISTEN_BACKLOG,
     )
     log.info(
         "proxyd serving on %s:%d; intercepted requests go to %s",
         config.host, config.port, config.bridged_url,
     )  # fmt: skip
+    collector = Collector(lambda: len(proxy.connections))
+    collector.start()
 
     await supervisor.wait()
+    collector.stop()
     log.info("shutting down")
     server.close()
     if proxy.connections:

@@ -80,6 +80,9 @@ class CertificateAuthority:
         leaf = self._issue(host)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.set_alpn_protocols(["http/1.1"])
+        # One TLS 1.3 ticket per handshake, not OpenSSL's two: a resuming client uses one,
+        # and each costs the handshake about 35 us (issue 17: 280 us -> 245 us).
+        context.num_tickets = 1
         # ssl loads certificates from files only: a private directory, removed at once.
         with tempfile.TemporaryDirectory() as directory:
             path = Path(directory) / "leaf.pem"

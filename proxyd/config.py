@@ -31,6 +31,7 @@ class ProxydConfig:
     max_header_bytes: int
     max_connections: int
     idle_timeout: float
+    bridged_idle_timeout: float
     event_loop: str
     log_format: str
     log_level: str
@@ -60,6 +61,9 @@ FLAGS = (
     Flag("--max-connections", type=int, default=10_000, help="client connections at once"),
     Flag("--idle-timeout", type=float, default=300.0,
          help="seconds an idle client connection is kept"),
+    Flag("--bridged-idle-timeout", type=float, default=10.0,
+         help="seconds an idle connection to bridged is kept for reuse; it is closed within "
+              "twice that"),
 )
 # fmt: on
 
@@ -78,6 +82,8 @@ def parse(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = Non
 
 def _finish(a: Mapping[str, Any]) -> dict[str, Any]:
     host, port = flags.listen_address(a["listen"])
+    if a["bridged_idle_timeout"] <= 0:
+        raise Invalid("--bridged-idle-timeout must be positive")
     if (a["ca_cert"] is None) != (a["ca_key"] is None):
         raise Invalid("--ca-cert and --ca-key go together")
     try:

@@ -38,8 +38,10 @@ class Interceptor:
         max_body_bytes: int,
         max_header_bytes: int,
         idle_timeout: float,
+        bridged_idle_timeout: float,
     ) -> None:
         self.state = state
+        self.bridged_idle_timeout = bridged_idle_timeout
         self.bridged_url = bridged_url
         self.max_body_bytes = max_body_bytes
         self.max_header_bytes = max_header_bytes
@@ -48,7 +50,9 @@ class Interceptor:
 
     async def start(self) -> None:
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0),
+            # Idle connections are closed within twice the timeout (the pool's sweep runs
+            # that often): after a burst, not held for aiohttp's default 15-30 s.
+            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=self.bridged_idle_timeout),
             timeout=aiohttp.ClientTimeout(total=None, connect=10),
             auto_decompress=False,  # bytes pass through exactly as bridged sent them
             skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
