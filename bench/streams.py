@@ -9,10 +9,14 @@ side and size:
                the usage it recorded is exactly N calls' worth)
   ttfb         time to the first event, p50/p99: every stream opens during the storm
   gap extra    how much later than --delay each event came after the one before, p50/p99/
-               max, split into the ramp (while streams were still opening) and steady
-               state (after the last one opened)
+               max, split into the ramp (while streams were still opening), steady state
+               (after the last one opened) and closing (once the first one had ended:
+               as many end a second as opened)
   rss/stream   (peak RSS with N open - RSS before the storm) / N
   cpu/chunk    the hop's CPU time over the steady window / events relayed in it
+  cpu storm    the CPU each process used from the first stream opened to a second after
+               the last, in % of one core: the hop's, the client's and the upstream's (on
+               a machine of two cores shared by all three, any may be what a storm waits on)
   gc           pauses over 20 ms and the longest, from the process's own GC metric
   fds after    descriptors the hop still holds --linger (30) s after the last stream
                ended, beyond what it held before the storm (idle upstream connections),
@@ -41,7 +45,7 @@ import os
 import ssl
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,8 +115,7 @@ class Hop:
 
     name: str
     pid: int
-    metrics_url: str
-    stop: Callable[[], None]
+    metrics_url: str = ""
 
 
 class Stack:
@@ -149,7 +152,8 @@ class Stack:
         print(f"{side}: {n} streams at {self.options.rate:.0f}/s", flush=True)
         before = self.usage()
         with self.hops(side) as (target, hops):
-            result = uvloop.run(storm(target, hops, n, self.options))
+            upstream = Hop("upstream", self.upstream.pid)
+            result = uvloop.run(storm(target, hops, upstream, n, self.options))
         rows = []
         for hop, measured in result.hops.items():
             row = {"side": side, "n": n, "process": hop, **result.client, **measured}
@@ -164,7 +168,7 @@ class Stack:
         upstream = f"http://127.0.0.1:{self.upstream_port}/v1"
         chat = "/chat/completions"
         if side == "direct":
-            hop = Hop("upstream", self.upstream.pid, "", lambda: None)
+            hop = Hop("upstream", self.upstream.pid)
             yield Target(upstream + chat), [hop]
             return
         if side == "passthrough":
@@ -175,7 +179,7 @@ class Stack:
             try:
                 yield (
                     Target(url + chat),
-                    [Hop("passthrough", process.pid, f"{url}/metrics", process.terminate)],
+                    [Hop("passthrough", process.pid, f"{url}/metrics")],
                 )
             finally:
                 process.terminate()
@@ -188,7 +192,7 @@ class Stack:
         try:
             self.cp.admin.wait_applied(self.revision)
             assert bridged.proc is not None
-            hop = Hop("bridged", bridged.proc.pid, f"{bridged.url}/metrics", bridged.stop)
+            hop = Hop("bridged", bridged.proc.pid, f"{bridged.url}/metrics")
             auth = {"Authorization": f"Bearer {self.token}"}
             if side == "bridged":
                 yield Target(f"{bridged.provider_url('bench')}/v1{chat}", auth), [hop]
@@ -198,7 +202,7 @@ class Stack:
             assert proxyd.proc is not None
             trust = ssl.create_default_context(cafile=str(proxyd.ca_path))
             # The client believes it talks to the provider's own host; proxyd intercepts it.
-            front = Hop("proxyd", proxyd.proc.pid, f"{proxyd.url}/metrics", proxyd.stop)
+            front = Hop("proxyd", proxyd.proc.pid, f"{proxyd.url}/metrics")
             yield Target(
                 f"https://127.0.0.1:{self.upstream_port}/v1{chat}",
                 {"Authorization": "Bearer sk-client-side-ignored"},
@@ -224,7 +228,7 @@ class Stack:
         return sum(r.requests for r in rows), sum(r.output_tokens for r in rows)
 
 
-CLIENT = Hop("client", os.getpid(), "", lambda: None)
+CLIENT = Hop("client", os.getpid())
 
 
 # One storm ------------------------------------------------------------------------------
@@ -287,7 +291,9 @@ class Result:
     completed: int
 
 
-async def storm(target: Target, hops: list[Hop], n: int, options: argparse.Namespace) -> Result:
+async def storm(
+    target: Target, hops: list[Hop], upstream: Hop, n: int, options: argparse.Namespace
+) -> Result:
     async with aiohttp.ClientSession() as session:
         # One call first, so that every process is past its first-request costs.
         warm = {k: v for k, v in BODY.items() if k not in ("stream", "stream_options")}
@@ -296,8 +302,11 @@ async def storm(target: Target, hops: list[Hop], n: int, options: argparse.Names
                 raise SystemExit(f"the warm-up call failed: {response.status}")
             await response.read()
     gc_before = {hop.name: await gc_pauses(hop) for hop in hops}
-    samples: dict[str, list[Sample]] = {hop.name: [] for hop in [*hops, CLIENT]}
-    sampling = asyncio.create_task(sample_all([*hops, CLIENT], samples))
+    # The client and the upstream are watched too: on a machine of two cores, any of them
+    # may be what a storm waits for.
+    watched = {hop.name: hop for hop in [CLIENT, upstream, *hops]}
+    samples: dict[str, list[Sample]] = {name: [] for name in watched}
+    sampling = asyncio.create_task(sample_all(list(watched.values()), samples))
     await asyncio.sleep(0.3)  # samples from before the storm
     drops = listen_drops()
     streams, opened = await open_all(target, n, options)
@@ -339,6 +348,7 @@ async def storm(target: Target, hops: list[Hop], n: int, options: argparse.Names
     # near 100 % of a core, it was the bottleneck.
     storm = (first_open, opened + 1.0)
     client["client_cpu_storm_pct"] = busy_pct(samples[CLIENT.name], *storm)
+    client["upstream_cpu_storm_pct"] = busy_pct(samples[upstream.name], *storm)
     measured = {
         hop.name: hop_stats(
             samples[hop.name], gc_before[hop.name], gc_after[hop.name], first_open, ended,
@@ -545,6 +555,7 @@ def report(results: list[dict[str, Any]]) -> None:
         ("closing_extra_p99_ms", "closing gap+ p99"), ("closing_extra_max_ms", "max"),
         ("rss_per_stream_kib", "KiB/stream"), ("cpu_per_chunk_us", "us/chunk"),
         ("cpu_storm_pct", "cpu% storm"), ("client_cpu_storm_pct", "client"),
+        ("upstream_cpu_storm_pct", "upstream"),
         ("gc_over_20ms", "gc>20ms"), ("gc_max_ms", "gc max ms"), ("fds_after", "fds after"),
         ("fds_released_s", "released s"), ("listen_drops", "drops"),
     ]  # fmt: skip

@@ -11,10 +11,11 @@ So what survives a moment is frozen: every `freeze_every` seconds gc.freeze() mo
 tracked objects into the permanent generation (a list splice, whatever their number),
 and each automatic collection walks only what was allocated since. A frozen object
 freed by reference counting is freed as usual; only a reference cycle among frozen
-objects waits, for a full collection over everything (unfreeze, collect, freeze): when
-nothing has been in flight for a tick, at most every `quiet_every` seconds, and else
-every `full_every` seconds, however busy the process is. Each is logged with what it
-found, and its pause is in the GC pause metric like any other.
+objects waits, for a full collection over everything (unfreeze, collect, freeze): once
+nothing has been in flight for `quiet_for` seconds (at each tick: calls one after another
+are not quiet), at most every `quiet_every` seconds, and else every `full_every`
+seconds, however busy the process is. Each is logged when it found anything or took
+long, and its pause is in the GC pause metric like any other.
 """
 
 from __future__ import annotations
@@ -33,14 +34,16 @@ class Collector:
         self,
         in_flight: Callable[[], float],
         freeze_every: float = 0.05,
+        quiet_for: float = 1.0,
         quiet_every: float = 60.0,
         full_every: float = 900.0,
     ) -> None:
         self._in_flight = in_flight
         self.freeze_every = freeze_every
+        self.quiet_for = quiet_for
         self.quiet_every = quiet_every
         self.full_every = full_every
-        self._last_full = time.monotonic()
+        self._last_full = self._last_busy = time.monotonic()
         self._handle: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
@@ -53,16 +56,20 @@ class Collector:
             self._handle = None
 
     def _tick(self) -> None:
-        since = time.monotonic() - self._last_full
-        quiet = since >= self.quiet_every and not self._in_flight()
-        if quiet or since >= self.full_every:
+        now = time.monotonic()
+        since = now - self._last_full
+        busy = bool(self._in_flight())
+        if busy:
+            self._last_busy = now
+        quiet = not busy and now - self._last_busy >= self.quiet_for
+        if (quiet and since >= self.quiet_every) or since >= self.full_every:
             self.collect_all("quiet" if quiet else "due")
         gc.freeze()
         self._handle = asyncio.get_running_loop().call_later(self.freeze_every, self._tick)
 
     def collect_all(self, why: str) -> int:
         """A full collection over every object, frozen ones included; returns what it
-        freed. The survivors are frozen again by the caller's next tick."""
+        freed. The caller freezes the survivors again."""
         gc.unfreeze()
         started = time.perf_counter()
         found = gc.collect()

@@ -58,11 +58,13 @@ def test_what_survives_a_tick_is_left_out_of_automatic_collections() -> None:
     assert cycle() is not None
 
 
-def test_a_frozen_cycle_is_freed_once_nothing_is_in_flight() -> None:
+def test_a_frozen_cycle_is_freed_once_nothing_has_been_in_flight_for_a_while() -> None:
     cycle = frozen_cycle()
-    ticks(Collector(lambda: 1, freeze_every=0.01, quiet_every=0.0), 3)
+    ticks(Collector(lambda: 1, freeze_every=0.01, quiet_for=0.0, quiet_every=0.0), 3)
     assert cycle() is not None  # busy: no full collection before it is due
-    ticks(Collector(lambda: 0, freeze_every=0.01, quiet_every=0.0), 2)
+    ticks(Collector(lambda: 0, freeze_every=0.01, quiet_for=60.0, quiet_every=0.0), 3)
+    assert cycle() is not None  # idle, but not for long enough (calls one after another)
+    ticks(Collector(lambda: 0, freeze_every=0.01, quiet_for=0.0, quiet_every=0.0), 2)
     assert cycle() is None
 
 
