@@ -24,6 +24,8 @@ class ControlplaneLink:
 
     def subscriber(self, role: str, apply: Apply) -> Subscriber:
         cache = SnapshotFile(self.snapshot_cache, self.token) if self.snapshot_cache else None
+        if cache is not None:
+            cache.remove_stale_temporaries()
         return Subscriber(self.addresses, role, self.token, apply, tls=self.tls, cache=cache)
 
 

@@ -6,7 +6,8 @@ bridged's snapshot holds provider keys, so the file is always encrypted, with a 
 derived from the role's own credential: whoever can read the file but not the
 credential learns nothing. Writes go to a temporary file (mode 0600) that replaces
 the old one, so a reader sees the old snapshot or the new one, never half of either.
-An unreadable file (damaged, or written under another credential) is ignored.
+A process killed in the middle of a write leaves its temporary file behind: the next start
+removes it. An unreadable file (damaged, or written under another credential) is ignored.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import base64
 import logging
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -27,6 +29,9 @@ from aibridge.v1 import snapshot_pb2
 log = logging.getLogger(__name__)
 
 _KDF_INFO = b"aibridge snapshot cache v1"
+# A write takes milliseconds: a temporary file this old belongs to no write in progress
+# (another process given the same file by mistake may be writing a newer one).
+STALE_AFTER = 60.0
 
 
 class SnapshotFile:
@@ -59,10 +64,37 @@ class SnapshotFile:
             return None
         return snapshot
 
+    def remove_stale_temporaries(self) -> int:
+        """Removes the temporary files that writes killed midway left beside the cache;
+        returns how many there were."""
+        removed = 0
+        try:
+            names = os.listdir(self.path.parent)
+        except FileNotFoundError:
+            return 0
+        for name in names:
+            if not name.startswith(self._temporary_prefix):
+                continue
+            leftover = self.path.parent / name
+            try:
+                if time.time() - leftover.stat().st_mtime > STALE_AFTER:
+                    leftover.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue  # gone meanwhile
+        if removed:
+            log.info("removed %d temporary files left by an interrupted write of %s", removed,
+                     self.path)  # fmt: skip
+        return removed
+
+    @property
+    def _temporary_prefix(self) -> str:
+        return f".{self.path.name}."
+
     def save(self, snapshot: snapshot_pb2.ProviderSnapshot) -> None:
         sealed = self._fernet.encrypt(snapshot.SerializeToString())
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self._temporary_prefix)
         try:
             with os.fdopen(fd, "wb") as f:  # mkstemp creates the file 0600
                 f.write(sealed)

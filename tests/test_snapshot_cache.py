@@ -4,8 +4,10 @@ from it, and says so; a fresh snapshot always replaces it, even from a new datab
 from __future__ import annotations
 
 import contextlib
+import os
 import ssl
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -212,3 +214,31 @@ def test_a_restored_backup_is_taken_though_its_revision_is_lower(
             assert "went back in time" in restored.log()
         finally:
             restored.stop()
+
+
+def test_a_start_removes_the_temporary_files_of_interrupted_writes(
+    controlplane: Controlplane, tmp_path: Path, secrets: Secrets
+) -> None:
+    """A data plane killed while saving its cache leaves `.bridged.snapshot.XXXX` behind."""
+    state = tmp_path / "state"
+    state.mkdir(exist_ok=True)
+    stale = [state / ".bridged.snapshot.k3j2x9", state / ".bridged.snapshot.q8w1z0"]
+    fresh = state / ".bridged.snapshot.a1b2c3"  # another writer's, in progress
+    others = [state / ".proxyd.snapshot.k3j2x9", state / "notes.bridged.snapshot.tmp"]
+    old = time.time() - 3600
+    for path in [*stale, fresh, *others]:
+        path.write_bytes(b"half a snapshot")
+        if path is not fresh:
+            os.utime(path, (old, old))
+    bridged = Bridged([controlplane.address], tmp_path, secrets).start()
+    try:
+        assert not any(path.exists() for path in stale)
+        assert fresh.exists() and all(path.exists() for path in others)
+        assert "removed 2 temporary files left by an interrupted write" in bridged.log()
+    finally:
+        bridged.stop()
+
+
+def test_removing_temporaries_of_a_cache_whose_directory_is_not_there_yet(tmp_path: Path) -> None:
+    cache = SnapshotFile(tmp_path / "new" / "bridged.snapshot", "abb_credential")
+    assert cache.remove_stale_temporaries() == 0
