@@ -25,7 +25,7 @@ from controlplane.pricing import entry as price_entry
 from controlplane.publisher import SnapshotPublisher
 from controlplane.records import Bounded, preview_record, summary, timestamp, whole_record
 from controlplane.registry import SubscriberState
-from controlplane.store import audit, models
+from controlplane.store import audit, key_rotation, models
 from controlplane.store.db import Database, DatabaseUnavailable, RevisionConflict
 from controlplane.store.interceptions import InterceptionFilter, InterceptionLog
 from controlplane.store.limit_sets import LimitChanges, LimitSet, LimitSets, models_of, providers_of
@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 MAX_WAIT_SECONDS = 600.0
+DEFAULT_REENCRYPT_BATCH = 100
+MAX_REENCRYPT_BATCH = 10_000
 
 _STATUS: dict[type[Exception], grpc.StatusCode] = {
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
@@ -405,11 +407,32 @@ class AdminService(admin_pb2_grpc.AdminServicer):
     @_rpc
     async def GetStatus(self, request, context):  # type: ignore[no-untyped-def]
         revision = await asyncio.to_thread(self.db.current_revision)
+        keyring = self.providers.keyring
+        protected = await asyncio.to_thread(key_rotation.protection, self.db, keyring)
         return admin_pb2.Status(
             revision=revision,
             snapshot_version=self.cache.version,
             controlplane_id=self.controlplane_id,
             subscribers=[subscriber_message(s) for s in await self.fleet.all()],
+            key_ring=[
+                admin_pb2.KeyRingEntry(position=i + 1, fingerprint=f, stored_keys=n)
+                for i, (f, n) in enumerate(
+                    zip(keyring.fingerprints, protected.by_entry, strict=True)
+                )
+            ],
+            undecryptable_keys=protected.undecryptable,
+        )
+
+    @_rpc
+    async def ReencryptKeys(self, request, context):  # type: ignore[no-untyped-def]
+        size = request.batch_size or DEFAULT_REENCRYPT_BATCH
+        if size > MAX_REENCRYPT_BATCH:
+            raise InvalidArgument("batch_size", f"must be at most {MAX_REENCRYPT_BATCH:,}")
+        batch = await asyncio.to_thread(
+            key_rotation.reencrypt_batch, self.db, self.providers.keyring, actor(context), size
+        )
+        return admin_pb2.ReencryptKeysResponse(
+            reencrypted=batch.reencrypted, remaining=batch.remaining
         )
 
     @_rpc

@@ -10,6 +10,7 @@ from common.logs import setup_logging
 from controlplane import config as config_module
 from controlplane.server import serve
 from controlplane.store import DatabaseUnavailable
+from controlplane.store.key_rotation import UndecryptableKeys
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -19,6 +20,9 @@ def main(argv: list[str] | None = None) -> None:
         runtime.run(serve(config), "asyncio")  # grpc.aio supports only asyncio's loop
     except DatabaseUnavailable as exc:
         logging.getLogger("controlplane").error("cannot start: database unavailable: %s", exc)
+        sys.exit(1)
+    except UndecryptableKeys as exc:
+        logging.getLogger("controlplane").error("cannot start: %s", exc)
         sys.exit(1)
 
 

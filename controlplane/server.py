@@ -34,7 +34,7 @@ from controlplane.publisher import SnapshotPublisher
 from controlplane.registry import SubscriberRegistry
 from controlplane.retention import Retention
 from controlplane.spend_metrics import SpendMetrics
-from controlplane.store import Database, KeyRing
+from controlplane.store import Database, KeyRing, key_rotation
 from controlplane.store.interceptions import InterceptionLog
 from controlplane.store.notify import RevisionListener
 from controlplane.store.providers import Providers
@@ -83,6 +83,7 @@ async def serve(config: ControlplaneConfig) -> None:
     log.info("database %s", db.redacted_url())
     await asyncio.to_thread(db.migrate)
     keyring = KeyRing.parse(config.encryption_keys)
+    await asyncio.to_thread(key_rotation.check_decryptable, db, keyring)
     credentials = Credentials(dict(config.credentials))
 
     cache = SnapshotCache()

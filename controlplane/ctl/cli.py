@@ -13,6 +13,7 @@ from controlplane.ctl.api import connect, describe_rpc_error
 from controlplane.ctl.commands import (
     audit,
     interceptions,
+    key_ring,
     limits,
     prices,
     providers,
@@ -44,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     groups = (status, providers, tokens, users, teams, limits, prices, settings, usage, spend,
-              interceptions, sessions, audit)  # fmt: skip
+              interceptions, sessions, audit, key_ring)  # fmt: skip
     for group in groups:
         group.register(commands, everywhere)
     return parser

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+ENTRY_CACHE_SIZE = 100_000
 
 
 class KeyRing:
@@ -10,10 +14,15 @@ class KeyRing:
         if not keys:
             raise ValueError("the encryption key ring is empty")
         try:
-            self._fernet = MultiFernet([Fernet(k.strip().encode()) for k in keys])
+            self._entries = [Fernet(k.strip().encode()) for k in keys]
         except ValueError as exc:
             # Fernet's own message never contains the key.
             raise ValueError(f"invalid encryption key: {exc}") from None
+        self._fernet = MultiFernet(self._entries)
+        # entry_of's answers: status pages ask about every stored key, every few seconds.
+        self._entry_of: dict[bytes, int | None] = {}
+        # Names for the entries that give nothing of them away (a key is 256 random bits).
+        self.fingerprints = [hashlib.sha256(k.strip().encode()).hexdigest()[:12] for k in keys]
 
     @classmethod
     def parse(cls, text: str) -> KeyRing:
@@ -38,3 +47,21 @@ class KeyRing:
     def rotate(self, ciphertext: bytes) -> bytes:
         """Re-encrypts with the first key of the ring."""
         return self._fernet.rotate(ciphertext)
+
+    def entry_of(self, ciphertext: bytes) -> int | None:
+        """The position (0: the first) of the ring entry that decrypts `ciphertext`, or
+        None if none does."""
+        if ciphertext in self._entry_of:
+            return self._entry_of[ciphertext]
+        if len(self._entry_of) >= ENTRY_CACHE_SIZE:
+            self._entry_of.clear()
+        found = None
+        for position, entry in enumerate(self._entries):
+            try:
+                entry.decrypt(ciphertext)
+            except InvalidToken:
+                continue
+            found = position
+            break
+        self._entry_of[ciphertext] = found
+        return found

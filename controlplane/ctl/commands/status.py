@@ -1,4 +1,4 @@
-"""`aibridgectl status`: the revision and every subscriber."""
+"""`aibridgectl status`: the revision, the encryption key ring and every subscriber."""
 
 from __future__ import annotations
 
@@ -39,6 +39,12 @@ def cmd_status(ctx: Context, args: argparse.Namespace) -> int:
             ]
         )
     )
+    if status.key_ring:
+        print("\nencryption key ring (the first encrypts; a key protecting none can go):")
+        rows = [[str(e.position), e.fingerprint, str(e.stored_keys)] for e in status.key_ring]
+        print(table(["POSITION", "FINGERPRINT", "STORED_KEYS"], rows))
+    if status.undecryptable_keys:
+        print(f"{status.undecryptable_keys} stored keys cannot be decrypted by any of them")
     if status.subscribers:
         print()
         now = datetime.now(UTC)
