@@ -33,7 +33,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -125,7 +125,16 @@ def slope(xs: list[float], ys: list[float]) -> float:
 # GC pauses ----------------------------------------------------------------------------
 
 
-def gc_metrics(process: Bridged | Proxyd) -> dict[str, Any]:
+class MetricsPage(Protocol):
+    """A process with a /metrics page: bridged, proxyd, bench/passthrough.py."""
+
+    name: str
+
+    @property
+    def url(self) -> str: ...
+
+
+def gc_metrics(process: MetricsPage) -> dict[str, Any]:
     """The process's GC pause histogram (buckets summed over any labels), max gauge, and
     Python's own collection counts."""
     histogram = f"aibridge_{process.name}_gc_pause_seconds"

@@ -60,11 +60,11 @@ from bench.common import (
     emit,
     http_up,
     machine_load,
-    metric_families,
     percentile,
     start_module,
     table,
 )
+from bench.soak import gc_metrics, proc_stats
 from common.runtime import raise_descriptor_limit
 from mockupstream.server import OPENAI_USAGE
 from tests.harness import Bridged, Controlplane, Proxyd, Secrets, free_port, wait_until
@@ -111,11 +111,11 @@ def main() -> None:
 
 @dataclass
 class Hop:
-    """A process a run measures: its pid and, if it has one, its GC metric's page."""
+    """A process a run measures: its pid and, if it has one, where its /metrics page is."""
 
     name: str
     pid: int
-    metrics_url: str = ""
+    url: str = ""
 
 
 class Stack:
@@ -175,11 +175,11 @@ class Stack:
             port = free_port()
             process = start_module("bench.passthrough", str(port), upstream)
             url = f"http://127.0.0.1:{port}"
-            wait_until(functools.partial(http_up, f"{url}/metrics"), what="passthrough")
+            wait_until(functools.partial(http_up, url), what="passthrough")
             try:
                 yield (
                     Target(url + chat),
-                    [Hop("passthrough", process.pid, f"{url}/metrics")],
+                    [Hop("passthrough", process.pid, url)],
                 )
             finally:
                 process.terminate()
@@ -192,7 +192,7 @@ class Stack:
         try:
             self.cp.admin.wait_applied(self.revision)
             assert bridged.proc is not None
-            hop = Hop("bridged", bridged.proc.pid, f"{bridged.url}/metrics")
+            hop = Hop("bridged", bridged.proc.pid, bridged.url)
             auth = {"Authorization": f"Bearer {self.token}"}
             if side == "bridged":
                 yield Target(f"{bridged.provider_url('bench')}/v1{chat}", auth), [hop]
@@ -202,7 +202,7 @@ class Stack:
             assert proxyd.proc is not None
             trust = ssl.create_default_context(cafile=str(proxyd.ca_path))
             # The client believes it talks to the provider's own host; proxyd intercepts it.
-            front = Hop("proxyd", proxyd.proc.pid, f"{proxyd.url}/metrics")
+            front = Hop("proxyd", proxyd.proc.pid, proxyd.url)
             yield Target(
                 f"https://127.0.0.1:{self.upstream_port}/v1{chat}",
                 {"Authorization": "Bearer sk-client-side-ignored"},
@@ -442,12 +442,11 @@ async def sample_all(hops: list[Hop], samples: dict[str, list[Sample]]) -> None:
 
 def proc_sample(pid: int) -> Sample:
     """RSS (bytes), open descriptors and CPU seconds so far, from /proc."""
-    with open(f"/proc/{pid}/status") as status:
-        rss = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
+    rss, fds = proc_stats(pid)
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICK  # utime, stime
-    return Sample(time.perf_counter(), rss, len(os.listdir(f"/proc/{pid}/fd")), cpu)
+    return Sample(time.perf_counter(), rss, fds, cpu)
 
 
 def listen_drops() -> int:
@@ -459,17 +458,9 @@ def listen_drops() -> int:
 
 async def gc_pauses(hop: Hop) -> dict[float, float]:
     """The hop's GC pause histogram (cumulative counts by bucket bound), {} if none."""
-    if not hop.metrics_url:
+    if not hop.url:
         return {}
-    families = await asyncio.to_thread(metric_families, hop.metrics_url)
-    prefix = f"aibridge_{hop.name}_gc_pause_seconds"
-    return {
-        float(sample.labels["le"]): sample.value
-        for family in families
-        if family.name == prefix
-        for sample in family.samples
-        if sample.name.endswith("_bucket")
-    }
+    return (await asyncio.to_thread(gc_metrics, hop))["buckets"]
 
 
 def busy_pct(samples: list[Sample], start: float, end: float) -> float | None:
