@@ -47,7 +47,6 @@ class Collector:
         self._handle: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
-        gc.freeze()
         self._handle = asyncio.get_running_loop().call_later(self.freeze_every, self._tick)
 
     def stop(self) -> None:
