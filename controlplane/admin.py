@@ -10,13 +10,17 @@ import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import Message
+from sqlalchemy.orm import Session
 
 from aibridge.v1 import admin_pb2, admin_pb2_grpc
 from common.clouds import effective_region
+from controlplane import idempotency
 from controlplane.auth import Credentials, actor
 from controlplane.cache import SnapshotCache
 from controlplane.errors import AlreadyExists, InvalidArgument, NotFound
@@ -25,7 +29,7 @@ from controlplane.pricing import entry as price_entry
 from controlplane.publisher import SnapshotPublisher
 from controlplane.records import Bounded, preview_record, summary, timestamp, whole_record
 from controlplane.registry import SubscriberState
-from controlplane.store import audit, key_rotation, models
+from controlplane.store import applied_requests, audit, key_rotation, models
 from controlplane.store.db import Database, DatabaseUnavailable, RevisionConflict
 from controlplane.store.interceptions import InterceptionFilter, InterceptionLog
 from controlplane.store.limit_sets import LimitChanges, LimitSet, LimitSets, models_of, providers_of
@@ -41,6 +45,9 @@ from controlplane.store.users import UserInfo, Users
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+Answer = TypeVar("Answer", bound=Message)
+# The Admin method being served (set by `_rpc`): the name an idempotency key is kept under.
+_method: ContextVar[str] = ContextVar("admin_method", default="")
 MAX_WAIT_SECONDS = 600.0
 DEFAULT_REENCRYPT_BATCH = 100
 MAX_REENCRYPT_BATCH = 10_000
@@ -59,6 +66,7 @@ def _rpc(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
 
     @functools.wraps(method)
     async def wrapper(self: AdminService, request: Any, context: grpc.aio.ServicerContext) -> T:
+        named = _method.set(method.__name__)
         try:
             return await method(self, request, context)
         except tuple(_STATUS) as exc:
@@ -83,6 +91,8 @@ def _rpc(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
                 grpc.StatusCode.INTERNAL, "internal error; see the controlplane log"
             )
             raise
+        finally:
+            _method.reset(named)
 
     return wrapper
 
@@ -121,30 +131,59 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         self.prices = Prices(db)
         self.spending = Spending(db)
 
-    async def _mutate(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        result = await asyncio.to_thread(fn, *args, **kwargs)
+    async def _mutate(
+        self, request: Any, context: grpc.aio.ServicerContext, change: Callable[[str], Answer]
+    ) -> Answer:
+        """Runs `change(actor)`, a store mutation and the answer made of it, in one
+        transaction with the call's idempotency key (controlplane/idempotency.py): a key
+        applied already changes nothing and gets the first answer again."""
+        method = _method.get()
+        key = idempotency.key_of(method, request)
+        who = actor(context)
+
+        def run() -> Answer:
+            check = functools.partial(applied_requests.check, key=key) if key else _no_check
+            with self.db.admin_call(check) as call:
+                answer = change(who)
+                if key is not None and call.revision is not None:
+                    kept = idempotency.kept(method, answer)
+                    applied_requests.record(call.session, key, call.revision, kept)
+                return answer
+
+        try:
+            answer = await asyncio.to_thread(run)
+        except applied_requests.Replay as replay:
+            log.info("%s replayed its first answer (revision %d)", method, replay.revision)
+            context.set_trailing_metadata(((idempotency.REPLAYED, "true"),))
+            # The stored answer parses as the method's own answer type.
+            return idempotency.replayed(method, replay.reply)  # type: ignore[return-value]
+        idempotency.exit_if_testing(method)
         self.publisher.changed()
-        return result
+        return answer
 
     # Providers
 
     @_rpc
     async def CreateProvider(self, request, context):  # type: ignore[no-untyped-def]
-        revision, provider = await self._mutate(
-            self.providers.create,
-            actor(context),
-            name=request.name,
-            type=request.type,
-            base_url=request.base_url,
-            display_name=request.display_name,
-            enabled=not request.disabled,
-            keys=list(request.keys),
-            expected_revision=_expected(request),
-            region=request.region,
-            project=request.project,
-            model_map=_model_map(request.model_map),
-        )
-        return admin_pb2.ProviderResponse(revision=revision, provider=provider_message(provider))
+        def change(who: str) -> admin_pb2.ProviderResponse:
+            revision, provider = self.providers.create(
+                who,
+                name=request.name,
+                type=request.type,
+                base_url=request.base_url,
+                display_name=request.display_name,
+                enabled=not request.disabled,
+                keys=list(request.keys),
+                expected_revision=_expected(request),
+                region=request.region,
+                project=request.project,
+                model_map=_model_map(request.model_map),
+            )
+            return admin_pb2.ProviderResponse(
+                revision=revision, provider=provider_message(provider)
+            )
+
+        return await self._mutate(request, context, change)
 
     @_rpc
     async def GetProvider(self, request, context):  # type: ignore[no-untyped-def]
@@ -171,35 +210,40 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             model_map=_model_map(request.model_map),
             clear_model_map=request.clear_model_map,
         )
-        revision, provider = await self._mutate(
-            self.providers.update, actor(context), request.ref, changes, _expected(request)
-        )
-        return admin_pb2.ProviderResponse(revision=revision, provider=provider_message(provider))
+
+        def change(who: str) -> admin_pb2.ProviderResponse:
+            revision, provider = self.providers.update(
+                who, request.ref, changes, _expected(request)
+            )
+            return admin_pb2.ProviderResponse(
+                revision=revision, provider=provider_message(provider)
+            )
+
+        return await self._mutate(request, context, change)
 
     @_rpc
     async def DeleteProvider(self, request, context):  # type: ignore[no-untyped-def]
-        revision, provider = await self._mutate(
-            self.providers.delete, actor(context), request.ref, _expected(request)
-        )
-        return admin_pb2.DeleteProviderResponse(
-            revision=revision, id=provider.id, name=provider.name
-        )
+        def change(who: str) -> admin_pb2.DeleteProviderResponse:
+            revision, provider = self.providers.delete(who, request.ref, _expected(request))
+            return admin_pb2.DeleteProviderResponse(
+                revision=revision, id=provider.id, name=provider.name
+            )
+
+        return await self._mutate(request, context, change)
 
     # Gateway tokens
 
     @_rpc
     async def CreateToken(self, request, context):  # type: ignore[no-untyped-def]
-        revision, token, plaintext = await self._mutate(
-            self.tokens.create,
-            actor(context),
-            request.name,
-            request.expires_in_seconds,
-            _expected(request),
-            request.user,
-        )
-        return admin_pb2.CreateTokenResponse(
-            revision=revision, info=token_message(token), token=plaintext
-        )
+        def change(who: str) -> admin_pb2.CreateTokenResponse:
+            revision, token, plaintext = self.tokens.create(
+                who, request.name, request.expires_in_seconds, _expected(request), request.user
+            )
+            return admin_pb2.CreateTokenResponse(
+                revision=revision, info=token_message(token), token=plaintext
+            )
+
+        return await self._mutate(request, context, change)
 
     @_rpc
     async def ListTokens(self, request, context):  # type: ignore[no-untyped-def]
@@ -210,24 +254,23 @@ class AdminService(admin_pb2_grpc.AdminServicer):
 
     @_rpc
     async def RevokeToken(self, request, context):  # type: ignore[no-untyped-def]
-        revision, token = await self._mutate(
-            self.tokens.revoke, actor(context), request.ref, _expected(request)
-        )
-        return admin_pb2.TokenResponse(revision=revision, info=token_message(token))
+        def change(who: str) -> admin_pb2.TokenResponse:
+            revision, token = self.tokens.revoke(who, request.ref, _expected(request))
+            return admin_pb2.TokenResponse(revision=revision, info=token_message(token))
+
+        return await self._mutate(request, context, change)
 
     # Users and teams
 
     @_rpc
     async def CreateUser(self, request, context):  # type: ignore[no-untyped-def]
-        revision, user = await self._mutate(
-            self.users.create,
-            actor(context),
-            request.name,
-            request.email,
-            not request.disabled,
-            _expected(request),
-        )
-        return admin_pb2.UserResponse(revision=revision, user=user_message(user))
+        def change(who: str) -> admin_pb2.UserResponse:
+            revision, user = self.users.create(
+                who, request.name, request.email, not request.disabled, _expected(request)
+            )
+            return admin_pb2.UserResponse(revision=revision, user=user_message(user))
+
+        return await self._mutate(request, context, change)
 
     @_rpc
     async def GetUser(self, request, context):  # type: ignore[no-untyped-def]
@@ -242,34 +285,38 @@ class AdminService(admin_pb2_grpc.AdminServicer):
 
     @_rpc
     async def UpdateUser(self, request, context):  # type: ignore[no-untyped-def]
-        revision, user = await self._mutate(
-            self.users.update,
-            actor(context),
-            request.ref,
-            request.enabled if request.HasField("enabled") else None,
-            request.email if request.HasField("email") else None,
-            _expected(request),
-        )
-        return admin_pb2.UserResponse(revision=revision, user=user_message(user))
+        def change(who: str) -> admin_pb2.UserResponse:
+            revision, user = self.users.update(
+                who,
+                request.ref,
+                request.enabled if request.HasField("enabled") else None,
+                request.email if request.HasField("email") else None,
+                _expected(request),
+            )
+            return admin_pb2.UserResponse(revision=revision, user=user_message(user))
+
+        return await self._mutate(request, context, change)
 
     @_rpc
     async def DeleteUser(self, request, context):  # type: ignore[no-untyped-def]
-        revision, deleted = await self._mutate(
-            self.users.delete, actor(context), request.ref, _expected(request)
-        )
-        return admin_pb2.DeleteUserResponse(
-            revision=revision,
-            id=deleted.user.id,
-            name=deleted.user.name,
-            revoked_tokens=deleted.revoked_tokens,
-        )
+        def change(who: str) -> admin_pb2.DeleteUserResponse:
+            revision, deleted = self.users.delete(who, request.ref, _expected(request))
+            return admin_pb2.DeleteUserResponse(
+                revision=revision,
+                id=deleted.user.id,
+                name=deleted.user.name,
+                revoked_tokens=deleted.revoked_tokens,
+            )
+
+        return await self._mutate(request, context, change)
 
     @_rpc
     async def CreateTeam(self, request, context):  # type: ignore[no-untyped-def]
-        revision, team = await self._mutate(
-            self.teams.create, actor(context), request.name, _expected(request)
-        )
-        return admin_pb2.TeamResponse(revision=revision, team=team_message(team))
+        def change(who: str) -> admin_pb2.TeamResponse:
+            revision, team = self.teams.create(who, request.name, _expected(request))
+            return admin_pb2.TeamResponse(revision=revision, team=team_message(team))
+
+        return await self._mutate(request, context, change)
 
     @_rpc
     async def GetTeam(self, request, context):  # type: ignore[no-untyped-def]
@@ -284,28 +331,31 @@ class AdminService(admin_pb2_grpc.AdminServicer):
 
     @_rpc
     async def DeleteTeam(self, request, context):  # type: ignore[no-untyped-def]
-        revision, team = await self._mutate(
-            self.teams.delete, actor(context), request.ref, _expected(request)
-        )
-        return admin_pb2.DeleteTeamResponse(revision=revision, id=team.id, name=team.name)
+        def change(who: str) -> admin_pb2.DeleteTeamResponse:
+            revision, team = self.teams.delete(who, request.ref, _expected(request))
+            return admin_pb2.DeleteTeamResponse(revision=revision, id=team.id, name=team.name)
+
+        return await self._mutate(request, context, change)
 
     @_rpc
     async def AddTeamMember(self, request, context):  # type: ignore[no-untyped-def]
-        revision, team = await self._mutate(
-            self.teams.add_member, actor(context), request.team, request.user, _expected(request)
-        )
-        return admin_pb2.TeamResponse(revision=revision, team=team_message(team))
+        def change(who: str) -> admin_pb2.TeamResponse:
+            revision, team = self.teams.add_member(
+                who, request.team, request.user, _expected(request)
+            )
+            return admin_pb2.TeamResponse(revision=revision, team=team_message(team))
+
+        return await self._mutate(request, context, change)
 
     @_rpc
     async def RemoveTeamMember(self, request, context):  # type: ignore[no-untyped-def]
-        revision, team = await self._mutate(
-            self.teams.remove_member,
-            actor(context),
-            request.team,
-            request.user,
-            _expected(request),
-        )
-        return admin_pb2.TeamResponse(revision=revision, team=team_message(team))
+        def change(who: str) -> admin_pb2.TeamResponse:
+            revision, team = self.teams.remove_member(
+                who, request.team, request.user, _expected(request)
+            )
+            return admin_pb2.TeamResponse(revision=revision, team=team_message(team))
+
+        return await self._mutate(request, context, change)
 
     # Gateway settings
 
@@ -318,10 +368,11 @@ class AdminService(admin_pb2_grpc.AdminServicer):
 
     @_rpc
     async def SetSetting(self, request, context):  # type: ignore[no-untyped-def]
-        revision, value = await self._mutate(
-            self.settings.set, actor(context), request.key, request.value, _expected(request)
-        )
-        return admin_pb2.SetSettingResponse(revision=revision, setting=setting_message(value))
+        def change(who: str) -> admin_pb2.SetSettingResponse:
+            revision, value = self.settings.set(who, request.key, request.value, _expected(request))
+            return admin_pb2.SetSettingResponse(revision=revision, setting=setting_message(value))
+
+        return await self._mutate(request, context, change)
 
     # Limit sets
 
@@ -340,10 +391,14 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             models=list(request.models.values) if request.HasField("models") else None,
             clear=list(request.clear),
         )
-        revision, limit_set = await self._mutate(
-            self.limit_sets.set, actor(context), request.scope, changes, _expected(request)
-        )
-        return admin_pb2.LimitsResponse(revision=revision, limits=limits_message(limit_set))
+
+        def change(who: str) -> admin_pb2.LimitsResponse:
+            revision, limit_set = self.limit_sets.set(
+                who, request.scope, changes, _expected(request)
+            )
+            return admin_pb2.LimitsResponse(revision=revision, limits=limits_message(limit_set))
+
+        return await self._mutate(request, context, change)
 
     @_rpc
     async def ListLimits(self, request, context):  # type: ignore[no-untyped-def]
@@ -354,10 +409,11 @@ class AdminService(admin_pb2_grpc.AdminServicer):
 
     @_rpc
     async def ClearLimits(self, request, context):  # type: ignore[no-untyped-def]
-        revision, scope = await self._mutate(
-            self.limit_sets.clear_set, actor(context), request.scope, _expected(request)
-        )
-        return admin_pb2.ClearLimitsResponse(revision=revision, scope=scope)
+        def change(who: str) -> admin_pb2.ClearLimitsResponse:
+            revision, scope = self.limit_sets.clear_set(who, request.scope, _expected(request))
+            return admin_pb2.ClearLimitsResponse(revision=revision, scope=scope)
+
+        return await self._mutate(request, context, change)
 
     # Prices
 
@@ -377,17 +433,20 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             request.cache_read if request.HasField("cache_read") else None,
             request.cache_write if request.HasField("cache_write") else None,
         )
-        revision, price = await self._mutate(
-            self.prices.set, actor(context), entry, _expected(request)
-        )
-        return admin_pb2.PriceResponse(revision=revision, price=price_message(price))
+
+        def change(who: str) -> admin_pb2.PriceResponse:
+            revision, price = self.prices.set(who, entry, _expected(request))
+            return admin_pb2.PriceResponse(revision=revision, price=price_message(price))
+
+        return await self._mutate(request, context, change)
 
     @_rpc
     async def DeletePrice(self, request, context):  # type: ignore[no-untyped-def]
-        revision, model = await self._mutate(
-            self.prices.delete, actor(context), request.model, _expected(request)
-        )
-        return admin_pb2.DeletePriceResponse(revision=revision, model=model)
+        def change(who: str) -> admin_pb2.DeletePriceResponse:
+            revision, model = self.prices.delete(who, request.model, _expected(request))
+            return admin_pb2.DeletePriceResponse(revision=revision, model=model)
+
+        return await self._mutate(request, context, change)
 
     @_rpc
     async def ImportPrices(self, request, context):  # type: ignore[no-untyped-def]
@@ -397,10 +456,16 @@ class AdminService(admin_pb2_grpc.AdminServicer):
                 entries.append(price_entry(p.model, p.input, p.output, p.cache_read, p.cache_write))
             except InvalidArgument as exc:
                 raise InvalidArgument(f"prices[{n}].{exc.field}", exc.message) from None
-        revision, imported, deleted = await self._mutate(
-            self.prices.import_entries, actor(context), entries, request.replace, _expected(request)
-        )
-        return admin_pb2.ImportPricesResponse(revision=revision, imported=imported, deleted=deleted)
+
+        def change(who: str) -> admin_pb2.ImportPricesResponse:
+            revision, imported, deleted = self.prices.import_entries(
+                who, entries, request.replace, _expected(request)
+            )
+            return admin_pb2.ImportPricesResponse(
+                revision=revision, imported=imported, deleted=deleted
+            )
+
+        return await self._mutate(request, context, change)
 
     # Subscribers
 
@@ -428,12 +493,14 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         size = request.batch_size or DEFAULT_REENCRYPT_BATCH
         if size > MAX_REENCRYPT_BATCH:
             raise InvalidArgument("batch_size", f"must be at most {MAX_REENCRYPT_BATCH:,}")
-        batch = await asyncio.to_thread(
-            key_rotation.reencrypt_batch, self.db, self.providers.keyring, actor(context), size
-        )
-        return admin_pb2.ReencryptKeysResponse(
-            reencrypted=batch.reencrypted, remaining=batch.remaining
-        )
+
+        def change(who: str) -> admin_pb2.ReencryptKeysResponse:
+            batch = key_rotation.reencrypt_batch(self.db, self.providers.keyring, who, size)
+            return admin_pb2.ReencryptKeysResponse(
+                reencrypted=batch.reencrypted, remaining=batch.remaining
+            )
+
+        return await self._mutate(request, context, change)
 
     @_rpc
     async def WaitForRevision(self, request, context):  # type: ignore[no-untyped-def]
@@ -571,6 +638,10 @@ class AdminService(admin_pb2_grpc.AdminServicer):
                 for e in entries
             ]
         )
+
+
+def _no_check(session: Session) -> None:
+    """A call without a request_id has nothing to check once it holds the lock."""
 
 
 def _expected(request: Any) -> int | None:

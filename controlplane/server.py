@@ -23,6 +23,7 @@ from common import probes
 from common.channel import keepalive_options
 from common.flags import listen_address
 from common.supervise import SHUTDOWN_MARGIN, Supervisor
+from controlplane import idempotency
 from controlplane.admin import AdminService
 from controlplane.auth import AuthInterceptor, Credentials
 from controlplane.cache import SnapshotCache
@@ -133,6 +134,7 @@ async def serve(config: ControlplaneConfig) -> None:
     supervisor = Supervisor(shutdown_limit=config.shutdown_grace + SHUTDOWN_MARGIN)
     supervisor.start(publisher.run(), "publisher")
     supervisor.start(fleet.run(), "fleet")
+    supervisor.start(idempotency.forget_expired(db), "applied-requests")
     if config.retention is not None:
         retention = Retention(db, config.retention, config.retention_interval)
         supervisor.start(retention.run(), "retention")

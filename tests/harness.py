@@ -343,6 +343,7 @@ class Controlplane(ManagedProcess):
         extra_args: tuple[str, ...] = (),
         port: int | None = None,
         generated_secrets: bool = False,
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         """With `generated_secrets`, the process gets no credential in its environment and
         the default state dir (`.aibridge` in `workdir`), as after a fresh `make run`;
@@ -353,6 +354,7 @@ class Controlplane(ManagedProcess):
         self.database_url = database_url
         self.secrets = secrets
         self.extra_args = extra_args
+        self.extra_env = extra_env or {}
         self.port = port or free_port()
         self.metrics_port = free_port()
         self._admin: AdminClient | None = None
@@ -386,9 +388,8 @@ class Controlplane(ManagedProcess):
         ]  # fmt: skip
 
     def start(self, wait: bool = True) -> Controlplane:
-        self.spawn(
-            self.command(), clean_env() | ({} if self.generated_secrets else self.secrets.env())
-        )
+        secrets = {} if self.generated_secrets else self.secrets.env()
+        self.spawn(self.command(), clean_env() | secrets | self.extra_env)
         if wait:
             self.wait_serving()
             if self.generated_secrets:

@@ -26,8 +26,11 @@ def listed(cp: Controlplane) -> dict[str, admin_pb2.Setting]:
     return {s.key: s for s in cp.admin.ListSettings(admin_pb2.ListSettingsRequest()).settings}
 
 
-def set_setting(cp: Controlplane, key: str, value: str, **kw: int) -> admin_pb2.SetSettingResponse:
-    return cp.admin.SetSetting(admin_pb2.SetSettingRequest(key=key, value=value, **kw))
+def set_setting(
+    cp: Controlplane, key: str, value: str, expected_revision: int | None = None
+) -> admin_pb2.SetSettingResponse:
+    request = admin_pb2.SetSettingRequest(key=key, value=value, expected_revision=expected_revision)
+    return cp.admin.SetSetting(request)
 
 
 def test_list_set_and_audit(controlplane: Controlplane) -> None:

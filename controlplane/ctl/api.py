@@ -1,19 +1,31 @@
-"""Calling the Admin API: credentials, the channel, one call, and gRPC errors in words."""
+"""Calling the Admin API: credentials, the channels, one call (retried when it may be),
+and gRPC errors in words.
+
+A call that finds a controlplane unreachable (UNAVAILABLE), or a change that got no
+answer in time (DEADLINE_EXCEEDED), is tried again a few times with the shared backoff,
+through the next of the addresses given. A change carries the invocation's idempotency
+key (`--request-id`, or one made per invocation), so a retry of a change that was
+applied gets its first answer back instead of applying it twice.
+"""
 
 from __future__ import annotations
 
 import argparse
 import getpass
 import socket
+import sys
+import time
+import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import grpc
 
 from aibridge.v1 import admin_pb2_grpc
+from common.backoff import backoff_delay
 from common.channel import ClientTLS, auth_metadata, open_channel
 from common.flags import optional_path
 from common.state import ADMIN_TOKEN_FILE, read_if_exists
@@ -21,6 +33,11 @@ from controlplane.ctl.errors import CtlError
 
 # The most records the API returns in one page (ListInterceptionsRequest.limit).
 MAX_PAGE = 1000
+# Tries of one call, and the pauses between them (common/backoff.py).
+ATTEMPTS = 4
+RETRY_BASE = 0.25
+RETRY_CAP = 2.0
+REPLAYED = "aibridge-replayed"  # controlplane/idempotency.py
 
 
 class Paged(Protocol):
@@ -30,18 +47,96 @@ class Paged(Protocol):
     cursor: str
 
 
+class Controlplanes:
+    """The controlplane addresses given, a channel to each opened when first used. Calls
+    go to the current one, and a call it cannot answer moves on to the next."""
+
+    def __init__(self, addresses: list[str], tls: ClientTLS, stack: ExitStack) -> None:
+        self.addresses = addresses
+        self._tls = tls
+        self._stack = stack
+        self._stubs: dict[str, admin_pb2_grpc.AdminStub] = {}
+        self._current = 0
+
+    @property
+    def address(self) -> str:
+        return self.addresses[self._current]
+
+    @property
+    def stub(self) -> admin_pb2_grpc.AdminStub:
+        if self.address not in self._stubs:
+            channel = self._stack.enter_context(open_channel(self.address, self._tls))
+            self._stubs[self.address] = admin_pb2_grpc.AdminStub(channel)
+        return self._stubs[self.address]
+
+    def name_of(self, rpc: Callable[..., Any]) -> str:
+        """The name of `rpc`, a method of one of the stubs."""
+        return next(
+            name
+            for stub in self._stubs.values()
+            for name, method in vars(stub).items()
+            if method is rpc
+        )
+
+    def move_on(self) -> None:
+        self._current = (self._current + 1) % len(self.addresses)
+
+
 @dataclass
 class Context:
     """What a command needs to call the API and to know how to answer."""
 
-    stub: admin_pb2_grpc.AdminStub
+    controlplanes: Controlplanes
     metadata: tuple[tuple[str, str], ...]
     timeout: float
     json: bool
+    # The invocation's idempotency key: its first change's, and with "/2", "/3"… its
+    # later ones' (`aibridgectl keys reencrypt` makes a change per batch).
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    changes: int = 0
+    replayed: bool = False  # the last call's answer replays an applied change's
 
-    def call(self, rpc: Callable[..., Any], request: object) -> Any:
-        """`rpc` (a method of `stub`) with the call's deadline and credentials."""
-        return rpc(request, timeout=self.timeout, metadata=self.metadata)
+    @property
+    def stub(self) -> admin_pb2_grpc.AdminStub:
+        """The API, for naming a method to `call` (ctx.stub.ListTokens)."""
+        return self.controlplanes.stub
+
+    def next_request_id(self) -> str:
+        self.changes += 1
+        return self.request_id if self.changes == 1 else f"{self.request_id}/{self.changes}"
+
+    def call(self, rpc: Callable[..., Any], request: Any) -> Any:
+        """`rpc` (a method of `stub`) with the call's deadline and credentials, tried
+        again through the next controlplane when it may be (see above)."""
+        name = self.controlplanes.name_of(rpc)
+        change = bool(getattr(request, "request_id", ""))
+        failures = 0
+        while True:
+            try:
+                response, call = getattr(self.stub, name).with_call(
+                    request, timeout=self.timeout, metadata=self.metadata
+                )
+            except grpc.RpcError as exc:
+                failures += 1
+                code = exc.code()
+                retried = code == grpc.StatusCode.UNAVAILABLE or (
+                    change and code == grpc.StatusCode.DEADLINE_EXCEEDED
+                )
+                if not retried or failures >= ATTEMPTS:
+                    raise
+                tried = self.controlplanes.address
+                self.controlplanes.move_on()
+                if change:  # said, since the change may have been applied by then
+                    through = self.controlplanes.address
+                    print(
+                        f"note: {name} got {code.name} from {tried}; trying again with the "
+                        f"same request id{f' through {through}' if through != tried else ''}",
+                        file=sys.stderr,
+                    )
+                time.sleep(backoff_delay(failures - 1, RETRY_BASE, RETRY_CAP))
+                continue
+            self.replayed = (REPLAYED, "true") in tuple(call.trailing_metadata() or ())
+            return response
 
     def collect(
         self, rpc: Callable[..., Any], request: Paged, field: str, limit: int | None
@@ -99,18 +194,29 @@ def resolve_tls(args: argparse.Namespace) -> ClientTLS:
     )
 
 
+def addresses_of(value: str) -> list[str]:
+    """`--controlplane`: one address, or several separated by commas."""
+    addresses = [a.strip() for a in value.split(",") if a.strip()]
+    if not addresses:
+        raise CtlError("--controlplane: no address given")
+    return addresses
+
+
 @contextmanager
 def connect(args: argparse.Namespace) -> Iterator[Context]:
-    """A Context on a channel to the controlplane, closed on leaving."""
+    """A Context on channels to the controlplanes, closed on leaving."""
     token = resolve_token(args)
     tls = resolve_tls(args)
-    with open_channel(args.controlplane, tls) as channel:
-        yield Context(
-            stub=admin_pb2_grpc.AdminStub(channel),
+    with ExitStack() as stack:
+        ctx = Context(
+            controlplanes=Controlplanes(addresses_of(args.controlplane), tls, stack),
             metadata=(*auth_metadata(token), ("x-aibridge-actor", actor())),
             timeout=args.timeout,
             json=args.json,
         )
+        if args.request_id:
+            ctx.request_id = args.request_id
+        yield ctx
 
 
 def describe_rpc_error(exc: grpc.RpcError, address: str) -> str:

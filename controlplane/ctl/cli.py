@@ -60,14 +60,18 @@ def run(argv: Sequence[str] | None = None) -> int:
     problem = check(args) if check is not None else None
     if problem:
         parser.error(problem)
+    address = args.controlplane
     try:
         with connect(args) as ctx:
-            return int(args.func(ctx, args))
+            try:
+                return int(args.func(ctx, args))
+            finally:
+                address = ctx.controlplanes.address  # the one that last answered or failed
     except CtlError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except grpc.RpcError as exc:
-        print(f"error: {describe_rpc_error(exc, args.controlplane)}", file=sys.stderr)
+        print(f"error: {describe_rpc_error(exc, address)}", file=sys.stderr)
         return EXIT_ERROR
     except OSError as exc:  # unreadable TLS files
         print(f"error: {exc}", file=sys.stderr)

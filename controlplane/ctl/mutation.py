@@ -14,7 +14,7 @@ import grpc
 
 from aibridge.v1 import admin_pb2
 from controlplane.ctl.api import Context
-from controlplane.ctl.errors import EXIT_OK, EXIT_WAIT_INCOMPLETE
+from controlplane.ctl.errors import EXIT_ERROR, EXIT_OK, EXIT_WAIT_INCOMPLETE
 from controlplane.ctl.options import non_negative_int, positive_float
 from controlplane.ctl.output import emit_json, presence, table
 
@@ -27,9 +27,11 @@ WAIT_DEADLINE_MARGIN = 5.0
 
 
 class ChangeRequest(Protocol):
-    """Every mutation's request carries the revision it expects (when one is given)."""
+    """Every mutation's request carries the revision it expects (when one is given) and
+    its idempotency key."""
 
     expected_revision: int
+    request_id: str
 
 
 def _fleet_grace(value: str) -> float:
@@ -83,13 +85,22 @@ def mutate(
     response for a reader (`--json` prints it whole instead)."""
     if args.expect_revision is not None:
         request.expected_revision = args.expect_revision
+    request.request_id = ctx.next_request_id()
     response = ctx.call(rpc, request)
+    if ctx.replayed:
+        print(
+            f"note: request id {request.request_id} was applied already, at revision "
+            f"{response.revision}: nothing changed now, and this is its first answer",
+            file=sys.stderr,
+        )
     # Printed before any --wait, so that a lagging subscriber cannot cost the user the
     # answer: for a new token, its only copy.
     if ctx.json:
         emit_json(response)
     else:
         describe(response)
+    if getattr(response, "replayed", False):
+        return EXIT_ERROR  # the first answer had a new token's secret, and this has not
     if not args.wait:
         return EXIT_OK
     return wait_for_revision(ctx, response.revision, args.wait_timeout, args.fleet_grace)

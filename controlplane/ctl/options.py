@@ -67,14 +67,36 @@ def positive_float(value: str) -> float:
     return number
 
 
+# The API takes 128 characters (controlplane/idempotency.py); a later change of the same
+# invocation adds "/N" to the ID.
+MAX_REQUEST_ID = 120
+
+
+def request_id(value: str) -> str:
+    if not (0 < len(value) <= MAX_REQUEST_ID and value.isascii() and value.isprintable()):
+        raise argparse.ArgumentTypeError(
+            f"must be 1 to {MAX_REQUEST_ID} printable ASCII characters: {value!r}"
+        )
+    return value
+
+
 # The options accepted anywhere on the line, with their AIBRIDGE_* variables.
 GLOBAL_FLAGS = (
     Flag("--json", switch=True, help="print the API response as one JSON document"),
     Flag(
         "--controlplane",
         default=DEFAULT_CONTROLPLANE,
-        metavar="ADDR",
-        help="controlplane gRPC address (host:port)",
+        metavar="ADDR[,ADDR...]",
+        help="controlplane gRPC address (host:port); several, separated by commas: a call "
+        "one cannot answer is tried again through the next",
+    ),
+    Flag(
+        "--request-id",
+        type=request_id,
+        metavar="ID",
+        help="the change's idempotency key (default: a new one per invocation): run again "
+        "with the same ID, a change already applied is not applied twice, and its first "
+        "answer is printed",
     ),
     # Named after the secret it holds, not after the flag.
     Flag(

@@ -5,14 +5,19 @@ first (so mutations are serialised and the revision orders them), and on
 PostgreSQL sends NOTIFY in the same transaction, so other replicas hear of the
 change exactly when it becomes visible. The usage ingest, a plain write, bumps the
 revision the same way (`Database.bump_revision`) when a batch crosses a budget.
+
+An admin call opens `Database.admin_call()` around the store method it calls: the
+method's mutation joins that transaction instead of opening its own, so that what the
+call records beside the change (its idempotency key and answer) commits with it.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,6 +56,23 @@ class Mutation:
     session: Session
     revision: int
     token: str = field(default_factory=lambda: secrets.token_hex(8))
+
+
+@dataclass
+class AdminCall:
+    """An admin call's transaction (`Database.admin_call`). `on_lock` runs once the call's
+    mutation holds the revision lock, before anything else: the point where calls are in
+    the order of every mutation. `revision` is the one the mutation wrote (or, without a
+    bump, held), once it has."""
+
+    session: Session
+    on_lock: Callable[[Session], None]
+    revision: int | None = None
+
+
+# The admin call this thread is in, if any: `asyncio.to_thread` carries it into the
+# worker thread that runs the store method.
+_admin_call: ContextVar[AdminCall | None] = ContextVar("admin_call", default=None)
 
 
 def _sqlite_begin(engine: Engine) -> None:
@@ -148,13 +170,37 @@ class Database:
             yield session
 
     @contextmanager
+    def admin_call(self, on_lock: Callable[[Session], None]) -> Iterator[AdminCall]:
+        """One transaction for an admin call, which the mutation it makes in this thread
+        joins; it commits when the block ends."""
+        with _unavailable_on_disconnect(), self._writes.begin() as session:
+            call = AdminCall(session, on_lock)
+            joined = _admin_call.set(call)
+            try:
+                yield call
+            finally:
+                _admin_call.reset(joined)
+
+    @contextmanager
     def mutation(
-        self, expected_revision: int | None = None, at_least: int = 0
+        self, expected_revision: int | None = None, at_least: int = 0, *, bump: bool = True
     ) -> Iterator[Mutation]:
         """A transaction that bumps the revision (to `at_least` if that is higher);
-        raises RevisionConflict if it moved."""
-        with _unavailable_on_disconnect(), self._writes.begin() as session:
-            revision = self.bump_revision(session, expected_revision, at_least)
+        raises RevisionConflict if it moved. Without `bump` it only holds the revision
+        lock: a change the data planes have nothing to apply for. Inside an admin call
+        it is the call's transaction, committed with it."""
+        call = _admin_call.get()
+        transaction = nullcontext(call.session) if call else self._writes.begin()
+        with _unavailable_on_disconnect(), transaction as session:
+            revision = self.lock_revision(session)
+            if call is not None and call.revision is None:
+                # Before the expected revision is compared: an applied call replays its
+                # answer even when the revision has moved since.
+                call.on_lock(session)
+            if bump:
+                revision = self._advance(session, revision, expected_revision, at_least)
+            if call is not None:
+                call.revision = revision
             yield Mutation(session, revision)
             session.flush()
 
@@ -175,9 +221,11 @@ class Database:
         and returns it; raises RevisionConflict if it moved. The revision row stays locked
         until the transaction ends, which serialises it with every other mutation; on
         PostgreSQL the NOTIFY is delivered when (and only if) the transaction commits."""
-        current = session.execute(
-            select(Revision.value).where(Revision.id == 1).with_for_update()
-        ).scalar_one()
+        return self._advance(session, self.lock_revision(session), expected_revision, at_least)
+
+    def _advance(
+        self, session: Session, current: int, expected_revision: int | None, at_least: int
+    ) -> int:
         if expected_revision is not None and expected_revision != current:
             raise RevisionConflict(current, expected_revision)
         revision = max(current + 1, at_least)

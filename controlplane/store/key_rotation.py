@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 
 from controlplane.store import audit
-from controlplane.store.db import Database, Mutation
+from controlplane.store.db import Database
 from controlplane.store.keyring import KeyRing
 from controlplane.store.models import ProviderKey
 
@@ -73,8 +73,8 @@ class Batch:
 def reencrypt_batch(db: Database, keyring: KeyRing, actor: str, size: int) -> Batch:
     """Moves up to `size` stored keys under the ring's first entry, in one transaction
     with its audit entry."""
-    with db.write() as session:
-        revision = db.lock_revision(session)
+    with db.mutation(bump=False) as m:
+        session = m.session
         rows = session.execute(
             select(ProviderKey.id, ProviderKey.ciphertext).order_by(ProviderKey.id)
         )
@@ -88,6 +88,5 @@ def reencrypt_batch(db: Database, keyring: KeyRing, actor: str, size: int) -> Ba
             )
         if chosen:
             details = {"keys": len(chosen), "to_entry": keyring.fingerprints[0]}
-            audit.record(Mutation(session, revision), actor, "keys.reencrypt", "provider keys",
-                         details)  # fmt: skip
+            audit.record(m, actor, "keys.reencrypt", "provider keys", details)
     return Batch(len(chosen), len(outside) - len(chosen))

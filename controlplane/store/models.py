@@ -297,3 +297,19 @@ class SubscriberRow(Base):
     disconnected_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     left_cleanly: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
     seen_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class AppliedRequest(Base):
+    """An admin mutation's idempotency key, written in the mutation's transaction with
+    the answer it got (controlplane/store/applied_requests.py), kept 24 hours."""
+
+    __tablename__ = "applied_requests"
+    request_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    method: Mapped[str] = mapped_column(String(64), nullable=False)
+    # SHA-256 (hex) of the request without its request_id: the same key with other
+    # arguments is another call, refused.
+    fingerprint: Mapped[str] = mapped_column(String(64), nullable=False)
+    revision: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    # The serialized answer, with any new secret (a token's plaintext) left out.
+    reply: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    applied_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, index=True)

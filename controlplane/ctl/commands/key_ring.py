@@ -36,9 +36,10 @@ def register(
 def cmd_reencrypt(ctx: Context, args: argparse.Namespace) -> int:
     done = 0
     while True:  # each call moves at least one key or says none are left: bounded
-        batch = ctx.call(
-            ctx.stub.ReencryptKeys, admin_pb2.ReencryptKeysRequest(batch_size=args.batch_size)
+        request = admin_pb2.ReencryptKeysRequest(
+            batch_size=args.batch_size, request_id=ctx.next_request_id()
         )
+        batch = ctx.call(ctx.stub.ReencryptKeys, request)
         done += batch.reencrypted
         if not ctx.json and batch.reencrypted:
             print(f"re-encrypted {batch.reencrypted} ({batch.remaining} left)")

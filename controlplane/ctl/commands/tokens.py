@@ -48,6 +48,14 @@ def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
         info = response.info
         expires = fmt_time(info, "expires_at", unset="never")
         owner = f" for user {info.user}" if info.user else ""
+        if response.replayed:
+            # Its plaintext was only in the first answer, which never reached us.
+            print(
+                f"token {info.name} ({info.id}){owner} was already created by this request, "
+                f"at revision {response.revision}; its secret is not stored and cannot be "
+                f"shown. Revoke it (aibridgectl tokens revoke {info.id}) and create another."
+            )
+            return
         print(
             f"created token {info.name} ({info.id}){owner} at revision {response.revision}, "
             f"expires {expires}"
