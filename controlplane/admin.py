@@ -113,6 +113,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         users: Users,
         teams: Teams,
         credentials: Credentials,
+        exit_after_commit: str = "",
     ) -> None:
         self.db = db
         self.providers = providers
@@ -127,6 +128,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         self.users = users
         self.teams = teams
         self.credentials = credentials
+        self.exit_after_commit = exit_after_commit  # a test hook (--test-exit-after-commit)
         self.limit_sets = LimitSets(db)
         self.prices = Prices(db)
         self.spending = Spending(db)
@@ -138,28 +140,46 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         transaction with the call's idempotency key (controlplane/idempotency.py): a key
         applied already changes nothing and gets the first answer again."""
         method = _method.get()
+        if not method:
+            raise RuntimeError("_mutate serves a method wrapped in @_rpc")
         key = idempotency.key_of(method, request)
         who = actor(context)
 
         def run() -> Answer:
+            if key is not None:
+                applied_requests.check_committed(self.db, key)
             check = functools.partial(applied_requests.check, key=key) if key else _no_check
             with self.db.admin_call(check) as call:
                 answer = change(who)
+                # A call that reached no mutation changed nothing, and has nothing to replay.
                 if key is not None and call.revision is not None:
                     kept = idempotency.kept(method, answer)
                     applied_requests.record(call.session, key, call.revision, kept)
                 return answer
 
+        work = asyncio.ensure_future(asyncio.to_thread(run))
+        # The publisher hears of a commit even when this call was cancelled meanwhile (its
+        # deadline passed): the worker thread commits all the same.
+        work.add_done_callback(self._publish)
         try:
-            answer = await asyncio.to_thread(run)
+            answer = await asyncio.shield(work)
         except applied_requests.Replay as replay:
             log.info("%s replayed its first answer (revision %d)", method, replay.revision)
             context.set_trailing_metadata(((idempotency.REPLAYED, "true"),))
             # The stored answer parses as the method's own answer type.
             return idempotency.replayed(method, replay.reply)  # type: ignore[return-value]
-        idempotency.exit_if_testing(method)
-        self.publisher.changed()
+        if method == self.exit_after_commit:
+            idempotency.exit_after_commit(method)
         return answer
+
+    def _publish(self, work: asyncio.Future[Any]) -> None:
+        """After a change, or a replay of one (a replica that died before telling its
+        subscribers may have left them behind on SQLite, which has no NOTIFY)."""
+        if work.cancelled():
+            return
+        error = work.exception()
+        if error is None or isinstance(error, applied_requests.Replay):
+            self.publisher.changed()
 
     # Providers
 
@@ -548,7 +568,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
     @_rpc
     async def WhoAmI(self, request, context):  # type: ignore[no-untyped-def]
         role = self.credentials.role_of(context.invocation_metadata())
-        return admin_pb2.WhoAmIResponse(role=str(role or ""))
+        return admin_pb2.WhoAmIResponse(role=str(role or ""), request_ids=True)
 
     @_rpc
     async def QuerySpend(self, request, context):  # type: ignore[no-untyped-def]

@@ -45,6 +45,7 @@ class ControlplaneConfig:
     controlplane_id: str
     log_format: str
     log_level: str
+    test_exit_after_commit: str  # see controlplane/idempotency.py
 
 
 def retention_period(value: str) -> timedelta | None:
@@ -140,6 +141,13 @@ FLAGS = (
     Flag("--controlplane-id", help="name of this replica (default: host-pid-random)"),
     Flag("--log-format", default="text", choices=["text", "json"], help="log line format"),
     Flag("--log-level", default="info", help="debug, info, warning or error"),
+    Flag(
+        "--test-exit-after-commit",
+        default="",
+        metavar="METHOD",
+        help="for tests of retries only: exit right after committing an Admin METHOD's "
+        "change, before answering",
+    ),
 )
 
 

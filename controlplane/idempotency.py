@@ -29,10 +29,10 @@ REPLAYED = "aibridge-replayed"
 MAX_REQUEST_ID = 128
 EXPIRY_INTERVAL = 3600.0
 # The answers' fields never kept: a new token's plaintext exists once, in the first answer.
-_SECRET_FIELDS = {"CreateToken": "token"}
-# Test hook: a controlplane started with this set to a method's name exits right after
-# committing that method's change, before answering (the window a retry must cover).
-EXIT_AFTER_COMMIT = os.environ.get("AIBRIDGE_TEST_EXIT_AFTER_COMMIT", "")
+_SECRET_ANSWERS = {"CreateToken": "token"}
+# The requests' secrets, fingerprinted by their count only: even a hash of a provider key
+# would let whoever reads the table confirm a guess of it.
+_SECRET_REQUESTS = {"CreateProvider": "keys", "UpdateProvider": "add_keys"}
 
 
 def key_of(method: str, request: Any) -> Key | None:
@@ -48,14 +48,19 @@ def key_of(method: str, request: Any) -> Key | None:
     bare = type(request)()
     bare.CopyFrom(request)
     bare.ClearField("request_id")
+    bare.DiscardUnknownFields()  # a newer client's fields this replica cannot read
+    secrets = 0
+    if method in _SECRET_REQUESTS:
+        secrets = len(getattr(bare, _SECRET_REQUESTS[method]))
+        bare.ClearField(_SECRET_REQUESTS[method])
     arguments = bare.SerializeToString(deterministic=True)
-    fingerprint = hashlib.sha256(method.encode() + b"\0" + arguments).hexdigest()
-    return Key(request_id, method, fingerprint)
+    digest = hashlib.sha256(f"{method}\0{secrets}\0".encode() + arguments)
+    return Key(request_id, method, digest.hexdigest())
 
 
 def kept(method: str, answer: Message) -> bytes:
     """What is stored of `answer` for replays: all of it but a new secret."""
-    secret = _SECRET_FIELDS.get(method)
+    secret = _SECRET_ANSWERS.get(method)
     if secret is None:
         return answer.SerializeToString()
     copy = type(answer)()
@@ -68,16 +73,16 @@ def replayed(method: str, stored: bytes) -> Message:
     """The first call's answer, from what `kept` stored."""
     output = admin_pb2.DESCRIPTOR.services_by_name["Admin"].methods_by_name[method].output_type
     answer: Message = getattr(admin_pb2, output.name).FromString(stored)
-    if method in _SECRET_FIELDS:
-        answer.replayed = True  # type: ignore[attr-defined]  # the secret is not in it
+    if "replayed" in answer.DESCRIPTOR.fields_by_name:  # says what it lacks (a secret)
+        answer.replayed = True  # type: ignore[attr-defined]
     return answer
 
 
-def exit_if_testing(method: str) -> None:
-    if EXIT_AFTER_COMMIT == method:
-        log.warning("test hook: exiting after committing %s, before answering", method)
-        logging.shutdown()
-        os._exit(17)
+def exit_after_commit(method: str) -> None:
+    """The test hook of --test-exit-after-commit: the window a retry must cover."""
+    log.warning("test hook: exiting after committing %s, before answering", method)
+    logging.shutdown()
+    os._exit(17)
 
 
 async def forget_expired(db: Database, interval: float = EXPIRY_INTERVAL) -> None:

@@ -120,6 +120,7 @@ async def serve(config: ControlplaneConfig) -> None:
             Users(db),
             Teams(db),
             credentials,
+            config.test_exit_after_commit,
         ),
         server,
     )

@@ -343,7 +343,6 @@ class Controlplane(ManagedProcess):
         extra_args: tuple[str, ...] = (),
         port: int | None = None,
         generated_secrets: bool = False,
-        extra_env: dict[str, str] | None = None,
     ) -> None:
         """With `generated_secrets`, the process gets no credential in its environment and
         the default state dir (`.aibridge` in `workdir`), as after a fresh `make run`;
@@ -354,7 +353,6 @@ class Controlplane(ManagedProcess):
         self.database_url = database_url
         self.secrets = secrets
         self.extra_args = extra_args
-        self.extra_env = extra_env or {}
         self.port = port or free_port()
         self.metrics_port = free_port()
         self._admin: AdminClient | None = None
@@ -388,8 +386,9 @@ class Controlplane(ManagedProcess):
         ]  # fmt: skip
 
     def start(self, wait: bool = True) -> Controlplane:
-        secrets = {} if self.generated_secrets else self.secrets.env()
-        self.spawn(self.command(), clean_env() | secrets | self.extra_env)
+        self.spawn(
+            self.command(), clean_env() | ({} if self.generated_secrets else self.secrets.env())
+        )
         if wait:
             self.wait_serving()
             if self.generated_secrets:

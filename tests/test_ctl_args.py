@@ -74,6 +74,24 @@ def test_environment_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (args.controlplane, args.token, args.ca_cert) == ("env:9", "secret", "/ca.pem")
 
 
+def test_a_request_id_is_given_on_the_line_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key exported once would replay its first change in place of every later one."""
+    monkeypatch.setenv("AIBRIDGE_REQUEST_ID", "exported")
+    assert parse("teams", "create", "ml").request_id is None
+    assert parse("--request-id", "r1", "teams", "create", "ml").request_id == "r1"
+    assert parse("teams", "create", "ml", "--request-id", "r2").request_id == "r2"
+
+
+@pytest.mark.parametrize("value", ["x" * 121, "é", "tab\there"])
+def test_a_request_id_must_be_printable_ascii(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parse("--request-id", value, "teams", "create", "ml")
+    assert exited.value.code == 2
+    assert "must be 1 to 120 printable ASCII characters" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(("value", "on"), [("1", True), ("yes", True), ("0", False), ("", False)])
 def test_a_switch_from_its_variable(monkeypatch: pytest.MonkeyPatch, value: str, on: bool) -> None:
     monkeypatch.setenv("AIBRIDGE_JSON", value)

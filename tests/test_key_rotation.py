@@ -79,8 +79,12 @@ def test_rotation_with_traffic_flowing(
         assert stored_keys_by_entry(cp) == [0, 2 * PROVIDERS]
         revision = cp.admin.revision()
         # A run cut short after its first batch...
-        first = cp.admin.ReencryptKeys(admin_pb2.ReencryptKeysRequest(batch_size=3))
+        batch = admin_pb2.ReencryptKeysRequest(batch_size=3, request_id="rotate-1")
+        first = cp.admin.ReencryptKeys(batch)
         assert (first.reencrypted, first.remaining) == (3, 2 * PROVIDERS - 3)
+        # Sent again (its answer lost, say): the first answer, and no other key moves.
+        assert cp.admin.ReencryptKeys(batch) == first
+        assert stored_keys_by_entry(cp) == [3, 2 * PROVIDERS - 3]
         # ...and the next finishes it.
         run = ctl(cp, "keys", "reencrypt", "--batch-size", "4", check=True)
         assert run.stdout.splitlines() == [

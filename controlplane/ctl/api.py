@@ -1,11 +1,14 @@
 """Calling the Admin API: credentials, the channels, one call (retried when it may be),
 and gRPC errors in words.
 
-A call that finds a controlplane unreachable (UNAVAILABLE), or a change that got no
-answer in time (DEADLINE_EXCEEDED), is tried again a few times with the shared backoff,
-through the next of the addresses given. A change carries the invocation's idempotency
-key (`--request-id`, or one made per invocation), so a retry of a change that was
-applied gets its first answer back instead of applying it twice.
+A call that finds a controlplane unreachable (UNAVAILABLE) is tried again a few times
+with the shared backoff, through the next of the addresses given; so is one that got no
+answer in time (DEADLINE_EXCEEDED) if it is a change, or if there is another address to
+try (a read that is merely slow would only be slow again). A change carries the
+invocation's idempotency key (`--request-id`, or one made per invocation), so a retry of
+a change that was applied gets its first answer back instead of applying it twice; it is
+sent again only to a controlplane that says it takes keys (an older one would apply it
+twice).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import Any, Protocol
 
 import grpc
 
-from aibridge.v1 import admin_pb2_grpc
+from aibridge.v1 import admin_pb2, admin_pb2_grpc
 from common.backoff import backoff_delay
 from common.channel import ClientTLS, auth_metadata, open_channel
 from common.flags import optional_path
@@ -38,6 +41,11 @@ ATTEMPTS = 4
 RETRY_BASE = 0.25
 RETRY_CAP = 2.0
 REPLAYED = "aibridge-replayed"  # controlplane/idempotency.py
+# The ends of a change that leave it unknown whether it was applied.
+UNANSWERED = frozenset({
+    grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNKNOWN,
+    grpc.StatusCode.INTERNAL, grpc.StatusCode.CANCELLED,
+})  # fmt: skip
 
 
 class Paged(Protocol):
@@ -57,6 +65,7 @@ class Controlplanes:
         self._stack = stack
         self._stubs: dict[str, admin_pb2_grpc.AdminStub] = {}
         self._current = 0
+        self.taking_keys: set[str] = set()  # the addresses that said they take request ids
 
     @property
     def address(self) -> str:
@@ -95,6 +104,9 @@ class Context:
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     changes: int = 0
     replayed: bool = False  # the last call's answer replays an applied change's
+    attempted: list[str] = field(default_factory=list)  # the last call's addresses
+    # The request id of a change whose call ended without saying whether it was applied.
+    unanswered: str = ""
 
     @property
     def stub(self) -> admin_pb2_grpc.AdminStub:
@@ -105,38 +117,71 @@ class Context:
         self.changes += 1
         return self.request_id if self.changes == 1 else f"{self.request_id}/{self.changes}"
 
-    def call(self, rpc: Callable[..., Any], request: Any) -> Any:
-        """`rpc` (a method of `stub`) with the call's deadline and credentials, tried
-        again through the next controlplane when it may be (see above)."""
+    def call(
+        self,
+        rpc: Callable[..., Any],
+        request: Any,
+        *,
+        timeout: float | None = None,
+        retry_deadline: bool = True,
+    ) -> Any:
+        """`rpc` (a method of `stub`) with the call's deadline (`timeout`, or --timeout)
+        and credentials, tried again through the next controlplane when it may be (see
+        above; `retry_deadline=False`: never after DEADLINE_EXCEEDED)."""
         name = self.controlplanes.name_of(rpc)
-        change = bool(getattr(request, "request_id", ""))
+        request_id: str = getattr(request, "request_id", "")
+        self.attempted = []
         failures = 0
         while True:
+            self.attempted.append(self.controlplanes.address)
             try:
+                if request_id and failures:
+                    self._check_takes_keys()
                 response, call = getattr(self.stub, name).with_call(
-                    request, timeout=self.timeout, metadata=self.metadata
+                    request, timeout=timeout or self.timeout, metadata=self.metadata
                 )
             except grpc.RpcError as exc:
                 failures += 1
                 code = exc.code()
                 retried = code == grpc.StatusCode.UNAVAILABLE or (
-                    change and code == grpc.StatusCode.DEADLINE_EXCEEDED
+                    code == grpc.StatusCode.DEADLINE_EXCEEDED
+                    and retry_deadline
+                    and (bool(request_id) or len(self.controlplanes.addresses) > 1)
                 )
                 if not retried or failures >= ATTEMPTS:
+                    if request_id and code in UNANSWERED:
+                        self.unanswered = request_id
                     raise
                 tried = self.controlplanes.address
                 self.controlplanes.move_on()
-                if change:  # said, since the change may have been applied by then
+                if request_id:  # said, since the change may have been applied by then
                     through = self.controlplanes.address
                     print(
-                        f"note: {name} got {code.name} from {tried}; trying again with the "
-                        f"same request id{f' through {through}' if through != tried else ''}",
+                        f"note: {name} got {code.name} from {tried}; trying again with request "
+                        f"id {request_id}{f' through {through}' if through != tried else ''}",
                         file=sys.stderr,
                     )
                 time.sleep(backoff_delay(failures - 1, RETRY_BASE, RETRY_CAP))
                 continue
             self.replayed = (REPLAYED, "true") in tuple(call.trailing_metadata() or ())
             return response
+
+    def _check_takes_keys(self) -> None:
+        """Before a change goes again to a controlplane: one of an older release ignores
+        its request id, and would apply it a second time."""
+        address = self.controlplanes.address
+        if address in self.controlplanes.taking_keys:
+            return
+        who = self.stub.WhoAmI(
+            admin_pb2.WhoAmIRequest(), timeout=self.timeout, metadata=self.metadata
+        )
+        if not who.request_ids:
+            raise CtlError(
+                f"the change may have been applied, and the controlplane at {address} does "
+                "not take request ids (an older release), so it was not sent again: look for "
+                "it in `aibridgectl audit` before repeating it"
+            )
+        self.controlplanes.taking_keys.add(address)
 
     def collect(
         self, rpc: Callable[..., Any], request: Paged, field: str, limit: int | None

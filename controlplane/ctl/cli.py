@@ -9,7 +9,7 @@ from typing import NoReturn
 
 import grpc
 
-from controlplane.ctl.api import connect, describe_rpc_error
+from controlplane.ctl.api import Context, connect, describe_rpc_error
 from controlplane.ctl.commands import (
     audit,
     interceptions,
@@ -60,18 +60,22 @@ def run(argv: Sequence[str] | None = None) -> int:
     problem = check(args) if check is not None else None
     if problem:
         parser.error(problem)
-    address = args.controlplane
+    ctx: Context | None = None
     try:
         with connect(args) as ctx:
-            try:
-                return int(args.func(ctx, args))
-            finally:
-                address = ctx.controlplanes.address  # the one that last answered or failed
+            return int(args.func(ctx, args))
     except CtlError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except grpc.RpcError as exc:
-        print(f"error: {describe_rpc_error(exc, address)}", file=sys.stderr)
+        tried = ", ".join(dict.fromkeys(ctx.attempted)) if ctx and ctx.attempted else ""
+        print(f"error: {describe_rpc_error(exc, tried or args.controlplane)}", file=sys.stderr)
+        if ctx and ctx.unanswered:
+            print(
+                "the change may have been applied: to make sure it is applied once, run the "
+                f"same command again with --request-id {ctx.request_id}",
+                file=sys.stderr,
+            )
         return EXIT_ERROR
     except OSError as exc:  # unreadable TLS files
         print(f"error: {exc}", file=sys.stderr)

@@ -111,8 +111,11 @@ def wait_for_revision(ctx: Context, revision: int, wait_timeout: float, fleet_gr
         revision=revision, timeout_seconds=wait_timeout, fleet_grace_seconds=fleet_grace
     )
     try:
-        response = ctx.stub.WaitForRevision(
-            request, timeout=wait_timeout + WAIT_DEADLINE_MARGIN, metadata=ctx.metadata
+        response = ctx.call(
+            ctx.stub.WaitForRevision,
+            request,
+            timeout=wait_timeout + WAIT_DEADLINE_MARGIN,
+            retry_deadline=False,
         )
     except grpc.RpcError as exc:
         if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED:

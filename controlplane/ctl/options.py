@@ -90,14 +90,6 @@ GLOBAL_FLAGS = (
         help="controlplane gRPC address (host:port); several, separated by commas: a call "
         "one cannot answer is tried again through the next",
     ),
-    Flag(
-        "--request-id",
-        type=request_id,
-        metavar="ID",
-        help="the change's idempotency key (default: a new one per invocation): run again "
-        "with the same ID, a change already applied is not applied twice, and its first "
-        "answer is printed",
-    ),
     # Named after the secret it holds, not after the flag.
     Flag(
         "--token",
@@ -136,6 +128,19 @@ def add_global_options(
     for flag in GLOBAL_FLAGS:
         if flag.name not in leave_out:
             add_argument(parser, flag, env, hidden=suppress)
+    # No AIBRIDGE_ variable: a key belongs to one invocation, and one a script exported
+    # would replay its first change in place of every later one.
+    parser.add_argument(
+        "--request-id",
+        type=request_id,
+        metavar="ID",
+        default=argparse.SUPPRESS if suppress else None,
+        help=argparse.SUPPRESS
+        if suppress
+        else "the change's idempotency key (default: a new one per invocation); run again "
+        "with the same ID, a change already applied is not applied again, and its first "
+        "answer is printed",
+    )
 
 
 def add_period_options(parser: argparse.ArgumentParser) -> None:

@@ -3,6 +3,8 @@ mutation's transaction with the answer it got, and kept `KEEP`.
 
 `check` runs once the mutation holds the revision lock, so two calls with one key are
 in order: the second finds the first's row (committed with its change) and replays it.
+`check_committed` looks first, without the lock: a retry of a change long committed
+replays at once instead of queueing behind the mutations in progress.
 """
 
 from __future__ import annotations
@@ -42,11 +44,24 @@ def check(session: Session, key: Key) -> None:
     """Raises Replay if `key` was applied within KEEP, and InvalidArgument if it was
     applied for another call."""
     row = session.get(AppliedRequest, key.request_id)
-    if row is None:
-        return
-    if row.applied_at < utcnow() - KEEP:  # not deleted yet: as good as gone
-        # A statement, not session.delete: the expiry task may delete it first.
+    if row is not None and row.applied_at < utcnow() - KEEP:
+        # Not deleted yet, but as good as gone. A statement, not session.delete: the
+        # expiry task may delete it first.
         session.execute(delete(AppliedRequest).where(AppliedRequest.request_id == key.request_id))
+        return
+    _judge(row, key)
+
+
+def check_committed(db: Database, key: Key) -> None:
+    """`check` without the revision lock, on what is committed already."""
+    with db.read() as session:
+        row = session.get(AppliedRequest, key.request_id)
+        if row is not None and row.applied_at >= utcnow() - KEEP:
+            _judge(row, key)
+
+
+def _judge(row: AppliedRequest | None, key: Key) -> None:
+    if row is None:
         return
     if (row.method, row.fingerprint) != (key.method, key.fingerprint):
         other = "with other arguments" if row.method == key.method else f"({row.method})"

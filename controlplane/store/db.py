@@ -190,10 +190,14 @@ class Database:
         lock: a change the data planes have nothing to apply for. Inside an admin call
         it is the call's transaction, committed with it."""
         call = _admin_call.get()
+        if call is not None and call.revision is not None:
+            raise RuntimeError("an admin call makes one mutation")
+        if not bump and (expected_revision is not None or at_least):
+            raise ValueError("a mutation without a bump has no revision to expect or raise")
         transaction = nullcontext(call.session) if call else self._writes.begin()
         with _unavailable_on_disconnect(), transaction as session:
             revision = self.lock_revision(session)
-            if call is not None and call.revision is None:
+            if call is not None:
                 # Before the expected revision is compared: an applied call replays its
                 # answer even when the revision has moved since.
                 call.on_lock(session)

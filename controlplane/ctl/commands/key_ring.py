@@ -4,6 +4,7 @@ encryption key ring, a batch per call, so that the ring's older keys can be remo
 from __future__ import annotations
 
 import argparse
+import sys
 
 from aibridge.v1 import admin_pb2
 from controlplane.ctl.api import Context
@@ -40,6 +41,12 @@ def cmd_reencrypt(ctx: Context, args: argparse.Namespace) -> int:
             batch_size=args.batch_size, request_id=ctx.next_request_id()
         )
         batch = ctx.call(ctx.stub.ReencryptKeys, request)
+        if ctx.replayed:
+            print(
+                f"note: request id {request.request_id} was applied already: these counts "
+                "are its first answer's",
+                file=sys.stderr,
+            )
         done += batch.reencrypted
         if not ctx.json and batch.reencrypted:
             print(f"re-encrypted {batch.reencrypted} ({batch.remaining} left)")

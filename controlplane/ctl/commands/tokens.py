@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from aibridge.v1 import admin_pb2
 from controlplane.ctl.api import Context
@@ -49,11 +50,13 @@ def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
         expires = fmt_time(info, "expires_at", unset="never")
         owner = f" for user {info.user}" if info.user else ""
         if response.replayed:
-            # Its plaintext was only in the first answer, which never reached us.
+            # Its plaintext was only in the first answer, which may never have arrived.
             print(
-                f"token {info.name} ({info.id}){owner} was already created by this request, "
-                f"at revision {response.revision}; its secret is not stored and cannot be "
-                f"shown. Revoke it (aibridgectl tokens revoke {info.id}) and create another."
+                f"error: token {info.name} ({info.id}){owner} was already created by this "
+                f"request, at revision {response.revision}; its secret is not stored and "
+                "cannot be shown again. If you do not have it, revoke the token (aibridgectl "
+                f"tokens revoke {info.id}) and create another.",
+                file=sys.stderr,
             )
             return
         print(
