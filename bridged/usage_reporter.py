@@ -17,6 +17,7 @@ from aibridge.v1 import usage_pb2, usage_pb2_grpc
 from bridged import metrics
 from common.backoff import Backoff, Sleep
 from common.channel import ClientTLS, auth_metadata, open_aio_channel
+from common.lifecycle import wait_set
 from common.wire import MAX_USAGE_REQUEST_BYTES
 
 log = logging.getLogger(__name__)
@@ -93,10 +94,7 @@ class UsageReporter:
 
     async def run(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), self._flush_interval)
-            except TimeoutError:
-                pass
+            await wait_set(self._wake, self._flush_interval)
             self._wake.clear()
             # Only what is buffered now: chasing the records that arrive while a batch is
             # on its way would turn steady traffic into a stream of tiny calls.

@@ -29,6 +29,7 @@ from common.channel import (
     auth_metadata,
     open_aio_channel,
 )
+from common.lifecycle import wait_set
 from common.snapshot_file import SnapshotFile
 from common.wire import (
     ACK_ERROR_MAX,
@@ -110,7 +111,8 @@ class Subscriber:
 
     async def wait_ready(self, timeout: float | None = None) -> ProviderSnapshot:
         """Waits for the first applied snapshot."""
-        await asyncio.wait_for(self._ready.wait(), timeout)
+        if not await wait_set(self._ready, timeout):
+            raise TimeoutError("no snapshot applied yet")
         assert self.current is not None
         return self.current
 

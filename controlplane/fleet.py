@@ -22,6 +22,7 @@ from operator import attrgetter
 
 from sqlalchemy import delete, select
 
+from common.lifecycle import wait_set
 from common.wire import SkippedProvider
 from controlplane.auth import Role
 from controlplane.registry import MEMORY, SubscriberRegistry, SubscriberState
@@ -83,11 +84,8 @@ class Fleet:
         while True:
             changed = self.registry.changed()
             await self.publish()
-            try:
-                await asyncio.wait_for(changed.wait(), HEARTBEAT_SECONDS)
+            if await wait_set(changed, HEARTBEAT_SECONDS):
                 await asyncio.sleep(MIRROR_DELAY_SECONDS)  # gather the rest of the burst
-            except TimeoutError:
-                pass
 
     async def publish(self) -> None:
         """Writes this replica's rows. (On shutdown too, once every stream has ended: the
@@ -140,10 +138,7 @@ class Fleet:
                 s.controlplane_id != self.controlplane_id or not s.connected for s in laggards
             )
             pause = min(remaining, REMOTE_POLL_SECONDS) if polled else remaining
-            try:
-                await asyncio.wait_for(changed.wait(), pause)
-            except TimeoutError:
-                pass
+            await wait_set(changed, pause)
 
     def _publish(self, states: list[SubscriberState]) -> None:
         now = utcnow()

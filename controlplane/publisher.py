@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from prometheus_client import Counter, Gauge, Histogram
 
 from common.backoff import Backoff, Sleep
+from common.lifecycle import wait_set
 from controlplane.cache import SnapshotCache
 from controlplane.snapshots import SnapshotBuilder
 from controlplane.store.db import Database, DatabaseUnavailable
@@ -79,9 +80,7 @@ class SnapshotPublisher:
     async def run(self) -> None:
         unexpected = 0  # consecutive failures that were not the database being away
         while True:
-            try:
-                await asyncio.wait_for(self._dirty.wait(), timeout=self.check_interval)
-            except TimeoutError:
+            if not await wait_set(self._dirty, self.check_interval):
                 if not await self._revision_moved():
                     continue
             self._dirty.clear()

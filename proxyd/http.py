@@ -26,7 +26,8 @@ async def next_event(
             raise h11.RemoteProtocolError("request head too large", error_status_hint=431)
         if event is not h11.NEED_DATA:
             return event
-        data = await asyncio.wait_for(reader.read(READ_SIZE), idle)
+        async with asyncio.timeout(idle):
+            data = await reader.read(READ_SIZE)
         conn.receive_data(data)  # b"" is end of stream
 
 

@@ -83,9 +83,8 @@ class ProxyServer:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.max_header_bytes)
         try:
             # One deadline for the whole head: a byte at a time must not hold a slot.
-            request = await asyncio.wait_for(
-                next_event(conn, reader, self.idle_timeout, self.max_header_bytes), HEAD_TIMEOUT
-            )
+            async with asyncio.timeout(HEAD_TIMEOUT):
+                request = await next_event(conn, reader, self.idle_timeout, self.max_header_bytes)
         except h11.RemoteProtocolError as exc:
             await refuse_malformed(conn, writer, exc)
             return

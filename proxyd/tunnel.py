@@ -92,9 +92,8 @@ class TunnelPolicy:
         if not allowed:
             raise AddressNotAllowed("the host's address is in a private range")
         try:
-            return await asyncio.wait_for(
-                asyncio.open_connection(allowed[0], port), CONNECT_TIMEOUT
-            )
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                return await asyncio.open_connection(allowed[0], port)
         except (OSError, TimeoutError):
             raise DialFailed("cannot connect to the host") from None
 
@@ -113,7 +112,11 @@ async def splice(
     async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> int:
         copied = 0
         try:
-            while data := await asyncio.wait_for(reader.read(64 * 1024), idle_timeout):
+            while True:
+                async with asyncio.timeout(idle_timeout):
+                    data = await reader.read(64 * 1024)
+                if not data:
+                    break
                 writer.write(data)
                 copied += len(data)
                 await writer.drain()
