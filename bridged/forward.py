@@ -456,8 +456,11 @@ class Forwarder:
             _failed(x, "the provider went silent mid-response", cut_short=True)
             raise
         except (ConnectionResetError, aiohttp.ClientConnectionResetError, asyncio.CancelledError):
-            x.status = 499  # the client went away (aiohttp cancels its handler)
-            _failed(x, "the client went away mid-response", cut_short=True)
+            # The client went away (aiohttp cancels its handler). After the stream's last
+            # event it had the whole answer: the call succeeded.
+            if recorder is None or not recorder.ended:
+                x.status = 499
+                _failed(x, "the client went away mid-response", cut_short=True)
             raise
         except aiohttp.ClientPayloadError:
             log.warning("provider %s cut the response short", x.route.name)

@@ -53,6 +53,9 @@ class MockUpstream:
     name: str = "A"
     chunks: int = 4
     chunk_delay: float = 0.0
+    # Seconds a stream stays open after its last event: a real provider's end of body can
+    # come well after it.
+    tail_delay: float = 0.0
     tls: ssl.SSLContext | None = None
     # key → status to answer with (429, 401, ...), and the Retry-After to send with a 429.
     key_status: dict[str, int] = field(default_factory=dict)
@@ -180,6 +183,8 @@ class MockUpstream:
             await response.write(tail)
         if self.record:
             self.streamed.append(bytes(sent))
+        if self.tail_delay:
+            await asyncio.sleep(self.tail_delay)
         return response
 
     def _pieces(self) -> list[str]:

@@ -9,10 +9,13 @@ controlplane's database, read-only."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterable
 from typing import Any
 
 import httpx
+import openai
+import pytest
 
 from aibridge.v1 import admin_pb2
 from mockupstream import ANTHROPIC_USAGE, OPENAI_USAGE, RESPONSES_USAGE, MockUpstream
@@ -66,17 +69,23 @@ def add_providers(cp: Controlplane, upstream: MockUpstream) -> None:
     cp.admin.wait_applied(last.revision)
 
 
-def call(bridged: Bridged, token: str, case: str) -> str:
-    """Makes the call `case` and reads the whole answer; returns the gateway's request id."""
+def call(bridged: Bridged, token: str, case: str, leave_after: bytes = b"") -> str:
+    """Makes the call `case` and reads the whole answer, or with `leave_after` only up to
+    the end of the first event that holds it, and leaves; returns the gateway's request id."""
     provider, path, body, _counts = CALLS[case]
+    read = bytearray()
     with httpx.stream(
         "POST", bridged.provider_url(provider) + path, json={"model": case, **body}, timeout=15,
         headers={"Authorization": f"Bearer {token}", "User-Agent": USER_AGENT,
                  "anthropic-version": "2023-06-01"},
     ) as response:  # fmt: skip
-        response.read()
-    assert response.status_code == 200, response.text
-    assert "from" in response.text  # the answer, whole or in pieces
+        for chunk in response.iter_bytes():
+            read += chunk
+            at = read.find(leave_after) if leave_after else -1
+            if at >= 0 and read.find(b"\n\n", at) >= 0:
+                break  # closing the unfinished response closes the connection
+    assert response.status_code == 200, read
+    assert leave_after or b"from" in read  # the answer, whole or in pieces
     return response.headers["x-aibridge-request-id"]
 
 
@@ -224,3 +233,59 @@ def test_pass_through_calls_record_no_usage(
     request_id = call(bridged, token, "chat-plain")
     wait_for_usage(controlplane, ["chat-plain"])
     assert [r.request_id for r in stored_records(controlplane)] == [request_id]
+
+
+# Each stream's last event, as the upstream writes it.
+LAST_EVENTS = {
+    "chat-stream": b"data: [DONE]",
+    "resp-stream": b"event: response.completed",
+    "claude-stream": b"event: message_stop",
+}
+
+
+@pytest.mark.parametrize("case", [*LAST_EVENTS, "openai-sdk"])
+def test_a_client_that_leaves_after_the_last_event_made_a_whole_call(
+    controlplane: Controlplane, bridged: Bridged, token: str, upstream_a: MockUpstream, case: str
+) -> None:
+    """The openai SDK closes its connection at [DONE], and a provider may end the body
+    well after its last event: the call is answered (200), not a client gone mid-response."""
+    upstream_a.tail_delay = 30  # the body ends long after the last event
+    add_providers(controlplane, upstream_a)
+    if case == "openai-sdk":
+        client = openai.OpenAI(
+            base_url=bridged.provider_url("oai") + "/v1", api_key=token, max_retries=0,
+            default_headers={"User-Agent": USER_AGENT},
+        )  # fmt: skip
+        stream = client.chat.completions.create(
+            model="chat-stream", messages=[{"role": "user", "content": "hi"}], stream=True,
+            stream_options={"include_usage": True},
+        )  # fmt: skip
+        request_id = stream.response.headers["x-aibridge-request-id"]
+        text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+        assert text == upstream_a.text()
+        case = "chat-stream"
+    else:
+        request_id = call(bridged, token, case, leave_after=LAST_EVENTS[case])
+
+    [record] = wait_until(lambda: stored_records(controlplane), what="the call's record")
+    assert (record.request_id, record.status, record.partial, record.error_message) == (
+        request_id, 200, False, "",
+    )  # fmt: skip
+    counts = (record.input_tokens, record.output_tokens, record.cache_read_tokens,
+              record.cache_write_tokens)  # fmt: skip
+    assert counts == CALLS[case][3]
+
+
+def test_a_client_that_leaves_before_the_last_event_cut_its_call_short(
+    controlplane: Controlplane, bridged: Bridged, token: str, upstream_a: MockUpstream
+) -> None:
+    upstream_a.hold = threading.Event()  # the stream stops after its first event
+    add_providers(controlplane, upstream_a)
+    try:
+        request_id = call(bridged, token, "chat-stream", leave_after=b"data: ")
+        [record] = wait_until(lambda: stored_records(controlplane), what="the call's record")
+    finally:
+        upstream_a.hold.set()
+    assert (record.request_id, record.status, record.partial, record.error_message) == (
+        request_id, 499, True, "the client went away mid-response",
+    )  # fmt: skip

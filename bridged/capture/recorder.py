@@ -30,6 +30,11 @@ class Reader(Protocol):
     def body(self, data: dict[str, Any]) -> None: ...
 
 
+# The event that ends each API's stream: once it has passed, the client has the whole
+# answer. (The openai SDK closes the connection at [DONE], before the body's end.)
+LAST_EVENTS = frozenset({"message_stop", "response.completed", "response.incomplete",
+                         "response.failed"})  # fmt: skip
+
 READERS: dict[str, type[MessagesReader] | type[ChatReader] | type[ResponsesReader]] = {
     "messages": MessagesReader,
     "chat.completions": ChatReader,
@@ -51,6 +56,7 @@ class ResponseRecorder:
         self._body_limit = MAX_BODY if self._ok else MAX_ERROR_BODY
         self._body_size = 0
         self._broken = False
+        self.ended = False  # the stream's last event has passed
 
     def feed(self, chunk: bytes) -> None:
         if self._broken:
@@ -87,6 +93,8 @@ class ResponseRecorder:
 
     def _events(self, events: Iterable[tuple[str, bytes]]) -> None:
         for event, data in events:
+            if event in LAST_EVENTS or data == b"[DONE]":
+                self.ended = True
             if self._reader.worth(event, data):
                 parsed = _loads(data)
                 if parsed is not None:

@@ -142,5 +142,9 @@ class FramesRecorder:
             self._broken = True
             self._recorder.partial()
 
+    @property
+    def ended(self) -> bool:
+        return self._recorder.ended
+
     def finish(self) -> Answer:
         return self._recorder.finish()
