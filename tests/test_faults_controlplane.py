@@ -107,8 +107,11 @@ def subscribers(cp: Controlplane) -> list[tuple[str, str, str]]:
 
 
 def attached_to(cp: Controlplane, replica: str) -> set[str]:
-    """The data-plane roles `cp` lists as connected to `replica`."""
-    return {role for role, _id, where in subscribers(cp) if where == replica}
+    """The data-plane roles `cp` lists as connected to `replica` now: not those a
+    restarted replica remembers from its last process, which a wait stops covering once
+    they are older than its fleet grace."""
+    status = cp.admin.GetStatus(admin_pb2.GetStatusRequest())
+    return {s.role for s in status.subscribers if s.controlplane_id == replica and s.connected}
 
 
 def database_name(url: str) -> str:
