@@ -86,11 +86,20 @@ def test_rotation_with_traffic_flowing(
         assert cp.admin.ReencryptKeys(batch) == first
         assert stored_keys_by_entry(cp) == [3, 2 * PROVIDERS - 3]
         # ...and the next finishes it.
-        run = ctl(cp, "keys", "reencrypt", "--batch-size", "4", check=True)
+        finish = ("--request-id", "finish", "keys", "reencrypt", "--batch-size", "4")
+        run = ctl(cp, *finish, check=True)
         assert run.stdout.splitlines() == [
             "re-encrypted 4 (3 left)",
             "re-encrypted 3 (0 left)",
             "every stored key is under the ring's first key (7 re-encrypted now)",
+        ]
+        # The same command again: each batch (finish, finish/2) replays its first answer.
+        rerun = ctl(cp, *finish, check=True)
+        assert rerun.stdout == run.stdout
+        assert [line for line in rerun.stderr.splitlines() if line.startswith("note:")] == [
+            f"note: request id {request_id} was applied already: these counts are its first "
+            "answer's"
+            for request_id in ("finish", "finish/2")
         ]
         assert stored_keys_by_entry(cp) == [2 * PROVIDERS, 0]
         again = ctl(cp, "keys", "reencrypt", check=True)

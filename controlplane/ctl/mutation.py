@@ -87,12 +87,8 @@ def mutate(
         request.expected_revision = args.expect_revision
     request.request_id = ctx.next_request_id()
     response = ctx.call(rpc, request)
-    if ctx.replayed:
-        print(
-            f"note: request id {request.request_id} was applied already, at revision "
-            f"{response.revision}: nothing changed now, and this is its first answer",
-            file=sys.stderr,
-        )
+    note_replay(ctx, request.request_id, f", at revision {response.revision}: nothing "
+                "changed now, and this is its first answer")  # fmt: skip
     # Printed before any --wait, so that a lagging subscriber cannot cost the user the
     # answer: for a new token, its only copy.
     if ctx.json:
@@ -104,6 +100,12 @@ def mutate(
     if not args.wait:
         return EXIT_OK
     return wait_for_revision(ctx, response.revision, args.wait_timeout, args.fleet_grace)
+
+
+def note_replay(ctx: Context, request_id: str, what: str) -> None:
+    """Says on stderr that the last call was a replay: `what` says what its answer is."""
+    if ctx.replayed:
+        print(f"note: request id {request_id} was applied already{what}", file=sys.stderr)
 
 
 def wait_for_revision(ctx: Context, revision: int, wait_timeout: float, fleet_grace: float) -> int:

@@ -44,7 +44,7 @@ def check(session: Session, key: Key) -> None:
     """Raises Replay if `key` was applied within KEEP, and InvalidArgument if it was
     applied for another call."""
     row = session.get(AppliedRequest, key.request_id)
-    if row is not None and row.applied_at < utcnow() - KEEP:
+    if row is not None and _expired(row):
         # Not deleted yet, but as good as gone. A statement, not session.delete: the
         # expiry task may delete it first.
         session.execute(delete(AppliedRequest).where(AppliedRequest.request_id == key.request_id))
@@ -56,8 +56,13 @@ def check_committed(db: Database, key: Key) -> None:
     """`check` without the revision lock, on what is committed already."""
     with db.read() as session:
         row = session.get(AppliedRequest, key.request_id)
-        if row is not None and row.applied_at >= utcnow() - KEEP:
+        if row is not None and not _expired(row):
             _judge(row, key)
+
+
+def _expired(row: AppliedRequest) -> bool:
+    """Applied more than KEEP ago: as good as gone, deleted or not."""
+    return row.applied_at < utcnow() - KEEP
 
 
 def _judge(row: AppliedRequest | None, key: Key) -> None:

@@ -4,11 +4,11 @@ encryption key ring, a batch per call, so that the ring's older keys can be remo
 from __future__ import annotations
 
 import argparse
-import sys
 
 from aibridge.v1 import admin_pb2
 from controlplane.ctl.api import Context
 from controlplane.ctl.errors import EXIT_OK
+from controlplane.ctl.mutation import note_replay
 from controlplane.ctl.options import positive_int
 from controlplane.ctl.output import emit_json
 
@@ -41,12 +41,7 @@ def cmd_reencrypt(ctx: Context, args: argparse.Namespace) -> int:
             batch_size=args.batch_size, request_id=ctx.next_request_id()
         )
         batch = ctx.call(ctx.stub.ReencryptKeys, request)
-        if ctx.replayed:
-            print(
-                f"note: request id {request.request_id} was applied already: these counts "
-                "are its first answer's",
-                file=sys.stderr,
-            )
+        note_replay(ctx, request.request_id, ": these counts are its first answer's")
         done += batch.reencrypted
         if not ctx.json and batch.reencrypted:
             print(f"re-encrypted {batch.reencrypted} ({batch.remaining} left)")
