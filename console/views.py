@@ -4,6 +4,7 @@ its credential, rendering a template, and redirecting after a form."""
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -42,6 +43,10 @@ NO_REVISION = (
     "This form has no valid revision (a page of this console always sends the one it "
     "was loaded at), so nothing was changed. Reload the page and try again."
 )
+NO_REQUEST_ID = (
+    "This form's request id is not one this console makes, so nothing was changed. "
+    "Reload the page and try again."
+)
 UNREADABLE = "This form's answer could not be read, so nothing was changed."
 
 
@@ -59,6 +64,7 @@ def templates() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters.update(FILTERS)
+    env.globals["new_request_id"] = new_request_id
     return env
 
 
@@ -139,7 +145,19 @@ async def form(request: web.Request) -> dict[str, str]:
 
 
 _REVISION = re.compile(r"[0-9]{1,20}")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _UINT64_END = 2**64
+
+
+def change_of(fields: Mapping[str, str]) -> dict[str, Any]:
+    """What a form's mutation carries besides its own fields: `expected_revision`, the
+    revision the form was rendered at, and `request_id`, the form's own (macros.html): the
+    same form sent twice (a double click, a reload after an answer that never came) makes
+    its change once, and the second gets the first's answer."""
+    request_id = fields.get("request_id", "")  # none on a page rendered by an older console
+    if request_id and not _REQUEST_ID.fullmatch(request_id):
+        raise MalformedForm(NO_REQUEST_ID)
+    return {"expected_revision": revision_of(fields), "request_id": request_id}
 
 
 def revision_of(fields: Mapping[str, str]) -> int:
@@ -150,6 +168,11 @@ def revision_of(fields: Mapping[str, str]) -> int:
     if not _REVISION.fullmatch(value) or int(value) >= _UINT64_END:
         raise MalformedForm(NO_REVISION)
     return int(value)
+
+
+def new_request_id() -> str:
+    """A form's request id: unguessable, so no one can replay another's change."""
+    return secrets.token_urlsafe(16)
 
 
 async def find_named(

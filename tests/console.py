@@ -137,16 +137,30 @@ def signed_in_client(console_url: str, token: str) -> httpx.Client:
     return client
 
 
-def post_form(
-    client: httpx.Client, page: str, action: str, fields: dict[str, Any]
-) -> httpx.Response:
-    """Loads `page` for its CSRF token and the revision its forms were rendered at (if it
-    has forms with one), then posts `fields` to `action`, as its form would."""
-    html = client.get(page).text
+_REQUEST_ID = re.compile(r'name="request_id" value="([^"]+)"')
+
+
+def request_ids_in(html: str) -> list[str]:
+    """The request id of each form in a page that changes something, in order."""
+    return _REQUEST_ID.findall(html)
+
+
+def form_fields(html: str) -> dict[str, str]:
+    """What a page's (first) form sends besides its own fields: the CSRF token, and for a
+    form that changes something the revision it was rendered at and its request id."""
     loaded = {"csrf": csrf_of(html)}
     if _REVISION.search(html):
         loaded["revision"] = str(revision_in(html))
-    return client.post(action, data={**loaded, **fields})
+        loaded["request_id"] = request_ids_in(html)[0]
+    return loaded
+
+
+def post_form(
+    client: httpx.Client, page: str, action: str, fields: dict[str, Any]
+) -> httpx.Response:
+    """Loads `page` for what its forms send (form_fields), then posts `fields` to
+    `action`, as its form would."""
+    return client.post(action, data={**form_fields(client.get(page).text), **fields})
 
 
 # --- in Chromium ------------------------------------------------------------------------

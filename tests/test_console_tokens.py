@@ -1,14 +1,25 @@
 """The console's Tokens page: a new token shown once with a copy button, refusals beside
-their fields, revoking (and a stale revoke refused), and viewers."""
+their fields, revoking (and a stale revoke refused), a form sent twice changing once, and
+viewers."""
 
 from __future__ import annotations
 
 import re
 
+import pytest
 from playwright.sync_api import Page, expect
 
 from aibridge.v1 import admin_pb2
-from tests.console import ConsoleStack, csrf_of, post_form, revision_in, sign_in, signed_in_client
+from tests.console import (
+    ConsoleStack,
+    csrf_of,
+    form_fields,
+    post_form,
+    request_ids_in,
+    revision_in,
+    sign_in,
+    signed_in_client,
+)
 from tests.harness import unique
 
 
@@ -100,6 +111,71 @@ def test_a_stale_revoke_is_refused(console_stack: ConsoleStack) -> None:
     assert revision_in(reply.text) == console_stack.controlplane.admin.revision()
     (info,) = listed(console_stack, name)
     assert not info.HasField("revoked_at")
+
+
+def audited(stack: ConsoleStack, action: str, name: str) -> int:
+    entries = stack.controlplane.admin.ListAudit(admin_pb2.ListAuditRequest(limit=1000)).entries
+    return len([e for e in entries if e.action == action and e.target.startswith(f"{name} (")])
+
+
+def test_a_create_form_sent_twice_makes_one_token(console_stack: ConsoleStack) -> None:
+    """A double click, or a reload after an answer that never came: the second submission
+    of one form is its first answer again, and says its secret went to the first."""
+    name = unique("t")
+    client = signed_in_client(console_stack.url, console_stack.secrets.admin)
+    fields = {**form_fields(client.get("/tokens").text), "name": name, "expires_in": "0"}
+
+    first = client.post("/tokens", data=fields)
+    assert first.status_code == 303
+    shown = re.search(r'id="new-token"[^>]*>(abt_[^<]+)<', client.get("/tokens").text)
+    assert shown, "the first answer shows the new token"
+
+    # Even after another change, which would make the form stale.
+    create_token(console_stack, unique("t"))
+    second = client.post("/tokens", data=fields)
+    assert second.status_code == 303
+    page = client.get("/tokens").text
+    assert f"This form was sent already: token {name} was created then" in page
+    assert 'id="new-token"' not in page
+    assert shown.group(1) not in page
+    assert len(listed(console_stack, name)) == 1
+    assert audited(console_stack, "token.create", name) == 1
+
+
+def test_a_revoke_sent_twice_is_done_once(console_stack: ConsoleStack) -> None:
+    name = unique("t")
+    created = create_token(console_stack, name)
+    client = signed_in_client(console_stack.url, console_stack.secrets.admin)
+    page = client.get("/tokens").text
+    fields = {**form_fields(page)}
+    replies = [client.post(f"/tokens/{created.info.id}/revoke", data=fields) for _ in range(2)]
+    assert [r.status_code for r in replies] == [303, 303]  # not "someone else changed it"
+    assert f"Revoked token {name} at revision" in client.get("/tokens").text
+    assert audited(console_stack, "token.revoke", name) == 1
+
+
+def test_every_form_has_a_request_id_of_its_own(console_stack: ConsoleStack) -> None:
+    for _ in range(2):
+        create_token(console_stack, unique("t"))
+    client = signed_in_client(console_stack.url, console_stack.secrets.admin)
+    first = request_ids_in(client.get("/tokens").text)
+    again = request_ids_in(client.get("/tokens").text)
+    assert len(first) >= 3  # the create form and a revoke form per live token
+    assert len(set(first + again)) == len(first) + len(again)  # a reload makes new ones
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{22}", r) for r in first)
+
+
+@pytest.mark.parametrize("request_id", ["a b", "x" * 65, "é", "id/2"])
+def test_a_form_with_a_request_id_no_page_sends_changes_nothing(
+    console_stack: ConsoleStack, request_id: str
+) -> None:
+    name = unique("t")
+    client = signed_in_client(console_stack.url, console_stack.secrets.admin)
+    fields = {**form_fields(client.get("/tokens").text), "name": name, "expires_in": "0"}
+    reply = client.post("/tokens", data={**fields, "request_id": request_id})
+    assert reply.status_code == 400
+    assert "request id is not one this console makes" in reply.text
+    assert not listed(console_stack, name)
 
 
 def test_a_viewer_sees_tokens_but_nothing_to_change_them(console_stack: ConsoleStack) -> None:

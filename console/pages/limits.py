@@ -9,7 +9,7 @@ from aiohttp import web
 from aibridge.v1 import admin_pb2
 from console.api import Refused
 from console.formatting import parse_number
-from console.views import call, form, refusal, render, revision_of, see_other, session_of
+from console.views import call, change_of, form, refusal, render, see_other, session_of
 
 routes = web.RouteTableDef()
 
@@ -54,9 +54,7 @@ def _set_limits_message(
 ) -> tuple[admin_pb2.SetLimitsRequest, dict[str, str]]:
     """The form as a SetLimitsRequest: each field filled in replaces the scope's limit,
     `none` removes it, an empty one keeps it. Also what could not be read, by field."""
-    message = admin_pb2.SetLimitsRequest(
-        scope=fields.get("scope", "").strip(), expected_revision=revision_of(fields)
-    )
+    message = admin_pb2.SetLimitsRequest(scope=fields.get("scope", "").strip(), **change_of(fields))
     errors: dict[str, str] = {}
     for name in (*COUNTS, "monthly_budget_usd", *LISTS):
         value = fields.get(name, "").strip()
@@ -109,9 +107,7 @@ async def set_limits(request: web.Request) -> web.Response:
 @routes.post("/limits/clear")
 async def clear(request: web.Request) -> web.Response:
     fields = await form(request)
-    message = admin_pb2.ClearLimitsRequest(
-        scope=fields.get("scope", ""), expected_revision=revision_of(fields)
-    )
+    message = admin_pb2.ClearLimitsRequest(scope=fields.get("scope", ""), **change_of(fields))
     try:
         reply = await call(request, "ClearLimits", message)
     except Refused as exc:

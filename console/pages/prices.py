@@ -11,7 +11,7 @@ from aiohttp import web
 from aibridge.v1 import admin_pb2
 from console.api import Refused
 from console.formatting import parse_number
-from console.views import call, form, refusal, render, revision_of, see_other, session_of
+from console.views import call, change_of, form, refusal, render, see_other, session_of
 
 routes = web.RouteTableDef()
 
@@ -61,9 +61,7 @@ def _set_price_message(
     fields: dict[str, str],
 ) -> tuple[admin_pb2.SetPriceRequest, dict[str, str]]:
     """The form as a SetPriceRequest, and what could not be read, by field."""
-    message = admin_pb2.SetPriceRequest(
-        model=fields.get("model", "").strip(), expected_revision=revision_of(fields)
-    )
+    message = admin_pb2.SetPriceRequest(model=fields.get("model", "").strip(), **change_of(fields))
     errors: dict[str, str] = {}
     for name in PRICES:
         text = fields.get(name, "").strip()
@@ -98,9 +96,7 @@ async def set_price(request: web.Request) -> web.Response:
 @routes.post("/prices/delete")
 async def delete(request: web.Request) -> web.Response:
     fields = await form(request)
-    message = admin_pb2.DeletePriceRequest(
-        model=fields.get("model", ""), expected_revision=revision_of(fields)
-    )
+    message = admin_pb2.DeletePriceRequest(model=fields.get("model", ""), **change_of(fields))
     try:
         reply = await call(request, "DeletePrice", message)
     except Refused as exc:

@@ -17,11 +17,11 @@ from common.wire import PROVIDER_TYPES
 from console.api import Refused
 from console.views import (
     call,
+    change_of,
     find_named,
     form,
     refusal,
     render,
-    revision_of,
     see_other,
     session_of,
 )
@@ -97,7 +97,7 @@ async def create(request: web.Request) -> web.Response:
         project=entered["project"],
         disabled="disabled" in fields,
         keys=[key] if key else [],
-        expected_revision=revision_of(fields),
+        **change_of(fields),
     )
     try:
         reply = await call(request, "CreateProvider", message)
@@ -178,9 +178,9 @@ async def update(request: web.Request) -> web.Response:
     entered = _entered(fields, ("name", "base_url", "display_name"))
     entered["enabled"] = "1" if "enabled" in fields else ""
     # The revision the form was rendered at: if anything changed since, this is refused.
-    expected = revision_of(fields)
+    change = change_of(fields)
     _, current = await _current(request, name)
-    message = admin_pb2.UpdateProviderRequest(ref=current.id, expected_revision=expected)
+    message = admin_pb2.UpdateProviderRequest(ref=current.id, **change)
     if not _changes(message, entered, current):
         session_of(request).flash("Nothing to change: the form is what the provider has.")
         see_other(f"/providers/{name}")
@@ -197,9 +197,7 @@ async def update(request: web.Request) -> web.Response:
 async def _update_keys(request: web.Request, fields: dict[str, str], **keys: Any) -> web.Response:
     """Adds or removes a key (`add_keys` / `remove_key_ids`), back to the provider."""
     name = request.match_info["name"]
-    message = admin_pb2.UpdateProviderRequest(
-        ref=name, expected_revision=revision_of(fields), **keys
-    )
+    message = admin_pb2.UpdateProviderRequest(ref=name, **change_of(fields), **keys)
     try:
         reply = await call(request, "UpdateProvider", message)
     except Refused as exc:
@@ -245,7 +243,7 @@ async def confirm_delete(request: web.Request) -> web.Response:
 async def delete(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     fields = await form(request)
-    message = admin_pb2.DeleteProviderRequest(ref=name, expected_revision=revision_of(fields))
+    message = admin_pb2.DeleteProviderRequest(ref=name, **change_of(fields))
     try:
         reply = await call(request, "DeleteProvider", message)
     except Refused as exc:

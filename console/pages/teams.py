@@ -10,11 +10,11 @@ from console.api import Refused
 from console.spending import budget_scopes, spending
 from console.views import (
     call,
+    change_of,
     find_named,
     form,
     refusal,
     render,
-    revision_of,
     see_other,
     session_of,
 )
@@ -53,9 +53,7 @@ async def teams(request: web.Request) -> web.Response:
 @routes.post("/teams")
 async def create(request: web.Request) -> web.Response:
     fields = await form(request)
-    message = admin_pb2.CreateTeamRequest(
-        name=fields.get("name", "").strip(), expected_revision=revision_of(fields)
-    )
+    message = admin_pb2.CreateTeamRequest(name=fields.get("name", "").strip(), **change_of(fields))
     try:
         reply = await call(request, "CreateTeam", message)
     except Refused as exc:
@@ -110,9 +108,7 @@ async def _membership(
 ) -> web.Response:
     """AddTeamMember or RemoveTeamMember, then back to the team's page."""
     name = request.match_info["name"]
-    message = admin_pb2.TeamMemberRequest(
-        team=name, user=user, expected_revision=revision_of(fields)
-    )
+    message = admin_pb2.TeamMemberRequest(team=name, user=user, **change_of(fields))
     try:
         reply = await call(request, method, message)
     except Refused as exc:
@@ -152,9 +148,7 @@ async def confirm_delete(request: web.Request) -> web.Response:
 @routes.post("/teams/{name}/delete")
 async def delete(request: web.Request) -> web.Response:
     fields = await form(request)
-    message = admin_pb2.DeleteTeamRequest(
-        ref=request.match_info["name"], expected_revision=revision_of(fields)
-    )
+    message = admin_pb2.DeleteTeamRequest(ref=request.match_info["name"], **change_of(fields))
     try:
         reply = await call(request, "DeleteTeam", message)
     except Refused as exc:

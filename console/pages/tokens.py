@@ -11,9 +11,15 @@ from aiohttp import web
 from aibridge.v1 import admin_pb2
 from console.api import Refused
 from console.formatting import parse_number
-from console.views import call, form, refusal, render, revision_of, see_other, session_of
+from console.views import call, change_of, form, refusal, render, see_other, session_of
 
 routes = web.RouteTableDef()
+
+REPLAYED = (
+    "This form was sent already: token {name} was created then, at revision {revision}. "
+    "Its secret was shown once, in the answer to that first submission. If you do not "
+    "have it, revoke the token and create another."
+)
 
 # The new token's plaintext, between the form's answer and the page it redirects to.
 SHOWN_ONCE = "token"
@@ -72,7 +78,7 @@ async def create(request: web.Request) -> web.Response:
     fields = await form(request)
     entered = {name: fields.get(name, "").strip() for name in ("name", "user", "expires_in")}
     message = admin_pb2.CreateTokenRequest(
-        name=entered["name"], user=entered["user"], expected_revision=revision_of(fields)
+        name=entered["name"], user=entered["user"], **change_of(fields)
     )
     try:
         message.expires_in_seconds = int(parse_number(entered["expires_in"] or "0", whole=True))
@@ -86,6 +92,9 @@ async def create(request: web.Request) -> web.Response:
         errors, status = refusal(exc, FORM_FIELDS, UNNAMED.get(exc.code, ""))
         return await _tokens_page(request, values=entered, errors=errors, status=status)
     session = session_of(request)
+    if reply.replayed:  # this form was sent before; its secret went to that answer only
+        session.flash(REPLAYED.format(name=reply.info.name, revision=reply.revision), "warning")
+        see_other("/tokens")
     session.shown_once[SHOWN_ONCE] = reply.token
     session.flash(f"Created token {reply.info.name} at revision {reply.revision}.", "success")
     see_other("/tokens")
@@ -95,7 +104,7 @@ async def create(request: web.Request) -> web.Response:
 async def revoke(request: web.Request) -> web.Response:
     fields = await form(request)
     ref = request.match_info["id"]
-    message = admin_pb2.RevokeTokenRequest(ref=ref, expected_revision=revision_of(fields))
+    message = admin_pb2.RevokeTokenRequest(ref=ref, **change_of(fields))
     try:
         reply = await call(request, "RevokeToken", message)
     except Refused as exc:

@@ -14,11 +14,11 @@ from console.api import Refused
 from console.spending import budget_scopes, spending
 from console.views import (
     call,
+    change_of,
     find_named,
     form,
     refusal,
     render,
-    revision_of,
     see_other,
     session_of,
 )
@@ -57,7 +57,7 @@ async def create(request: web.Request) -> web.Response:
         name=fields.get("name", "").strip(),
         email=fields.get("email", "").strip(),
         disabled=fields.get("disabled") == "on",
-        expected_revision=revision_of(fields),
+        **change_of(fields),
     )
     try:
         reply = await call(request, "CreateUser", message)
@@ -122,7 +122,7 @@ async def _update(
     """UpdateUser with `change`, then back to the user's page with `describe(reply)`; a
     refusal is shown on the page (a stale form with the user as they are now)."""
     message = admin_pb2.UpdateUserRequest(
-        ref=request.match_info["name"], expected_revision=revision_of(fields), **change
+        ref=request.match_info["name"], **change_of(fields), **change
     )
     try:
         reply = await call(request, "UpdateUser", message)
@@ -172,9 +172,7 @@ async def confirm_delete(request: web.Request) -> web.Response:
 @routes.post("/users/{name}/delete")
 async def delete(request: web.Request) -> web.Response:
     fields = await form(request)
-    message = admin_pb2.DeleteUserRequest(
-        ref=request.match_info["name"], expected_revision=revision_of(fields)
-    )
+    message = admin_pb2.DeleteUserRequest(ref=request.match_info["name"], **change_of(fields))
     try:
         reply = await call(request, "DeleteUser", message)
     except Refused as exc:
