@@ -451,22 +451,18 @@ class Forwarder:
             if to_sse is not None:
                 to_sse.finish()
         except TimeoutError:
-            log.warning("provider %s went silent mid-response", x.route.name)
-            x.status = 504
-            _failed(x, "the provider went silent mid-response", cut_short=True)
-            raise
+            if _cut_short(x, recorder, 504, "the provider went silent mid-response"):
+                log.warning("provider %s went silent mid-response", x.route.name)
+                raise
+            # Silent after the last event: the answer is whole, and the client gets its end.
         except (ConnectionResetError, aiohttp.ClientConnectionResetError, asyncio.CancelledError):
-            # The client went away (aiohttp cancels its handler). After the stream's last
-            # event it had the whole answer: the call succeeded.
-            if recorder is None or not recorder.ended:
-                x.status = 499
-                _failed(x, "the client went away mid-response", cut_short=True)
+            # The client went away (aiohttp cancels its handler).
+            _cut_short(x, recorder, 499, "the client went away mid-response")
             raise
         except aiohttp.ClientPayloadError:
-            log.warning("provider %s cut the response short", x.route.name)
-            x.status = 502
-            _failed(x, "the provider cut the response short", cut_short=True)
-            raise
+            if _cut_short(x, recorder, 502, "the provider cut the response short"):
+                log.warning("provider %s cut the response short", x.route.name)
+                raise
         except eventstream.MalformedStream as bad:
             # The client gets an error event and the end of the stream: nothing hangs.
             log.warning("provider %s sent a malformed event stream: %s", x.route.name, bad)
@@ -623,6 +619,20 @@ def reset_duration(seconds: int) -> str:
     """Seconds as OpenAI's x-ratelimit-reset-* headers write them: "12s", "1m0s"."""
     minutes, rest = divmod(max(0, seconds), 60)
     return f"{minutes}m{rest}s" if minutes else f"{rest}s"
+
+
+def _cut_short(
+    x: Exchange, recorder: ResponseRecorder | eventstream.FramesRecorder | None, status: int,
+    message: str,
+) -> bool:  # fmt: skip
+    """Whether the answer was cut short, which fails the call with `status`: not once the
+    stream's last event has passed. The client then has the whole answer (the openai SDK
+    leaves at [DONE]; a provider may end its body late, or never), and the call succeeded."""
+    if recorder is not None and recorder.ended:
+        return False
+    x.status = status
+    _failed(x, message, cut_short=True)
+    return True
 
 
 def _failed(x: Exchange, message: str, cut_short: bool = False) -> None:

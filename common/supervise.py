@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 # What a process's shutdown may take, after a task failed, beyond its own grace for the
 # requests in flight (a last usage flush, a goodbye to the controlplane).
 SHUTDOWN_MARGIN = 30.0
+# A task still running this long after its cancellation is cancelled again.
+RECANCEL_AFTER = 1.0
 
 
 class BackgroundTaskFailed(Exception):
@@ -54,12 +56,22 @@ class Supervisor:
         await wait_for_signal(self._stop)
 
     async def stop(self, *tasks: asyncio.Task[None]) -> None:
-        """Cancels `tasks` (every task, if none is named) and waits for them to end."""
+        """Cancels `tasks` (every task, if none is named) and waits for them to end. One
+        still running RECANCEL_AFTER later is cancelled again: something it awaited lost
+        the cancellation (asyncio.wait_for can on Python 3.11, and redis-py uses it), and
+        a shutdown must not wait for it forever."""
         tasks = tasks or tuple(self._tasks)
         self._stopping.update(tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        pending = set(tasks)
+        while True:
+            for task in pending:
+                task.cancel()
+            _done, pending = await asyncio.wait(pending, timeout=RECANCEL_AFTER)
+            if not pending:
+                return
+            for task in pending:
+                log.warning("%s still running after its cancellation: cancelled again",
+                            task.get_name())  # fmt: skip
 
     def check(self) -> None:
         """Raises BackgroundTaskFailed if a task failed: call it last, once the

@@ -39,6 +39,10 @@ STALE = (
     "Someone else changed the configuration since this form was loaded, so nothing was "
     "changed. This is the current state: check it and try again."
 )
+SENT_ALREADY = (
+    "This form was sent already, and its change made then; nothing more was changed. This "
+    "is the current state."
+)
 NO_REVISION = (
     "This form has no valid revision (a page of this console always sends the one it "
     "was loaded at), so nothing was changed. Reload the page and try again."
@@ -200,10 +204,14 @@ def refusal(
     names when the form has it (`fields`: the form's field names, or a map from the
     API's names to the form's), without that name, which the message starts with;
     otherwise beside `default` (an ALREADY_EXISTS, which names no field, is about the
-    name a form gave)."""
+    name a form gave). A form sent again with its request id gets SENT_ALREADY."""
     status = REFUSED_STATUS.get(exc.code, 502)
     if exc.stale:
         return {"": STALE}, status
+    if exc.field == "request_id":
+        # Its id went with another call: this form, sent before with other values (the
+        # provider form sends what differs from the provider as it is now).
+        return {"": SENT_ALREADY}, 409
     names = fields if isinstance(fields, Mapping) else {name: name for name in fields}
     if exc.field and exc.field in names:
         return {names[exc.field]: exc.message.removeprefix(f"{exc.field}: ")}, status

@@ -146,8 +146,9 @@ def request_ids_in(html: str) -> list[str]:
 
 
 def form_fields(html: str) -> dict[str, str]:
-    """What a page's (first) form sends besides its own fields: the CSRF token, and for a
-    form that changes something the revision it was rendered at and its request id."""
+    """What a page's forms send besides their own fields: the CSRF token, and for a page
+    with forms that change something the revision they were rendered at and the first
+    such form's request id (any of them will do: each is used once)."""
     loaded = {"csrf": csrf_of(html)}
     if _REVISION.search(html):
         loaded["revision"] = str(revision_in(html))

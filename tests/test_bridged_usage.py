@@ -11,15 +11,17 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
+import anthropic
 import httpx
 import openai
 import pytest
 
 from aibridge.v1 import admin_pb2
 from mockupstream import ANTHROPIC_USAGE, OPENAI_USAGE, RESPONSES_USAGE, MockUpstream
-from tests.harness import Bridged, Controlplane, ctl, stored_records, wait_until
+from tests.harness import Bridged, Controlplane, Secrets, ctl, stored_records, wait_until
 
 OPENAI_KEY = "sk-openai-provider-key-0001"
 ANTHROPIC_KEY = "sk-ant-provider-key-0002"
@@ -274,6 +276,31 @@ def test_a_client_that_leaves_after_the_last_event_made_a_whole_call(
     counts = (record.input_tokens, record.output_tokens, record.cache_read_tokens,
               record.cache_write_tokens)  # fmt: skip
     assert counts == CALLS[case][3]
+
+
+def test_a_provider_silent_after_the_last_event_gives_the_client_a_whole_answer(
+    controlplane: Controlplane, token: str, upstream_a: MockUpstream, secrets: Secrets,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """The anthropic SDK reads to the end of the body. A provider that holds it open past
+    --idle-read-timeout after its last event gives the client that end, not a broken
+    stream, and the call is recorded whole."""
+    upstream_a.tail_delay = 30
+    add_providers(controlplane, upstream_a)
+    quick = Bridged([controlplane.address], tmp_path, secrets, name="quick",
+                    extra_args=("--idle-read-timeout", "1")).start()  # fmt: skip
+    try:
+        client = anthropic.Anthropic(
+            base_url=quick.provider_url("ant"), api_key=token, max_retries=0, timeout=15
+        )
+        with client.messages.stream(
+            model="claude-stream", max_tokens=5, messages=[{"role": "user", "content": "hi"}]
+        ) as stream:
+            assert "".join(stream.text_stream) == upstream_a.text()
+        [record] = wait_until(lambda: stored_records(controlplane), what="the call's record")
+    finally:
+        quick.stop()
+    assert (record.status, record.partial, record.error_message) == (200, False, "")
 
 
 def test_a_client_that_leaves_before_the_last_event_cut_its_call_short(

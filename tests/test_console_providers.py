@@ -15,6 +15,7 @@ from tests.cloud_keys import aws_credential, service_account
 from tests.console import (
     PHONE,
     ConsoleStack,
+    form_fields,
     get_provider,
     post_form,
     revision_in,
@@ -135,6 +136,29 @@ def test_a_stale_form_is_refused_with_the_current_state(
     expect(page.get_by_label("Display name")).to_have_value("Before")
     assert revision_in(page.content()) == admin.revision()
     assert get_provider(console_stack, name).display_name == "Before"
+
+
+def test_an_edit_form_sent_again_changes_nothing_more(console_stack: ConsoleStack) -> None:
+    """The form sends what differs from the provider as it is: sent again after someone
+    else's change, it differs otherwise, and its request id says it was sent already."""
+    admin = console_stack.controlplane.admin
+    name = unique("p")
+    admin.create_provider(name, base_url="https://old.example.com/v1", display_name="Before")
+    client = signed_in_client(console_stack.url, console_stack.secrets.admin)
+    sent = {
+        **form_fields(client.get(f"/providers/{name}").text),
+        "name": name, "base_url": "https://old.example.com/v1", "display_name": "Mine",
+        "enabled": "1",
+    }  # fmt: skip
+    assert client.post(f"/providers/{name}", data=sent).status_code == 303
+    admin.UpdateProvider(
+        admin_pb2.UpdateProviderRequest(ref=name, base_url="https://new.example.com/v1")
+    )
+    again = client.post(f"/providers/{name}", data=sent)
+    assert again.status_code == 409
+    assert "This form was sent already, and its change made then" in again.text
+    provider = get_provider(console_stack, name)
+    assert (provider.base_url, provider.display_name) == ("https://new.example.com/v1", "Mine")
 
 
 def test_editing_renames_and_disables_a_provider(console_stack: ConsoleStack, page: Page) -> None:

@@ -1,6 +1,7 @@
 """A shutdown always ends the background loops: a cancellation that arrives just as the
 loop's wait ends must not be lost (asyncio.wait_for loses it on Python 3.11, and a
-controlplane hung at SIGTERM with its fleet loop running on)."""
+controlplane hung at SIGTERM with its fleet loop running on), and a task that lost one
+inside a library is cancelled again."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import re
 import pytest
 
 from common.lifecycle import wait_set
+from common.supervise import Supervisor
 from tests.harness import REPO
 
-SHIPPED = ("common", "controlplane", "bridged", "proxyd", "console")
+SHIPPED = ("common", "controlplane", "bridged", "proxyd", "console", "mockupstream")
 
 
 async def _loop(event: asyncio.Event, turns: list[int]) -> None:
@@ -48,12 +50,38 @@ def test_wait_set_says_whether_the_event_was_set(timeout: float | None, expected
     assert asyncio.run(scenario()) is expected
 
 
+def test_a_shutdown_cancels_again_a_task_that_lost_its_cancellation(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    cancels: list[int] = []
+
+    async def loses_its_first_cancellation() -> None:
+        while True:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:  # as a library's asyncio.wait_for may
+                cancels.append(1)
+                if len(cancels) > 1:
+                    raise
+
+    async def scenario() -> None:
+        supervisor = Supervisor()
+        task = supervisor.start(loses_its_first_cancellation(), "stubborn")
+        await asyncio.sleep(0)
+        async with asyncio.timeout(10):
+            await supervisor.stop()
+        assert task.cancelled() and len(cancels) == 2
+
+    asyncio.run(scenario())
+    assert "stubborn still running after its cancellation: cancelled again" in caplog.text
+
+
 def test_no_shipped_module_uses_asyncio_wait_for() -> None:
     users = [
         f"{path.relative_to(REPO)}:{number}"
         for package in SHIPPED
         for path in sorted((REPO / package).rglob("*.py"))
         for number, line in enumerate(path.read_text().splitlines(), 1)
-        if re.search(r"\basyncio\.wait_for\(", line)
+        if re.search(r"\basyncio\.wait_for\(|^from asyncio import .*\bwait_for\b", line)
     ]
     assert users == [], "use common.lifecycle.wait_set or asyncio.timeout instead"

@@ -93,7 +93,7 @@ class ResponseRecorder:
 
     def _events(self, events: Iterable[tuple[str, bytes]]) -> None:
         for event, data in events:
-            if event in LAST_EVENTS or data == b"[DONE]":
+            if event in LAST_EVENTS or data.strip() == b"[DONE]":
                 self.ended = True
             if self._reader.worth(event, data):
                 parsed = _loads(data)
