@@ -14,7 +14,6 @@ import logging
 from datetime import datetime, timedelta
 
 from prometheus_client import Counter
-from sqlalchemy import delete, select
 
 from controlplane.store.db import Database, DatabaseUnavailable
 from controlplane.store.models import Interception, utcnow
@@ -69,12 +68,6 @@ class Retention:
         return deleted
 
     def _delete_batch(self, before: datetime) -> int:
-        oldest = (
-            select(Interception.request_id)
-            .where(Interception.started_at < before)
-            .limit(self.batch)
-            .with_for_update(skip_locked=True)  # PostgreSQL only: another replica's batch
+        return self.db.delete_before(
+            Interception.request_id, Interception.started_at, before, self.batch
         )
-        statement = delete(Interception).where(Interception.request_id.in_(oldest))
-        with self.db.write() as session:
-            return session.connection().execute(statement).rowcount

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from controlplane.errors import InvalidArgument
@@ -97,17 +97,9 @@ def delete_expired(db: Database, now: datetime | None = None) -> int:
     before = (now or utcnow()) - KEEP
     deleted = 0
     while True:
-        oldest = (
-            select(AppliedRequest.request_id)
-            .where(AppliedRequest.applied_at < before)
-            .limit(DELETE_BATCH)
+        count = db.delete_before(
+            AppliedRequest.request_id, AppliedRequest.applied_at, before, DELETE_BATCH
         )
-        with db.write() as session:
-            count = (
-                session.connection()
-                .execute(delete(AppliedRequest).where(AppliedRequest.request_id.in_(oldest)))
-                .rowcount
-            )
         deleted += count
         if count < DELETE_BATCH:
             return deleted

@@ -19,14 +19,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, event, select, text, update
+from sqlalchemy import create_engine, delete, event, select, text, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from controlplane.store.models import Revision
 
@@ -168,6 +170,18 @@ class Database:
         """A write that is not part of the provider state (usage): no revision bump."""
         with _unavailable_on_disconnect(), self._writes.begin() as session:
             yield session
+
+    def delete_before(
+        self, key: InstrumentedAttribute[Any], stamp: InstrumentedAttribute[datetime],
+        before: datetime, limit: int,
+    ) -> int:  # fmt: skip
+        """Deletes up to `limit` rows whose `stamp` is before `before` (`key`: the table's
+        primary key), in a short transaction of their own; returns how many. Replicas may
+        run it together: on PostgreSQL each takes rows the others have not locked."""
+        oldest = select(key).where(stamp < before).limit(limit).with_for_update(skip_locked=True)
+        with self.write() as session:
+            statement = delete(key.class_).where(key.in_(oldest))
+            return int(session.connection().execute(statement).rowcount)
 
     @contextmanager
     def admin_call(self, on_lock: Callable[[Session], None]) -> Iterator[AdminCall]:
