@@ -1,4 +1,5 @@
-"""Facts the controlplane and both data planes must agree on beyond the protobufs."""
+"""Facts the controlplane, both data planes and the admin clients must agree on beyond
+the protobufs."""
 
 from __future__ import annotations
 
@@ -38,3 +39,9 @@ class SkippedProvider:
     provider_id: str
     name: str
     reason: str
+
+
+# Admin mutations' idempotency keys (controlplane/idempotency.py): the longest request_id
+# taken, and the trailing metadata that says an answer replays an applied change's.
+MAX_REQUEST_ID = 128
+REPLAYED_METADATA = "aibridge-replayed"

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from aibridge.v1 import admin_pb2, admin_pb2_grpc
 from common.clouds import effective_region
+from common.wire import REPLAYED_METADATA
 from controlplane import idempotency
 from controlplane.auth import Credentials, actor
 from controlplane.cache import SnapshotCache
@@ -165,7 +166,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             answer = await asyncio.shield(work)
         except applied_requests.Replay as replay:
             log.info("%s replayed its first answer (revision %d)", method, replay.revision)
-            context.set_trailing_metadata(((idempotency.REPLAYED, "true"),))
+            context.set_trailing_metadata(((REPLAYED_METADATA, "true"),))
             # The stored answer parses as the method's own answer type.
             return idempotency.replayed(method, replay.reply)  # type: ignore[return-value]
         if method == self.exit_after_commit:

@@ -18,15 +18,13 @@ from typing import Any
 from google.protobuf.message import Message
 
 from aibridge.v1 import admin_pb2
+from common.wire import MAX_REQUEST_ID
 from controlplane.errors import InvalidArgument
 from controlplane.store.applied_requests import Key, delete_expired
 from controlplane.store.db import Database, DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
-# The trailing metadata of a replayed answer.
-REPLAYED = "aibridge-replayed"
-MAX_REQUEST_ID = 128
 EXPIRY_INTERVAL = 3600.0
 # The answers' fields never kept: a new token's plaintext exists once, in the first answer.
 _SECRET_ANSWERS = {"CreateToken": "token"}

@@ -32,6 +32,7 @@ from common.backoff import backoff_delay
 from common.channel import ClientTLS, auth_metadata, open_channel
 from common.flags import optional_path
 from common.state import ADMIN_TOKEN_FILE, read_if_exists
+from common.wire import REPLAYED_METADATA
 from controlplane.ctl.errors import CtlError
 
 # The most records the API returns in one page (ListInterceptionsRequest.limit).
@@ -40,7 +41,6 @@ MAX_PAGE = 1000
 ATTEMPTS = 4
 RETRY_BASE = 0.25
 RETRY_CAP = 2.0
-REPLAYED = "aibridge-replayed"  # controlplane/idempotency.py
 # The ends of a change that leave it unknown whether it was applied.
 UNANSWERED = frozenset({
     grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNKNOWN,
@@ -163,7 +163,7 @@ class Context:
                     )
                 time.sleep(backoff_delay(failures - 1, RETRY_BASE, RETRY_CAP))
                 continue
-            self.replayed = (REPLAYED, "true") in tuple(call.trailing_metadata() or ())
+            self.replayed = (REPLAYED_METADATA, "true") in tuple(call.trailing_metadata() or ())
             return response
 
     def _check_takes_keys(self) -> None:

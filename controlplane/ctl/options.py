@@ -9,6 +9,7 @@ from typing import Protocol
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from common import wire
 from common.channel import DEFAULT_CONTROLPLANE
 from common.flags import DURATION, Flag, add_argument, parse_duration
 from common.state import DEFAULT_STATE_DIR
@@ -67,9 +68,8 @@ def positive_float(value: str) -> float:
     return number
 
 
-# The API takes 128 characters (controlplane/idempotency.py); a later change of the same
-# invocation adds "/N" to the ID.
-MAX_REQUEST_ID = 120
+# A later change of the same invocation adds "/N" to the ID: room is left for it.
+MAX_REQUEST_ID = wire.MAX_REQUEST_ID - 8
 
 
 def request_id(value: str) -> str:
